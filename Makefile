@@ -1,0 +1,59 @@
+# lockstep: `make` lists the targets. Recipes stay thin; the logic lives in Python
+# modules (pipeline/, tools/, imagetool/, api/) that have tests.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+MAKEFLAGS += --no-builtin-rules
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# dvc.yaml's commands say `python`: it must be the venv's, with the locked libraries.
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+# Lock files must carry no host index/find-links lines (see tools/locks.py).
+PIP_COMPILE := $(VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
+	--no-emit-index-url --no-emit-find-links
+
+# Fragments add their own targets, and append to TEST_PREREQS what the tests need running.
+TEST_PREREQS :=
+.PHONY: help
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' \
+		$(MAKEFILE_LIST)
+
+.PHONY: all
+all: setup repro image ## Set everything up, retrain the model and build the image (the README's first command)
+
+.PHONY: setup
+setup: $(VENV)/.installed ## Create .venv and install the hash-pinned dev lock into it
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --require-hashes --no-deps -r requirements-dev.txt
+	@touch $@
+
+.PHONY: lock
+lock: setup ## Regenerate requirements.txt and requirements-dev.txt from their .in files
+	$(PIP_COMPILE) --upgrade --output-file requirements.txt requirements.in
+	$(PIP_COMPILE) --upgrade --output-file requirements-dev.txt requirements-dev.in
+
+.PHONY: check-lock
+check-lock: setup ## Fail, naming the file, if a lock no longer matches what its .in resolves to
+	$(PY) -m tools.locks check requirements.txt requirements-dev.txt
+
+.PHONY: repro
+repro: setup ## Run the DVC pipeline (prepare -> train -> evaluate); no-op when up to date
+	$(VENV)/bin/dvc repro
+
+.PHONY: test
+test: setup repro $(TEST_PREREQS) ## Run the whole test suite (installs and starts everything it needs)
+	$(PY) -m pytest
+
+.PHONY: lint
+lint: setup ## ruff and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy pipeline tools api imagetool
+
+.PHONY: clean
+clean: ## Remove the venv and build outputs (not the DVC cache)
+	rm -rf $(VENV) build

@@ -1,0 +1,1 @@
+"""DVC training pipeline: prepare -> train -> evaluate."""

@@ -1,0 +1,119 @@
+"""Bit-for-bit retraining: independent of thread settings and hash seed, and equal to dvc.lock."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import venv_bin
+
+pytestmark = pytest.mark.slow
+
+
+def md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def locked_outs(lock_file: Path) -> dict[str, str]:
+    """path -> md5 of every stage output recorded in a dvc.lock."""
+    lock = yaml.safe_load(lock_file.read_text())
+    return {out["path"]: out["md5"] for stage in lock["stages"].values() for out in stage.get("outs", [])}
+
+
+def dvc(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    return subprocess.run(
+        [venv_bin("dvc"), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600, check=False
+    )
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONHASHSEED": "0"},
+        {
+            "OMP_NUM_THREADS": "2",
+            "OPENBLAS_NUM_THREADS": "2",
+            "MKL_NUM_THREADS": "2",
+            "PYTHONHASHSEED": "4242",
+        },
+        {"OMP_NUM_THREADS": "7", "OPENBLAS_NUM_THREADS": "3", "PYTHONHASHSEED": "random"},
+    ],
+    ids=["1-thread", "2-threads", "oversubscribed"],
+)
+def test_training_gives_the_locked_model_bytes_under_any_thread_settings(
+    repo_root: Path, tmp_path: Path, env: dict[str, str]
+) -> None:
+    """Train in a subprocess with its own thread/hash-seed settings; the pickle must be
+    byte-identical to the one dvc.lock records."""
+    out = tmp_path / "model.joblib"
+    script = (
+        "import sys; from pathlib import Path; from pipeline.data import read_table; "
+        "from pipeline.params import load_params; from pipeline.train import train, save_model; "
+        "p = load_params(); t = read_table(Path('data/prepared/train.csv'), p.prepare.target); "
+        "save_model(train(t.X, t.y, params=p.train), Path(sys.argv[1]))"
+    )
+    full_env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")} | env
+    subprocess.run(
+        [sys.executable, "-c", script, str(out)], cwd=repo_root, env=full_env, check=True, timeout=120
+    )
+    assert md5(out) == locked_outs(repo_root / "dvc.lock")["models/model.joblib"]
+
+
+def test_dvc_repro_on_a_fresh_copy_recreates_every_locked_output(
+    repo_copy: Callable[[], Path], repo_root: Path
+) -> None:
+    repo = repo_copy()
+    assert not (repo / "models/model.joblib").exists()
+    proc = dvc(repo, "repro")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    expected = locked_outs(repo_root / "dvc.lock")
+    assert {path: md5(repo / path) for path in expected} == expected
+    assert (repo / "dvc.lock").read_text() == (repo_root / "dvc.lock").read_text()
+    status = dvc(repo, "status", "--json")
+    assert status.returncode == 0
+    assert status.stdout.strip() == "{}", status.stdout
+    again = dvc(repo, "repro")
+    assert again.returncode == 0
+    assert "Running stage" not in again.stdout, again.stdout
+
+
+def test_dvc_push_then_pull_restores_outputs_from_a_local_remote(
+    repo_copy: Callable[[], Path], tmp_path: Path
+) -> None:
+    repo = repo_copy()
+    assert dvc(repo, "repro").returncode == 0
+    remote = tmp_path / "remote"
+    assert dvc(repo, "remote", "add", "--local", "-d", "store", str(remote)).returncode == 0
+    pushed = dvc(repo, "push")
+    assert pushed.returncode == 0, pushed.stderr
+    before = md5(repo / "models/model.joblib")
+    for path in ("models/model.joblib", "models/metadata.json", "data/prepared/train.csv"):
+        (repo / path).unlink()
+    dvc(repo, "gc", "--workspace", "--force")  # drop the local cache too: pull must fetch
+    shutil.rmtree(repo / ".dvc/cache", ignore_errors=True)
+    pulled = dvc(repo, "pull")
+    assert pulled.returncode == 0, pulled.stderr
+    assert md5(repo / "models/model.joblib") == before
+    assert dvc(repo, "status", "--json").stdout.strip() == "{}"
+
+
+def test_a_params_change_reruns_training_and_changes_the_model(repo_copy: Callable[[], Path]) -> None:
+    repo = repo_copy()
+    assert dvc(repo, "repro").returncode == 0
+    before = md5(repo / "models/model.joblib")
+    params = repo / "params.yaml"
+    params.write_text(params.read_text().replace("C: 1.0", "C: 0.1"))
+    proc = dvc(repo, "repro")
+    assert proc.returncode == 0, proc.stderr
+    assert "Running stage 'train'" in proc.stdout
+    assert "Running stage 'prepare'" not in proc.stdout
+    assert md5(repo / "models/model.joblib") != before

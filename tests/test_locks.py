@@ -1,0 +1,85 @@
+"""Lock files: every requirement pinned and hashed, no host lines, dev constrained by runtime."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tools.locks import LockError, Requirement, check, diff_locks, parse_lock
+
+LOCKS = ["requirements.txt", "requirements-dev.txt"]
+
+
+@pytest.mark.parametrize("name", LOCKS)
+def test_committed_lock_pins_and_hashes_every_requirement(repo_root: Path, name: str) -> None:
+    reqs = parse_lock(repo_root / name)
+    assert all(r.hashes for r in reqs.values())
+    text = (repo_root / name).read_text()
+    for bad in ("--index-url", "--extra-index-url", "--find-links", "file://", "/opt/", "/root/", "/work/"):
+        assert bad not in text.replace("--no-emit-index-url", "").replace("--no-emit-find-links", "")
+
+
+def test_dev_lock_uses_exactly_the_runtime_versions(repo_root: Path) -> None:
+    runtime = parse_lock(repo_root / "requirements.txt")
+    dev = parse_lock(repo_root / "requirements-dev.txt")
+    mismatched = {n: (r.version, dev[n].version) for n, r in runtime.items() if dev[n].version != r.version}
+    assert mismatched == {}
+
+
+def test_runtime_lock_covers_the_service_and_training_libraries(repo_root: Path) -> None:
+    reqs = parse_lock(repo_root / "requirements.txt")
+    for name in ("fastapi", "uvicorn", "scikit-learn", "numpy", "scipy", "joblib", "pydantic"):
+        assert name in reqs
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("numpy>=1.0 \\\n    --hash=sha256:" + "a" * 64 + "\n", "not pinned with =="),
+        ("numpy==2.0\n", "numpy has no sha256 hash"),
+        ("--extra-index-url https://example.org/simple\n", "forbidden index/host line"),
+        ("--find-links /opt/wheels\n", "forbidden index/host line"),
+        ("-i https://example.org/simple\n", "forbidden index/host line"),
+        ("# only comments\n", "no requirements"),
+    ],
+    ids=["unpinned", "unhashed", "extra-index", "find-links", "short-index", "empty"],
+)
+def test_parse_lock_rejects_bad_lines_naming_the_file(tmp_path: Path, text: str, expected: str) -> None:
+    lock = tmp_path / "requirements.txt"
+    lock.write_text(text)
+    with pytest.raises(LockError, match=expected) as info:
+        parse_lock(lock)
+    assert str(lock) in str(info.value)
+
+
+def test_diff_locks_names_added_removed_and_moved_packages() -> None:
+    h = ("0" * 64,)
+    old = {"a": Requirement("a", "1", h), "b": Requirement("b", "1", h), "c": Requirement("c", "1", h)}
+    new = {
+        "a": Requirement("a", "2", h),
+        "c": Requirement("c", "1", ("1" * 64,)),
+        "d": Requirement("d", "1", h),
+    }
+    assert diff_locks(new, old) == ["a: 1 -> 2", "extra b==1", "c==1: hashes differ", "missing d==1"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", LOCKS)
+def test_committed_lock_matches_what_its_in_file_resolves_to(repo_root: Path, name: str) -> None:
+    """`make check-lock`: the real pip-compile, against the package index."""
+    check(repo_root / name)
+
+
+@pytest.mark.slow
+def test_check_lock_fails_naming_the_file_when_the_in_file_gains_a_package(
+    tmp_path: Path, repo_root: Path
+) -> None:
+    """The real pip-compile: the committed runtime lock passes; adding a requirement to the .in makes
+    the same lock stale, and the error names it."""
+    for name in ("requirements.in", "requirements.txt"):
+        (tmp_path / name).write_bytes((repo_root / name).read_bytes())
+    with (tmp_path / "requirements.in").open("a") as fh:
+        fh.write("six\n")
+    with pytest.raises(LockError, match=r"requirements.txt: out of date .*missing six=="):
+        check(tmp_path / "requirements.txt")

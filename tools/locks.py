@@ -1,0 +1,162 @@
+"""Lock-file checks: static rules, and "does the .txt still match what its .in resolves to".
+
+Usage: python -m tools.locks check requirements.txt requirements-dev.txt
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+# Flags every lock is compiled with (the Makefile's PIP_COMPILE uses the same).
+PIP_COMPILE_FLAGS = (
+    "--quiet",
+    "--generate-hashes",
+    "--allow-unsafe",
+    "--strip-extras",
+    "--no-emit-index-url",
+    "--no-emit-find-links",
+)
+_PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)")
+_FORBIDDEN = (
+    "--index-url",
+    "--extra-index-url",
+    "--find-links",
+    "-i ",
+    "-f ",
+    "--trusted-host",
+    "file://",
+    "/opt/",
+)
+
+
+class LockError(Exception):
+    """A lock file breaks a rule; the message names the file and line."""
+
+
+@dataclass(frozen=True)
+class Requirement:
+    name: str
+    version: str
+    hashes: tuple[str, ...]
+
+
+def parse_lock(path: Path) -> dict[str, Requirement]:
+    """Parse a pip-compile --generate-hashes file, enforcing: every requirement pinned with ==,
+    at least one sha256 hash each, no index/find-links lines or host paths."""
+    text = path.read_text()
+    reqs: dict[str, Requirement] = {}
+    # Join backslash continuations so each requirement is one logical line.
+    logical: list[tuple[int, str]] = []
+    buf, start = "", 0
+    for no, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        if not buf:
+            start = no
+        if stripped.endswith("\\"):
+            buf += stripped[:-1] + " "
+            continue
+        logical.append((start, (buf + stripped).strip()))
+        buf = ""
+    for no, line in logical:
+        lowered = line.lower()
+        for bad in _FORBIDDEN:
+            if (
+                lowered.startswith(bad)
+                or f" {bad}" in lowered
+                or (bad in {"file://", "/opt/"} and bad in lowered)
+            ):
+                raise LockError(f"{path}:{no}: forbidden index/host line: {line[:80]!r}")
+        match = _PIN.match(line)
+        if not match:
+            raise LockError(f"{path}:{no}: not pinned with ==: {line[:80]!r}")
+        hashes = tuple(re.findall(r"--hash=sha256:([0-9a-f]{64})", line))
+        if not hashes:
+            raise LockError(f"{path}:{no}: {match.group(1)} has no sha256 hash")
+        name = re.sub(r"[-_.]+", "-", match.group(1)).lower()
+        reqs[name] = Requirement(name=name, version=match.group(2), hashes=hashes)
+    if not reqs:
+        raise LockError(f"{path}: no requirements")
+    return reqs
+
+
+def compile_lock(lock: Path) -> Path:
+    """Re-run pip-compile for `lock`'s .in, starting from a copy of `lock` (so existing pins are
+    preferred, as `make lock` without --upgrade would), and return the fresh file."""
+    source = lock.with_suffix(".in")
+    if not source.exists():
+        raise LockError(f"{lock}: no {source.name} beside it")
+    pip_compile = Path(sys.executable).with_name("pip-compile")
+    # Same directory, so relative -r/-c lines and "# via" annotations come out identical.
+    tmp = Path(tempfile.mkdtemp(prefix=".lockcheck-", dir=lock.parent))
+    fresh = tmp / lock.name
+    shutil.copyfile(lock, fresh)
+    proc = subprocess.run(
+        [str(pip_compile), *PIP_COMPILE_FLAGS, "--output-file", str(fresh), str(source)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        last = (proc.stderr.strip().splitlines() or ["pip-compile failed"])[-1]
+        raise LockError(f"{source}: does not resolve: {last}")
+    return fresh
+
+
+def diff_locks(expected: dict[str, Requirement], actual: dict[str, Requirement]) -> list[str]:
+    """Human-readable differences between a committed lock and a fresh resolution."""
+    out = []
+    for name in sorted(expected.keys() | actual.keys()):
+        old, new = actual.get(name), expected.get(name)
+        if old is None and new is not None:
+            out.append(f"missing {name}=={new.version}")
+        elif new is None and old is not None:
+            out.append(f"extra {name}=={old.version}")
+        elif old and new and old.version != new.version:
+            out.append(f"{name}: {old.version} -> {new.version}")
+        elif old and new and set(old.hashes) != set(new.hashes):
+            out.append(f"{name}=={old.version}: hashes differ")
+    return out
+
+
+def check(lock: Path) -> None:
+    """Raise LockError naming `lock` if it breaks a rule or no longer matches its .in."""
+    committed = parse_lock(lock)
+    fresh_path = compile_lock(lock)
+    try:
+        fresh = parse_lock(fresh_path)
+    finally:
+        shutil.rmtree(fresh_path.parent, ignore_errors=True)
+    problems = diff_locks(fresh, committed)
+    if problems:
+        raise LockError(
+            f"{lock}: out of date with {lock.with_suffix('.in').name} "
+            f"(run `make lock`): {'; '.join(problems)}"
+        )
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) < 2 or argv[0] != "check":
+        print("usage: python -m tools.locks check LOCK.txt [LOCK.txt ...]", file=sys.stderr)
+        return 2
+    failed = False
+    for name in argv[1:]:
+        try:
+            check(Path(name))
+            print(f"ok: {name}")
+        except LockError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            failed = True
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
