@@ -15,7 +15,7 @@ from sklearn import metrics as skm
 from sklearn.pipeline import Pipeline
 
 from pipeline.data import Table, atomic_write, read_table
-from pipeline.errors import PipelineError, run_stage
+from pipeline.errors import PipelineError
 from pipeline.params import PARAMS_FILE, Params, load_params
 from pipeline.paths import CONFUSION_FILE, METADATA_FILE, METRICS_FILE, MODEL_FILE, ROC_FILE, TEST_CSV
 
@@ -108,7 +108,3 @@ def main() -> None:
     }
     for path, obj in outputs.items():
         write_json(path, obj)
-
-
-if __name__ == "__main__":
-    run_stage(main)

@@ -8,7 +8,7 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from pipeline.data import Table, read_table, subset, write_table
-from pipeline.errors import PipelineError, run_stage
+from pipeline.errors import PipelineError
 from pipeline.params import PrepareParams, load_params
 from pipeline.paths import TEST_CSV, TRAIN_CSV
 
@@ -41,7 +41,3 @@ def main() -> None:
         raise PipelineError(f"{raw}: {exc}") from None
     write_table(TRAIN_CSV, train)
     write_table(TEST_CSV, test)
-
-
-if __name__ == "__main__":
-    run_stage(main)

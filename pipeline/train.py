@@ -13,7 +13,7 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from pipeline.data import atomic_write, read_table
-from pipeline.errors import PipelineError, run_stage
+from pipeline.errors import PipelineError
 from pipeline.params import TrainParams, load_params
 from pipeline.paths import MODEL_FILE, TRAIN_CSV
 
@@ -59,7 +59,3 @@ def main() -> None:
     except PipelineError as exc:
         raise PipelineError(f"{TRAIN_CSV}: {exc}") from None
     save_model(model)
-
-
-if __name__ == "__main__":
-    run_stage(main)

@@ -38,34 +38,39 @@ def dvc(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize(
     "env",
     [
-        {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONHASHSEED": "0"},
+        {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "PYTHONHASHSEED": "0"},
         {
             "OMP_NUM_THREADS": "2",
             "OPENBLAS_NUM_THREADS": "2",
-            "MKL_NUM_THREADS": "2",
             "PYTHONHASHSEED": "4242",
+            "OPENBLAS_CORETYPE": "Haswell",
         },
-        {"OMP_NUM_THREADS": "7", "OPENBLAS_NUM_THREADS": "3", "PYTHONHASHSEED": "random"},
+        {
+            "OMP_NUM_THREADS": "7",
+            "OPENBLAS_NUM_THREADS": "3",
+            "PYTHONHASHSEED": "random",
+            "OPENBLAS_CORETYPE": "Zen",
+        },
     ],
-    ids=["1-thread", "2-threads", "oversubscribed"],
+    ids=["1-thread", "2-threads-avx2-kernel", "oversubscribed-zen-kernel"],
 )
 def test_training_gives_the_locked_model_bytes_under_any_thread_settings(
     repo_root: Path, tmp_path: Path, env: dict[str, str]
 ) -> None:
-    """Train in a subprocess with its own thread/hash-seed settings; the pickle must be
-    byte-identical to the one dvc.lock records."""
-    out = tmp_path / "model.joblib"
-    script = (
-        "import sys; from pathlib import Path; from pipeline.data import read_table; "
-        "from pipeline.params import load_params; from pipeline.train import train, save_model; "
-        "p = load_params(); t = read_table(Path('data/prepared/train.csv'), p.prepare.target); "
-        "save_model(train(t.X, t.y, params=p.train), Path(sys.argv[1]))"
-    )
-    full_env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")} | env
+    """Run the train stage as DVC does, in a subprocess with its own thread, BLAS-kernel and
+    hash-seed settings: the pickle must be byte-identical to the one dvc.lock records."""
+    for part in ("pipeline", "data/prepared"):
+        shutil.copytree(repo_root / part, tmp_path / part, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(repo_root / "params.yaml", tmp_path)
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("OPENBLAS_", "OMP_", "MKL_"))}
     subprocess.run(
-        [sys.executable, "-c", script, str(out)], cwd=repo_root, env=full_env, check=True, timeout=120
+        [sys.executable, "-m", "pipeline", "train"],
+        cwd=tmp_path,
+        env=inherited | env,
+        check=True,
+        timeout=120,
     )
-    assert md5(out) == locked_outs(repo_root / "dvc.lock")["models/model.joblib"]
+    assert md5(tmp_path / "models/model.joblib") == locked_outs(repo_root / "dvc.lock")["models/model.joblib"]
 
 
 def test_dvc_repro_on_a_fresh_copy_recreates_every_locked_output(

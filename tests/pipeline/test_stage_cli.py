@@ -32,7 +32,7 @@ def workdir(tmp_path: Path, repo_root: Path) -> Path:
 
 def run_stage(cwd: Path, stage: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", f"pipeline.{stage}"],
+        [sys.executable, "-m", "pipeline", stage],
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -116,3 +116,9 @@ def test_evaluate_rejects_unknown_positive_class_and_writes_nothing(workdir: Pat
 def test_train_names_the_missing_input(workdir: Path) -> None:
     proc = run_stage(workdir, "train")
     assert_clean_failure(proc, "data/prepared/train.csv", "cannot read")
+
+
+def test_launcher_rejects_an_unknown_stage(workdir: Path) -> None:
+    proc = run_stage(workdir, "deploy")
+    assert proc.returncode == 2
+    assert "usage: python -m pipeline {prepare,train,evaluate}" in proc.stderr
