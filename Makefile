@@ -32,13 +32,14 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@touch $@
 
 .PHONY: lock
-lock: setup ## Regenerate requirements.txt and requirements-dev.txt from their .in files
+lock: setup ## Regenerate every requirements*.txt (runtime, dev, image-build pip) from its .in file
 	$(PIP_COMPILE) --upgrade --output-file requirements.txt requirements.in
 	$(PIP_COMPILE) --upgrade --output-file requirements-dev.txt requirements-dev.in
+	$(PIP_COMPILE) --upgrade --output-file requirements-build.txt requirements-build.in
 
 .PHONY: check-lock
 check-lock: setup ## Fail, naming the file, if a lock no longer matches what its .in resolves to
-	$(PY) -m tools.locks check requirements.txt requirements-dev.txt
+	$(PY) -m tools.locks check requirements.txt requirements-dev.txt requirements-build.txt
 
 .PHONY: repro
 repro: setup ## Run the DVC pipeline (prepare -> train -> evaluate); no-op when up to date

@@ -8,7 +8,7 @@ import pytest
 
 from tools.locks import LockError, Requirement, check, diff_locks, parse_lock
 
-LOCKS = ["requirements.txt", "requirements-dev.txt"]
+LOCKS = ["requirements.txt", "requirements-dev.txt", "requirements-build.txt"]
 
 
 @pytest.mark.parametrize("name", LOCKS)
