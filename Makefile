@@ -15,9 +15,11 @@ PIP_COMPILE := $(VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe 
 
 # Fragments add their own targets, and append to TEST_PREREQS what the tests need running.
 TEST_PREREQS :=
+include $(wildcard mk/*.mk)
+
 .PHONY: help
 help: ## Show this help
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' \
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-17s\033[0m %s\n", $$1, $$2}' \
 		$(MAKEFILE_LIST)
 
 .PHONY: all

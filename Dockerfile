@@ -1,0 +1,69 @@
+# lockstep prediction service: a hermetic, deterministic image.
+# Build with `make image` (python -m imagetool.image build), never by hand: it checks every input
+# against its lock first and passes SOURCE_DATE_EPOCH and the labels. No `# syntax=` line: the
+# engine's built-in frontend is used, so the build pulls nothing. Runs with --network=none.
+#
+# Layers, least to most often changed: base rootfs | venv (+ requirements.txt) | api/ | model.
+
+# --- base: Debian 12 root filesystem from mmdebstrap (image/base.lock.json) ---------------------
+FROM scratch AS base
+ADD build/base/rootfs.tar /
+
+# --- deps: the locked wheels into /opt/venv, by a pip that never reaches the final image --------
+FROM base AS deps
+ARG SOURCE_DATE_EPOCH
+# pip byte-compiles with SOURCE_DATE_EPOCH set: hash-checked .pyc, no build timestamps.
+# Dropped: the packages' own test suites (~1/3 of the venv) and build-time sources (headers,
+# Cython, stubs, static libs); the service never imports them, and pip is not there to mind.
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
+RUN --mount=type=bind,source=build/wheels,target=/wheels \
+    --mount=type=bind,source=requirements.txt,target=/tmp/requirements.txt \
+    set -- /wheels/pip-*.whl \
+ && python3 -m venv --without-pip /opt/venv \
+ && /opt/venv/bin/python "$1/pip" install --no-index --find-links=/wheels \
+        --require-hashes --no-deps --only-binary=:all: --no-warn-script-location \
+        -r /tmp/requirements.txt \
+ && /opt/venv/bin/python -c "import numpy, scipy.sparse, sklearn, uvicorn, fastapi, uvloop, httptools" \
+ && find /opt/venv/lib/python3.11/site-packages -type d -name tests -prune -exec rm -rf {} + \
+ && find /opt/venv/lib/python3.11/site-packages -type f \( -name '*.pyi' -o -name '*.pxd' -o -name '*.pyx' \
+        -o -name '*.h' -o -name '*.c' -o -name '*.cpp' -o -name '*.a' \) -delete \
+ && mkdir -p /out/opt /out/app \
+ && mv /opt/venv /out/opt/venv \
+ && cp /tmp/requirements.txt /out/app/requirements.txt
+
+# --- code: api/ byte-compiled with checked hashes (valid on a read-only root, no mtimes) --------
+FROM base AS code
+COPY api /out/app/api
+RUN chmod -R u=rwX,go=rX /out/app \
+ && python3 -m compileall -q --invalidation-mode checked-hash /out/app/api
+
+# --- model: the DVC outputs and the lock that proves them -----------------------------------------
+FROM base AS model
+COPY models/model.joblib models/metadata.json /out/app/models/
+COPY dvc.lock /out/app/dvc.lock
+RUN chmod -R u=rwX,go=rX /out/app
+
+# --- runtime ------------------------------------------------------------------------------------
+FROM base AS runtime
+ARG MODEL_MD5
+ARG REQUIREMENTS_SHA256
+ARG BASE_LOCK_SHA256
+LABEL org.opencontainers.image.title="lockstep" \
+      org.opencontainers.image.description="Prediction service; digest is a function of the locked inputs" \
+      io.lockstep.model.md5="${MODEL_MD5}" \
+      io.lockstep.requirements.sha256="${REQUIREMENTS_SHA256}" \
+      io.lockstep.base-lock.sha256="${BASE_LOCK_SHA256}"
+ENV PATH=/opt/venv/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    LOCKSTEP_HOST=0.0.0.0 \
+    LOCKSTEP_PORT=8000
+WORKDIR /app
+COPY --from=deps /out/ /
+COPY --from=code /out/ /
+COPY --from=model /out/ /
+USER 10001:10001
+EXPOSE 8000
+HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
+    CMD ["python", "-m", "api.healthcheck"]
+ENTRYPOINT ["python", "-m", "api"]

@@ -1,0 +1,176 @@
+"""App factory: `create_app(settings)` wires routes, middleware, errors and the model-loading lifespan."""
+
+import logging
+import os
+import time
+import warnings
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from importlib.metadata import version
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+
+from api.errors import ClientError, error_body, problem
+from api.lean import lean_routes
+from api.metrics import multiprocess_enabled
+from api.middleware import RequestContextMiddleware, request_context
+from api.model import load_model
+from api.routes import CEILING_PATH, build_router
+from api.schema import patch_openapi
+from api.settings import Settings
+from api.state import ServiceState
+from api.validation import InstanceParser
+
+log = logging.getLogger("api.app")
+
+_STATUS_CODES = {
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+}
+
+
+def _error_response(
+    request: Request,
+    status: int,
+    code: str,
+    message: str,
+    problems: list[dict[str, Any]],
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    context = request_context(request.scope)
+    request_id = context.request_id if context else None
+    return Response(
+        error_body(status, code, message, problems, request_id),
+        status_code=status,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    """Every error, expected or not, leaves as the JSON error envelope; never as a traceback."""
+
+    async def client_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ClientError)
+        return _error_response(request, exc.status, exc.code, exc.message, exc.problems)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        code = _STATUS_CODES.get(exc.status_code, "http_error")
+        message = str(exc.detail)
+        if exc.status_code == 405:
+            message = f"method {request.method} not allowed on {request.url.path}"
+        return _error_response(
+            request, exc.status_code, code, message, [problem(None, None, message)], exc.headers
+        )
+
+    async def validation_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        problems = [
+            problem(None, ".".join(map(str, e.get("loc", ()))), str(e.get("msg"))) for e in exc.errors()
+        ]
+        return _error_response(request, 422, "invalid_request", "invalid request", problems)
+
+    async def disconnected(request: Request, exc: Exception) -> Response:
+        # The client is gone; this response is never read, it only ends the request cleanly.
+        return _error_response(request, 400, "client_disconnected", "client disconnected", [])
+
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.error("unhandled error", exc_info=exc)
+        message = "internal error"
+        return _error_response(request, 500, "internal_error", message, [problem(None, None, message)])
+
+    app.add_exception_handler(ClientError, client_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(ClientDisconnect, disconnected)
+    app.add_exception_handler(Exception, unexpected)
+
+
+def _lifespan(state: ServiceState) -> Any:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        started = time.perf_counter()
+        # Only the fallback path calls predict_proba with ndarrays; feature names are checked at load.
+        warnings.filterwarnings("ignore", message="X does not have valid feature names")
+        model = load_model(state.settings)  # raises ModelIntegrityError before anything is unpickled
+        state.parser = InstanceParser(model.feature_names, state.settings.max_rows)
+        state.model_document = orjson.dumps(model.description)
+        state.metrics.set_model(model.version, model.predictor.kind, version("scikit-learn"), model.classes)
+        state.model = model
+        log.info(
+            "model loaded",
+            extra={
+                "model_version": model.version,
+                "predictor": model.predictor.kind,
+                "load_seconds": round(time.perf_counter() - started, 4),
+            },
+        )
+        try:
+            yield
+        finally:
+            state.model = None
+            if multiprocess_enabled():
+                from prometheus_client import multiprocess
+
+                multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+
+    return lifespan
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """Build the app; the model is loaded (and verified) by the lifespan, not here."""
+    state = ServiceState(settings=settings)
+    app = FastAPI(
+        title="lockstep prediction service",
+        version="1",
+        description="Serves the DVC-tracked model; requests are validated against its own feature list.",
+        lifespan=_lifespan(state),
+        # Metrics and logs are ours (Prometheus, JSON lines); FastAPI's OpenTelemetry layer stays off.
+        telemetry={
+            "tracing": False,
+            "metrics": False,
+            "logs": False,
+            "operation_spans": False,
+            "auto_configure": False,
+        },
+    )
+    app.state.service = state
+    app.include_router(build_router(state))
+    _install_error_handlers(app)
+    routes = {"/healthz", "/readyz", "/model", "/metrics", "/predict", "/docs", "/openapi.json"}
+    if settings.enable_ceiling_route:
+        routes.add(CEILING_PATH)
+    lean = lean_routes(state, CEILING_PATH if settings.enable_ceiling_route else None)
+    app.state.lean_routes = lean
+    app.add_middleware(RequestContextMiddleware, metrics=state.metrics, routes=routes, lean=lean)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        if state.model is None:
+            return document  # not cached: the model-specific parts come once the model is loaded
+        model = state.model
+        app.openapi_schema = patch_openapi(
+            document, list(model.feature_names), list(model.classes), model.example, settings.max_rows
+        )
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for uvicorn (`api.app:app_from_env`, factory=True): settings from LOCKSTEP_* variables."""
+    return create_app(Settings())

@@ -1,0 +1,49 @@
+"""Client-error type and the one JSON error body every 4xx/5xx response uses."""
+
+from typing import Any
+
+import orjson
+
+# Enough to show a client what is wrong without letting a bad batch make a huge error body.
+MAX_REPORTED_ERRORS = 20
+
+
+def safe_text(value: object, limit: int = 80) -> str:
+    """Client-supplied text made safe for a JSON body: valid UTF-8 (lone surrogates escaped), bounded."""
+    text = str(value)
+    if len(text) > limit:
+        text = text[:limit] + "…"
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def problem(row: int | None, field: str | None, message: str) -> dict[str, Any]:
+    """One entry of an error body: which row (0-based) and which field, or null when not applicable."""
+    return {"row": row, "field": None if field is None else safe_text(field), "message": message}
+
+
+class ClientError(Exception):
+    """A request the service refuses with a 4xx status and a JSON body naming what is wrong."""
+
+    def __init__(self, status: int, code: str, message: str, problems: list[dict[str, Any]] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.problems = problems if problems is not None else [problem(None, None, message)]
+
+
+def error_body(
+    status: int, code: str, message: str, problems: list[dict[str, Any]], request_id: str | None
+) -> bytes:
+    """Serialise {"error": {status, code, message, errors: [{row, field, message}], request_id}}."""
+    return orjson.dumps(
+        {
+            "error": {
+                "status": status,
+                "code": code,
+                "message": message,
+                "errors": problems[:MAX_REPORTED_ERRORS],
+                "request_id": request_id,
+            }
+        }
+    )

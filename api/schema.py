@@ -1,0 +1,201 @@
+"""OpenAPI documents for the routes, built from the model's feature names, classes and example.
+
+The hot path validates with api.validation, not with pydantic, so the request schema is written
+here as JSON Schema directly; it states exactly what the validator accepts.
+"""
+
+from typing import Any
+
+from api.validation import MAX_ABS_VALUE
+
+_ERROR = {"$ref": "#/components/schemas/Error"}
+
+
+def _json(schema: dict[str, Any], description: str, example: Any = None) -> dict[str, Any]:
+    content: dict[str, Any] = {"schema": schema}
+    if example is not None:
+        content["example"] = example
+    return {"description": description, "content": {"application/json": content}}
+
+
+def _error_response(description: str) -> dict[str, Any]:
+    return _json(_ERROR, description)
+
+
+def components(
+    features: list[str], classes: list[str], example: dict[str, float], max_rows: int
+) -> dict[str, Any]:
+    """Schemas for the request, the response and the error envelope."""
+    n = len(features)
+    _number = {"type": "number", "minimum": -MAX_ABS_VALUE, "maximum": MAX_ABS_VALUE}
+    return {
+        "NamedInstance": {
+            "title": "NamedInstance",
+            "description": "One row as an object with every feature by name.",
+            "type": "object",
+            "properties": {name: {**_number, "title": name} for name in features},
+            "required": list(features),
+            "additionalProperties": False,
+            "example": example,
+        },
+        "PositionalInstance": {
+            "title": "PositionalInstance",
+            "description": f"One row as {n} numbers in feature order: {', '.join(features)}.",
+            "type": "array",
+            "items": _number,
+            "minItems": n,
+            "maxItems": n,
+            "example": [example[name] for name in features],
+        },
+        "PredictRequest": {
+            "title": "PredictRequest",
+            "type": "object",
+            "properties": {
+                "instances": {
+                    "type": "array",
+                    "items": {
+                        "anyOf": [
+                            {"$ref": "#/components/schemas/NamedInstance"},
+                            {"$ref": "#/components/schemas/PositionalInstance"},
+                        ]
+                    },
+                    "minItems": 1,
+                    "maxItems": max_rows,
+                }
+            },
+            "required": ["instances"],
+            "additionalProperties": False,
+        },
+        "Prediction": {
+            "title": "Prediction",
+            "type": "object",
+            "properties": {
+                "label": {"type": "string", "enum": list(classes)},
+                "probabilities": {
+                    "type": "object",
+                    "properties": {c: {"type": "number", "minimum": 0, "maximum": 1} for c in classes},
+                    "required": list(classes),
+                    "additionalProperties": False,
+                },
+            },
+            "required": ["label", "probabilities"],
+        },
+        "PredictResponse": {
+            "title": "PredictResponse",
+            "type": "object",
+            "properties": {
+                "model_version": {"type": "string", "description": "md5 of the served model file"},
+                "predictions": {"type": "array", "items": {"$ref": "#/components/schemas/Prediction"}},
+            },
+            "required": ["model_version", "predictions"],
+        },
+        "Error": {
+            "title": "Error",
+            "type": "object",
+            "properties": {
+                "error": {
+                    "type": "object",
+                    "properties": {
+                        "status": {"type": "integer"},
+                        "code": {"type": "string"},
+                        "message": {"type": "string"},
+                        "request_id": {"type": ["string", "null"]},
+                        "errors": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "row": {"type": ["integer", "null"], "description": "0-based row index"},
+                                    "field": {"type": ["string", "null"]},
+                                    "message": {"type": "string"},
+                                },
+                                "required": ["row", "field", "message"],
+                            },
+                        },
+                    },
+                    "required": ["status", "code", "message", "errors"],
+                }
+            },
+            "required": ["error"],
+        },
+        "Status": {
+            "title": "Status",
+            "type": "object",
+            "properties": {"status": {"type": "string"}, "model_version": {"type": "string"}},
+            "required": ["status"],
+        },
+    }
+
+
+def operations(features: list[str], example: dict[str, float]) -> dict[tuple[str, str], dict[str, Any]]:
+    """Request bodies and responses per (path, method), merged over what FastAPI generates."""
+    status = {"$ref": "#/components/schemas/Status"}
+    return {
+        ("/predict", "post"): {
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {"$ref": "#/components/schemas/PredictRequest"},
+                        "examples": {
+                            "named": {
+                                "summary": "one row by feature name",
+                                "value": {"instances": [example]},
+                            },
+                            "positional": {
+                                "summary": "one row as numbers in feature order",
+                                "value": {"instances": [[example[name] for name in features]]},
+                            },
+                        },
+                    }
+                },
+            },
+            "responses": {
+                "200": _json(
+                    {"$ref": "#/components/schemas/PredictResponse"}, "Label and probabilities per row"
+                ),
+                "400": _error_response("Malformed JSON"),
+                "413": _error_response("Body larger than the configured limit"),
+                "415": _error_response("Content-Type is not application/json"),
+                "422": _error_response("Invalid instances: each problem names its row and field"),
+            },
+        },
+        ("/healthz", "get"): {"responses": {"200": _json(status, "The process is alive")}},
+        ("/readyz", "get"): {
+            "responses": {
+                "200": _json(status, "The model is loaded and verified"),
+                "503": _json(status, "Not ready (starting or shutting down)"),
+            }
+        },
+        ("/model", "get"): {
+            "responses": {
+                "200": _json({"type": "object"}, "Version, params, metrics, features and lock hashes")
+            }
+        },
+        ("/metrics", "get"): {
+            "responses": {
+                "200": {
+                    "description": "Prometheus text format",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                }
+            }
+        },
+    }
+
+
+def patch_openapi(
+    document: dict[str, Any],
+    features: list[str],
+    classes: list[str],
+    example: dict[str, float],
+    max_rows: int,
+) -> dict[str, Any]:
+    """Replace FastAPI's generic bodies and responses with the model-specific ones."""
+    document.setdefault("components", {}).setdefault("schemas", {}).update(
+        components(features, classes, example, max_rows)
+    )
+    for (path, method), spec in operations(features, example).items():
+        operation = document["paths"].get(path, {}).get(method)
+        if operation is not None:
+            operation.update(spec)
+    return document

@@ -1,0 +1,30 @@
+"""Service settings, read from `LOCKSTEP_*` environment variables."""
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything the service can be configured with; defaults suit a checkout after `dvc repro`."""
+
+    model_config = SettingsConfigDict(env_prefix="LOCKSTEP_", extra="ignore")
+
+    model_path: Path = Path("models/model.joblib")
+    metadata_path: Path = Path("models/metadata.json")
+    dvc_lock_path: Path = Path("dvc.lock")
+    # Optional: its hash is reported by GET /model when the file is present.
+    requirements_path: Path | None = Path("requirements.txt")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    # One row of named features is ~0.8 kB of JSON, so the body limit admits MAX_ROWS named rows.
+    max_rows: int = Field(default=10_000, ge=1)
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    # Benchmark-only route (POST /_bench/ceiling); never enabled in production.
+    enable_ceiling_route: bool = False
+    # Seconds uvicorn waits for in-flight requests after SIGTERM before closing them.
+    graceful_timeout_seconds: int = Field(default=30, ge=1)

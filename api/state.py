@@ -1,0 +1,19 @@
+"""Mutable per-app state shared by the lifespan (which fills it) and the handlers."""
+
+from dataclasses import dataclass, field
+
+from api.metrics import ServiceMetrics
+from api.model import ServedModel
+from api.settings import Settings
+from api.validation import InstanceParser
+
+
+@dataclass
+class ServiceState:
+    """What the handlers read on every request; `model` is None until the lifespan has loaded it."""
+
+    settings: Settings
+    metrics: ServiceMetrics = field(default_factory=ServiceMetrics)
+    model: ServedModel | None = None
+    parser: InstanceParser | None = None
+    model_document: bytes = b"{}"

@@ -1,0 +1,304 @@
+"""`make bench`: the prediction service over HTTP, side by side with its floor and its ceiling.
+
+One run measures, on the same host and server stack:
+  1. floor    - the model's own in-process predict_proba: one row, and per row of a 1,000-row batch;
+  2. ceiling  - POST /_bench/ceiling: reads and validates the same single-row body, returns a constant;
+  3. /predict single-row: saturated throughput, p50/p99 (wrk), and p99 at half that rate (hey, rate-capped);
+  4. /predict 1,000-row batches (named and positional rows): rows/s;
+plus start-up-to-ready time and worker RSS sampled over a sustained run.
+Writes JSON (default bench/results/serve.json) and a Markdown table beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import timeit
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+WRK_SCRIPT = Path(__file__).with_name("wrk_report.lua")
+TARGETS = {"single_row_vs_ceiling": 0.80, "p99_at_half_rate_ms": 10.0, "batch_rows_per_s": 150_000}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def in_process_floor(model_path: Path, rows: np.ndarray) -> dict[str, float]:
+    """Median time of the model's own predict_proba: one row, and per row of a 1,000-row batch."""
+    model = joblib.load(model_path)
+    one, batch = rows[:1], np.resize(rows, (1000, rows.shape[1]))
+
+    def median_seconds(call: Any, number: int) -> float:
+        return statistics.median(timeit.repeat(call, number=number, repeat=7)) / number
+
+    return {
+        "predict_proba_one_row_us": median_seconds(lambda: model.predict_proba(one), 500) * 1e6,
+        "predict_proba_per_row_in_1000_batch_us": median_seconds(lambda: model.predict_proba(batch), 50)
+        * 1e6
+        / 1000,
+    }
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def worker_pids(pid: int) -> list[int]:
+    """uvicorn's worker processes, or the server itself when it runs a single worker in-process."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(c) for c in children] or [pid]
+
+
+@contextmanager
+def server(port: int, workers: int, log_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], float]]:
+    """`python -m api` with the ceiling route; yields the process and its start-up-to-ready seconds."""
+    env = {
+        **os.environ,
+        "LOCKSTEP_PORT": str(port),
+        "LOCKSTEP_WORKERS": str(workers),
+        "LOCKSTEP_ENABLE_CEILING_ROUTE": "true",
+    }
+    with log_path.open("wb") as log:
+        started = time.monotonic()
+        command = [sys.executable, "-m", "api"]
+        process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=log)
+        try:
+            while True:
+                if process.poll() is not None:
+                    raise SystemExit(f"server exited with {process.returncode}; see {log_path}")
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as reply:
+                        if reply.status == 200:
+                            break
+                except OSError:
+                    time.sleep(0.02)
+            yield process, time.monotonic() - started
+        finally:
+            process.terminate()
+            process.wait(timeout=60)
+
+
+def wrk(url: str, body: Path, connections: int, seconds: int) -> dict[str, Any]:
+    """Closed-loop saturation run: one wrk thread (the server gets the other core)."""
+    done = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(WRK_SCRIPT), url],
+        env={**os.environ, "BODY": str(body)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    line = next(x for x in done.stdout.splitlines() if x.startswith("WRK_JSON "))
+    raw = json.loads(line.removeprefix("WRK_JSON "))
+    seconds_run = raw["duration_us"] / 1e6
+    return {
+        "requests_per_s": raw["requests"] / seconds_run,
+        "p50_ms": raw["p50_us"] / 1000,
+        "p99_ms": raw["p99_us"] / 1000,
+        "max_ms": raw["max_us"] / 1000,
+        "requests": raw["requests"],
+        "errors": raw["non_2xx"] + raw["socket_errors"],
+        "connections": connections,
+    }
+
+
+def hey_at_rate(url: str, body: Path, rate: float, seconds: int, workers: int = 4) -> dict[str, Any]:
+    """Rate-capped run (hey -q is per worker): latency percentiles at a fixed offered load.
+
+    hey's workers start their tickers together and so fire in bursts of `workers` requests; a few
+    workers at a higher rate each keep those bursts (an artefact of the tool) small.
+    """
+    per_worker = max(1, round(rate / workers))
+    done = subprocess.run(
+        ["hey", "-z", f"{seconds}s", "-c", str(workers), "-q", str(per_worker), "-m", "POST",
+         "-T", "application/json", "-D", str(body), "-o", "csv", url],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    rows = list(csv.DictReader(io.StringIO(done.stdout)))
+    latencies = np.array([float(r["response-time"]) for r in rows]) * 1000
+    offsets = [float(r["offset"]) for r in rows]
+    return {
+        "offered_rate_per_s": per_worker * workers,
+        "hey_workers": workers,
+        "achieved_rate_per_s": len(rows) / (max(offsets) if offsets else seconds),
+        "p50_ms": float(np.percentile(latencies, 50)),
+        "p99_ms": float(np.percentile(latencies, 99)),
+        "max_ms": float(latencies.max()),
+        "requests": len(rows),
+        "errors": sum(1 for r in rows if not r["status-code"].startswith("2")),
+    }
+
+
+def sustained_rss(pid: int, url: str, body: Path, seconds: int) -> dict[str, Any]:
+    """Worker RSS sampled each second while wrk keeps the server saturated."""
+    samples: dict[int, list[int]] = {p: [] for p in worker_pids(pid)}
+    load = threading.Thread(target=wrk, args=(url, body, 32, seconds))
+    load.start()
+    while load.is_alive():
+        for worker in samples:
+            samples[worker].append(rss_kib(worker))
+        time.sleep(1)
+    load.join()
+    per_worker = []
+    for worker, kib in samples.items():
+        steady = kib[len(kib) // 4 :] or kib  # skip the warm-up quarter
+        per_worker.append({
+            "pid": worker,
+            "rss_mib_first": kib[0] / 1024,
+            "rss_mib_steady_median": statistics.median(steady) / 1024,
+            "rss_mib_max": max(kib) / 1024,
+            "rss_mib_last": kib[-1] / 1024,
+            "steady_growth_mib": (steady[-1] - steady[0]) / 1024,
+            "samples": len(kib),
+        })  # fmt: skip
+    return {"seconds": seconds, "workers": per_worker}
+
+
+def write_bodies(directory: Path) -> dict[str, Path]:
+    meta = json.loads((REPO_ROOT / "models" / "metadata.json").read_text())
+    names = [f["name"] for f in meta["features"]]
+    example = meta["example"]
+    bodies = {
+        "one": {"instances": [example]},
+        "batch_named": {"instances": [example] * 1000},
+        "batch_positional": {"instances": [[example[n] for n in names]] * 1000},
+    }
+    paths = {}
+    for name, doc in bodies.items():
+        paths[name] = directory / f"{name}.json"
+        paths[name].write_text(json.dumps(doc))
+    return paths
+
+
+def table(results: dict[str, Any]) -> str:
+    f, c, p, h = results["floor"], results["ceiling"], results["predict_single"], results["predict_half_rate"]
+    bn, bp = results["predict_batch_named"], results["predict_batch_positional"]
+    ratio = results["verdict"]["single_row_vs_ceiling"]
+    rss = results["rss"]["workers"]
+    lines = [
+        "| measurement | value | target |",
+        "| --- | --- | --- |",
+        f"| floor: predict_proba, 1 row (in process) | {f['predict_proba_one_row_us']:.0f} µs | |",
+        "| floor: predict_proba per row, 1,000-row batch | "
+        f"{f['predict_proba_per_row_in_1000_batch_us']:.2f} µs | |",
+        f"| ceiling: validate + constant, 1 row | {c['requests_per_s']:.0f} req/s, "
+        f"p50 {c['p50_ms']:.2f} ms, p99 {c['p99_ms']:.2f} ms | |",
+        f"| /predict, 1 row, saturated | {p['requests_per_s']:.0f} req/s, "
+        f"p50 {p['p50_ms']:.2f} ms, p99 {p['p99_ms']:.2f} ms | |",
+        f"| /predict ÷ ceiling | {ratio:.2f} | ≥ {TARGETS['single_row_vs_ceiling']:.2f} |",
+        f"| /predict, 1 row, at half rate ({h['offered_rate_per_s']:.0f}/s) | p50 {h['p50_ms']:.2f} ms, "
+        f"p99 {h['p99_ms']:.2f} ms | p99 ≤ {TARGETS['p99_at_half_rate_ms']:.0f} ms |",
+        f"| /predict, 1,000 named rows per request | {bn['rows_per_s']:,.0f} rows/s "
+        f"({bn['requests_per_s']:.0f} req/s) | ≥ {TARGETS['batch_rows_per_s']:,} |",
+        f"| /predict, 1,000 positional rows per request | {bp['rows_per_s']:,.0f} rows/s "
+        f"({bp['requests_per_s']:.0f} req/s) | ≥ {TARGETS['batch_rows_per_s']:,} |",
+        f"| start-up to ready | {results['startup_to_ready_s']:.2f} s | |",
+        *(
+            f"| RSS worker {i} over {results['rss']['seconds']} s | "
+            f"steady {w['rss_mib_steady_median']:.1f} MiB, max {w['rss_mib_max']:.1f} MiB, "
+            f"growth {w['steady_growth_mib']:+.1f} MiB | flat |"
+            for i, w in enumerate(rss)
+        ),
+    ]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "results" / "serve.json")
+    parser.add_argument("--seconds", type=int, default=10, help="duration of each load run")
+    parser.add_argument("--sustain", type=int, default=60, help="duration of the RSS run")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating ceiling and /predict runs")
+    args = parser.parse_args()
+    for tool in ("wrk", "hey"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"{tool} not found: `make bench` installs it (apt-get install -y {tool})")
+
+    meta_rows = json.loads((REPO_ROOT / "models" / "metadata.json").read_text())
+    names = [f["name"] for f in meta_rows["features"]]
+    example_row = np.array([[meta_rows["example"][n] for n in names]], dtype=np.float64)
+    results: dict[str, Any] = {
+        "host": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "load_avg_start": os.getloadavg(),
+        },
+        "settings": vars(args) | {"out": str(args.out)},
+        "floor": in_process_floor(REPO_ROOT / "models" / "model.joblib", example_row),
+    }
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryDirectory() as scratch:
+        bodies = write_bodies(Path(scratch))
+        with server(port, args.workers, Path(scratch) / "server.log") as (process, startup):
+            results["startup_to_ready_s"] = startup
+            wrk(f"{base}/predict", bodies["one"], args.connections, 3)  # warm-up
+            # Alternate ceiling and /predict runs and keep each one's median: the host is shared,
+            # and a burst of background load during a single run would decide the ratio.
+            runs: dict[str, list[dict[str, Any]]] = {"ceiling": [], "predict_single": []}
+            for _ in range(args.rounds):
+                for key, path in (("ceiling", "/_bench/ceiling"), ("predict_single", "/predict")):
+                    runs[key].append(wrk(f"{base}{path}", bodies["one"], args.connections, args.seconds))
+            for key, measured in runs.items():
+                ordered = sorted(measured, key=lambda run: run["requests_per_s"])
+                results[key] = ordered[len(ordered) // 2] | {
+                    "rounds_requests_per_s": [run["requests_per_s"] for run in measured]
+                }
+            half = results["predict_single"]["requests_per_s"] / 2
+            results["predict_half_rate"] = hey_at_rate(f"{base}/predict", bodies["one"], half, args.seconds)
+            for kind in ("batch_named", "batch_positional"):
+                run = wrk(f"{base}/predict", bodies[kind], 4, args.seconds)
+                run["rows_per_s"] = run["requests_per_s"] * 1000
+                results[f"predict_{kind}"] = run
+            results["rss"] = sustained_rss(process.pid, f"{base}/predict", bodies["one"], args.sustain)
+    results["host"]["load_avg_end"] = os.getloadavg()
+    ratio = results["predict_single"]["requests_per_s"] / results["ceiling"]["requests_per_s"]
+    batch_target = TARGETS["batch_rows_per_s"]
+    results["verdict"] = {
+        "single_row_vs_ceiling": ratio,
+        "meets_single_row_target": ratio >= TARGETS["single_row_vs_ceiling"],
+        "meets_half_rate_p99_target": results["predict_half_rate"]["p99_ms"]
+        <= TARGETS["p99_at_half_rate_ms"],
+        "meets_batch_target_named": results["predict_batch_named"]["rows_per_s"] >= batch_target,
+        "meets_batch_target_positional": results["predict_batch_positional"]["rows_per_s"] >= batch_target,
+        "errors": sum(results[k]["errors"] for k in results if k.startswith(("ceiling", "predict"))),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    markdown = table(results)
+    args.out.with_suffix(".md").write_text(markdown + "\n")
+    print(markdown)
+    print(f"\nwrote {args.out} and {args.out.with_suffix('.md')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,336 @@
+"""The image's base root filesystem: a Debian tarball built by mmdebstrap, locked by content.
+
+    python -m imagetool.base build   # cached: nothing to do while the tarball matches the lock
+    python -m imagetool.base lock    # (re)build and record what the archive yields now
+    python -m imagetool.base check   # lock well-formed and matching image/base.toml (no build)
+
+Determinism: mmdebstrap with SOURCE_DATE_EPOCH gives a bit-identical tarball for the same
+packages. The epoch is the archive's own Release ``Date`` at lock time (an input, not the clock),
+recorded in the lock and reused by every later build, so it only moves when the packages do.
+Every package file predates that Release, so no file mtime is clamped and the interpreter's
+timestamp-based stdlib ``.pyc`` stay valid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import re
+import shlex
+import shutil
+import tarfile
+import tomllib
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from imagetool import aptsources
+from imagetool.common import (
+    BUILD,
+    ROOT,
+    ToolError,
+    canonical_json,
+    file_digest,
+    log,
+    main_wrapper,
+    read_json,
+    rel,
+    run,
+    write_json_atomic,
+)
+
+DEFINITION = ROOT / "image" / "base.toml"
+LOCK = ROOT / "image" / "base.lock.json"
+BASE_DIR = BUILD / "base"
+TARBALL = BASE_DIR / "rootfs.tar"
+CANDIDATE = BASE_DIR / "rootfs.candidate.tar"
+DEB_CACHE = BASE_DIR / "debs"
+MERGED_USR_HOOKS = Path("/usr/share/mmdebstrap/hooks/merged-usr")
+
+REQUIRED_KEYS = {
+    "suite",
+    "components",
+    "variant",
+    "include",
+    "sources",
+    "path_exclude",
+    "path_include",
+    "remove",
+}
+
+
+# --- pure logic -------------------------------------------------------------------------------
+
+
+def load_definition(path: Path = DEFINITION) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ToolError(f"{rel(path)}: missing (base definition)") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ToolError(f"{rel(path)}: invalid TOML: {e}") from None
+    missing = REQUIRED_KEYS - data.keys()
+    unknown = data.keys() - REQUIRED_KEYS
+    if missing or unknown:
+        raise ToolError(f"{rel(path)}: missing keys {sorted(missing)}, unknown keys {sorted(unknown)}")
+    if data["sources"] != "host" and not (
+        isinstance(data["sources"], list) and all(isinstance(s, str) for s in data["sources"])
+    ):
+        raise ToolError(f'{rel(path)}: sources must be "host" or a list of one-line apt sources')
+    return data
+
+
+def definition_sha256(definition: dict[str, Any]) -> str:
+    """Hash of the definition's meaning (comments and key order do not count)."""
+    import hashlib
+
+    return hashlib.sha256(canonical_json(definition).encode()).hexdigest()
+
+
+def parse_dpkg_status(text: str) -> dict[str, str]:
+    """Installed packages (name -> version) from a dpkg status file."""
+    pkgs: dict[str, str] = {}
+    for stanza in re.split(r"\n\s*\n", text):
+        f: dict[str, str] = {}
+        for line in stanza.splitlines():
+            if line and line[0] not in " \t" and ":" in line:
+                k, _, v = line.partition(":")
+                f[k] = v.strip()
+        if f.get("Status", "").endswith(" installed") and "Package" in f:
+            pkgs[f["Package"]] = f.get("Version", "")
+    return dict(sorted(pkgs.items()))
+
+
+def package_changes(locked: dict[str, str], now: dict[str, str]) -> list[str]:
+    """Human-readable list of the packages that moved between two package sets."""
+    out = []
+    for name in sorted(locked.keys() | now.keys()):
+        a, b = locked.get(name), now.get(name)
+        if a == b:
+            continue
+        if a is None:
+            out.append(f"  + {name} {b} (new)")
+        elif b is None:
+            out.append(f"  - {name} {a} (gone)")
+        else:
+            out.append(f"  ~ {name} {a} -> {b}")
+    return out
+
+
+def validate_lock(lock: Any, path: Path = LOCK) -> dict[str, Any]:
+    """Check a base lock's shape; an edited or truncated lock is refused, naming the file."""
+    problems = []
+    if not isinstance(lock, dict):
+        raise ToolError(f"{rel(path)}: not a JSON object")
+    if not isinstance(lock.get("source_date_epoch"), int) or lock["source_date_epoch"] <= 0:
+        problems.append("source_date_epoch must be a positive integer")
+    if not re.fullmatch(r"[0-9a-f]{64}", str(lock.get("definition_sha256", ""))):
+        problems.append("definition_sha256 must be 64 hex digits")
+    tb = lock.get("tarball")
+    if not isinstance(tb, dict) or not re.fullmatch(r"[0-9a-f]{64}", str(tb.get("sha256", ""))):
+        problems.append("tarball.sha256 must be 64 hex digits")
+    pk = lock.get("packages")
+    if not isinstance(pk, dict) or not pk or not all(isinstance(v, str) for v in pk.values()):
+        problems.append("packages must map package names to versions")
+    if problems:
+        raise ToolError(f"{rel(path)}: " + "; ".join(problems))
+    return lock
+
+
+# --- building ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Built:
+    path: Path
+    sha256: str
+    size: int
+    packages: dict[str, str]
+
+
+def resolve_sources(definition: dict[str, Any]) -> list[aptsources.Source]:
+    if definition["sources"] == "host":
+        try:
+            return aptsources.sources_for_suite(
+                aptsources.host_sources(), definition["suite"], definition["components"]
+            )
+        except LookupError as e:
+            raise ToolError(f"{e}; set `sources` in {rel(DEFINITION)}") from None
+    return aptsources.parse_one_line("\n".join(definition["sources"]))
+
+
+def release_epoch(sources: list[aptsources.Source]) -> int:
+    """Newest Release ``Date`` among the sources: the archive state the packages come from."""
+    dates = []
+    for src in sources:
+        if not src.uri.startswith(("http://", "https://", "file:")):
+            raise ToolError(f"cannot read the Release date of {src.uri}: unsupported URI scheme")
+        url = f"{src.uri}/dists/{src.suite}/InRelease"
+        try:
+            with urllib.request.urlopen(url, timeout=60) as r:
+                dates.append(aptsources.release_date(r.read().decode("utf-8", "replace")))
+        except (OSError, ValueError) as e:
+            raise ToolError(f"cannot read {url}: {e}") from None
+    return max(dates)
+
+
+def tool_versions() -> dict[str, str]:
+    out = run(["mmdebstrap", "--version"], capture=True).stdout.split()
+    return {"mmdebstrap": out[-1] if out else "unknown"}
+
+
+def read_packages(tarball: Path) -> dict[str, str]:
+    with tarfile.open(tarball) as tf:
+        for name in ("./var/lib/dpkg/status", "var/lib/dpkg/status"):
+            try:
+                f = tf.extractfile(name)
+            except KeyError:
+                continue
+            if f is not None:
+                return parse_dpkg_status(io.TextIOWrapper(f, encoding="utf-8").read())
+    raise ToolError(f"{rel(tarball)}: no var/lib/dpkg/status inside")
+
+
+def mmdebstrap(definition: dict[str, Any], sources: list[aptsources.Source], epoch: int, out: Path) -> Built:
+    if shutil.which("mmdebstrap") is None:
+        raise ToolError("mmdebstrap: not installed; run scripts/install-host-tools.sh (or `make engine`)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    DEB_CACHE.mkdir(parents=True, exist_ok=True)
+    cache = shlex.quote(str(DEB_CACHE))
+    cmd = [
+        "mmdebstrap",
+        f"--variant={definition['variant']}",
+        "--format=tar",
+        "--architectures=amd64",
+        f"--include={','.join(definition['include'])}",
+        # merged /usr via symlinks + usr-is-merged: avoids usrmerge, which drags in perl.
+        f"--hook-dir={MERGED_USR_HOOKS}",
+        # Reuse .deb files of earlier builds (apt checks their hashes against the archive index).
+        "--skip=download/empty,cleanup/apt,cleanup/mmdebstrap",
+        f'--setup-hook=mkdir -p "$1"/var/cache/apt/archives && find {cache} -name "*.deb" '
+        '-exec cp -t "$1"/var/cache/apt/archives {} +',
+        f'--customize-hook=find "$1"/var/cache/apt/archives -name "*.deb" -exec cp -t {cache} {{}} +',
+        "--customize-hook=rm -rf " + " ".join(f'"$1"{shlex.quote(p)}' for p in definition["remove"]),
+    ]
+    cmd += [f"--dpkgopt=path-exclude={p}" for p in definition["path_exclude"]]
+    cmd += [f"--dpkgopt=path-include={p}" for p in definition["path_include"]]
+    cmd += [definition["suite"], str(out), "-"]
+    stdin = "".join(s.line() + "\n" for s in sources)
+    log(f"base: mmdebstrap {definition['suite']} ({len(sources)} sources), SOURCE_DATE_EPOCH={epoch}")
+    import subprocess
+
+    proc = subprocess.run(
+        cmd,
+        input=stdin,
+        text=True,
+        env={**os.environ, "SOURCE_DATE_EPOCH": str(epoch)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        check=False,
+    )
+    if proc.returncode != 0:
+        out.unlink(missing_ok=True)
+        tail = "\n".join(proc.stdout.splitlines()[-25:])
+        raise ToolError(f"mmdebstrap failed ({proc.returncode}):\n{tail}")
+    return Built(out, file_digest(out), out.stat().st_size, read_packages(out))
+
+
+def _load_lock() -> dict[str, Any]:
+    if not LOCK.exists():
+        raise ToolError(f"{rel(LOCK)}: missing; create it with `make lock-base`")
+    return validate_lock(read_json(LOCK, "base lock"))
+
+
+def tarball_matches(lock: dict[str, Any]) -> bool:
+    return TARBALL.is_file() and file_digest(TARBALL) == lock["tarball"]["sha256"]
+
+
+def cmd_check() -> int:
+    definition = load_definition()
+    lock = _load_lock()
+    if lock["definition_sha256"] != definition_sha256(definition):
+        raise ToolError(f"{rel(DEFINITION)} changed since {rel(LOCK)} was written; run `make lock-base`")
+    state = "matches" if tarball_matches(lock) else "absent or different (run `make base`)"
+    log(f"base: {rel(LOCK)} ok ({len(lock['packages'])} packages); {rel(TARBALL)} {state}")
+    return 0
+
+
+def cmd_build() -> int:
+    definition = load_definition()
+    lock = _load_lock()
+    if lock["definition_sha256"] != definition_sha256(definition):
+        raise ToolError(f"{rel(DEFINITION)} changed since {rel(LOCK)} was written; run `make lock-base`")
+    if tarball_matches(lock):
+        log(f"base: {rel(TARBALL)} matches {rel(LOCK)} (cached)")
+        return 0
+    tmp = BASE_DIR / "rootfs.tar.tmp"
+    built = mmdebstrap(definition, resolve_sources(definition), lock["source_date_epoch"], tmp)
+    if built.sha256 == lock["tarball"]["sha256"]:
+        tmp.replace(TARBALL)
+        log(f"base: built {rel(TARBALL)} sha256:{built.sha256} (= lock)")
+        return 0
+    tmp.replace(CANDIDATE)
+    moved = package_changes(lock["packages"], built.packages)
+    if moved:
+        raise ToolError(
+            f"the Debian archive no longer yields the package set locked in {rel(LOCK)}; "
+            f"{len(moved)} packages moved:\n" + "\n".join(moved) + "\n"
+            "Accept the change with `make lock-base` (or point `sources` in "
+            f"{rel(DEFINITION)} at a snapshot of the archive)."
+        )
+    tools = tool_versions()
+    raise ToolError(
+        f"{rel(CANDIDATE)}: same packages as {rel(LOCK)} but different bytes "
+        f"(sha256 {built.sha256}, locked {lock['tarball']['sha256']}); "
+        f"mmdebstrap {tools['mmdebstrap']} (locked with {lock.get('tools', {}).get('mmdebstrap')}). "
+        "Compare with `diffoscope` against a tarball built from the lock, or accept with `make lock-base`."
+    )
+
+
+def cmd_lock() -> int:
+    definition = load_definition()
+    sources = resolve_sources(definition)
+    old: dict[str, Any] | None = None
+    if LOCK.exists():
+        old = validate_lock(read_json(LOCK, "base lock"))
+    dsha = definition_sha256(definition)
+    tmp = BASE_DIR / "rootfs.tar.tmp"
+    built: Built | None = None
+    epoch = 0
+    if old and old["definition_sha256"] == dsha:
+        # Same definition: keep the old epoch while the packages have not moved (stable digest).
+        epoch = old["source_date_epoch"]
+        built = mmdebstrap(definition, sources, epoch, tmp)
+        if built.packages != old["packages"]:
+            log("base: packages moved:\n" + "\n".join(package_changes(old["packages"], built.packages)))
+            built = None
+    if built is None:
+        epoch = release_epoch(sources)
+        built = mmdebstrap(definition, sources, epoch, tmp)
+    tmp.replace(TARBALL)
+    CANDIDATE.unlink(missing_ok=True)
+    lock = {
+        "comment": "Written by `make lock-base` (python -m imagetool.base lock); do not edit.",
+        "definition_sha256": dsha,
+        "suite": definition["suite"],
+        "source_date_epoch": epoch,
+        "tarball": {"path": rel(TARBALL), "sha256": built.sha256, "bytes": built.size},
+        "tools": tool_versions(),
+        "packages": built.packages,
+    }
+    write_json_atomic(LOCK, lock)
+    log(f"base: wrote {rel(LOCK)}: {len(built.packages)} packages, sha256:{built.sha256}, epoch {epoch}")
+    return 0
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(prog="python -m imagetool.base", description=__doc__.split("\n")[0])
+    p.add_argument("command", choices=["build", "lock", "check"])
+    args = p.parse_args()
+    return {"build": cmd_build, "lock": cmd_lock, "check": cmd_check}[args.command]()
+
+
+if __name__ == "__main__":
+    main_wrapper(main)

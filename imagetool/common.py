@@ -1,0 +1,98 @@
+"""Paths, hashing and process helpers shared by the imagetool commands."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+BUILD = ROOT / "build"
+
+
+class ToolError(Exception):
+    """A failure explained for a person: printed without a traceback, exit status 1."""
+
+
+def rel(path: Path) -> str:
+    """Path as shown in messages: relative to the repository when inside it."""
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+def file_digest(path: Path, algorithm: str = "sha256") -> str:
+    h = hashlib.new(algorithm)
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def canonical_json(data: Any) -> str:
+    return json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write sorted, indented JSON; readers never see a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(canonical_json(data), encoding="utf-8")
+    tmp.replace(path)
+
+
+def read_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ToolError(f"{rel(path)}: missing ({what})") from None
+    except json.JSONDecodeError as e:
+        raise ToolError(f"{rel(path)}: not valid JSON ({what}): {e}") from None
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def run(
+    cmd: Sequence[str],
+    *,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    capture: bool = False,
+    check: bool = True,
+) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, **(env or {})}
+    try:
+        return subprocess.run(
+            list(cmd),
+            env=full_env,
+            cwd=cwd,
+            check=check,
+            text=True,
+            stdout=subprocess.PIPE if capture else None,
+            stderr=subprocess.PIPE if capture else None,
+        )
+    except FileNotFoundError:
+        raise ToolError(f"{cmd[0]}: not installed (see `make engine`)") from None
+    except subprocess.CalledProcessError as e:
+        detail = (e.stderr or "").strip()[-2000:] if capture else ""
+        raise ToolError(f"command failed ({e.returncode}): {' '.join(cmd)}\n{detail}".rstrip()) from None
+
+
+def main_wrapper(fn: Any) -> None:
+    """Run a CLI entry point; a ToolError becomes one readable line and exit status 1."""
+    try:
+        code = fn()
+    except ToolError as e:
+        log(f"error: {e}")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    sys.exit(code or 0)

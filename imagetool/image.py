@@ -1,0 +1,510 @@
+"""Build the service image from locked inputs, record its digest, and prove it rebuilds.
+
+    python -m imagetool.image build [--no-cache] [--no-load]   # check inputs, build, load, tag
+    python -m imagetool.image lock                             # build and write image.lock
+    python -m imagetool.image verify                           # --no-cache rebuild == image.lock?
+    python -m imagetool.image check                            # image.lock inputs == the tree (no build)
+    python -m imagetool.image inputs                           # print the current inputs as JSON
+
+Every input is checked before BuildKit starts; a failure names the file and nothing is built,
+loaded, tagged or recorded. The digest printed is the OCI manifest digest: what `docker push`
+uploads and deployments pin.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from imagetool import base, ocidiff, wheels
+from imagetool.common import (
+    BUILD,
+    ROOT,
+    ToolError,
+    file_digest,
+    log,
+    main_wrapper,
+    read_json,
+    rel,
+    run,
+    write_json_atomic,
+)
+
+IMAGE_LOCK = ROOT / "image.lock"
+OUT_DIR = BUILD / "image"
+OCI_TAR = OUT_DIR / "lockstep.oci.tar"
+LAST_BUILD = OUT_DIR / "last-build.json"
+REPOSITORY = "lockstep"
+PLATFORM = "linux/amd64"
+# zstd: as reproducible as gzip here and 3-4x faster to write, which dominates a cold build.
+COMPRESSION = "zstd"
+
+# What the build context must hold (the .dockerignore allow-list says the same).
+REQUIRED_FILES = [
+    "Dockerfile",
+    ".dockerignore",
+    "requirements.txt",
+    "requirements-build.txt",
+    "dvc.lock",
+    "models/model.joblib",
+    "models/metadata.json",
+    "api/__init__.py",
+    "api/__main__.py",
+    "api/healthcheck.py",
+]
+# Files whose bytes are hashed into image.lock's source tree (the model has its own md5 and the
+# base tarball and wheels are covered by their locks).
+SOURCE_FILES = ["Dockerfile", ".dockerignore", "dvc.lock", "models/metadata.json", "requirements-build.txt"]
+SOURCE_DIRS = ["api"]
+DVC_OUTS = {"models/model.joblib": "train", "models/metadata.json": "evaluate"}
+
+
+# --- inputs -----------------------------------------------------------------------------------
+
+
+def _context_files(root: Path, folder: str) -> list[str]:
+    """Files under ``folder`` that .dockerignore lets into the context."""
+    out = []
+    for p in sorted((root / folder).rglob("*")):
+        parts = p.relative_to(root).parts
+        if p.is_dir() or "__pycache__" in parts or p.suffix in {".pyc", ".pyo", ".pyd"}:
+            continue
+        if any(part.startswith(".") for part in parts):
+            continue
+        out.append(p.relative_to(root).as_posix())
+    return out
+
+
+def source_files(root: Path = ROOT) -> dict[str, str]:
+    files = list(SOURCE_FILES)
+    for d in SOURCE_DIRS:
+        files += _context_files(root, d)
+    return {f: file_digest(root / f) for f in sorted(files) if (root / f).is_file()}
+
+
+def tree_sha256(sources: dict[str, str]) -> str:
+    return hashlib.sha256(json.dumps(sources, sort_keys=True).encode()).hexdigest()
+
+
+def dvc_locked_md5(dvc_lock_text: str, path: str, stage: str) -> str | None:
+    """md5 that dvc.lock records for output ``path`` of ``stage`` (None if absent)."""
+    data = yaml.safe_load(dvc_lock_text) or {}
+    for out in (data.get("stages", {}).get(stage, {}) or {}).get("outs", []) or []:
+        if out.get("path") == path:
+            md5 = out.get("md5")
+            return str(md5) if md5 else None
+    return None
+
+
+def builder_identity() -> dict[str, str]:
+    """Engine, containerd and buildx versions: digests can change between BuildKit releases."""
+    try:
+        v = json.loads(run(["docker", "version", "--format", "{{json .Server}}"], capture=True).stdout)
+    except ToolError as e:
+        raise ToolError(f"no Docker engine answers (run `make engine`): {e}") from None
+    comps = {c["Name"].lower(): c["Version"] for c in v.get("Components") or []}
+    buildx = run(["docker", "buildx", "version"], capture=True).stdout.split()
+    return {
+        "engine": str(v.get("Version", "unknown")),
+        "containerd": comps.get("containerd", "unknown"),
+        "buildx": buildx[1] if len(buildx) > 1 else "unknown",
+    }
+
+
+def current_inputs(root: Path = ROOT, with_builder: bool = True) -> dict[str, Any]:
+    blk = base.validate_lock(
+        read_json(root / "image/base.lock.json", "base lock"), root / "image/base.lock.json"
+    )
+    sources = source_files(root)
+    inputs: dict[str, Any] = {
+        "base_lock_sha256": file_digest(root / "image/base.lock.json"),
+        "requirements_sha256": file_digest(root / "requirements.txt"),
+        "model_md5": file_digest(root / "models/model.joblib", "md5"),
+        "source_tree_sha256": tree_sha256(sources),
+        "sources": sources,
+        "source_date_epoch": blk["source_date_epoch"],
+        "platform": PLATFORM,
+        "compression": COMPRESSION,
+    }
+    if with_builder:
+        inputs["builder"] = builder_identity()
+    return inputs
+
+
+# --- preflight: every input checked before BuildKit starts ------------------------------------
+
+
+def _git(root: Path, *args: str) -> list[str] | None:
+    try:
+        p = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        return None
+    return p.stdout.splitlines() if p.returncode == 0 else None
+
+
+def untracked_context_files(root: Path) -> list[str]:
+    """Context files git does not track, when git tracks the context at all (else [])."""
+    tracked = _git(root, "ls-files", "--", *SOURCE_DIRS)
+    if not tracked:
+        return []
+    tracked_set = set(tracked)
+    return [f for d in SOURCE_DIRS for f in _context_files(root, d) if f not in tracked_set]
+
+
+def preflight(root: Path = ROOT, allow_untracked: bool = False) -> None:
+    problems: list[str] = []
+    missing = [f for f in REQUIRED_FILES if not (root / f).is_file()]
+    if missing:
+        raise ToolError(
+            "the build context is incomplete: "
+            + ", ".join(f"{f} is missing" for f in missing)
+            + (
+                "; models come from `dvc repro` or `dvc pull`"
+                if any(m.startswith("models/") for m in missing)
+                else ""
+            )
+        )
+    if not allow_untracked:
+        for f in untracked_context_files(root):
+            problems.append(f"{f}: not tracked by git but would go into the image (commit or delete it)")
+
+    dvc_text = (root / "dvc.lock").read_text(encoding="utf-8")
+    for path, stage in DVC_OUTS.items():
+        try:
+            locked = dvc_locked_md5(dvc_text, path, stage)
+        except yaml.YAMLError as e:
+            raise ToolError(f"dvc.lock: not valid YAML: {e}") from None
+        if locked is None:
+            problems.append(f"dvc.lock: no md5 for {path} in stage {stage!r}")
+            continue
+        actual = file_digest(root / path, "md5")
+        if actual != locked:
+            problems.append(
+                f"{path}: md5 {actual} does not match dvc.lock ({locked}); "
+                "run `dvc repro` to rebuild it or `dvc pull` to fetch the locked one"
+            )
+
+    blk_path = root / "image/base.lock.json"
+    blk = base.validate_lock(read_json(blk_path, "base lock"), blk_path)
+    tarball = root / "build/base/rootfs.tar"
+    if not tarball.is_file():
+        problems.append(f"{rel(tarball)}: missing; run `make base`")
+    else:
+        got = file_digest(tarball)
+        if got != blk["tarball"]["sha256"]:
+            problems.append(
+                f"{rel(tarball)}: sha256 {got} does not match image/base.lock.json "
+                f"(tarball.sha256 {blk['tarball']['sha256']}); run `make base` "
+                "(if image/base.lock.json was edited by hand, restore it)"
+            )
+    reqs: list[wheels.Requirement] = []
+    for lock in ("requirements.txt", "requirements-build.txt"):
+        reqs += wheels.parse_requirements((root / lock).read_text(encoding="utf-8"), lock)
+    problems += wheels.check_wheels(reqs, root / "build/wheels")
+    if problems:
+        raise ToolError("refusing to build:\n  " + "\n  ".join(problems))
+
+
+# --- build ------------------------------------------------------------------------------------
+
+
+@dataclass
+class BuildResult:
+    digest: str
+    oci: ocidiff.OciImage
+    seconds: float
+
+
+def buildx(root: Path, inputs: dict[str, Any], dest: Path, no_cache: bool) -> BuildResult:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    out = f"type=oci,dest={tmp},rewrite-timestamp=true,compression={COMPRESSION},force-compression=true"
+    cmd = ["docker", "buildx", "build", "--builder", "default", "--network=none", "--provenance=false"]
+    cmd += ["--sbom=false", "--platform", PLATFORM, "--progress=plain", "--output", out]
+    cmd += ["--build-arg", f"SOURCE_DATE_EPOCH={inputs['source_date_epoch']}"]
+    cmd += ["--build-arg", f"MODEL_MD5={inputs['model_md5']}"]
+    cmd += ["--build-arg", f"REQUIREMENTS_SHA256={inputs['requirements_sha256']}"]
+    cmd += ["--build-arg", f"BASE_LOCK_SHA256={inputs['base_lock_sha256']}"]
+    if no_cache:
+        cmd.append("--no-cache")
+    cmd.append(str(root))
+    flag = " --no-cache" if no_cache else ""
+    log(f"image: docker buildx build{flag} (SOURCE_DATE_EPOCH={inputs['source_date_epoch']})")
+    t0 = time.monotonic()
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)
+    seconds = time.monotonic() - t0
+    log_file = dest.with_name(dest.name.split(".")[0] + ".buildx.log")
+    log_file.write_text(proc.stdout, encoding="utf-8")
+    if proc.returncode != 0:
+        tmp.unlink(missing_ok=True)
+        tail = "\n".join(proc.stdout.splitlines()[-30:])
+        raise ToolError(f"docker buildx build failed ({proc.returncode}); log: {rel(log_file)}:\n{tail}")
+    oci = ocidiff.open_oci(tmp)
+    labels = oci.config.get("config", {}).get("Labels") or {}
+    if labels.get("io.lockstep.model.md5") != inputs["model_md5"]:
+        tmp.unlink(missing_ok=True)
+        raise ToolError("built image carries the wrong model label; the context changed during the build")
+    tmp.replace(dest)
+    oci.path = dest
+    return BuildResult(oci.digest, oci, seconds)
+
+
+def load_and_tag(result: BuildResult, tags: list[str]) -> None:
+    out = run(["docker", "load", "--quiet", "-i", str(result.oci.path)], capture=True).stdout
+    m = re.search(r"sha256:[0-9a-f]{64}", out)
+    ref = m.group(0) if m else result.digest
+    for tag in tags:
+        run(["docker", "tag", ref, tag], capture=True)
+
+
+def layer_records(oci: ocidiff.OciImage) -> list[dict[str, Any]]:
+    return [
+        {"digest": layer["digest"], "size": layer["size"], "created_by": ocidiff.layer_label(oci.config, i)}
+        for i, layer in enumerate(oci.layers)
+    ]
+
+
+def up_to_date(inputs: dict[str, Any], load: bool) -> BuildResult | None:
+    """The last build, if it came from exactly these inputs and is still there (and loaded).
+
+    The digest is a function of the inputs, so equal inputs need no BuildKit run at all.
+    """
+    if not (LAST_BUILD.is_file() and OCI_TAR.is_file()):
+        return None
+    try:
+        last = json.loads(LAST_BUILD.read_text(encoding="utf-8"))
+        oci = ocidiff.open_oci(OCI_TAR)
+    except (ValueError, ToolError):
+        return None
+    if last.get("inputs") != inputs or last.get("digest") != oci.digest:
+        return None
+    if load:
+        p = subprocess.run(
+            ["docker", "image", "inspect", "--format", "{{.Id}}", f"{REPOSITORY}:latest"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if p.stdout.strip() != oci.digest:
+            return None
+    return BuildResult(oci.digest, oci, 0.0)
+
+
+def build(
+    root: Path = ROOT,
+    no_cache: bool = False,
+    load: bool = True,
+    allow_untracked: bool = False,
+    dest: Path = OCI_TAR,
+) -> tuple[BuildResult, dict[str, Any]]:
+    preflight(root, allow_untracked)
+    inputs = current_inputs(root)
+    if not no_cache and dest == OCI_TAR:
+        cached = up_to_date(inputs, load)
+        if cached is not None:
+            log(f"image: inputs unchanged since the last build of {rel(OCI_TAR)} (up to date)")
+            return cached, inputs
+    result = buildx(root, inputs, dest, no_cache)
+    if load:
+        load_and_tag(result, [f"{REPOSITORY}:latest", f"{REPOSITORY}:{result.digest.split(':')[1][:12]}"])
+    write_json_atomic(
+        LAST_BUILD,
+        {
+            "digest": result.digest,
+            "seconds": round(result.seconds, 1),
+            "inputs": inputs,
+            "layers": layer_records(result.oci),
+        },
+    )
+    return result, inputs
+
+
+# --- lock and verify --------------------------------------------------------------------------
+
+INPUT_MEANING = {
+    "base_lock_sha256": "the Debian base moved (image/base.lock.json changed)",
+    "requirements_sha256": "the Python dependencies changed (requirements.txt)",
+    "model_md5": "a changed model (models/model.joblib)",
+    "source_tree_sha256": "the service source or build recipe changed",
+    "source_date_epoch": "another SOURCE_DATE_EPOCH (from image/base.lock.json)",
+    "builder": "another builder (Docker engine / BuildKit / buildx): digests can differ between releases",
+    "platform": "another target platform",
+    "compression": "another layer compression",
+}
+
+
+def validate_image_lock(lock: Any) -> dict[str, Any]:
+    if not isinstance(lock, dict):
+        raise ToolError(f"{rel(IMAGE_LOCK)}: not a JSON object")
+    problems = []
+    if not re.fullmatch(r"sha256:[0-9a-f]{64}", str(lock.get("digest", ""))):
+        problems.append("digest must be sha256:<64 hex digits>")
+    inputs = lock.get("inputs")
+    if not isinstance(inputs, dict) or set(INPUT_MEANING) - set(inputs) or "sources" not in inputs:
+        problems.append(f"inputs must record {sorted([*INPUT_MEANING, 'sources'])}")
+    elif tree_sha256(inputs["sources"]) != inputs["source_tree_sha256"]:
+        problems.append("inputs.sources does not hash to inputs.source_tree_sha256 (edited by hand?)")
+    if problems:
+        raise ToolError(f"{rel(IMAGE_LOCK)}: " + "; ".join(problems))
+    return lock
+
+
+def input_differences(locked: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """Which recorded inputs differ, each with what it means for the digest."""
+    out = []
+    for key, meaning in INPUT_MEANING.items():
+        if key == "builder" and "builder" not in now:
+            continue
+        a, b = locked.get(key), now.get(key)
+        if a == b:
+            continue
+        if key == "source_tree_sha256":
+            sa, sb = locked.get("sources", {}), now.get("sources", {})
+            files = [
+                f"{f} ({'added' if f not in sa else 'removed' if f not in sb else 'changed'})"
+                for f in sorted(sa.keys() | sb.keys())
+                if sa.get(f) != sb.get(f)
+            ]
+            out.append(f"{key}: {meaning}: {', '.join(files)}")
+        elif isinstance(a, dict) and isinstance(b, dict):
+            parts = [
+                f"{k} {a.get(k)} -> {b.get(k)}" for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)
+            ]
+            out.append(f"{key}: {meaning}: {', '.join(parts)}")
+        else:
+            out.append(f"{key}: {meaning}: {a} -> {b}")
+    return out
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    result, _ = build(no_cache=args.no_cache, load=not args.no_load, allow_untracked=args.allow_untracked)
+    log(
+        f"image: built in {result.seconds:.1f}s -> {rel(result.oci.path)}"
+        + ("" if args.no_load else f", loaded as {REPOSITORY}:latest")
+    )
+    print(result.digest)
+    return 0
+
+
+def cmd_lock(args: argparse.Namespace) -> int:
+    result, inputs = build(no_cache=args.no_cache, load=True, allow_untracked=args.allow_untracked)
+    lock = {
+        "comment": "Written by `make lock-image`; checked by `make verify`. Do not edit.",
+        "digest": result.digest,
+        "inputs": inputs,
+        "layers": layer_records(result.oci),
+    }
+    write_json_atomic(IMAGE_LOCK, lock)
+    log(f"image: wrote {rel(IMAGE_LOCK)}")
+    print(result.digest)
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    lock = validate_image_lock(read_json(IMAGE_LOCK, "image lock"))
+    diffs = input_differences(lock["inputs"], current_inputs(with_builder=args.builder))
+    if diffs:
+        raise ToolError(
+            f"{rel(IMAGE_LOCK)} was recorded from other inputs:\n  "
+            + "\n  ".join(diffs)
+            + "\nIf the change is intended: `make lock-image`."
+        )
+    log(f"image: {rel(IMAGE_LOCK)} inputs match the tree ({lock['digest']})")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    lock = validate_image_lock(read_json(IMAGE_LOCK, "image lock"))
+    preflight(allow_untracked=args.allow_untracked)
+    inputs = current_inputs()
+    diffs = input_differences(lock["inputs"], inputs)
+    if diffs:
+        raise ToolError(
+            f"cannot reproduce {lock['digest']}: the inputs differ from {rel(IMAGE_LOCK)}:\n  "
+            + "\n  ".join(diffs)
+            + "\nIf the change is intended: `make lock-image`."
+        )
+    reference = OCI_TAR if OCI_TAR.is_file() and ocidiff.open_oci(OCI_TAR).digest == lock["digest"] else None
+    if reference is not None:  # keep it: `buildx` below writes elsewhere
+        kept = OUT_DIR / "reference.oci.tar"
+        shutil.copyfile(reference, kept)
+        reference = kept
+    result = buildx(ROOT, inputs, OUT_DIR / "verify.oci.tar", no_cache=True)
+    if result.digest == lock["digest"]:
+        log(f"image: verified: a --no-cache rebuild gives {result.digest} = {rel(IMAGE_LOCK)}")
+        print(result.digest)
+        return 0
+    lines = [f"rebuild gives {result.digest}, {rel(IMAGE_LOCK)} says {lock['digest']}; all inputs are equal."]
+    for i, (a, b) in enumerate(zip(lock.get("layers", []), layer_records(result.oci), strict=False)):
+        if a["digest"] != b["digest"]:
+            lines.append(f"  layer {i} differs from the lock [{b['created_by']}]")
+    if reference is not None:
+        lines += list(
+            ocidiff.iter_explanation(ocidiff.open_oci(reference), result.oci, OUT_DIR / "diffoscope")
+        )
+    else:
+        # No artifact of the locked build here: rebuild once more to look for non-determinism.
+        second = buildx(ROOT, inputs, OUT_DIR / "verify2.oci.tar", no_cache=True)
+        if second.digest == result.digest:
+            lines.append(
+                "Two --no-cache builds on this host agree with each other: it builds deterministically, "
+                f"but not like the host that wrote {rel(IMAGE_LOCK)}. Compare there (its "
+                f"{rel(OCI_TAR)}), or `make lock-image` if this builder is the new reference."
+            )
+        else:
+            lines.append("Two --no-cache builds on this host differ (non-determinism):")
+            lines += list(ocidiff.iter_explanation(result.oci, second.oci, OUT_DIR / "diffoscope"))
+    raise ToolError("\n".join(lines))
+
+
+def cmd_inputs(args: argparse.Namespace) -> int:
+    json.dump(current_inputs(with_builder=args.builder), sys.stdout, indent=2, sort_keys=True)
+    print()
+    return 0
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(prog="python -m imagetool.image", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    for name in ("build", "lock", "verify", "check", "inputs"):
+        sp = sub.add_parser(name)
+        if name in ("build", "lock"):
+            sp.add_argument("--no-cache", action="store_true", help="rebuild every layer")
+        if name == "build":
+            sp.add_argument("--no-load", action="store_true", help="write the OCI tarball only")
+        if name in ("build", "lock", "verify"):
+            sp.add_argument(
+                "--allow-untracked", action="store_true", help="let files git does not track into the context"
+            )
+        if name in ("check", "inputs"):
+            sp.add_argument(
+                "--no-builder",
+                dest="builder",
+                action="store_false",
+                help="do not ask the engine for its version",
+            )
+    args = p.parse_args()
+    handlers = {
+        "build": cmd_build,
+        "lock": cmd_lock,
+        "verify": cmd_verify,
+        "check": cmd_check,
+        "inputs": cmd_inputs,
+    }
+    return handlers[args.command](args)
+
+
+if __name__ == "__main__":
+    main_wrapper(main)

@@ -1,0 +1,171 @@
+"""Download exactly the wheels the locks name, for the image's platform, and check them.
+
+    python -m imagetool.wheels download   # into build/wheels/, hash-checked, stale files removed
+    python -m imagetool.wheels check      # every locked package has one wheel with a locked hash
+
+The image build runs with --network=none and installs these with --no-index --require-hashes.
+The locks: requirements.txt (runtime, installed into /opt/venv) and requirements-build.txt (pip
+itself, run from its wheel in a build stage only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from imagetool.common import BUILD, ROOT, ToolError, file_digest, log, main_wrapper, rel, run
+
+WHEELS = BUILD / "wheels"
+LOCKS = (ROOT / "requirements.txt", ROOT / "requirements-build.txt")
+
+# The image's interpreter: Debian 12's CPython 3.11 on glibc 2.36, x86_64.
+PYTHON_VERSION = "3.11"
+ABI = "cp311"
+GLIBC_MINOR_MAX = 36
+PLATFORMS = [f"manylinux_2_{m}_x86_64" for m in range(GLIBC_MINOR_MAX, 4, -1)] + [
+    "manylinux2014_x86_64",
+    "manylinux2010_x86_64",
+    "manylinux1_x86_64",
+]
+
+
+@dataclass(frozen=True)
+class Requirement:
+    name: str  # normalised (PEP 503)
+    version: str
+    hashes: frozenset[str]  # sha256 hex digests
+
+
+def normalize(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def parse_requirements(text: str, source: str = "requirements") -> list[Requirement]:
+    """Parse a pip-compile ``--generate-hashes`` lock: every entry pinned with ``==`` and hashed."""
+    reqs: list[Requirement] = []
+    # Join backslash continuations, drop comments.
+    logical = re.sub(r"\\\n", " ", text)
+    for lineno, raw in enumerate(logical.splitlines(), 1):
+        line = raw.split(" #", 1)[0].strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("-"):
+            raise ToolError(f"{source}: option line not allowed in an image lock: {line.split()[0]}")
+        m = re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==([^\s;]+)(?:\s*;[^-]*)?(.*)$", line)
+        if not m:
+            raise ToolError(f"{source}: entry {lineno} is not pinned with ==: {line[:80]}")
+        hashes = frozenset(re.findall(r"--hash=sha256:([0-9a-f]{64})", m.group(3)))
+        if not hashes:
+            raise ToolError(f"{source}: {m.group(1)}=={m.group(2)} has no --hash=sha256 entries")
+        reqs.append(Requirement(normalize(m.group(1)), m.group(2), hashes))
+    return reqs
+
+
+def wheel_name_version(filename: str) -> tuple[str, str]:
+    """(normalised name, version) from a wheel file name (PEP 427)."""
+    parts = filename[: -len(".whl")].split("-")
+    if not filename.endswith(".whl") or len(parts) not in (5, 6):
+        raise ValueError(f"not a wheel file name: {filename}")
+    return normalize(parts[0]), parts[1]
+
+
+def check_wheels(reqs: list[Requirement], folder: Path) -> list[str]:
+    """Problems with ``folder`` as the wheel set for ``reqs``, each naming the file; [] if none."""
+    problems: list[str] = []
+    by_name = {r.name: r for r in reqs}
+    found: dict[str, list[Path]] = {}
+    for path in sorted(folder.glob("*.whl")):
+        try:
+            name, version = wheel_name_version(path.name)
+        except ValueError as e:
+            problems.append(f"{rel(path)}: {e}")
+            continue
+        req = by_name.get(name)
+        if req is None:
+            problems.append(f"{rel(path)}: not in the locks (stale; rerun `make wheels`)")
+            continue
+        if version != req.version:
+            problems.append(f"{rel(path)}: version {version}, the lock pins {req.version}")
+            continue
+        digest = file_digest(path)
+        if digest not in req.hashes:
+            problems.append(
+                f"{rel(path)}: sha256 {digest} is not one of the hashes locked for "
+                f"{req.name}=={req.version} (corrupt or tampered; delete it and rerun `make wheels`)"
+            )
+        found.setdefault(name, []).append(path)
+    for req in reqs:
+        files = found.get(req.name, [])
+        if not files:
+            problems.append(f"{rel(folder)}: no wheel for {req.name}=={req.version} (run `make wheels`)")
+        elif len(files) > 1:
+            problems.append(f"{rel(folder)}: several wheels for {req.name}: {[p.name for p in files]}")
+    return problems
+
+
+def load_locks() -> list[Requirement]:
+    reqs: list[Requirement] = []
+    for lock in LOCKS:
+        try:
+            reqs += parse_requirements(lock.read_text(encoding="utf-8"), rel(lock))
+        except FileNotFoundError:
+            raise ToolError(f"{rel(lock)}: missing") from None
+    return reqs
+
+
+def cmd_check() -> int:
+    problems = check_wheels(load_locks(), WHEELS)
+    if problems:
+        raise ToolError("wheels do not match the locks:\n  " + "\n  ".join(problems))
+    log(f"wheels: {rel(WHEELS)} matches {', '.join(rel(p) for p in LOCKS)}")
+    return 0
+
+
+def cmd_download() -> int:
+    reqs = load_locks()
+    WHEELS.mkdir(parents=True, exist_ok=True)
+    # Remove what the locks no longer name, and anything whose hash is wrong: pip would
+    # otherwise accept an existing file only after its own check, and a stale file would sit
+    # in the build context.
+    wanted = {r.name: r for r in reqs}
+    for path in WHEELS.glob("*"):
+        try:
+            name, version = wheel_name_version(path.name)
+            req = wanted.get(name)
+            ok = req is not None and req.version == version and file_digest(path) in req.hashes
+        except ValueError:
+            ok = False
+        if not ok:
+            log(f"wheels: removing {rel(path)}")
+            path.unlink()
+    if not check_wheels(reqs, WHEELS):
+        log(f"wheels: {rel(WHEELS)} complete ({len(reqs)} wheels, cached)")
+        return 0
+    cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--dest", str(WHEELS)]
+    cmd += ["--only-binary=:all:", "--no-deps", "--require-hashes"]
+    cmd += ["--python-version", PYTHON_VERSION, "--implementation", "cp", "--abi", ABI, "--abi", "abi3"]
+    cmd += ["--abi", "none"]
+    for plat in [*PLATFORMS, "any"]:
+        cmd += ["--platform", plat]
+    for lock in LOCKS:
+        cmd += ["-r", str(lock)]
+    run(cmd, env={"PIP_DISABLE_PIP_VERSION_CHECK": "1"})
+    problems = check_wheels(reqs, WHEELS)
+    if problems:
+        raise ToolError("downloaded wheels do not match the locks:\n  " + "\n  ".join(problems))
+    log(f"wheels: {len(reqs)} wheels in {rel(WHEELS)}, all hashes match")
+    return 0
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(prog="python -m imagetool.wheels", description=__doc__.split("\n")[0])
+    p.add_argument("command", choices=["download", "check"])
+    args = p.parse_args()
+    return cmd_download() if args.command == "download" else cmd_check()
+
+
+if __name__ == "__main__":
+    main_wrapper(main)

@@ -1,0 +1,165 @@
+"""Fixtures for the image tests: a running engine, built inputs, and throwaway repo copies.
+
+The engine is (re)started here because daemons do not survive between sessions; `make test`
+has already installed it (`make engine`) and built the base rootfs and wheels, which are cached.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from imagetool import image, ocidiff
+
+ROOT = Path(__file__).resolve().parents[2]
+# Copied into a test repo: what a clone has, plus the DVC outputs the image needs.
+_SKIP_TOP = {".venv", "build", ".git", ".pytest_cache", ".mypy_cache", ".ruff_cache", "reports"}
+_SKIP_ANY = {"__pycache__"}
+
+
+def _ignore(directory: str, names: list[str]) -> set[str]:
+    top = Path(directory) == ROOT
+    return {
+        n
+        for n in names
+        if n in _SKIP_ANY
+        or (top and n in _SKIP_TOP)
+        or (n in {"cache", "tmp"} and Path(directory).name == ".dvc")
+    }
+
+
+def _run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=check)
+
+
+def imagetool_cli(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m imagetool.image ARGS`` inside ``repo`` (its own copy of imagetool)."""
+    return _run([sys.executable, "-m", "imagetool.image", *args], cwd=repo, check=False)
+
+
+def dvc(repo: Path, *args: str) -> None:
+    _run([str(Path(sys.executable).with_name("dvc")), *args], cwd=repo)
+
+
+@pytest.fixture(scope="session")
+def engine() -> None:
+    proc = subprocess.run([str(ROOT / "scripts/docker-engine.sh"), "start"], capture_output=True, text=True)
+    assert proc.returncode == 0, f"cannot start the Docker engine (run `make engine`): {proc.stderr}"
+
+
+@pytest.fixture(scope="session")
+def built_inputs(engine: None) -> None:
+    """Base rootfs and wheels present and matching their locks (cached no-ops after `make test`)."""
+    for module, cmd in (("imagetool.base", "build"), ("imagetool.wheels", "download")):
+        proc = _run([sys.executable, "-m", module, cmd], cwd=ROOT, check=False)
+        assert proc.returncode == 0, proc.stderr
+
+
+@pytest.fixture
+def repo_copy(tmp_path: Path, built_inputs: None) -> Callable[[], Path]:
+    """Factory: a committed git copy of the repo with its model and (hard-linked) build inputs."""
+
+    def make() -> Path:
+        dest = tmp_path / f"repo{len(list(tmp_path.iterdir()))}"
+        shutil.copytree(ROOT, dest, ignore=_ignore)
+        (dest / "build/base").mkdir(parents=True)
+        os.link(ROOT / "build/base/rootfs.tar", dest / "build/base/rootfs.tar")
+        (dest / "build/wheels").mkdir()
+        for whl in (ROOT / "build/wheels").glob("*.whl"):
+            os.link(whl, dest / "build/wheels" / whl.name)
+        _run(["git", "init", "-q"], cwd=dest)
+        _run(["git", "add", "-A"], cwd=dest)
+        _run(
+            ["git", "-c", "user.email=t@example.invalid", "-c", "user.name=test", "commit", "-qm", "copy"],
+            cwd=dest,
+        )
+        return dest
+
+    return make
+
+
+@dataclass
+class LockedBuild:
+    first: ocidiff.OciImage
+    second: ocidiff.OciImage
+    locked_digest: str
+
+
+@pytest.fixture(scope="session")
+def locked_builds(built_inputs: None, tmp_path_factory: pytest.TempPathFactory) -> LockedBuild:
+    """Two --no-cache builds of the real tree (the expensive part: done once per session)."""
+    out = tmp_path_factory.mktemp("oci")
+    image.preflight(ROOT)
+    inputs = image.current_inputs(ROOT)
+    a = image.buildx(ROOT, inputs, out / "a.oci.tar", no_cache=True)
+    b = image.buildx(ROOT, inputs, out / "b.oci.tar", no_cache=True)
+    locked = image.validate_image_lock(json.loads((ROOT / "image.lock").read_text()))
+    return LockedBuild(a.oci, b.oci, locked["digest"])
+
+
+@dataclass
+class Container:
+    id: str
+    url: str
+    ready_seconds: float
+
+
+@pytest.fixture(scope="session")
+def container(locked_builds: LockedBuild) -> Iterator[Container]:
+    """The locked image, loaded and started hardened (as `make run` does), until ready."""
+    tag = f"lockstep:test-{os.getpid()}"
+    image.load_and_tag(image.BuildResult(locked_builds.first.digest, locked_builds.first, 0.0), [tag])
+    t0 = time.monotonic()
+    cid = subprocess.run(
+        [
+            "docker",
+            "run",
+            "-d",
+            "--read-only",
+            "--cap-drop=ALL",
+            "--security-opt",
+            "no-new-privileges",
+            "-p",
+            "127.0.0.1::8000",
+            tag,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    try:
+        port = (
+            subprocess.run(["docker", "port", cid, "8000/tcp"], capture_output=True, text=True, check=True)
+            .stdout.split(":")[-1]
+            .strip()
+        )
+        url = f"http://127.0.0.1:{port}"
+        ready = wait_ready(url, cid)
+        yield Container(cid, url, ready - t0)
+    finally:
+        subprocess.run(["docker", "rm", "-f", cid], capture_output=True, check=False)
+        subprocess.run(["docker", "rmi", tag], capture_output=True, check=False)
+
+
+def wait_ready(url: str, cid: str, timeout: float = 30.0) -> float:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/readyz", timeout=1) as r:
+                if r.status == 200:
+                    return time.monotonic()
+        except OSError:
+            time.sleep(0.05)
+    logs = subprocess.run(["docker", "logs", cid], capture_output=True, text=True, check=False)
+    raise AssertionError(f"container not ready within {timeout}s:\n{logs.stdout}\n{logs.stderr}")
