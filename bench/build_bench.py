@@ -22,7 +22,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ import joblib  # noqa: E402
 
 from imagetool import image, ocidiff  # noqa: E402
 from imagetool.common import file_digest  # noqa: E402
+from imagetool.container import hardened_container  # noqa: E402
 
 RESULTS = ROOT / "bench/results/build_bench.json"
 TARGETS = {"cold_build_s": 90.0, "no_change_rebuild_s": 5.0, "image_mb": 350.0, "start_to_ready_s": 2.0}
@@ -68,45 +68,11 @@ def change_model(repo: Path) -> None:
 
 
 def start_to_ready(tag: str, runs: int = 3) -> list[float]:
+    """Seconds from `docker run` (hardened) to the first ready answer, `runs` times."""
     out = []
     for _ in range(runs):
-        t0 = time.monotonic()
-        cid = subprocess.run(
-            [
-                "docker",
-                "run",
-                "-d",
-                "--read-only",
-                "--cap-drop=ALL",
-                "--security-opt",
-                "no-new-privileges",
-                "-p",
-                "127.0.0.1::8000",
-                tag,
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        try:
-            port = (
-                subprocess.run(
-                    ["docker", "port", cid, "8000/tcp"], capture_output=True, text=True, check=True
-                )
-                .stdout.split(":")[-1]
-                .strip()
-            )
-            deadline = t0 + 30
-            while time.monotonic() < deadline:
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
-                        if r.status == 200:
-                            out.append(time.monotonic() - t0)
-                            break
-                except OSError:
-                    time.sleep(0.01)
-        finally:
-            subprocess.run(["docker", "rm", "-f", cid], capture_output=True, check=False)
+        with hardened_container(tag) as running:
+            out.append(running.ready_seconds)
     return out
 
 

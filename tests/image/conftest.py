@@ -11,8 +11,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from imagetool import image, ocidiff
+from imagetool.container import Container, hardened_container
 
 ROOT = Path(__file__).resolve().parents[2]
 # Copied into a test repo: what a clone has, plus the DVC outputs the image needs.
@@ -108,58 +107,13 @@ def locked_builds(built_inputs: None, tmp_path_factory: pytest.TempPathFactory) 
     return LockedBuild(a.oci, b.oci, locked["digest"])
 
 
-@dataclass
-class Container:
-    id: str
-    url: str
-    ready_seconds: float
-
-
 @pytest.fixture(scope="session")
 def container(locked_builds: LockedBuild) -> Iterator[Container]:
     """The locked image, loaded and started hardened (as `make run` does), until ready."""
     tag = f"lockstep:test-{os.getpid()}"
     image.load_and_tag(image.BuildResult(locked_builds.first.digest, locked_builds.first, 0.0), [tag])
-    t0 = time.monotonic()
-    cid = subprocess.run(
-        [
-            "docker",
-            "run",
-            "-d",
-            "--read-only",
-            "--cap-drop=ALL",
-            "--security-opt",
-            "no-new-privileges",
-            "-p",
-            "127.0.0.1::8000",
-            tag,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
     try:
-        port = (
-            subprocess.run(["docker", "port", cid, "8000/tcp"], capture_output=True, text=True, check=True)
-            .stdout.split(":")[-1]
-            .strip()
-        )
-        url = f"http://127.0.0.1:{port}"
-        ready = wait_ready(url, cid)
-        yield Container(cid, url, ready - t0)
+        with hardened_container(tag) as running:
+            yield running
     finally:
-        subprocess.run(["docker", "rm", "-f", cid], capture_output=True, check=False)
         subprocess.run(["docker", "rmi", tag], capture_output=True, check=False)
-
-
-def wait_ready(url: str, cid: str, timeout: float = 30.0) -> float:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/readyz", timeout=1) as r:
-                if r.status == 200:
-                    return time.monotonic()
-        except OSError:
-            time.sleep(0.05)
-    logs = subprocess.run(["docker", "logs", cid], capture_output=True, text=True, check=False)
-    raise AssertionError(f"container not ready within {timeout}s:\n{logs.stdout}\n{logs.stderr}")
