@@ -12,7 +12,8 @@ ADD build/base/rootfs.tar /
 # --- deps: the locked wheels into /opt/venv, by a pip that never reaches the final image --------
 FROM base AS deps
 ARG SOURCE_DATE_EPOCH
-# pip byte-compiles with SOURCE_DATE_EPOCH set: hash-checked .pyc, no build timestamps.
+# Byte-compiled after trimming, as unchecked-hash .pyc: no build timestamps, and no per-import
+# re-hashing of the source, which can never change on the read-only root (~0.4 s of start-up).
 # Dropped: the packages' own test suites (~1/3 of the venv) and build-time sources (headers,
 # Cython, stubs, static libs); the service never imports them, and pip is not there to mind.
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
@@ -21,21 +22,23 @@ RUN --mount=type=bind,source=build/wheels,target=/wheels \
     set -- /wheels/pip-*.whl \
  && python3 -m venv --without-pip /opt/venv \
  && /opt/venv/bin/python "$1/pip" install --no-index --find-links=/wheels \
-        --require-hashes --no-deps --only-binary=:all: --no-warn-script-location \
+        --require-hashes --no-deps --only-binary=:all: --no-warn-script-location --no-compile \
         -r /tmp/requirements.txt \
  && /opt/venv/bin/python -c "import numpy, scipy.sparse, sklearn, uvicorn, fastapi, uvloop, httptools" \
  && find /opt/venv/lib/python3.11/site-packages -type d -name tests -prune -exec rm -rf {} + \
  && find /opt/venv/lib/python3.11/site-packages -type f \( -name '*.pyi' -o -name '*.pxd' -o -name '*.pyx' \
         -o -name '*.h' -o -name '*.c' -o -name '*.cpp' -o -name '*.a' \) -delete \
+ && /opt/venv/bin/python -m compileall -q --invalidation-mode unchecked-hash \
+        /opt/venv/lib/python3.11/site-packages \
  && mkdir -p /out/opt /out/app \
  && mv /opt/venv /out/opt/venv \
  && cp /tmp/requirements.txt /out/app/requirements.txt
 
-# --- code: api/ byte-compiled with checked hashes (valid on a read-only root, no mtimes) --------
+# --- code: api/ byte-compiled like the deps (unchecked-hash: no mtimes, no re-hashing) ----------
 FROM base AS code
 COPY api /out/app/api
 RUN chmod -R u=rwX,go=rX /out/app \
- && python3 -m compileall -q --invalidation-mode checked-hash /out/app/api
+ && python3 -m compileall -q --invalidation-mode unchecked-hash /out/app/api
 
 # --- model: the DVC outputs and the lock that proves them -----------------------------------------
 FROM base AS model
