@@ -208,10 +208,7 @@ def preflight(root: Path = ROOT, allow_untracked: bool = False) -> None:
                 f"(tarball.sha256 {blk['tarball']['sha256']}); run `make base` "
                 "(if image/base.lock.json was edited by hand, restore it)"
             )
-    reqs: list[wheels.Requirement] = []
-    for lock in ("requirements.txt", "requirements-build.txt"):
-        reqs += wheels.parse_requirements((root / lock).read_text(encoding="utf-8"), lock)
-    problems += wheels.check_wheels(reqs, root / "build/wheels")
+    problems += wheels.check_wheels(wheels.load_locks(root), root / "build/wheels")
     if problems:
         raise ToolError("refusing to build:\n  " + "\n  ".join(problems))
 

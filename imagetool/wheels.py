@@ -11,15 +11,15 @@ itself, run from its wheel in a build stage only).
 from __future__ import annotations
 
 import argparse
-import re
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 from imagetool.common import BUILD, ROOT, ToolError, file_digest, log, main_wrapper, rel, run
+from tools.locks import LockError, Requirement, normalize, parse_lock_text
 
 WHEELS = BUILD / "wheels"
-LOCKS = (ROOT / "requirements.txt", ROOT / "requirements-build.txt")
+LOCK_NAMES = ("requirements.txt", "requirements-build.txt")
+LOCKS = tuple(ROOT / name for name in LOCK_NAMES)
 
 # The image's interpreter: Debian 12's CPython 3.11 on glibc 2.36, x86_64.
 PYTHON_VERSION = "3.11"
@@ -32,36 +32,12 @@ PLATFORMS = [f"manylinux_2_{m}_x86_64" for m in range(GLIBC_MINOR_MAX, 4, -1)] +
 ]
 
 
-@dataclass(frozen=True)
-class Requirement:
-    name: str  # normalised (PEP 503)
-    version: str
-    hashes: frozenset[str]  # sha256 hex digests
-
-
-def normalize(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
 def parse_requirements(text: str, source: str = "requirements") -> list[Requirement]:
-    """Parse a pip-compile ``--generate-hashes`` lock: every entry pinned with ``==`` and hashed."""
-    reqs: list[Requirement] = []
-    # Join backslash continuations, drop comments.
-    logical = re.sub(r"\\\n", " ", text)
-    for lineno, raw in enumerate(logical.splitlines(), 1):
-        line = raw.split(" #", 1)[0].strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("-"):
-            raise ToolError(f"{source}: option line not allowed in an image lock: {line.split()[0]}")
-        m = re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==([^\s;]+)(?:\s*;[^-]*)?(.*)$", line)
-        if not m:
-            raise ToolError(f"{source}: entry {lineno} is not pinned with ==: {line[:80]}")
-        hashes = frozenset(re.findall(r"--hash=sha256:([0-9a-f]{64})", m.group(3)))
-        if not hashes:
-            raise ToolError(f"{source}: {m.group(1)}=={m.group(2)} has no --hash=sha256 entries")
-        reqs.append(Requirement(normalize(m.group(1)), m.group(2), hashes))
-    return reqs
+    """The entries of a hash-pinned lock (tools.locks enforces the rules), in file order."""
+    try:
+        return list(parse_lock_text(text, source).values())
+    except LockError as exc:
+        raise ToolError(str(exc)) from None
 
 
 def wheel_name_version(filename: str) -> tuple[str, str]:
@@ -106,13 +82,14 @@ def check_wheels(reqs: list[Requirement], folder: Path) -> list[str]:
     return problems
 
 
-def load_locks() -> list[Requirement]:
+def load_locks(root: Path = ROOT) -> list[Requirement]:
+    """Every entry of the runtime and build locks under `root`."""
     reqs: list[Requirement] = []
-    for lock in LOCKS:
+    for name in LOCK_NAMES:
         try:
-            reqs += parse_requirements(lock.read_text(encoding="utf-8"), rel(lock))
+            reqs += parse_requirements((root / name).read_text(encoding="utf-8"), name)
         except FileNotFoundError:
-            raise ToolError(f"{rel(lock)}: missing") from None
+            raise ToolError(f"{name}: missing") from None
     return reqs
 
 

@@ -22,7 +22,7 @@ PIP_COMPILE_FLAGS = (
     "--no-emit-index-url",
     "--no-emit-find-links",
 )
-_PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)")
+_PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==([^\s;\\]+)")
 _FORBIDDEN = (
     "--index-url",
     "--extra-index-url",
@@ -41,15 +41,24 @@ class LockError(Exception):
 
 @dataclass(frozen=True)
 class Requirement:
-    name: str
+    name: str  # normalised (PEP 503)
     version: str
-    hashes: tuple[str, ...]
+    hashes: frozenset[str]  # sha256 hex digests
+
+
+def normalize(name: str) -> str:
+    """PEP 503 name normalisation."""
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def parse_lock(path: Path) -> dict[str, Requirement]:
-    """Parse a pip-compile --generate-hashes file, enforcing: every requirement pinned with ==,
-    at least one sha256 hash each, no index/find-links lines or host paths."""
-    text = path.read_text()
+    """Parse a lock file (see parse_lock_text)."""
+    return parse_lock_text(path.read_text(), str(path))
+
+
+def parse_lock_text(text: str, source: str) -> dict[str, Requirement]:
+    """Parse a pip-compile --generate-hashes lock, enforcing: every requirement pinned with ==,
+    at least one sha256 hash each, no option lines (index, find-links, -e, ...) or host paths."""
     reqs: dict[str, Requirement] = {}
     # Join backslash continuations so each requirement is one logical line.
     logical: list[tuple[int, str]] = []
@@ -73,17 +82,19 @@ def parse_lock(path: Path) -> dict[str, Requirement]:
                 or f" {bad}" in lowered
                 or (bad in {"file://", "/opt/"} and bad in lowered)
             ):
-                raise LockError(f"{path}:{no}: forbidden index/host line: {line[:80]!r}")
+                raise LockError(f"{source}:{no}: forbidden index/host line: {line[:80]!r}")
+        if line.startswith("-"):
+            raise LockError(f"{source}:{no}: option line not allowed in a lock: {line.split()[0]}")
         match = _PIN.match(line)
         if not match:
-            raise LockError(f"{path}:{no}: not pinned with ==: {line[:80]!r}")
-        hashes = tuple(re.findall(r"--hash=sha256:([0-9a-f]{64})", line))
+            raise LockError(f"{source}:{no}: not pinned with ==: {line[:80]!r}")
+        hashes = frozenset(re.findall(r"--hash=sha256:([0-9a-f]{64})", line))
         if not hashes:
-            raise LockError(f"{path}:{no}: {match.group(1)} has no sha256 hash")
-        name = re.sub(r"[-_.]+", "-", match.group(1)).lower()
+            raise LockError(f"{source}:{no}: {match.group(1)} has no sha256 hash (no --hash=sha256 entries)")
+        name = normalize(match.group(1))
         reqs[name] = Requirement(name=name, version=match.group(2), hashes=hashes)
     if not reqs:
-        raise LockError(f"{path}: no requirements")
+        raise LockError(f"{source}: no requirements")
     return reqs
 
 
