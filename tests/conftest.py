@@ -12,13 +12,21 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # What a fresh clone would not have (paths from the repo root, and names anywhere).
-_NOT_SOURCE_PATHS = {".venv", "build", ".git", ".dvc/cache", ".dvc/tmp", "data/prepared", "models"}
+_NOT_SOURCE_PATHS = {".venv", "build", ".git", ".dvc/cache", ".dvc/tmp"}
+_OUTPUT_PATHS = {"data/prepared", "models"}  # DVC outputs: made by `dvc repro`, git-ignored
 _NOT_SOURCE_NAMES = {"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache"}
 
 
-def _ignore(directory: str, names: list[str]) -> set[str]:
-    rel = Path(directory).relative_to(REPO_ROOT)
-    return {n for n in names if n in _NOT_SOURCE_NAMES or (rel / n).as_posix() in _NOT_SOURCE_PATHS}
+def copy_repo(dest: Path, *, with_outputs: bool = False) -> Path:
+    """Copy the repo as a fresh clone would have it, plus the DVC outputs if `with_outputs`."""
+    skip = _NOT_SOURCE_PATHS if with_outputs else _NOT_SOURCE_PATHS | _OUTPUT_PATHS
+
+    def ignore(directory: str, names: list[str]) -> set[str]:
+        rel = Path(directory).relative_to(REPO_ROOT)
+        return {n for n in names if n in _NOT_SOURCE_NAMES or (rel / n).as_posix() in skip}
+
+    shutil.copytree(REPO_ROOT, dest, ignore=ignore)
+    return dest
 
 
 def venv_bin(name: str) -> str:
@@ -37,8 +45,7 @@ def repo_copy(tmp_path: Path) -> Callable[[], Path]:
     in its own git repository, so tests can run `dvc` there without touching the real tree."""
 
     def make() -> Path:
-        dest = tmp_path / f"repo{len(list(tmp_path.iterdir()))}"
-        shutil.copytree(REPO_ROOT, dest, ignore=_ignore)
+        dest = copy_repo(tmp_path / f"repo{len(list(tmp_path.iterdir()))}")
         subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
         return dest
 

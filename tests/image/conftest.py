@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -19,22 +18,9 @@ import pytest
 
 from imagetool import image, ocidiff
 from imagetool.container import Container, hardened_container
+from tests.conftest import copy_repo
 
 ROOT = Path(__file__).resolve().parents[2]
-# Copied into a test repo: what a clone has, plus the DVC outputs the image needs.
-_SKIP_TOP = {".venv", "build", ".git", ".pytest_cache", ".mypy_cache", ".ruff_cache", "reports"}
-_SKIP_ANY = {"__pycache__"}
-
-
-def _ignore(directory: str, names: list[str]) -> set[str]:
-    top = Path(directory) == ROOT
-    return {
-        n
-        for n in names
-        if n in _SKIP_ANY
-        or (top and n in _SKIP_TOP)
-        or (n in {"cache", "tmp"} and Path(directory).name == ".dvc")
-    }
 
 
 def _run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -70,8 +56,7 @@ def repo_copy(tmp_path: Path, built_inputs: None) -> Callable[[], Path]:
     """Factory: a committed git copy of the repo with its model and (hard-linked) build inputs."""
 
     def make() -> Path:
-        dest = tmp_path / f"repo{len(list(tmp_path.iterdir()))}"
-        shutil.copytree(ROOT, dest, ignore=_ignore)
+        dest = copy_repo(tmp_path / f"repo{len(list(tmp_path.iterdir()))}", with_outputs=True)
         (dest / "build/base").mkdir(parents=True)
         os.link(ROOT / "build/base/rootfs.tar", dest / "build/base/rootfs.tar")
         (dest / "build/wheels").mkdir()
