@@ -42,7 +42,7 @@ RUN chmod -R u=rwX,go=rX /out/app \
 
 # --- model: the DVC outputs and the lock that proves them -----------------------------------------
 FROM base AS model
-COPY models/model.joblib models/metadata.json /out/app/models/
+COPY models/model.joblib models/model.json models/metadata.json /out/app/models/
 COPY dvc.lock /out/app/dvc.lock
 RUN chmod -R u=rwX,go=rX /out/app
 

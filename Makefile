@@ -44,7 +44,7 @@ check-lock: setup ## Fail, naming the file, if a lock no longer matches what its
 	$(PY) -m tools.locks check requirements.txt requirements-dev.txt requirements-build.txt
 
 .PHONY: repro
-repro: setup ## Run the DVC pipeline (prepare -> train -> evaluate); no-op when up to date
+repro: setup ## Run the DVC pipeline (prepare -> train -> evaluate, export); no-op when up to date
 	$(VENV)/bin/dvc repro
 
 .PHONY: test

@@ -1,7 +1,7 @@
 """lockstep prediction service: a FastAPI app serving the DVC-tracked model.
 
 Importing this package does nothing: `create_app` is resolved lazily so that light
-entry points (`python -m api.healthcheck`) do not pay for FastAPI, numpy and scikit-learn.
+entry points (`python -m api.healthcheck`) do not pay for FastAPI and numpy.
 """
 
 from typing import TYPE_CHECKING, Any

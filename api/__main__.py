@@ -11,7 +11,7 @@ from pydantic import ValidationError
 def main() -> int:
     """Refuse to start, with one line on stderr, if the settings or the model artifacts are bad."""
     from api.integrity import ModelIntegrityError
-    from api.model import verify_artifacts
+    from api.model import load_model
     from api.settings import Settings
 
     try:
@@ -24,7 +24,7 @@ def main() -> int:
         return 2
     try:
         # Same checks the lifespan repeats per worker; here they fail fast with one line, no traceback.
-        verify_artifacts(settings)
+        load_model(settings)
     except ModelIntegrityError as exc:
         print(f"lockstep: refusing to start: {exc}", file=sys.stderr)
         return 2

@@ -3,10 +3,8 @@
 import logging
 import os
 import time
-import warnings
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from importlib.metadata import version
 from typing import Any
 
 import orjson
@@ -99,12 +97,10 @@ def _lifespan(state: ServiceState) -> Any:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         started = time.perf_counter()
-        # Only the fallback path calls predict_proba with ndarrays; feature names are checked at load.
-        warnings.filterwarnings("ignore", message="X does not have valid feature names")
-        model = load_model(state.settings)  # raises ModelIntegrityError before anything is unpickled
+        model = load_model(state.settings)  # ModelIntegrityError: refuse to start, naming the file
         state.parser = InstanceParser(model.feature_names, state.settings.max_rows)
         state.model_document = orjson.dumps(model.description)
-        state.metrics.set_model(model.version, model.predictor.kind, version("scikit-learn"), model.classes)
+        state.metrics.set_model(model.version, model.predictor.kind, model.trained_with, model.classes)
         state.model = model
         log.info(
             "model loaded",

@@ -45,7 +45,7 @@ class ServiceMetrics:
         )
         self.model_info = Gauge(
             "lockstep_model_info",
-            "The served model: 1 for its version (md5), predictor kind and scikit-learn version",
+            "The served model: 1 for its version (md5), predictor kind and training scikit-learn version",
             ["version", "predictor", "sklearn"],
             registry=r,
             multiprocess_mode="max",

@@ -1,27 +1,23 @@
-"""Probability predictors: a numpy compilation of the fitted linear pipeline, or the model itself.
+"""The served predictor: a scaler plus a binary logistic regression, from the model's JSON export.
 
 scikit-learn spends ~200 µs of validation and dispatch per predict_proba call, more than the
-arithmetic of a scaler plus a logistic regression on thousands of rows. For the model this
-project trains, the same operations, in the same order, on the fitted arrays give the same floats
-at a fraction of the cost. Anything else is served through predict_proba unchanged.
+arithmetic of a scaler plus a logistic regression on thousands of rows, and importing it costs
+more than a second of start-up. The export (`models/model.json`, written by the pipeline's
+`export` stage) holds the fitted arrays; this module replays sklearn's operations on them in the
+same order, with the same exp() (glibc's, through the math module, as scipy's expit uses), and
+gets the same floats. Neither scikit-learn nor scipy is imported, and nothing is unpickled.
 """
 
 import logging
 import math
 from operator import mul, sub, truediv
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 
-# scipy ships no type stubs; the project's mypy overrides may or may not list it.
-from scipy.special import expit  # type: ignore[import-untyped, unused-ignore]
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
-
 log = logging.getLogger("api.predictor")
 
-# Start-up agreement required between the compiled path and predict_proba.
+# Agreement required between this predictor and the probabilities recorded in the export.
 AGREEMENT_TOLERANCE = 1e-12
 
 
@@ -39,24 +35,24 @@ class Predictor(Protocol):
         ...
 
 
-class EstimatorPredictor:
-    """Fallback: the estimator's own predict_proba."""
+def expit(decisions: list[float]) -> list[float]:
+    """1 / (1 + exp(-x)) elementwise, exactly as scipy.special.expit computes it.
 
-    kind = "predict_proba"
-    always_finite = False
+    numpy's own exp() picks a SIMD kernel by CPU (AVX-512 differs from libm in the last bit),
+    so it is not used here: math.exp is libm's exp, the one scipy's expit calls.
+    """
+    exp = math.exp
+    try:
+        return [1.0 / (1.0 + exp(-x)) for x in decisions]
+    except OverflowError:  # rare: redo element by element
+        return [_expit_one(x) for x in decisions]
 
-    def __init__(self, estimator: Any):
-        self._predict_proba = estimator.predict_proba
 
-    def predict_proba(self, matrix: np.ndarray) -> np.ndarray:
-        """Delegate to the estimator."""
-        with np.errstate(all="ignore"):  # overflow on extreme inputs is reported per row by the caller
-            return np.asarray(self._predict_proba(matrix), dtype=np.float64)
-
-    def probabilities(self, matrix: np.ndarray) -> list[list[float]]:
-        """predict_proba as Python floats."""
-        result: list[list[float]] = self.predict_proba(matrix).tolist()
-        return result
+def _expit_one(x: float) -> float:
+    try:
+        return 1.0 / (1.0 + math.exp(-x))
+    except OverflowError:  # exp(-x) beyond float range: scipy gives 1 / (1 + inf) = 0.0
+        return 0.0
 
 
 class ScaledBinaryLogisticPredictor:
@@ -94,87 +90,37 @@ class ScaledBinaryLogisticPredictor:
 
     def predict_proba(self, matrix: np.ndarray) -> np.ndarray:
         """Same steps as StandardScaler.transform, decision_function and _predict_proba_lr."""
-        if self.always_finite:  # np.errstate costs ~2 µs a call, a fifth of this method
-            positive = self._positive_class(matrix)
-        else:  # extreme inputs may overflow to inf/NaN; the caller refuses such rows by index
-            with np.errstate(all="ignore"):
-                positive = self._positive_class(matrix)
-        # Same values as sklearn's stack([1 - p, p], axis=1), without np.stack's Python overhead.
-        probabilities = np.empty((len(positive), 2))
-        probabilities[:, 1] = positive
-        np.subtract(1, positive, out=probabilities[:, 0])
-        return probabilities
+        return np.array(self._batch(matrix), dtype=np.float64).reshape(len(matrix), 2)
 
     def probabilities(self, matrix: np.ndarray) -> list[list[float]]:
         """Python floats; one row is computed without numpy (agreement is checked at start-up)."""
         if len(matrix) == 1 and self.always_finite:
             return [self.one_row(matrix[0].tolist())]
-        result: list[list[float]] = self.predict_proba(matrix).tolist()
-        return result
+        return self._batch(matrix)
 
     def one_row(self, row: list[float]) -> list[float]:
         """One row in plain floats: in a server, a dozen numpy calls cost more than this arithmetic.
 
         Summation order differs from BLAS's dot, so results may differ from predict_proba in the
-        last bits; build_predictor requires agreement within AGREEMENT_TOLERANCE.
+        last bits; the start-up check requires agreement within AGREEMENT_TOLERANCE.
         """
         mean, scale, coef = self._row_params
         decision = sum(map(mul, map(truediv, map(sub, row, mean), scale), coef)) + self._intercept
-        if decision >= 0:
-            positive = 1.0 / (1.0 + math.exp(-decision))
-        else:  # the mirrored form keeps math.exp from overflowing on very negative decisions
-            odds = math.exp(decision)
-            positive = odds / (1.0 + odds)
+        [positive] = expit([decision])
         return [1.0 - positive, positive]
 
-    def _positive_class(self, matrix: np.ndarray) -> np.ndarray:
+    def _batch(self, matrix: np.ndarray) -> list[list[float]]:
+        if self.always_finite:  # np.errstate costs ~2 µs a call
+            decisions = self._decisions(matrix)
+        else:  # extreme inputs may overflow to inf/NaN; the caller refuses such rows by index
+            with np.errstate(all="ignore"):
+                decisions = self._decisions(matrix)
+        # sklearn returns stack([1 - p, p], axis=1); the same subtraction in Python floats.
+        return [[1.0 - p, p] for p in expit(decisions)]
+
+    def _decisions(self, matrix: np.ndarray) -> list[float]:
         scaled = matrix - self._mean if self._mean is not None else matrix.copy()
         if self._scale is not None:
             scaled /= self._scale
-        positive: np.ndarray = expit(scaled @ self._coef + self._intercept)
-        return positive
-
-
-def compile_linear(estimator: Any, max_abs_input: float) -> ScaledBinaryLogisticPredictor | None:
-    """Compile exactly Pipeline([StandardScaler, binary LogisticRegression]); None for anything else."""
-    if type(estimator) is not Pipeline or len(estimator.steps) != 2:
-        return None
-    scaler, clf = (step for _, step in estimator.steps)
-    # Exact types only: a subclass may override transform or predict_proba.
-    if type(scaler) is not StandardScaler or type(clf) is not LogisticRegression:
-        return None
-    coef = np.asarray(getattr(clf, "coef_", None), dtype=np.float64)
-    if coef.ndim != 2 or coef.shape[0] != 1 or len(getattr(clf, "classes_", ())) != 2:
-        return None
-    mean = np.asarray(scaler.mean_, dtype=np.float64) if scaler.with_mean else None
-    scale = np.asarray(scaler.scale_, dtype=np.float64) if scaler.with_std else None
-    return ScaledBinaryLogisticPredictor(mean, scale, coef[0].copy(), float(clf.intercept_[0]), max_abs_input)
-
-
-def agreement_rows(example: np.ndarray) -> np.ndarray:
-    """The metadata example plus scaled copies, so the check covers more than one point."""
-    return np.vstack([example, example * 0.5, example * 1.5, np.zeros_like(example)])
-
-
-def build_predictor(estimator: Any, example: np.ndarray, max_abs_input: float) -> Predictor:
-    """The compiled predictor if it agrees with predict_proba on the example rows, else the fallback.
-
-    `max_abs_input` is the bound the request validator enforces on every feature value.
-    """
-    fallback = EstimatorPredictor(estimator)
-    compiled = compile_linear(estimator, max_abs_input)
-    if compiled is None:
-        log.info("serving through predict_proba", extra={"estimator": type(estimator).__name__})
-        return fallback
-    rows = agreement_rows(example)
-    expected = fallback.predict_proba(rows)
-    got = compiled.predict_proba(rows)
-    one_by_one = np.array([compiled.probabilities(rows[i : i + 1])[0] for i in range(len(rows))])
-    if (
-        got.shape != expected.shape
-        or not np.allclose(got, expected, rtol=0.0, atol=AGREEMENT_TOLERANCE)
-        or not np.allclose(one_by_one, expected, rtol=0.0, atol=AGREEMENT_TOLERANCE)
-    ):
-        log.warning("compiled linear path disagrees with predict_proba; serving through predict_proba")
-        return fallback
-    return compiled
+        decisions: list[float] = (scaled @ self._coef + self._intercept).tolist()
+        return decisions

@@ -12,7 +12,9 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="LOCKSTEP_", extra="ignore")
 
+    # The model of record (md5-checked, never unpickled) and its JSON export (what is served).
     model_path: Path = Path("models/model.joblib")
+    export_path: Path = Path("models/model.json")
     metadata_path: Path = Path("models/metadata.json")
     dvc_lock_path: Path = Path("dvc.lock")
     # Optional: its hash is reported by GET /model when the file is present.

@@ -58,6 +58,7 @@ REQUIRED_FILES = [
     "requirements-build.txt",
     "dvc.lock",
     "models/model.joblib",
+    "models/model.json",
     "models/metadata.json",
     "api/__init__.py",
     "api/__main__.py",
@@ -65,9 +66,16 @@ REQUIRED_FILES = [
 ]
 # Files whose bytes are hashed into image.lock's source tree (the model has its own md5 and the
 # base tarball and wheels are covered by their locks).
-SOURCE_FILES = ["Dockerfile", ".dockerignore", "dvc.lock", "models/metadata.json", "requirements-build.txt"]
+SOURCE_FILES = [
+    "Dockerfile",
+    ".dockerignore",
+    "dvc.lock",
+    "models/metadata.json",
+    "models/model.json",
+    "requirements-build.txt",
+]
 SOURCE_DIRS = ["api"]
-DVC_OUTS = {"models/model.joblib": "train", "models/metadata.json": "evaluate"}
+DVC_OUTS = {"models/model.joblib": "train", "models/metadata.json": "evaluate", "models/model.json": "export"}
 
 
 # --- inputs -----------------------------------------------------------------------------------

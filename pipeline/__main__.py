@@ -13,7 +13,7 @@ import importlib
 import os
 import sys
 
-STAGES = ("prepare", "train", "evaluate")
+STAGES = ("prepare", "train", "evaluate", "export")
 PINNED_ENV = {
     "OPENBLAS_CORETYPE": "Prescott",  # SSE3 kernels: present on every x86-64 CPU
     "OPENBLAS_NUM_THREADS": "1",

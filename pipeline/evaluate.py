@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from importlib.metadata import version
-from pathlib import Path
 from typing import Any
 
 import joblib
@@ -14,7 +12,7 @@ import numpy.typing as npt
 from sklearn import metrics as skm
 from sklearn.pipeline import Pipeline
 
-from pipeline.data import Table, atomic_write, read_table
+from pipeline.data import Table, read_table, write_json
 from pipeline.errors import PipelineError
 from pipeline.params import PARAMS_FILE, Params, load_params
 from pipeline.paths import CONFUSION_FILE, METADATA_FILE, METRICS_FILE, MODEL_FILE, ROC_FILE, TEST_CSV
@@ -81,13 +79,6 @@ def build_metadata(model: Pipeline, test: Table, params: Params, scores: dict[st
         "metrics": scores,
         "model_file": MODEL_FILE.name,
     }
-
-
-def write_json(path: Path, obj: Any) -> None:
-    """Deterministic, atomic JSON."""
-    with atomic_write(path) as fh:
-        json.dump(obj, fh, indent=2, allow_nan=False)
-        fh.write("\n")
 
 
 def main() -> None:

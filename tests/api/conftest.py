@@ -14,6 +14,7 @@ import pytest
 from api.app import create_app
 from tests.api.support import (
     DVC_LOCK,
+    EXPORT,
     METADATA,
     MODEL,
     TEST_SPLIT,
@@ -65,6 +66,7 @@ def artifact_copy(tmp_path: Path) -> ArtifactCopy:
     require_artifacts()
     (tmp_path / "models").mkdir()
     shutil.copy2(MODEL, tmp_path / "models" / "model.joblib")
+    shutil.copy2(EXPORT, tmp_path / "models" / "model.json")
     shutil.copy2(METADATA, tmp_path / "models" / "metadata.json")
     shutil.copy2(DVC_LOCK, tmp_path / "dvc.lock")
     return ArtifactCopy(tmp_path)

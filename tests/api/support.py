@@ -33,6 +33,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 # Another checkout's (or an unpacked image's) artifacts can be tested by pointing this elsewhere.
 ARTIFACT_ROOT = Path(os.environ.get("LOCKSTEP_TEST_ARTIFACT_ROOT", REPO_ROOT))
 MODEL = ARTIFACT_ROOT / "models" / "model.joblib"
+EXPORT = ARTIFACT_ROOT / "models" / "model.json"
 METADATA = ARTIFACT_ROOT / "models" / "metadata.json"
 DVC_LOCK = ARTIFACT_ROOT / "dvc.lock"
 TEST_SPLIT = ARTIFACT_ROOT / "data" / "prepared" / "test.csv"
@@ -40,7 +41,7 @@ TEST_SPLIT = ARTIFACT_ROOT / "data" / "prepared" / "test.csv"
 
 def require_artifacts() -> None:
     """The service tests run against what `dvc repro` produced; say so plainly if it has not run."""
-    missing = [str(p) for p in (MODEL, METADATA, DVC_LOCK, TEST_SPLIT) if not p.is_file()]
+    missing = [str(p) for p in (MODEL, EXPORT, METADATA, DVC_LOCK, TEST_SPLIT) if not p.is_file()]
     if missing:
         pytest.fail(f"missing pipeline outputs {missing}: run `dvc repro` (make repro) before the API tests")
 
@@ -49,6 +50,7 @@ def make_settings(**overrides: Any) -> Settings:
     """Settings pointing at the real artifacts unless overridden."""
     values: dict[str, Any] = {
         "model_path": MODEL,
+        "export_path": EXPORT,
         "metadata_path": METADATA,
         "dvc_lock_path": DVC_LOCK,
         "requirements_path": REPO_ROOT / "requirements.txt",
@@ -60,13 +62,17 @@ def make_settings(**overrides: Any) -> Settings:
 
 @dataclass
 class ArtifactCopy:
-    """Model, metadata and dvc.lock copied to a temporary directory with the repository's layout."""
+    """Model, export, metadata and dvc.lock copied to a temporary directory with the repository's layout."""
 
     root: Path
 
     @property
     def model(self) -> Path:
         return self.root / "models" / "model.joblib"
+
+    @property
+    def export(self) -> Path:
+        return self.root / "models" / "model.json"
 
     @property
     def metadata(self) -> Path:
@@ -78,7 +84,11 @@ class ArtifactCopy:
 
     def settings(self, **overrides: Any) -> Settings:
         return make_settings(
-            model_path=self.model, metadata_path=self.metadata, dvc_lock_path=self.lock, **overrides
+            model_path=self.model,
+            export_path=self.export,
+            metadata_path=self.metadata,
+            dvc_lock_path=self.lock,
+            **overrides,
         )
 
     def edit_lock(self, change: Callable[[dict[str, Any]], None]) -> None:
@@ -90,6 +100,7 @@ class ArtifactCopy:
         """LOCKSTEP_* variables that point `python -m api` at this copy."""
         return {
             "LOCKSTEP_MODEL_PATH": str(self.model),
+            "LOCKSTEP_EXPORT_PATH": str(self.export),
             "LOCKSTEP_METADATA_PATH": str(self.metadata),
             "LOCKSTEP_DVC_LOCK_PATH": str(self.lock),
         }
@@ -125,6 +136,7 @@ def running_server(**env: str) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
         **os.environ,
         "LOCKSTEP_PORT": str(port),
         "LOCKSTEP_MODEL_PATH": str(MODEL),
+        "LOCKSTEP_EXPORT_PATH": str(EXPORT),
         "LOCKSTEP_METADATA_PATH": str(METADATA),
         "LOCKSTEP_DVC_LOCK_PATH": str(DVC_LOCK),
         **env,

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.api.support import DVC_LOCK, MODEL, TestClient
+from tests.api.support import DVC_LOCK, EXPORT, MODEL, TestClient
 
 MODEL_MD5 = re.compile(r"^[0-9a-f]{32}$")
 
@@ -35,7 +35,9 @@ def test_model_describes_version_params_metrics_features_and_locks(
     assert doc["features"] == metadata["features"]
     assert doc["classes"] == metadata["classes"]
     assert doc["library_versions"]["trained_with"] == metadata["library_versions"]
-    assert doc["library_versions"]["serving"]["scikit-learn"] == metadata["library_versions"]["scikit-learn"]
+    assert "scikit-learn" not in doc["library_versions"]["serving"]  # served without it
+    assert doc["estimator"].startswith("Pipeline(steps=[('scale', StandardScaler())")
+    assert doc["artifacts"]["export"]["md5"] == hashlib.md5(EXPORT.read_bytes()).hexdigest()
     assert doc["locks"]["dvc_lock"]["sha256"] == hashlib.sha256(DVC_LOCK.read_bytes()).hexdigest()
     assert MODEL_MD5.match(doc["locks"]["requirements"]["md5"])
     assert doc["predictor"] == "compiled-linear"
@@ -136,7 +138,7 @@ def test_json_formatter_emits_one_line() -> None:
     }
 
 
-def test_metrics_exposition(client: TestClient, example: dict[str, float]) -> None:
+def test_metrics_exposition(client: TestClient, example: dict[str, float], metadata: dict[str, Any]) -> None:
     client.post("/predict", json={"instances": [example] * 3})
     client.post("/predict", json={"instances": []})
     text = client.get("/metrics").text
@@ -146,8 +148,10 @@ def test_metrics_exposition(client: TestClient, example: dict[str, float]) -> No
     assert re.search(r'lockstep_predictions_total\{label="(benign|malignant)"\} [1-9]', text)
     assert "lockstep_prediction_rows_bucket" in text
     version = hashlib.md5(MODEL.read_bytes()).hexdigest()
+    sklearn = re.escape(metadata["library_versions"]["scikit-learn"])
     assert re.search(
-        rf'lockstep_model_info\{{predictor="compiled-linear",sklearn="[^"]+",version="{version}"\}} 1', text
+        rf'lockstep_model_info\{{predictor="compiled-linear",sklearn="{sklearn}",version="{version}"\}} 1',
+        text,
     )
 
 

@@ -1,4 +1,4 @@
-"""The service refuses unverified artifacts, before unpickling anything, with a one-line reason."""
+"""The service refuses unverified artifacts with a one-line reason, and never unpickles anything."""
 
 from __future__ import annotations
 
@@ -35,20 +35,41 @@ def drop_model_entry(copy: ArtifactCopy) -> None:
     copy.edit_lock(change)
 
 
-def claim_other_sklearn(copy: ArtifactCopy) -> None:
-    """Metadata saying another sklearn trained the model, with dvc.lock updated to match it,
-    as a retrain under another version would leave them."""
-    meta = orjson.loads(copy.metadata.read_bytes())
-    meta["library_versions"]["scikit-learn"] = "0.24.2"
-    copy.metadata.write_bytes(orjson.dumps(meta, option=orjson.OPT_INDENT_2))
-    new_md5 = hashlib.md5(copy.metadata.read_bytes()).hexdigest()
+def _relock(copy: ArtifactCopy, path: str, data: bytes) -> None:
+    """Write new bytes and record their md5 in dvc.lock, as a careless hand edit plus `dvc commit` would."""
+    (copy.root / path).write_bytes(data)
+    new_md5 = hashlib.md5(data).hexdigest()
 
     def change(lock: dict[str, Any]) -> None:
         for out in _outs(lock):
-            if out["path"] == "models/metadata.json":
+            if out["path"] == path:
                 out["md5"] = new_md5
 
     copy.edit_lock(change)
+
+
+def flip_an_export_byte(copy: ArtifactCopy) -> None:
+    data = bytearray(copy.export.read_bytes())
+    data[data.index(b'"coef"') + 20] ^= 0x01
+    copy.export.write_bytes(bytes(data))
+
+
+def export_of_another_model(copy: ArtifactCopy) -> None:
+    doc = orjson.loads(copy.export.read_bytes())
+    doc["source"]["md5"] = "0" * 32
+    _relock(copy, "models/model.json", orjson.dumps(doc))
+
+
+def export_that_mispredicts(copy: ArtifactCopy) -> None:
+    doc = orjson.loads(copy.export.read_bytes())
+    doc["intercept"] += 1e-6
+    _relock(copy, "models/model.json", orjson.dumps(doc))
+
+
+def export_with_reordered_features(copy: ArtifactCopy) -> None:
+    doc = orjson.loads(copy.export.read_bytes())
+    doc["features"].reverse()
+    _relock(copy, "models/model.json", orjson.dumps(doc))
 
 
 def tamper_metadata(copy: ArtifactCopy) -> None:
@@ -64,7 +85,12 @@ def delete_lock(copy: ArtifactCopy) -> None:
 REFUSALS = [
     pytest.param(flip_a_byte, "has md5", id="flipped-byte"),
     pytest.param(drop_model_entry, "has no entry for", id="missing-lock-entry"),
-    pytest.param(claim_other_sklearn, "trained with scikit-learn 0.24.2", id="sklearn-version-mismatch"),
+    pytest.param(flip_an_export_byte, "model export", id="flipped-export-byte"),
+    pytest.param(
+        export_of_another_model, "was exported from a model with md5 000", id="export-of-other-model"
+    ),
+    pytest.param(export_that_mispredicts, "served probabilities differ", id="export-mispredicts"),
+    pytest.param(export_with_reordered_features, "features differ from the metadata", id="export-features"),
     pytest.param(tamper_metadata, "metadata", id="tampered-metadata"),
     pytest.param(delete_lock, "cannot read DVC lock file", id="no-dvc-lock"),
 ]

@@ -1,82 +1,105 @@
-"""The compiled linear path is used only where it reproduces predict_proba; else the model is called."""
+"""The served predictor, built from the JSON export, reproduces scikit-learn's predict_proba."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
+import orjson
 import pytest
-from sklearn.ensemble import RandomForestClassifier
+from scipy.special import expit as scipy_expit
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import MinMaxScaler, StandardScaler
+from sklearn.preprocessing import StandardScaler
 
-from api.predictor import EstimatorPredictor, ScaledBinaryLogisticPredictor, build_predictor, compile_linear
+from api.integrity import ModelIntegrityError
+from api.model import build_predictor, parse_export
+from api.predictor import Predictor, expit
+from pipeline.export import export_linear
+from tests.api.support import REPO_ROOT
 
 RNG = np.random.default_rng(0)
 X = RNG.normal(size=(200, 4)) * [1, 10, 100, 0.01] + [0, 5, 500, 0]
 Y = np.where(X[:, 0] + X[:, 1] / 10 > 0.5, "yes", "no")
+FEATURES = ("a", "b", "c", "d")
+PATH = Path("models/model.json")
 
 
-def fitted(*steps: object) -> Pipeline:
-    return Pipeline([(f"s{i}", s) for i, s in enumerate(steps)]).fit(X, Y)
+def fitted(scaler: StandardScaler | None = None) -> Pipeline:
+    return Pipeline([("scale", scaler or StandardScaler()), ("clf", LogisticRegression())]).fit(X, Y)
+
+
+def exported(model: Pipeline) -> dict[str, object]:
+    """The export as the service reads it: written to JSON bytes and parsed back."""
+    raw = orjson.dumps(export_linear(model, FEATURES, X[:8], model_md5="0" * 32))
+    return parse_export(raw, PATH, FEATURES, ("no", "yes"))
+
+
+def served(model: Pipeline, max_abs_input: float = 1e100) -> Predictor:
+    return build_predictor(exported(model), PATH, max_abs_input)
 
 
 @pytest.mark.parametrize("with_mean", [True, False])
 @pytest.mark.parametrize("with_std", [True, False])
-def test_compiled_path_equals_predict_proba_bit_for_bit(with_mean: bool, with_std: bool) -> None:
-    model = fitted(StandardScaler(with_mean=with_mean, with_std=with_std), LogisticRegression())
-    predictor = build_predictor(model, X[:1], 1e100)
-    assert isinstance(predictor, ScaledBinaryLogisticPredictor)
-    np.testing.assert_array_equal(predictor.predict_proba(X), model.predict_proba(X))
-
-
-@pytest.mark.parametrize(
-    "model",
-    [
-        pytest.param(lambda: fitted(MinMaxScaler(), LogisticRegression()), id="other-scaler"),
-        pytest.param(
-            lambda: fitted(StandardScaler(), RandomForestClassifier(n_estimators=5)), id="other-model"
-        ),
-        pytest.param(lambda: LogisticRegression().fit(X, Y), id="bare-estimator"),
-        pytest.param(
-            lambda: Pipeline([("s", StandardScaler()), ("c", LogisticRegression())]).fit(
-                X, np.array(["a", "b", "c", "d"] * 50)
-            ),
-            id="multiclass",
-        ),
-    ],
-)
-def test_other_models_fall_back_to_predict_proba(model: object) -> None:
-    estimator = model()  # type: ignore[operator]
-    assert compile_linear(estimator, 1e100) is None
-    predictor = build_predictor(estimator, X[:1], 1e100)
-    assert isinstance(predictor, EstimatorPredictor)
-    np.testing.assert_array_equal(predictor.predict_proba(X), estimator.predict_proba(X))
-
-
-def test_disagreement_at_start_up_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
-    model = fitted(StandardScaler(), LogisticRegression())
-    original = ScaledBinaryLogisticPredictor.predict_proba
-
-    def off_by_a_little(self: ScaledBinaryLogisticPredictor, matrix: np.ndarray) -> np.ndarray:
-        return original(self, matrix) + 1e-9
-
-    monkeypatch.setattr(ScaledBinaryLogisticPredictor, "predict_proba", off_by_a_little)
-    assert isinstance(build_predictor(model, X[:1], 1e100), EstimatorPredictor)
-
-
-def test_overflow_guard_is_skipped_only_when_no_valid_input_can_overflow() -> None:
-    model = fitted(StandardScaler(), LogisticRegression())
-    assert compile_linear(model, 1e100).always_finite  # type: ignore[union-attr]
-    assert not compile_linear(model, 1e305).always_finite  # type: ignore[union-attr]
-    extreme = np.full((1, X.shape[1]), 1e305)
-    probabilities = compile_linear(model, 1e305).predict_proba(extreme)  # type: ignore[union-attr]
-    assert probabilities.shape == (1, 2)  # no warning raised, whatever the values
+def test_served_probabilities_equal_predict_proba_bit_for_bit(with_mean: bool, with_std: bool) -> None:
+    model = fitted(StandardScaler(with_mean=with_mean, with_std=with_std))
+    predictor = served(model)
+    wide = np.vstack([X, X * 40, -X * 40])  # decisions far into both tails of the sigmoid
+    np.testing.assert_array_equal(predictor.predict_proba(wide), model.predict_proba(wide))
+    assert predictor.probabilities(wide[:3]) == model.predict_proba(wide[:3]).tolist()
 
 
 def test_single_rows_in_plain_floats_agree_with_predict_proba() -> None:
-    model = fitted(StandardScaler(), LogisticRegression())
-    predictor = compile_linear(model, 1e100)
-    assert predictor is not None
+    model = fitted()
+    predictor = served(model)
     one_by_one = np.array([predictor.probabilities(X[i : i + 1])[0] for i in range(len(X))])
     np.testing.assert_allclose(one_by_one, model.predict_proba(X), rtol=0, atol=1e-15)
-    assert predictor.probabilities(X[:3]) == model.predict_proba(X[:3]).tolist()  # batches: bit for bit
+
+
+def test_expit_equals_scipy_bit_for_bit_including_overflow() -> None:
+    values = np.concatenate(
+        [
+            RNG.normal(0, 8, 100_000),
+            RNG.uniform(-800, 800, 10_000),
+            [0.0, -0.0, 36.7, -36.7, 709.7, -709.7, -709.8, -745.2, -746.0, 1e300, -1e300],
+            [np.inf, -np.inf],
+        ]
+    )
+    assert expit(values.tolist()) == scipy_expit(values).tolist()
+    assert np.isnan(expit([float("nan")])[0])
+
+
+def test_start_up_refuses_an_export_that_does_not_reproduce_its_probabilities() -> None:
+    doc = exported(fitted())
+    doc["coef"] = [c * (1 + 1e-9) for c in doc["coef"]]  # type: ignore[attr-defined]
+    with pytest.raises(ModelIntegrityError, match=r"models/model.json: served probabilities differ"):
+        build_predictor(doc, PATH, 1e100)
+
+
+def test_overflow_guard_is_skipped_only_when_no_valid_input_can_overflow() -> None:
+    assert served(fitted(), 1e100).always_finite
+    risky = served(fitted(), 1e305)
+    assert not risky.always_finite
+    probabilities = risky.probabilities(np.full((2, X.shape[1]), 1e305))
+    assert len(probabilities) == 2  # no warning raised, whatever the values
+
+
+def test_service_start_up_imports_no_scikit_learn_scipy_or_joblib() -> None:
+    """They cost over a second of start-up; the service must not need them."""
+    code = (
+        "import sys; from fastapi.testclient import TestClient; from api.app import create_app; "
+        "from tests.api.support import make_settings\n"
+        "with TestClient(create_app(make_settings())) as c: assert c.get('/readyz').status_code == 200\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'sklearn', 'scipy', 'joblib'}))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", code],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"

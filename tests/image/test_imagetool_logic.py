@@ -284,6 +284,7 @@ def test_dockerignore_is_an_allow_list_of_the_image_inputs() -> None:
     assert allowed == {
         "api",
         "models/model.joblib",
+        "models/model.json",
         "models/metadata.json",
         "dvc.lock",
         "requirements.txt",

@@ -16,6 +16,7 @@ STAGE_OUTPUTS = {
     "prepare": ["data/prepared/train.csv", "data/prepared/test.csv"],
     "train": ["models/model.joblib"],
     "evaluate": ["models/metadata.json", "reports/metrics.json", "reports/plots/roc.json"],
+    "export": ["models/model.json"],
 }
 
 
@@ -121,4 +122,4 @@ def test_train_names_the_missing_input(workdir: Path) -> None:
 def test_launcher_rejects_an_unknown_stage(workdir: Path) -> None:
     proc = run_stage(workdir, "deploy")
     assert proc.returncode == 2
-    assert "usage: python -m pipeline {prepare,train,evaluate}" in proc.stderr
+    assert "usage: python -m pipeline {prepare,train,evaluate,export}" in proc.stderr

@@ -7,10 +7,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
 from pipeline.data import Table, read_table
 from pipeline.errors import PipelineError
 from pipeline.evaluate import build_metadata, confusion_points, evaluate, roc_points
+from pipeline.export import export_linear
 from pipeline.params import PrepareParams, TrainParams, load_params
 from pipeline.prepare import split
 from pipeline.train import train
@@ -102,3 +107,68 @@ def test_committed_metadata_matches_the_model_and_data(repo_root: Path) -> None:
     assert meta["classes"] == [str(c) for c in model.classes_]
     assert model.n_features_in_ == len(test.features) == 30
     assert meta["metrics"]["roc_auc"] > 0.95
+
+
+def test_export_holds_the_fitted_arrays_and_predict_proba_of_its_check_rows(table: Table) -> None:
+    model = train(table.X, table.y, params=TRAIN)
+    doc = export_linear(model, table.features, table.X[:5], model_md5="f" * 32)
+    scaler, clf = model.steps[0][1], model.steps[1][1]
+    assert doc["mean"] == scaler.mean_.tolist()
+    assert doc["scale"] == scaler.scale_.tolist()
+    assert doc["coef"] == clf.coef_[0].tolist()
+    assert doc["intercept"] == clf.intercept_[0]
+    assert doc["features"] == ["a", "b", "c"]
+    assert doc["classes"] == ["neg", "pos"]
+    rows = np.array(doc["check"]["rows"])
+    assert rows.shape == (6, 3)
+    assert not rows[-1].any()
+    assert doc["check"]["probabilities"] == model.predict_proba(rows).tolist()
+    assert doc["source"]["md5"] == "f" * 32
+    assert json.loads(json.dumps(doc, allow_nan=False)) == doc  # floats round-trip bit for bit
+
+
+def _fit(estimator: object, table: Table, labels: np.ndarray | None = None) -> object:
+    return estimator.fit(table.X, table.y if labels is None else labels)  # type: ignore[attr-defined]
+
+
+UNEXPORTABLE = {
+    "other-scaler": (
+        lambda: Pipeline([("s", MinMaxScaler()), ("c", LogisticRegression())]),
+        None,
+        "MinMaxScaler",
+    ),
+    "other-model": (
+        lambda: Pipeline([("s", StandardScaler()), ("c", RandomForestClassifier(n_estimators=3))]),
+        None,
+        "RandomForestClassifier",
+    ),
+    "bare-estimator": (LogisticRegression, None, "cannot export LogisticRegression"),
+    "multiclass": (
+        lambda: Pipeline([("s", StandardScaler()), ("c", LogisticRegression())]),
+        np.array(["x", "y", "z"] * 40),
+        "3-class model",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", UNEXPORTABLE, ids=list(UNEXPORTABLE))
+def test_export_refuses_models_it_cannot_replay_naming_them(table: Table, case: str) -> None:
+    make, labels, fragment = UNEXPORTABLE[case]
+    model = _fit(make(), table, labels)
+    with pytest.raises(PipelineError, match=fragment):
+        export_linear(model, table.features, table.X[:2], model_md5="0" * 32)
+
+
+def test_committed_export_belongs_to_the_committed_model(repo_root: Path) -> None:
+    import hashlib
+
+    import joblib
+
+    doc = json.loads((repo_root / "models/model.json").read_text())
+    raw = (repo_root / "models/model.joblib").read_bytes()
+    assert doc["source"]["md5"] == hashlib.md5(raw).hexdigest()
+    model = joblib.load(repo_root / "models/model.joblib")
+    # Not bit for bit: the stage ran on the pinned SSE kernel, this process on the CPU's own.
+    np.testing.assert_allclose(
+        doc["check"]["probabilities"], model.predict_proba(np.array(doc["check"]["rows"])), rtol=0, atol=1e-12
+    )
