@@ -3,7 +3,7 @@
 # against its lock first and passes SOURCE_DATE_EPOCH and the labels. No `# syntax=` line: the
 # engine's built-in frontend is used, so the build pulls nothing. Runs with --network=none.
 #
-# Layers, least to most often changed: base rootfs | venv (+ requirements.txt) | api/ | model.
+# Layers, least to most often changed: base rootfs | venv (+ requirements-serve.txt) | api/ | model.
 
 # --- base: Debian 12 root filesystem from mmdebstrap (image/base.lock.json) ---------------------
 FROM scratch AS base
@@ -18,13 +18,13 @@ ARG SOURCE_DATE_EPOCH
 # Cython, stubs, static libs); the service never imports them, and pip is not there to mind.
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 RUN --mount=type=bind,source=build/wheels,target=/wheels \
-    --mount=type=bind,source=requirements.txt,target=/tmp/requirements.txt \
+    --mount=type=bind,source=requirements-serve.txt,target=/tmp/requirements-serve.txt \
     set -- /wheels/pip-*.whl \
  && python3 -m venv --without-pip /opt/venv \
  && /opt/venv/bin/python "$1/pip" install --no-index --find-links=/wheels \
         --require-hashes --no-deps --only-binary=:all: --no-warn-script-location --no-compile \
-        -r /tmp/requirements.txt \
- && /opt/venv/bin/python -c "import numpy, scipy.sparse, sklearn, uvicorn, fastapi, uvloop, httptools" \
+        -r /tmp/requirements-serve.txt \
+ && /opt/venv/bin/python -c "import numpy, uvicorn, fastapi, uvloop, httptools, orjson, yaml, prometheus_client" \
  && find /opt/venv/lib/python3.11/site-packages -type d -name tests -prune -exec rm -rf {} + \
  && find /opt/venv/lib/python3.11/site-packages -type f \( -name '*.pyi' -o -name '*.pxd' -o -name '*.pyx' \
         -o -name '*.h' -o -name '*.c' -o -name '*.cpp' -o -name '*.a' \) -delete \
@@ -32,7 +32,7 @@ RUN --mount=type=bind,source=build/wheels,target=/wheels \
         /opt/venv/lib/python3.11/site-packages \
  && mkdir -p /out/opt /out/app \
  && mv /opt/venv /out/opt/venv \
- && cp /tmp/requirements.txt /out/app/requirements.txt
+ && cp /tmp/requirements-serve.txt /out/app/requirements-serve.txt
 
 # --- code: api/ byte-compiled like the deps (unchecked-hash: no mtimes, no re-hashing) ----------
 FROM base AS code
@@ -60,6 +60,7 @@ ENV PATH=/opt/venv/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     LOCKSTEP_HOST=0.0.0.0 \
+    LOCKSTEP_REQUIREMENTS_PATH=/app/requirements-serve.txt \
     LOCKSTEP_PORT=8000
 WORKDIR /app
 COPY --from=deps /out/ /

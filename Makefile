@@ -34,14 +34,15 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@touch $@
 
 .PHONY: lock
-lock: setup ## Regenerate every requirements*.txt (runtime, dev, image-build pip) from its .in file
+lock: setup ## Regenerate every requirements*.txt (runtime, dev, image, image-build pip) from its .in file
 	$(PIP_COMPILE) --upgrade --output-file requirements.txt requirements.in
 	$(PIP_COMPILE) --upgrade --output-file requirements-dev.txt requirements-dev.in
+	$(PIP_COMPILE) --output-file requirements-serve.txt requirements-serve.in  # pins come from requirements.txt
 	$(PIP_COMPILE) --upgrade --output-file requirements-build.txt requirements-build.in
 
 .PHONY: check-lock
 check-lock: setup ## Fail, naming the file, if a lock no longer matches what its .in resolves to
-	$(PY) -m tools.locks check requirements.txt requirements-dev.txt requirements-build.txt
+	$(PY) -m tools.locks check requirements.txt requirements-dev.txt requirements-serve.txt requirements-build.txt
 
 .PHONY: repro
 repro: setup ## Run the DVC pipeline (prepare -> train -> evaluate, export); no-op when up to date

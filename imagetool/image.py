@@ -54,7 +54,7 @@ COMPRESSION = "zstd"
 REQUIRED_FILES = [
     "Dockerfile",
     ".dockerignore",
-    "requirements.txt",
+    "requirements-serve.txt",
     "requirements-build.txt",
     "dvc.lock",
     "models/model.joblib",
@@ -137,7 +137,7 @@ def current_inputs(root: Path = ROOT, with_builder: bool = True) -> dict[str, An
     sources = source_files(root)
     inputs: dict[str, Any] = {
         "base_lock_sha256": file_digest(root / "image/base.lock.json"),
-        "requirements_sha256": file_digest(root / "requirements.txt"),
+        "requirements_sha256": file_digest(root / "requirements-serve.txt"),
         "model_md5": file_digest(root / "models/model.joblib", "md5"),
         "source_tree_sha256": tree_sha256(sources),
         "sources": sources,
@@ -340,7 +340,7 @@ def build(
 
 INPUT_MEANING = {
     "base_lock_sha256": "the Debian base moved (image/base.lock.json changed)",
-    "requirements_sha256": "the Python dependencies changed (requirements.txt)",
+    "requirements_sha256": "the Python dependencies changed (requirements-serve.txt)",
     "model_md5": "a changed model (models/model.joblib)",
     "source_tree_sha256": "the service source or build recipe changed",
     "source_date_epoch": "another SOURCE_DATE_EPOCH (from image/base.lock.json)",

@@ -4,8 +4,9 @@
     python -m imagetool.wheels check      # every locked package has one wheel with a locked hash
 
 The image build runs with --network=none and installs these with --no-index --require-hashes.
-The locks: requirements.txt (runtime, installed into /opt/venv) and requirements-build.txt (pip
-itself, run from its wheel in a build stage only).
+The locks: requirements-serve.txt (the service's dependencies, installed into /opt/venv; pinned
+to requirements.txt's versions and hashes) and requirements-build.txt (pip itself, run from its
+wheel in a build stage only).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from imagetool.common import BUILD, ROOT, ToolError, file_digest, log, main_wrap
 from tools.locks import LockError, Requirement, normalize, parse_lock_text
 
 WHEELS = BUILD / "wheels"
-LOCK_NAMES = ("requirements.txt", "requirements-build.txt")
+LOCK_NAMES = ("requirements-serve.txt", "requirements-build.txt")
 LOCKS = tuple(ROOT / name for name in LOCK_NAMES)
 
 # The image's interpreter: Debian 12's CPython 3.11 on glibc 2.36, x86_64.

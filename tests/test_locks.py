@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from tools.locks import LockError, Requirement, check, diff_locks, parse_lock
+from tools.locks import LockError, Requirement, check, constraint_problems, diff_locks, parse_lock
 
-LOCKS = ["requirements.txt", "requirements-dev.txt", "requirements-build.txt"]
+LOCKS = ["requirements.txt", "requirements-dev.txt", "requirements-serve.txt", "requirements-build.txt"]
 
 
 @pytest.mark.parametrize("name", LOCKS)
@@ -25,6 +25,28 @@ def test_dev_lock_uses_exactly_the_runtime_versions(repo_root: Path) -> None:
     dev = parse_lock(repo_root / "requirements-dev.txt")
     mismatched = {n: (r.version, dev[n].version) for n, r in runtime.items() if dev[n].version != r.version}
     assert mismatched == {}
+
+
+def test_image_lock_is_the_service_subset_of_the_runtime_lock(repo_root: Path) -> None:
+    serve = parse_lock(repo_root / "requirements-serve.txt")
+    assert constraint_problems(repo_root / "requirements-serve.txt", repo_root / "requirements.txt") == []
+    assert set(serve) < set(parse_lock(repo_root / "requirements.txt"))
+    assert {"fastapi", "uvicorn", "numpy", "orjson"} <= set(serve)
+    assert not {"scikit-learn", "scipy", "joblib"} & set(serve)
+
+
+def test_constraint_problems_name_moved_versions_and_hashes(tmp_path: Path) -> None:
+    def lock(name: str, *entries: tuple[str, str, str]) -> Path:
+        path = tmp_path / name
+        path.write_text("".join(f"{n}=={v} \\\n    --hash=sha256:{h * 64}\n" for n, v, h in entries))
+        return path
+
+    runtime = lock("runtime.txt", ("a", "1", "0"), ("b", "1", "0"), ("c", "1", "0"))
+    serve = lock("serve.txt", ("a", "2", "0"), ("b", "1", "f"), ("c", "1", "0"), ("d", "1", "0"))
+    assert constraint_problems(serve, runtime) == [
+        "a==2 but runtime.txt has 1",
+        "b==1: hashes differ from runtime.txt's",
+    ]
 
 
 def test_runtime_lock_covers_the_service_and_training_libraries(repo_root: Path) -> None:

@@ -1,6 +1,6 @@
 """Lock-file checks: static rules, and "does the .txt still match what its .in resolves to".
 
-Usage: python -m tools.locks check requirements.txt requirements-dev.txt
+Usage: python -m tools.locks check requirements.txt requirements-dev.txt requirements-serve.txt
 """
 
 from __future__ import annotations
@@ -138,8 +138,32 @@ def diff_locks(expected: dict[str, Requirement], actual: dict[str, Requirement])
     return out
 
 
+def constraint_files(source: Path) -> list[Path]:
+    """The `-c FILE` constraint files a .in file names, relative to it."""
+    out = []
+    for line in source.read_text().splitlines():
+        parts = line.split("#", 1)[0].split()
+        if len(parts) == 2 and parts[0] in ("-c", "--constraint"):
+            out.append(source.parent / parts[1])
+    return out
+
+
+def constraint_problems(lock: Path, constraint: Path) -> list[str]:
+    """Packages in both locks must have the same version and the same wheel hashes."""
+    ours, theirs = parse_lock(lock), parse_lock(constraint)
+    problems = []
+    for name in sorted(ours.keys() & theirs.keys()):
+        a, b = ours[name], theirs[name]
+        if a.version != b.version:
+            problems.append(f"{name}=={a.version} but {constraint.name} has {b.version}")
+        elif a.hashes != b.hashes:
+            problems.append(f"{name}=={a.version}: hashes differ from {constraint.name}'s")
+    return problems
+
+
 def check(lock: Path) -> None:
-    """Raise LockError naming `lock` if it breaks a rule or no longer matches its .in."""
+    """Raise LockError naming `lock` if it breaks a rule, no longer matches its .in, or disagrees
+    with a lock its .in is constrained by (`-c requirements.txt`)."""
     committed = parse_lock(lock)
     fresh_path = compile_lock(lock)
     try:
@@ -152,6 +176,12 @@ def check(lock: Path) -> None:
             f"{lock}: out of date with {lock.with_suffix('.in').name} "
             f"(run `make lock`): {'; '.join(problems)}"
         )
+    for constraint in constraint_files(lock.with_suffix(".in")):
+        problems = constraint_problems(lock, constraint)
+        if problems:
+            raise LockError(
+                f"{lock}: disagrees with {constraint.name} (run `make lock`): {'; '.join(problems)}"
+            )
 
 
 def main(argv: list[str]) -> int:

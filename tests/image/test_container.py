@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import subprocess
 import urllib.request
@@ -69,3 +70,17 @@ def test_predict_matches_the_in_process_model(container: Container) -> None:
     assert [p["label"] for p in served] == expected_labels
     got = np.array([[p["probabilities"][c] for c in classes] for p in served])
     np.testing.assert_allclose(got, expected_proba, rtol=1e-9, atol=1e-12)
+
+
+def test_serves_the_export_without_scikit_learn_scipy_or_joblib_installed(container: Container) -> None:
+    probe = "import importlib.util as u; print([m for m in ('sklearn', 'scipy', 'joblib') if u.find_spec(m)])"
+    assert _exec(container.id, "python", "-c", probe).stdout.strip() == "[]"
+    with urllib.request.urlopen(f"{container.url}/model", timeout=10) as r:
+        doc = json.load(r)
+    assert (
+        doc["artifacts"]["export"]["md5"]
+        == hashlib.md5((ROOT / "models/model.json").read_bytes()).hexdigest()
+    )
+    serve_lock = hashlib.sha256((ROOT / "requirements-serve.txt").read_bytes()).hexdigest()
+    assert doc["locks"]["requirements"]["sha256"] == serve_lock
+    assert _inspect(container.id)["Config"]["Labels"]["io.lockstep.requirements.sha256"] == serve_lock

@@ -176,7 +176,8 @@ def test_unlocked_requirements_are_rejected(text: str, message: str) -> None:
 
 def test_committed_locks_parse() -> None:
     names = {r.name for r in wheels.load_locks()}
-    assert {"scikit-learn", "numpy", "uvicorn", "pip"} <= names
+    assert {"numpy", "uvicorn", "fastapi", "pip"} <= names
+    assert not {"scikit-learn", "scipy", "joblib"} & names  # the service serves the JSON export
 
 
 def test_wheel_check_names_wrong_hash_missing_and_stale_files(tmp_path: Path) -> None:
@@ -287,7 +288,7 @@ def test_dockerignore_is_an_allow_list_of_the_image_inputs() -> None:
         "models/model.json",
         "models/metadata.json",
         "dvc.lock",
-        "requirements.txt",
+        "requirements-serve.txt",
         "build/base/rootfs.tar",
         "build/wheels/*.whl",
     }
