@@ -117,8 +117,10 @@ def parse_export(raw: bytes, path: Path, names: tuple[str, ...], classes: tuple[
     if tuple(doc.get("classes") or ()) != classes or len(classes) != 2:
         raise ModelIntegrityError(f"{path} classes differ from the metadata's {list(classes)}")
     n = len(names)
-    for key in ("mean", "scale"):
-        if doc.get(key) is not None:
+    for key in ("mean", "scale"):  # null when the scaler was fitted without centring or scaling
+        if key not in doc:
+            raise ModelIntegrityError(f"{path}: no {key!r} (a list of {n} numbers, or null)")
+        if doc[key] is not None:
             doc[key] = _floats(doc[key], n, key, path)
     if doc.get("scale") is not None and 0.0 in doc["scale"]:
         raise ModelIntegrityError(f"{path}: scale holds a zero")
@@ -145,7 +147,7 @@ def build_predictor(export: dict[str, Any], path: Path, max_abs_input: float) ->
         return None if export[key] is None else np.array(export[key], dtype=np.float64)
 
     coef = array("coef")
-    assert coef is not None  # checked by _parse_export
+    assert coef is not None  # checked by parse_export
     predictor = ScaledBinaryLogisticPredictor(
         array("mean"), array("scale"), coef, export["intercept"], max_abs_input
     )

@@ -67,7 +67,7 @@ def change_model(repo: Path) -> None:
     lock.write_text(lock.read_text().replace(old, new))
 
 
-def start_to_ready(tag: str, runs: int = 3) -> list[float]:
+def start_to_ready(tag: str, runs: int = 5) -> list[float]:
     """Seconds from `docker run` (hardened) to the first ready answer, `runs` times."""
     out = []
     for _ in range(runs):

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import orjson
 import pytest
-from scipy.special import expit as scipy_expit
+from scipy.special import expit as scipy_expit  # type: ignore[import-untyped, unused-ignore]
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
@@ -103,3 +106,40 @@ def test_service_start_up_imports_no_scikit_learn_scipy_or_joblib() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def _without(key: str) -> Callable[[dict[str, Any]], None]:
+    return lambda doc: doc.pop(key)
+
+
+def _set(key: str, value: object) -> Callable[[dict[str, Any]], None]:
+    return lambda doc: doc.__setitem__(key, value)
+
+
+MALFORMED_EXPORTS = {
+    "other-kind": (_set("kind", "random_forest"), "is not a schema-1"),
+    "no-mean": (_without("mean"), "no 'mean'"),
+    "short-coef": (lambda doc: doc["coef"].pop(), "coef must be a list of 4 numbers"),
+    "text-in-scale": (lambda doc: doc["scale"].__setitem__(0, "1.5"), "scale holds a value that is not"),
+    "zero-scale": (lambda doc: doc["scale"].__setitem__(0, 0.0), "scale holds a zero"),
+    "no-intercept": (_without("intercept"), "intercept holds a value that is not"),
+    "features-reordered": (lambda doc: doc["features"].reverse(), "features differ from the metadata"),
+    "three-classes": (_set("classes", ["no", "yes", "maybe"]), "classes differ"),
+    "no-check-rows": (lambda doc: doc["check"].pop("rows"), "check.rows is missing"),
+    "unpaired-check": (lambda doc: doc["check"]["probabilities"].pop(), "one pair per check row"),
+}
+
+
+@pytest.mark.parametrize("case", MALFORMED_EXPORTS, ids=list(MALFORMED_EXPORTS))
+def test_parse_export_refuses_malformed_documents_naming_the_file(case: str) -> None:
+    change, fragment = MALFORMED_EXPORTS[case]
+    doc = export_linear(fitted(), FEATURES, X[:3], model_md5="0" * 32)
+    change(doc)
+    with pytest.raises(ModelIntegrityError, match=re.escape(fragment)) as refused:
+        parse_export(orjson.dumps(doc), PATH, FEATURES, ("no", "yes"))
+    assert str(refused.value).startswith(str(PATH))
+
+
+def test_parse_export_refuses_invalid_json() -> None:
+    with pytest.raises(ModelIntegrityError, match=r"models/model\.json is not valid JSON"):
+        parse_export(b'{"coef": [1.0,', PATH, FEATURES, ("no", "yes"))
