@@ -393,12 +393,28 @@ def input_differences(locked: dict[str, Any], now: dict[str, Any]) -> list[str]:
     return out
 
 
+def compare_with_lock(digest: str, lock_path: Path = IMAGE_LOCK) -> str:
+    """One line saying whether `digest` is the one the committed image lock records."""
+    try:
+        locked = validate_image_lock(read_json(lock_path, "image lock"))["digest"]
+    except ToolError as e:
+        return f"image: cannot compare with the image lock: {e}"
+    if digest == locked:
+        return f"image: digest equals {rel(lock_path)}"
+    return (
+        f"image: digest differs from {rel(lock_path)} ({locked}): "
+        "`make verify` says why; `make lock-image` records an intended change"
+    )
+
+
 def cmd_build(args: argparse.Namespace) -> int:
     result, _ = build(no_cache=args.no_cache, load=not args.no_load, allow_untracked=args.allow_untracked)
     log(
         f"image: built in {result.seconds:.1f}s -> {rel(result.oci.path)}"
         + ("" if args.no_load else f", loaded as {REPOSITORY}:latest")
     )
+    # Informational: a work in progress may differ; `make verify` is the check that fails.
+    log(compare_with_lock(result.digest))
     print(result.digest)
     return 0
 

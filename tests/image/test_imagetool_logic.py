@@ -398,3 +398,13 @@ def test_unreadable_oci_tarball_is_named(tmp_path: Path) -> None:
     p.write_bytes(b"not a tar")
     with pytest.raises(ToolError, match=r"broken\.tar"):
         ocidiff.open_oci(p)
+
+
+def test_make_image_says_whether_its_digest_is_the_locked_one(tmp_path: Path) -> None:
+    locked = json.loads((ROOT / "image.lock").read_text())["digest"]
+    assert image.compare_with_lock(locked).startswith("image: digest equals")
+    other = "sha256:" + "0" * 64
+    assert f"differs from image.lock ({locked})" in image.compare_with_lock(other)
+    bad = tmp_path / "image.lock"
+    bad.write_text("{")
+    assert "cannot compare" in image.compare_with_lock(locked, bad)
