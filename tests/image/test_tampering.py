@@ -26,13 +26,14 @@ def _assert_refused(repo: Path, *names: str, command: str = "build") -> str:
     return proc.stderr
 
 
-def test_flipped_model_byte_is_refused_with_dvc_hint(repo_copy: Callable[[], Path]) -> None:
+@pytest.mark.parametrize("artifact", ["models/model.joblib", "models/model.json", "models/metadata.json"])
+def test_flipped_model_byte_is_refused_with_dvc_hint(repo_copy: Callable[[], Path], artifact: str) -> None:
     repo = repo_copy()
-    model = repo / "models/model.joblib"
+    model = repo / artifact
     data = bytearray(model.read_bytes())
     data[len(data) // 2] ^= 0x01
     model.write_bytes(bytes(data))
-    err = _assert_refused(repo, "models/model.joblib", "dvc.lock")
+    err = _assert_refused(repo, artifact, "dvc.lock")
     assert "dvc repro" in err
     assert "dvc pull" in err
 
