@@ -57,20 +57,23 @@ def dvc(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def test_training_gives_the_locked_model_bytes_under_any_thread_settings(
     repo_root: Path, tmp_path: Path, env: dict[str, str]
 ) -> None:
-    """Run the train stage as DVC does, in a subprocess with its own thread, BLAS-kernel and
-    hash-seed settings: the pickle must be byte-identical to the one dvc.lock records."""
+    """Run the train and export stages as DVC does, in subprocesses with their own thread,
+    BLAS-kernel and hash-seed settings: pickle and export must be the bytes dvc.lock records."""
     for part in ("pipeline", "data/prepared"):
         shutil.copytree(repo_root / part, tmp_path / part, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(repo_root / "params.yaml", tmp_path)
     inherited = {k: v for k, v in os.environ.items() if not k.startswith(("OPENBLAS_", "OMP_", "MKL_"))}
-    subprocess.run(
-        [sys.executable, "-m", "pipeline", "train"],
-        cwd=tmp_path,
-        env=inherited | env,
-        check=True,
-        timeout=120,
-    )
-    assert md5(tmp_path / "models/model.joblib") == locked_outs(repo_root / "dvc.lock")["models/model.joblib"]
+    for stage in ("train", "export"):  # export runs predict_proba: BLAS-kernel sensitive too
+        subprocess.run(
+            [sys.executable, "-m", "pipeline", stage],
+            cwd=tmp_path,
+            env=inherited | env,
+            check=True,
+            timeout=120,
+        )
+    locked = locked_outs(repo_root / "dvc.lock")
+    assert md5(tmp_path / "models/model.joblib") == locked["models/model.joblib"]
+    assert md5(tmp_path / "models/model.json") == locked["models/model.json"]
 
 
 def test_dvc_repro_on_a_fresh_copy_recreates_every_locked_output(
