@@ -56,15 +56,17 @@ def copy_repo(dest: Path) -> Path:
 
 
 def change_model(repo: Path) -> None:
-    """A retrained-looking model: same predictions, different bytes; dvc.lock updated to match."""
-    path = repo / "models/model.joblib"
-    old = file_digest(path, "md5")
+    """A retrained-looking model: same predictions, different bytes; its export names the new
+    pickle, and dvc.lock records both, as `dvc repro` would leave them."""
+    path, export = repo / "models/model.joblib", repo / "models/model.json"
+    old, old_export = file_digest(path, "md5"), file_digest(export, "md5")
     model = joblib.load(path)
     model.bench_marker_ = time.time_ns()
     joblib.dump(model, path)
     new = file_digest(path, "md5")
+    export.write_text(export.read_text().replace(old, new))
     lock = repo / "dvc.lock"
-    lock.write_text(lock.read_text().replace(old, new))
+    lock.write_text(lock.read_text().replace(old, new).replace(old_export, file_digest(export, "md5")))
 
 
 def start_to_ready(tag: str, runs: int = 5) -> list[float]:

@@ -170,6 +170,22 @@ def untracked_context_files(root: Path) -> list[str]:
     return [f for d in SOURCE_DIRS for f in _context_files(root, d) if f not in tracked_set]
 
 
+def export_problems(root: Path = ROOT) -> list[str]:
+    """The served export must come from the shipped pickle (the service refuses it otherwise)."""
+    export = root / "models/model.json"
+    try:
+        source = json.loads(export.read_text(encoding="utf-8"))["source"]["md5"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        return [f"models/model.json: not a model export ({e.__class__.__name__}); run `dvc repro`"]
+    model = file_digest(root / "models/model.joblib", "md5")
+    if source != model:
+        return [
+            f"models/model.json: exported from a model with md5 {source}, not from "
+            f"models/model.joblib ({model}); run `dvc repro`"
+        ]
+    return []
+
+
 def preflight(root: Path = ROOT, allow_untracked: bool = False) -> None:
     problems: list[str] = []
     missing = [f for f in REQUIRED_FILES if not (root / f).is_file()]
@@ -202,6 +218,8 @@ def preflight(root: Path = ROOT, allow_untracked: bool = False) -> None:
                 f"{path}: md5 {actual} does not match dvc.lock ({locked}); "
                 "run `dvc repro` to rebuild it or `dvc pull` to fetch the locked one"
             )
+
+    problems += export_problems(root)
 
     blk_path = root / "image/base.lock.json"
     blk = base.validate_lock(read_json(blk_path, "base lock"), blk_path)

@@ -408,3 +408,17 @@ def test_make_image_says_whether_its_digest_is_the_locked_one(tmp_path: Path) ->
     bad = tmp_path / "image.lock"
     bad.write_text("{")
     assert "cannot compare" in image.compare_with_lock(locked, bad)
+
+
+def test_export_must_come_from_the_shipped_model(tmp_path: Path) -> None:
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models/model.joblib").write_bytes(b"pickle bytes")
+    md5 = hashlib.md5(b"pickle bytes").hexdigest()
+    export = tmp_path / "models/model.json"
+    export.write_text(json.dumps({"source": {"md5": md5}}))
+    assert image.export_problems(tmp_path) == []
+    export.write_text(json.dumps({"source": {"md5": "0" * 32}}))
+    [problem] = image.export_problems(tmp_path)
+    assert f"exported from a model with md5 {'0' * 32}, not from models/model.joblib ({md5})" in problem
+    export.write_text("[1, 2")
+    assert "not a model export" in image.export_problems(tmp_path)[0]

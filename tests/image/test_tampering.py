@@ -3,6 +3,7 @@ built, loaded, tagged or recorded."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -103,3 +104,16 @@ def test_missing_base_tarball_says_make_base(repo_copy: Callable[[], Path]) -> N
     (repo / "build/base/rootfs.tar").unlink()
     err = _assert_refused(repo, "build/base/rootfs.tar")
     assert "make base" in err
+
+
+def test_export_of_another_model_is_refused_even_when_dvc_lock_agrees(repo_copy: Callable[[], Path]) -> None:
+    repo = repo_copy()
+    export = repo / "models/model.json"
+    old = hashlib.md5(export.read_bytes()).hexdigest()
+    doc = json.loads(export.read_text())
+    doc["source"]["md5"] = "0" * 32
+    export.write_text(json.dumps(doc))
+    lock = repo / "dvc.lock"
+    lock.write_text(lock.read_text().replace(old, hashlib.md5(export.read_bytes()).hexdigest()))
+    err = _assert_refused(repo, "models/model.json", "models/model.joblib")
+    assert "dvc repro" in err
