@@ -19,11 +19,6 @@ def md5_hex(data: bytes) -> str:
     return hashlib.md5(data, usedforsecurity=False).hexdigest()
 
 
-def sha256_of(path: Path) -> str:
-    """sha256 of a file's bytes (for reporting the locks a model was built from)."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def read_bytes(path: Path, what: str) -> bytes:
     """Read a whole file or raise a one-line integrity error naming it."""
     try:

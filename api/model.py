@@ -96,8 +96,8 @@ def verify_artifacts(settings: Settings) -> VerifiedArtifacts:
     return VerifiedArtifacts(model_md5, export, export_md5, metadata, meta_md5, names, classes)
 
 
-def _floats(value: Any, n: int | None, what: str, path: Path) -> list[float]:
-    if not isinstance(value, list) or (n is not None and len(value) != n):
+def _floats(value: Any, n: int, what: str, path: Path) -> list[float]:
+    if not isinstance(value, list) or len(value) != n:
         raise ModelIntegrityError(f"{path}: {what} must be a list of {n} numbers")
     if not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in value):
         raise ModelIntegrityError(f"{path}: {what} holds a value that is not a finite number")

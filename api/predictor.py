@@ -8,14 +8,11 @@ same order, with the same exp() (glibc's, through the math module, as scipy's ex
 gets the same floats. Neither scikit-learn nor scipy is imported, and nothing is unpickled.
 """
 
-import logging
 import math
 from operator import mul, sub, truediv
 from typing import Protocol
 
 import numpy as np
-
-log = logging.getLogger("api.predictor")
 
 # Agreement required between this predictor and the probabilities recorded in the export.
 AGREEMENT_TOLERANCE = 1e-12
