@@ -38,11 +38,13 @@ lock: setup ## Regenerate every requirements*.txt (runtime, dev, image, image-bu
 	$(PIP_COMPILE) --upgrade --output-file requirements.txt requirements.in
 	$(PIP_COMPILE) --upgrade --output-file requirements-dev.txt requirements-dev.in
 	$(PIP_COMPILE) --output-file requirements-serve.txt requirements-serve.in  # pins come from requirements.txt
+	$(PIP_COMPILE) --output-file requirements-serve-sklearn.txt requirements-serve-sklearn.in
 	$(PIP_COMPILE) --upgrade --output-file requirements-build.txt requirements-build.in
 
 .PHONY: check-lock
 check-lock: setup ## Fail, naming the file, if a lock no longer matches what its .in resolves to
-	$(PY) -m tools.locks check requirements.txt requirements-dev.txt requirements-serve.txt requirements-build.txt
+	$(PY) -m tools.locks check requirements.txt requirements-dev.txt requirements-serve.txt requirements-serve-sklearn.txt \
+		requirements-build.txt
 
 .PHONY: repro
 repro: setup ## Run the DVC pipeline (prepare -> train -> evaluate, export); no-op when up to date
@@ -56,7 +58,7 @@ test: setup repro $(TEST_PREREQS) ## Run the whole test suite (installs and star
 lint: setup ## ruff and mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy pipeline tools api imagetool
+	$(VENV)/bin/mypy contract pipeline tools api imagetool
 
 .PHONY: clean
 clean: ## Remove the venv and build outputs (not the DVC cache)

@@ -1,0 +1,149 @@
+"""The artifact contract: the names, formats and checks of the pipeline's outputs (`models/*`,
+`data/prepared/*`) and the one reader of `dvc.lock`. Training, serving and the image tooling all
+import it, so the coupling between them shows as imports instead of repeated path strings.
+
+It imports only the standard library and PyYAML: it ships in the image beside `api/`.
+
+Formats (all JSON written with sorted keys where order carries no meaning, floats via repr):
+
+`data/prepared/schema.json` (stage prepare): the inferred column types,
+    {"schema_version": 1, "target": str, "task": "classification"|"regression",
+     "features": [{"name": str, "kind": "numeric"|"categorical",
+                   "categories": [str, ...] | null,   # sorted levels seen in training (categorical)
+                   "missing": bool}]}                  # whether the raw data had gaps in it
+
+`models/model.joblib` (stage train): the fitted scikit-learn Pipeline (preprocessing built from the
+    schema, then the estimator params.yaml names). Loaded only after its md5 matched dvc.lock.
+
+`models/metadata.json` (stage evaluate): what the service shows and validates against,
+    {"schema_version": 2, "target": str, "task": "binary"|"multiclass"|"regression",
+     "features": [{"name", "kind", "categories", "missing"}, ...],   # as in schema.json, model order
+     "classes": [str, ...] | null,                                   # null for regression
+     "example": {feature: value | null},                             # one real row
+     "estimator": {"class": dotted name, "params": {...}},
+     "library_versions": {...}, "params": {...}, "metrics": {...}}
+
+`models/model.onnx` (stage export): the skl2onnx graph of the whole pipeline; zero bytes when the
+    model takes the exact (scikit-learn) path.
+
+`models/serving.json` (stage export): which path the service takes and why,
+    {"schema_version": 1, "path": "onnx"|"sklearn", "reason": str,
+     "model": {"path": "models/model.joblib", "md5": str},
+     "onnx": {"path": "models/model.onnx", "md5": str, "opset": int,
+              "inputs": [{"name": onnx input name, "feature": feature name,
+                          "type": "double"|"float"|"int64"|"string"}],
+              "outputs": {"label": name|null, "probabilities": name|null, "value": name|null},
+              "missing_string": str} | null,           # how a missing categorical value is fed
+     "gate": {"rows": int, "labels_identical": bool|null, "tolerance": float,
+              "worst_abs_diff": float|null, "passed": bool},
+     "check": {"rows": [{feature: value|null}, ...], "expected": [...]}}
+    `check.expected` holds scikit-learn's own output for the check rows (class probabilities in
+    `classes` order, or regression values): the service refuses to start unless it reproduces them
+    within `gate.tolerance`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+# --- file names (relative to the repository root / the image's WORKDIR) -------------------------
+PARAMS_FILE = Path("params.yaml")
+DVC_LOCK_FILE = Path("dvc.lock")
+TRAIN_CSV = Path("data/prepared/train.csv")
+TEST_CSV = Path("data/prepared/test.csv")
+SCHEMA_FILE = Path("data/prepared/schema.json")
+MODEL_FILE = Path("models/model.joblib")
+ONNX_FILE = Path("models/model.onnx")
+SERVING_FILE = Path("models/serving.json")
+METADATA_FILE = Path("models/metadata.json")
+METRICS_FILE = Path("reports/metrics.json")
+PLOTS_DIR = Path("reports/plots")
+
+# --- vocabularies --------------------------------------------------------------------------------
+FEATURE_KINDS = ("numeric", "categorical")
+TASKS = ("binary", "multiclass", "regression")
+SERVING_PATHS = ("onnx", "sklearn")
+SCHEMA_VERSION = 1  # data/prepared/schema.json
+METADATA_SCHEMA_VERSION = 2
+SERVING_SCHEMA_VERSION = 1
+
+# libyaml's safe loader parses dvc.lock ~10x faster than the pure-Python one (start-up time).
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class ContractError(RuntimeError):
+    """An artifact is missing, malformed or not the one dvc.lock records; one line saying why."""
+
+
+def md5_hex(data: bytes) -> str:
+    """Plain md5 of bytes: what DVC 3 records for a file."""
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+def read_bytes(path: Path, what: str) -> bytes:
+    """Read a whole file or raise a one-line error naming it."""
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ContractError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+
+
+def load_dvc_lock(lock_path: Path = DVC_LOCK_FILE) -> dict[str, Any]:
+    """Parse dvc.lock, refusing anything that is not a mapping of stages."""
+    try:
+        doc = yaml.load(read_bytes(lock_path, "DVC lock file"), Loader=_SAFE_LOADER)
+    except yaml.YAMLError as exc:
+        raise ContractError(f"{lock_path} is not valid YAML: {exc.__class__.__name__}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("stages"), dict):
+        raise ContractError(f"{lock_path} has no 'stages' mapping")
+    return doc
+
+
+def locked_md5(lock: dict[str, Any], lock_path: Path, target: Path) -> str:
+    """The md5 dvc.lock records for `target` as a stage output; outs paths are relative to the lock."""
+    wanted = target.resolve()
+    base = lock_path.resolve().parent
+    for stage in lock["stages"].values():
+        if not isinstance(stage, dict):
+            continue
+        for out in stage.get("outs") or []:
+            if not isinstance(out, dict) or "path" not in out:
+                continue
+            if (base / str(out["path"])).resolve() == wanted:
+                md5 = out.get("md5")
+                if not isinstance(md5, str) or len(md5) != 32:
+                    raise ContractError(f"{lock_path} entry for {target} has no md5")
+                return md5
+    raise ContractError(f"{lock_path} has no entry for {target}: refusing an untracked file")
+
+
+def locked_outs(lock: dict[str, Any]) -> dict[str, str]:
+    """path -> md5 of every stage output that dvc.lock records (paths as written in the lock)."""
+    outs: dict[str, str] = {}
+    for stage in lock["stages"].values():
+        if not isinstance(stage, dict):
+            continue
+        for out in stage.get("outs") or []:
+            if isinstance(out, dict) and isinstance(out.get("md5"), str) and "path" in out:
+                outs[str(out["path"])] = out["md5"]
+    return outs
+
+
+def verified_bytes(path: Path, lock: dict[str, Any], lock_path: Path, what: str) -> tuple[bytes, str]:
+    """Read a file once and return its bytes and md5 if they match dvc.lock.
+
+    The caller must use the returned bytes (not re-read the path): what was hashed is what is used.
+    Unpickle a model only from these bytes: a poisoned DVC remote must not get to run code.
+    """
+    expected = locked_md5(lock, lock_path, path)
+    data = read_bytes(path, what)
+    actual = md5_hex(data)
+    if actual != expected:
+        raise ContractError(
+            f"{what} {path} has md5 {actual} but {lock_path} records {expected}: refusing to load it"
+        )
+    return data, actual
