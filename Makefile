@@ -51,8 +51,12 @@ repro: setup ## Run the DVC pipeline (prepare -> train -> evaluate, export); no-
 	$(VENV)/bin/dvc repro
 
 .PHONY: test
-test: setup repro $(TEST_PREREQS) ## Run the whole test suite (installs and starts everything it needs)
+test: setup check-repro $(TEST_PREREQS) ## Run the whole test suite (installs and starts everything it needs)
 	$(PY) -m pytest
+
+.PHONY: check-repro
+check-repro: setup ## Run the DVC pipeline; fail, naming each output, if that changed dvc.lock
+	$(PY) -m tools.repro_check
 
 .PHONY: lint
 lint: setup ## ruff and mypy

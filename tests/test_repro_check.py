@@ -1,0 +1,72 @@
+"""`make test`'s pipeline step fails when `dvc repro` would rewrite dvc.lock."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+from contract import MODEL_FILE
+from tools.repro_check import drift
+
+LOCK = """schema: '2.0'
+stages:
+  train:
+    cmd: python -m pipeline train
+    outs:
+    - path: models/model.joblib
+      md5: {md5}
+"""
+
+
+def test_drift_is_empty_for_identical_locks() -> None:
+    assert drift(LOCK.format(md5="a" * 32), LOCK.format(md5="a" * 32)) == []
+
+
+def test_drift_names_the_output_and_both_md5s() -> None:
+    assert drift(LOCK.format(md5="a" * 32), LOCK.format(md5="b" * 32)) == [
+        f"models/model.joblib: md5 {'a' * 32} -> {'b' * 32}"
+    ]
+
+
+def test_drift_reports_a_lock_written_where_none_was() -> None:
+    assert drift(None, LOCK.format(md5="a" * 32)) == [f"models/model.joblib: md5 (none) -> {'a' * 32}"]
+
+
+def test_drift_reports_a_change_outside_the_outputs() -> None:
+    before = LOCK.format(md5="a" * 32)
+    assert drift(before, before.replace("python -m pipeline train", "python -m pipeline train2")) == [
+        "dvc.lock changed (dependencies or params recorded differently; outputs unchanged)"
+    ]
+
+
+@pytest.mark.slow
+def test_check_repro_fails_when_the_committed_lock_does_not_reproduce(
+    repo_copy: Callable[[], Path],
+) -> None:
+    """A committed dvc.lock whose model md5 the pipeline cannot reproduce: exit 1, output named."""
+    repo = repo_copy()
+    lock = repo / "dvc.lock"
+    doc = yaml.safe_load(lock.read_text())
+    # Record another md5 for the model: what a change that alters the model's bytes looks like.
+    [model] = [out for out in doc["stages"]["train"]["outs"] if out["path"] == str(MODEL_FILE)]
+    model["md5"] = "f" * 32
+    lock.write_text(yaml.safe_dump(doc, sort_keys=False))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    run = subprocess.run(
+        [sys.executable, "-m", "tools.repro_check"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert run.returncode == 1, run.stderr
+    assert "`dvc repro` changed dvc.lock" in run.stderr
+    assert f"{MODEL_FILE}: md5 {'f' * 32} -> " in run.stderr

@@ -1,0 +1,70 @@
+"""Run `dvc repro` and fail if it changed dvc.lock: the committed model must reproduce.
+
+`make test` runs the pipeline before the tests. Were it free to rewrite dvc.lock, a change that
+alters the model's bytes would re-record the golden hashes and the reproducibility tests would then
+compare against the new file. This compares dvc.lock before and after the run, names every output
+whose md5 moved, and exits 1. After an intended change (params, data, code) run `make repro` and
+commit dvc.lock with it.
+
+Usage: python -m tools.repro_check [DVC_LOCK]
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from contract import DVC_LOCK_FILE
+
+
+def _outs(text: str | None) -> dict[str, str]:
+    """path -> md5 of every stage output in a dvc.lock text (empty for no lock)."""
+    doc = yaml.safe_load(text) if text else None
+    stages = doc.get("stages") if isinstance(doc, dict) else None
+    outs: dict[str, str] = {}
+    for stage in (stages or {}).values():
+        for out in (stage or {}).get("outs") or []:
+            outs[str(out.get("path"))] = str(out.get("md5"))
+    return outs
+
+
+def drift(before: str | None, after: str | None) -> list[str]:
+    """One line per difference between two dvc.lock texts: changed, new or vanished outputs."""
+    if before == after:
+        return []
+    old, new = _outs(before), _outs(after)
+    lines = [
+        f"{path}: md5 {old.get(path, '(none)')} -> {new.get(path, '(none)')}"
+        for path in sorted(old.keys() | new.keys())
+        if old.get(path) != new.get(path)
+    ]
+    # Same outputs but other bytes: deps, params or the lock's layout changed.
+    return lines or ["dvc.lock changed (dependencies or params recorded differently; outputs unchanged)"]
+
+
+def main(argv: list[str]) -> int:
+    lock = Path(argv[0]) if argv else DVC_LOCK_FILE
+    before = lock.read_text() if lock.exists() else None
+    run = subprocess.run(["dvc", "repro"], check=False)
+    if run.returncode != 0:
+        return run.returncode
+    changes = drift(before, lock.read_text() if lock.exists() else None)
+    if changes:
+        print(
+            f"error: `dvc repro` changed {lock}; the committed pipeline does not reproduce:", file=sys.stderr
+        )
+        for line in changes:
+            print(f"  {line}", file=sys.stderr)
+        print(
+            "  (after an intended change to params, data or code: `make repro`, review, commit dvc.lock)",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
