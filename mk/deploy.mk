@@ -1,0 +1,9 @@
+# Deploy files (deploy/): Kubernetes manifests pinned to image.lock's digest.
+
+.PHONY: check-deploy sync-deploy
+
+check-deploy: setup ## Fail if a deploy file pins another image digest than image.lock
+	$(PY) -m tools.deploy check
+
+sync-deploy: setup ## Pin every deploy file to image.lock's digest (after `make lock-image`)
+	$(PY) -m tools.deploy sync

@@ -1,0 +1,87 @@
+"""Keep the deploy files pinned to the image digest that image.lock records.
+
+Every `sha256:<64 hex>` in a deploy file is an image reference (the files hold no other hashes), so
+`check` requires each one to equal image.lock's digest and `sync` rewrites them after `make lock-image`.
+
+Usage: python -m tools.deploy {check,sync}
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+IMAGE_LOCK = Path("image.lock")
+DEPLOY_DIR = Path("deploy")
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+class DeployError(Exception):
+    """A deploy file or image.lock is not as it should be; the message names it."""
+
+
+def locked_digest(image_lock: Path = IMAGE_LOCK) -> str:
+    """The image digest recorded in image.lock."""
+    try:
+        digest = json.loads(image_lock.read_text())["digest"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DeployError(f"{image_lock}: cannot read the image digest ({exc})") from None
+    if not isinstance(digest, str) or not _DIGEST.fullmatch(digest):
+        raise DeployError(f"{image_lock}: digest {digest!r} is not sha256:<64 hex>")
+    return digest
+
+
+def deploy_files(root: Path = DEPLOY_DIR) -> list[Path]:
+    """Every YAML file under deploy/ that pins an image by digest."""
+    files = sorted(p for p in root.rglob("*.y*ml") if _DIGEST.search(p.read_text()))
+    if not files:
+        raise DeployError(f"{root}: no file pins the image by digest")
+    return files
+
+
+def stale(digest: str, root: Path = DEPLOY_DIR) -> list[str]:
+    """One line per digest reference that differs from `digest`."""
+    return [
+        f"{path}:{n}: {found} (image.lock: {digest})"
+        for path in deploy_files(root)
+        for n, line in enumerate(path.read_text().splitlines(), start=1)
+        for found in _DIGEST.findall(line)
+        if found != digest
+    ]
+
+
+def sync(digest: str, root: Path = DEPLOY_DIR) -> list[Path]:
+    """Rewrite every digest reference to `digest`; returns the files that changed."""
+    changed = []
+    for path in deploy_files(root):
+        text = path.read_text()
+        new = _DIGEST.sub(digest, text)
+        if new != text:
+            path.write_text(new)
+            changed.append(path)
+    return changed
+
+
+def main(argv: list[str]) -> int:
+    if argv not in (["check"], ["sync"]):
+        print("usage: python -m tools.deploy {check,sync}", file=sys.stderr)
+        return 2
+    try:
+        digest = locked_digest()
+        if argv == ["sync"]:
+            for path in sync(digest):
+                print(f"deploy: {path} now pins {digest}")
+            return 0
+        problems = stale(digest)
+    except DeployError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for line in problems:
+        print(f"error: {line}; run `make sync-deploy`", file=sys.stderr)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
