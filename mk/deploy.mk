@@ -7,3 +7,10 @@ check-deploy: setup ## Fail if a deploy file pins another image digest than imag
 
 sync-deploy: setup ## Pin every deploy file to image.lock's digest (after `make lock-image`)
 	$(PY) -m tools.deploy sync
+
+.PHONY: sbom check-sbom
+sbom: setup ## Write image/sbom.cdx.json (CycloneDX) from the locks: wheels, Debian packages, model
+	$(PY) -m tools.sbom write
+
+check-sbom: setup ## Fail unless image/sbom.cdx.json is exactly what the locks give
+	$(PY) -m tools.sbom check

@@ -1,0 +1,237 @@
+"""The image's SBOM (CycloneDX 1.6 JSON), made from the locks alone: no clock, no random serial.
+
+    python -m tools.sbom write    # image/sbom.cdx.json from the locks
+    python -m tools.sbom check    # fail, naming the file, unless it equals what the locks give now
+
+Components: every wheel the image installs (version, the sha256 of the exact wheel file kept in the
+store, purl), every Debian package of the base (version, architecture, the .deb's sha256, purl) and
+the model artifacts (md5 from dvc.lock). The described component is the image itself, by digest.
+The serial number is a UUID derived from the content, so the same locks give the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cyclonedx.model import HashAlgorithm, HashType, Property
+from cyclonedx.model.bom import Bom, BomMetaData
+from cyclonedx.model.component import Component, ComponentType
+from cyclonedx.output.json import JsonV1Dot6
+from cyclonedx.schema import SchemaVersion
+from cyclonedx.validation.json import JsonStrictValidator
+from packageurl import PackageURL
+
+import contract
+from tools.locks import LockError, normalize, parse_lock
+
+SBOM_FILE = Path("image/sbom.cdx.json")
+IMAGE_LOCK = Path("image.lock")
+BASE_LOCK = Path("image/base.lock.json")
+STORE_LOCK = Path("image/store.lock.json")
+SERVE_LOCKS = {"onnx": Path("requirements-serve.txt"), "sklearn": Path("requirements-serve-sklearn.txt")}
+DEBIAN_DISTRO = "debian-12"
+# The model artifacts the image carries, as CycloneDX component types.
+MODEL_FILES = {
+    contract.ONNX_FILE: ComponentType.MACHINE_LEARNING_MODEL,
+    contract.MODEL_FILE: ComponentType.MACHINE_LEARNING_MODEL,
+    contract.METADATA_FILE: ComponentType.DATA,
+    contract.SERVING_FILE: ComponentType.DATA,
+}
+
+
+class SbomError(Exception):
+    """An input is missing or inconsistent; the message names the file."""
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Everything the SBOM is a function of (paths relative to the repository root)."""
+
+    image_lock: dict[str, Any]
+    serve_lock: Path
+    base_lock: dict[str, Any]
+    store_files: dict[str, dict[str, Any]]
+    dvc_outs: dict[str, str]
+
+
+def _json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise SbomError(f"{path}: cannot read ({exc})") from None
+
+
+def serve_lock_for(serving_file: Path = contract.SERVING_FILE) -> Path:
+    """The serve lock the image installs: the exact (scikit-learn) path needs the larger one."""
+    path = _json(serving_file).get("path") if serving_file.exists() else "onnx"
+    if path not in SERVE_LOCKS:
+        raise SbomError(f"{serving_file}: path {path!r} is not one of {sorted(SERVE_LOCKS)}")
+    return SERVE_LOCKS[path]
+
+
+def read_inputs(root: Path = Path()) -> Inputs:
+    """The locks, from the tree at `root`."""
+    try:
+        dvc_outs = contract.locked_outs(contract.load_dvc_lock(root / contract.DVC_LOCK_FILE))
+    except contract.ContractError as exc:
+        raise SbomError(str(exc)) from None
+    return Inputs(
+        image_lock=_json(root / IMAGE_LOCK),
+        serve_lock=root / serve_lock_for(root / contract.SERVING_FILE),
+        base_lock=_json(root / BASE_LOCK),
+        store_files=_json(root / STORE_LOCK).get("files", {}),
+        dvc_outs=dvc_outs,
+    )
+
+
+def _sha256(hexdigest: str) -> list[HashType]:
+    return [HashType(alg=HashAlgorithm.SHA_256, content=hexdigest)]
+
+
+def wheel_components(inputs: Inputs) -> list[Component]:
+    """One library per locked wheel, hashed by the exact file the store keeps for it."""
+    try:
+        reqs = parse_lock(inputs.serve_lock)
+    except (OSError, LockError) as exc:
+        raise SbomError(f"{inputs.serve_lock}: {exc}") from None
+    stored: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for name, entry in inputs.store_files.items():
+        if name.startswith("wheels/") and name.endswith(".whl"):
+            parts = name.removeprefix("wheels/").split("-")
+            stored.setdefault((normalize(parts[0]), parts[1]), []).append((name, entry["sha256"]))
+    components = []
+    for req in sorted(reqs.values(), key=lambda r: r.name):
+        files = [(n, h) for n, h in stored.get((req.name, req.version), []) if h in req.hashes]
+        if len(files) != 1:
+            raise SbomError(
+                f"{STORE_LOCK}: expected one stored wheel of {req.name}=={req.version} with a hash "
+                f"from {inputs.serve_lock.name}, found {len(files)}"
+            )
+        [(filename, digest)] = files
+        purl = PackageURL(type="pypi", name=req.name, version=req.version)
+        components.append(
+            Component(
+                type=ComponentType.LIBRARY,
+                name=req.name,
+                version=req.version,
+                purl=purl,
+                bom_ref=purl.to_string(),
+                hashes=_sha256(digest),
+                properties=[Property(name="lockstep:file", value=filename.removeprefix("wheels/"))],
+            )
+        )
+    return components
+
+
+def debian_components(inputs: Inputs) -> list[Component]:
+    """One library per Debian package of the base, with its architecture and .deb hash."""
+    debs = {
+        name.removeprefix("base/debs/").split("_")[0]: (name, entry["sha256"])
+        for name, entry in inputs.store_files.items()
+        if name.startswith("base/debs/") and name.endswith(".deb")
+    }
+    components = []
+    for package, version in sorted(inputs.base_lock.get("packages", {}).items()):
+        if package not in debs:
+            raise SbomError(f"{STORE_LOCK}: no stored .deb for {package} {version} ({BASE_LOCK})")
+        filename, digest = debs[package]
+        arch = filename.rsplit("_", 1)[-1].removesuffix(".deb")
+        purl = PackageURL(
+            type="deb",
+            namespace="debian",
+            name=package,
+            version=version,
+            qualifiers={"arch": arch, "distro": DEBIAN_DISTRO},
+        )
+        components.append(
+            Component(
+                type=ComponentType.LIBRARY,
+                name=package,
+                version=version,
+                purl=purl,
+                bom_ref=purl.to_string(),
+                hashes=_sha256(digest),
+            )
+        )
+    return components
+
+
+def model_components(inputs: Inputs) -> list[Component]:
+    """The model artifacts the image carries, with the md5 dvc.lock records."""
+    components = []
+    for path, kind in MODEL_FILES.items():
+        md5 = inputs.dvc_outs.get(str(path))
+        if md5 is None:
+            continue  # e.g. no ONNX graph in an older pipeline
+        components.append(
+            Component(
+                type=kind,
+                name=str(path),
+                version=md5,
+                bom_ref=f"model:{path}",
+                hashes=[HashType(alg=HashAlgorithm.MD5, content=md5)],
+            )
+        )
+    if not components:
+        raise SbomError(f"{contract.DVC_LOCK_FILE}: records none of {', '.join(map(str, MODEL_FILES))}")
+    return components
+
+
+def build(inputs: Inputs) -> str:
+    """The SBOM document as JSON text (validated against the CycloneDX 1.6 schema)."""
+    digest = inputs.image_lock.get("digest")
+    if not isinstance(digest, str) or not digest.startswith("sha256:"):
+        raise SbomError(f"{IMAGE_LOCK}: no image digest")
+    image = Component(
+        type=ComponentType.CONTAINER,
+        name="lockstep",
+        version=digest,
+        purl=PackageURL(type="oci", name="lockstep", version=digest),
+        bom_ref="image",
+        hashes=_sha256(digest.removeprefix("sha256:")),
+    )
+    components = [*wheel_components(inputs), *debian_components(inputs), *model_components(inputs)]
+    # The serial is a function of the content: a random one would change the file on every run.
+    seed = "\n".join([digest, *(c.bom_ref.value or "" for c in components)])
+    for c in components:
+        seed += "".join(h.content for h in c.hashes)
+    bom = Bom(
+        serial_number=uuid.uuid5(uuid.NAMESPACE_URL, f"lockstep-sbom:{seed}"),
+        metadata=BomMetaData(component=image),
+        components=components,
+    )
+    bom.register_dependency(image, components)  # the image contains every one of them
+    bom.metadata.timestamp = None  # type: ignore[assignment]  # no clock: same locks, same bytes
+    text = JsonV1Dot6(bom).output_as_string(indent=2) + "\n"
+    problem = JsonStrictValidator(SchemaVersion.V1_6).validate_str(text)
+    if problem is not None:
+        raise SbomError(f"generated SBOM fails the CycloneDX 1.6 schema: {problem}")
+    return text
+
+
+def main(argv: list[str]) -> int:
+    if argv not in (["write"], ["check"]):
+        print("usage: python -m tools.sbom {write,check}", file=sys.stderr)
+        return 2
+    try:
+        text = build(read_inputs())
+    except SbomError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if argv == ["write"]:
+        SBOM_FILE.write_text(text)
+        print(f"sbom: wrote {SBOM_FILE}")
+        return 0
+    if not SBOM_FILE.exists() or SBOM_FILE.read_text() != text:
+        print(f"error: {SBOM_FILE} does not match the locks; run `make sbom` and commit it", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
