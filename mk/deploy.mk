@@ -14,3 +14,10 @@ sbom: setup ## Write image/sbom.cdx.json (CycloneDX) from the locks: wheels, Deb
 
 check-sbom: setup ## Fail unless image/sbom.cdx.json is exactly what the locks give
 	$(PY) -m tools.sbom check
+
+.PHONY: provenance verify-provenance
+provenance: setup ## Write build/provenance.intoto.json: SLSA v1 provenance of image.lock's digest
+	$(PY) -m tools.provenance write
+
+verify-provenance: setup ## Check build/provenance.intoto.json against the tree and the local image
+	$(PY) -m tools.provenance verify build/provenance.intoto.json --image lockstep:latest

@@ -1,0 +1,100 @@
+"""SLSA v1 provenance: subject = image.lock's digest, every input with its hash, and a verifier
+that names what differs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import contract
+from tools import provenance
+
+
+def deps(statement: dict[str, object]) -> dict[str, dict[str, str]]:
+    found = statement["predicate"]["buildDefinition"]["resolvedDependencies"]  # type: ignore[index]
+    return {d["name"]: d["digest"] for d in found}  # type: ignore[union-attr]
+
+
+def test_statement_is_an_in_toto_slsa_v1_statement_about_the_locked_digest(repo_root: Path) -> None:
+    statement = provenance.statement(repo_root)
+    assert statement["_type"] == "https://in-toto.io/Statement/v1"
+    assert statement["predicateType"] == "https://slsa.dev/provenance/v1"
+    digest = json.loads((repo_root / "image.lock").read_text())["digest"]
+    assert statement["subject"] == [
+        {"name": "lockstep", "digest": {"sha256": digest.removeprefix("sha256:")}}
+    ]
+
+
+def test_statement_is_the_same_every_time(repo_root: Path) -> None:
+    assert provenance.statement(repo_root) == provenance.statement(repo_root)
+
+
+def test_every_input_is_a_resolved_dependency_with_its_hash(repo_root: Path) -> None:
+    found = deps(provenance.statement(repo_root))
+    lock = json.loads((repo_root / "image.lock").read_text())
+    for name, sha256 in lock["inputs"]["sources"].items():
+        assert found[name]["sha256"] == sha256
+    for name, md5 in contract.locked_outs(contract.load_dvc_lock(repo_root / "dvc.lock")).items():
+        assert found[name]["md5"] == md5
+    store = json.loads((repo_root / "image/store.lock.json").read_text())["files"]
+    assert found["store/base/rootfs.tar"] == {"sha256": store["base/rootfs.tar"]["sha256"]}
+    assert any(name.startswith("store/wheels/numpy-") for name in found)
+    for lock_file in ("requirements-build.txt", "image/base.lock.json", "image/store.lock.json"):
+        assert lock_file in found
+
+
+def test_verify_accepts_the_statement_of_this_tree(repo_root: Path) -> None:
+    assert provenance.verify(provenance.statement(repo_root), repo_root) == []
+
+
+@pytest.mark.parametrize(
+    ("alter", "message"),
+    [
+        (lambda s: s["subject"][0]["digest"].update(sha256="0" * 64), "is not image.lock's"),
+        (
+            lambda s: s["predicate"]["buildDefinition"]["resolvedDependencies"][0]["digest"].update(
+                sha256="0" * 64
+            ),
+            "statement says {'sha256': '" + "0" * 64,
+        ),
+        (
+            lambda s: s["predicate"]["buildDefinition"]["resolvedDependencies"].pop(),
+            "missing from the statement",
+        ),
+        (lambda s: s.update(predicateType="https://example.invalid/other"), "not an in-toto"),
+    ],
+    ids=["wrong-subject", "altered-dependency", "missing-dependency", "other-predicate"],
+)
+def test_verify_names_what_differs(repo_root: Path, alter: object, message: str) -> None:
+    statement = provenance.statement(repo_root)
+    alter(statement)  # type: ignore[operator]
+    problems = provenance.verify(statement, repo_root)
+    assert any(message in p for p in problems), problems
+
+
+def test_cli_writes_then_verifies_and_exits_1_on_a_tampered_statement(
+    repo_root: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "provenance.json"
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "tools.provenance", *args],
+            cwd=repo_root,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+    assert cli("write", str(out)).returncode == 0
+    assert cli("verify", str(out)).returncode == 0
+    doc = json.loads(out.read_text())
+    doc["subject"][0]["digest"]["sha256"] = "f" * 64
+    out.write_text(json.dumps(doc))
+    run = cli("verify", str(out))
+    assert run.returncode == 1
+    assert f"{out}: subject" in run.stderr

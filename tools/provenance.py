@@ -1,0 +1,206 @@
+"""SLSA v1 provenance for the image, as an in-toto statement, and its verification.
+
+    python -m tools.provenance write [OUT]            # default build/provenance.intoto.json
+    python -m tools.provenance verify FILE [--image REF]
+
+The subject is the image digest that image.lock records; the resolved dependencies are every input
+with its hash: each source file the build copies (sha256, as image.lock records them), the locks
+(serve requirements, base lock, store lock), the exact stored files the build reads (wheels, base
+root filesystem; sha256), the DVC outputs (md5 from dvc.lock) and, in a git checkout, the commit.
+The builder's versions are information (runDetails), not inputs: any builder that reproduces the
+digest is as good as another. `verify` rebuilds the statement from the tree and names every
+dependency that differs; with --image it also checks the local image's digest.
+Signing is left to the caller (cosign in CI, keyless; `cosign attest-blob --key` locally).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import contract
+from tools.locks import LockError, parse_lock
+from tools.sbom import IMAGE_LOCK, STORE_LOCK, serve_lock_for
+
+STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
+PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
+BUILD_TYPE = "urn:lockstep:build:oci-image:v1"
+BUILDER_ID = "urn:lockstep:builder:docker-buildx-network-none"
+BUILD_LOCK = Path("requirements-build.txt")
+DEFAULT_OUT = Path("build/provenance.intoto.json")
+
+
+class ProvenanceError(Exception):
+    """An input or statement is missing or malformed; the message names it."""
+
+
+def _json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ProvenanceError(f"{path}: cannot read ({exc})") from None
+
+
+def _sha256_file(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as exc:
+        raise ProvenanceError(f"{path}: cannot read ({exc.strerror})") from None
+
+
+def git_commit(root: Path) -> str | None:
+    """HEAD's commit when `root` is a clean git checkout (a dirty tree has no commit to name)."""
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True)
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+        )
+    except OSError:
+        return None
+    if head.returncode != 0 or dirty.returncode != 0 or dirty.stdout.strip():
+        return None
+    return head.stdout.strip()
+
+
+def dependencies(root: Path = Path()) -> list[dict[str, Any]]:
+    """Every input of the image build as an in-toto ResourceDescriptor, sorted by name."""
+    lock = _json(root / IMAGE_LOCK)
+    inputs = lock.get("inputs") or {}
+    deps: dict[str, dict[str, str]] = {}
+    for name, digest in (inputs.get("sources") or {}).items():
+        deps[name] = {"sha256": digest}
+    serve_lock = serve_lock_for(root / contract.SERVING_FILE)
+    for path in (serve_lock, BUILD_LOCK, Path("image/base.lock.json"), STORE_LOCK):
+        deps[str(path)] = {"sha256": _sha256_file(root / path)}
+    # The stored files the build reads: the wheels both locks allow, and the base root filesystem.
+    try:
+        allowed = {
+            h for p in (serve_lock, BUILD_LOCK) for r in parse_lock(root / p).values() for h in r.hashes
+        }
+    except (OSError, LockError) as exc:
+        raise ProvenanceError(str(exc)) from None
+    for name, entry in (_json(root / STORE_LOCK).get("files") or {}).items():
+        if (name.startswith("wheels/") and entry["sha256"] in allowed) or name == "base/rootfs.tar":
+            deps[f"store/{name}"] = {"sha256": entry["sha256"]}
+    try:
+        outs = contract.locked_outs(contract.load_dvc_lock(root / contract.DVC_LOCK_FILE))
+    except contract.ContractError as exc:
+        raise ProvenanceError(str(exc)) from None
+    for name, md5 in outs.items():
+        deps.setdefault(name, {})["md5"] = md5
+    commit = git_commit(root)
+    if commit:
+        deps["git+HEAD"] = {"gitCommit": commit}
+    return [{"name": name, "digest": deps[name]} for name in sorted(deps)]
+
+
+def statement(root: Path = Path()) -> dict[str, Any]:
+    """The in-toto statement for the image image.lock records."""
+    lock = _json(root / IMAGE_LOCK)
+    digest = str(lock.get("digest", ""))
+    if not digest.startswith("sha256:") or len(digest) != 71:
+        raise ProvenanceError(f"{IMAGE_LOCK}: no sha256 image digest")
+    inputs = lock.get("inputs") or {}
+    return {
+        "_type": STATEMENT_TYPE,
+        "subject": [{"name": "lockstep", "digest": {"sha256": digest.removeprefix("sha256:")}}],
+        "predicateType": PREDICATE_TYPE,
+        "predicate": {
+            "buildDefinition": {
+                "buildType": BUILD_TYPE,
+                "externalParameters": {
+                    "dockerfile": "Dockerfile",
+                    "network": "none",
+                    "platform": inputs.get("platform"),
+                    "compression": inputs.get("compression"),
+                    "sourceDateEpoch": inputs.get("source_date_epoch"),
+                },
+                "internalParameters": {"sourceTreeSha256": inputs.get("source_tree_sha256")},
+                "resolvedDependencies": dependencies(root),
+            },
+            "runDetails": {
+                "builder": {"id": BUILDER_ID, "version": lock.get("built_with") or {}},
+                "metadata": {},
+            },
+        },
+    }
+
+
+def image_digest(ref: str) -> str:
+    """The manifest digest of a local image (the containerd image store reports it as the Id)."""
+    run = subprocess.run(
+        ["docker", "image", "inspect", "--format", "{{.Id}}", ref],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if run.returncode != 0:
+        raise ProvenanceError(f"image {ref}: {run.stderr.strip() or 'not found'}")
+    return run.stdout.strip()
+
+
+def verify(document: dict[str, Any], root: Path = Path(), image: str | None = None) -> list[str]:
+    """Problems with a statement against the tree (and a local image); [] when it holds."""
+    problems = []
+    if document.get("_type") != STATEMENT_TYPE or document.get("predicateType") != PREDICATE_TYPE:
+        problems.append(f"not an in-toto {STATEMENT_TYPE} statement with a {PREDICATE_TYPE} predicate")
+        return problems
+    expected = statement(root)
+    if document.get("subject") != expected["subject"]:
+        problems.append(f"subject {document.get('subject')} is not image.lock's {expected['subject']}")
+    got = {
+        d.get("name"): d.get("digest")
+        for d in document["predicate"]["buildDefinition"]["resolvedDependencies"]
+    }
+    want = {d["name"]: d["digest"] for d in expected["predicate"]["buildDefinition"]["resolvedDependencies"]}
+    for name in sorted(got.keys() | want.keys(), key=str):
+        if name not in want:
+            problems.append(f"dependency {name}: not an input of this tree")
+        elif name not in got:
+            problems.append(f"dependency {name}: missing from the statement (tree has {want[name]})")
+        elif got[name] != want[name]:
+            problems.append(f"dependency {name}: statement says {got[name]}, the tree has {want[name]}")
+    if image is not None:
+        actual = image_digest(image)
+        subject = "sha256:" + expected["subject"][0]["digest"]["sha256"]
+        if actual != subject:
+            problems.append(f"image {image} has digest {actual}, the statement's subject is {subject}")
+    return problems
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.provenance")
+    sub = parser.add_subparsers(dest="command", required=True)
+    write = sub.add_parser("write")
+    write.add_argument("out", nargs="?", type=Path, default=DEFAULT_OUT)
+    check = sub.add_parser("verify")
+    check.add_argument("file", type=Path)
+    check.add_argument("--image", help="also check this local image's digest (e.g. lockstep:latest)")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "write":
+            text = json.dumps(statement(), indent=2, sort_keys=True) + "\n"
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(text)
+            print(f"provenance: wrote {args.out}")
+            return 0
+        problems = verify(_json(args.file), image=args.image)
+    except ProvenanceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for line in problems:
+        print(f"error: {args.file}: {line}", file=sys.stderr)
+    if not problems:
+        print(f"provenance: {args.file} matches the tree" + (f" and {args.image}" if args.image else ""))
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
