@@ -174,6 +174,31 @@ def attempt(model: Pipeline, schema: Schema, X: pd.DataFrame, ref: Reference, pr
     return Attempt(precision, data, worst, same_labels, None)
 
 
+def with_probes(X_raw: pd.DataFrame, schema: Schema) -> pd.DataFrame:
+    """The test split plus probe rows the split may lack: its first row with each feature in turn
+    missing, and with each categorical feature set to a level training never saw. The gate then
+    proves the graph and the pickle agree on gaps and unknown levels too."""
+    first = X_raw.iloc[[0]]
+    probes = []
+    for column in schema.features:
+        gap = first.copy()
+        gap[column.name] = pd.Series([None if column.kind == "categorical" else np.nan], dtype=gap[column.name].dtype)
+        probes.append(gap)
+        if column.kind == "categorical":
+            unseen = first.copy()
+            unseen[column.name] = pd.Series(["<a level training never saw>"], dtype=object)
+            probes.append(unseen)
+    return pd.concat([X_raw, *probes], ignore_index=True)
+
+
+def check_rows(X_raw: pd.DataFrame) -> list[int]:
+    """CHECK_ROWS test rows: up to half of them with a gap (so the service's start-up check
+    exercises the missing-value path when the data has one), the rest from the top."""
+    gaps = [i for i, has in enumerate(X_raw.isna().any(axis=1).tolist()) if has][: CHECK_ROWS // 2]
+    rest = [i for i in range(len(X_raw)) if i not in gaps][: CHECK_ROWS - len(gaps)]
+    return sorted(gaps + rest)
+
+
 def _json_cell(value: Any) -> Any:
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return None
@@ -193,7 +218,7 @@ def serving_document(
     if chosen is not None:
         reason = (
             f"converted by {converter} in {chosen.precision} precision; gate passed on {len(ref.outputs)} "
-            f"test rows: worst difference {chosen.worst:.3g} <= {tolerance:g}"
+            f"rows (test split and probes): worst difference {chosen.worst:.3g} <= {tolerance:g}"
         ) + (f" (not {tried})" if tried else "")
     else:
         reason = f"exact path: scikit-learn runs the pickle because ONNX failed ({tried})"
@@ -219,7 +244,8 @@ def serving_document(
             "outputs": outputs,
             "missing_string": MISSING_STRING,
         }
-    rows = X_raw.iloc[:CHECK_ROWS]
+    index = check_rows(X_raw)
+    rows = X_raw.iloc[index]
     doc = {
         "schema_version": SERVING_SCHEMA_VERSION,
         "path": "onnx" if chosen is not None else "sklearn",
@@ -240,8 +266,8 @@ def serving_document(
         },
         "check": {
             "rows": [{name: _json_cell(rows.iloc[i][name]) for name in schema.names} for i in range(len(rows))],
-            "expected": ref.outputs[:CHECK_ROWS].tolist(),
-            "labels": ref.labels[:CHECK_ROWS] if ref.labels is not None else None,
+            "expected": ref.outputs[index].tolist(),
+            "labels": [ref.labels[i] for i in index] if ref.labels is not None else None,
         },
     }
     return doc, onnx_bytes
@@ -255,7 +281,7 @@ def main() -> None:
     except OSError as exc:
         raise PipelineError(f"{MODEL_FILE}: cannot read: {exc.strerror}") from None
     model = joblib.load(io.BytesIO(raw))  # the bytes whose md5 is recorded
-    X = model_input(test.X, schema)
+    X = model_input(with_probes(test.X, schema), schema)
     ref = reference_outputs(model, X, schema)
     attempts: list[Attempt] = []
     for precision in PRECISIONS:
