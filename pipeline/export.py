@@ -95,8 +95,9 @@ def onnx_feed(X: pd.DataFrame, schema: Schema, precision: str) -> dict[str, npt.
 
 
 def convert(model: Pipeline, schema: Schema, precision: str) -> bytes:
-    """skl2onnx conversion with byte-stable output: fixed opsets, graph name and doc strings
-    (the converter otherwise names the graph with a random uuid)."""
+    """skl2onnx conversion with byte-stable output: fixed target opsets, graph name and doc
+    strings (the converter otherwise names the graph with a random uuid), and the opset imports
+    sorted by domain (the converter lists them in set order, which follows the hash seed)."""
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType, StringTensorType
 
@@ -118,6 +119,10 @@ def convert(model: Pipeline, schema: Schema, precision: str) -> bytes:
     )
     onx.doc_string = ""
     onx.graph.doc_string = ""
+    imports = sorted(((o.domain, o.version) for o in onx.opset_import))
+    del onx.opset_import[:]
+    for domain, opset_version in imports:
+        onx.opset_import.add(domain=domain, version=opset_version)
     return bytes(onx.SerializeToString())
 
 
@@ -145,10 +150,14 @@ def measure(outputs: list[Any], ref: Reference) -> tuple[float, bool | None]:
     return float(np.abs(proba - ref.outputs).max()), labels == ref.labels
 
 
-def graph_output_names(data: bytes) -> list[str]:
+def graph_facts(data: bytes) -> tuple[list[str], int]:
+    """The graph's output names and the default-domain opset it imports (at most OPSET: the
+    converter asks for no more than its operators need)."""
     import onnx
 
-    return [o.name for o in onnx.load_model_from_string(data).graph.output]
+    model = onnx.load_model_from_string(data)
+    opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    return [o.name for o in model.graph.output], int(opset)
 
 
 def first_line(exc: BaseException) -> str:
@@ -226,7 +235,7 @@ def serving_document(
     onnx_doc = None
     if chosen is not None:
         number = chosen.precision
-        names = graph_output_names(onnx_bytes)
+        names, opset = graph_facts(onnx_bytes)
         outputs = (
             {"label": names[0], "probabilities": names[1], "value": None}
             if schema.task == "classification"
@@ -235,7 +244,7 @@ def serving_document(
         onnx_doc = {
             "path": ONNX_FILE.as_posix(),
             "md5": md5_hex(onnx_bytes),
-            "opset": OPSET,
+            "opset": opset,
             "precision": number,
             "inputs": [
                 {"name": c.name, "feature": c.name, "type": number if c.kind == "numeric" else "string"}
