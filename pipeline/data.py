@@ -14,7 +14,7 @@ from typing import IO, Any
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
+import pandas as pd  # type: ignore[import-untyped]  # no pandas-stubs in the dev lock
 
 from pipeline.errors import PipelineError
 from pipeline.schema import Schema
@@ -74,9 +74,7 @@ def read_cells(path: Path, *, missing_values: Sequence[str]) -> tuple[list[str],
         raise PipelineError(f"{path}: {str(exc).strip().splitlines()[0]}") from None
     if frame.empty:
         raise PipelineError(f"{path}: no data rows")
-    cells: Cells = {
-        name: [None if pd.isna(v) else str(v) for v in frame[name].tolist()] for name in header
-    }
+    cells: Cells = {name: [None if pd.isna(v) else str(v) for v in frame[name].tolist()] for name in header}
     return header, cells
 
 

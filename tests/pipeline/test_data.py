@@ -72,7 +72,11 @@ BAD_CSVS = {
         {"column_kinds": {"a": "numeric"}},
         "line 3, column 'a': 'ten' is not a number",
     ),
-    "override-unknown-column": ("a,label\n1,x\n", {"column_kinds": {"z": "numeric"}}, "column_kinds: no column 'z'"),
+    "override-unknown-column": (
+        "a,label\n1,x\n",
+        {"column_kinds": {"z": "numeric"}},
+        "column_kinds: no column 'z'",
+    ),
     "too-many-levels": (
         "id,label\n" + "".join(f"u{i},x\n" for i in range(6)),
         {"max_categories": 5},

@@ -38,30 +38,67 @@ class Family:
 # Small ensembles keep the suite fast; the converters do not care about the tree count.
 FAMILIES = {
     "logistic-regression": Family(
-        "sklearn.linear_model.LogisticRegression", {"max_iter": 1000}, "penguins.csv", "species", "onnx", "double"
+        "sklearn.linear_model.LogisticRegression",
+        {"max_iter": 1000},
+        "penguins.csv",
+        "species",
+        "onnx",
+        "double",
     ),
     "random-forest": Family(
-        "sklearn.ensemble.RandomForestClassifier", {"n_estimators": 20}, "penguins.csv", "species", "onnx", "float"
+        "sklearn.ensemble.RandomForestClassifier",
+        {"n_estimators": 20},
+        "penguins.csv",
+        "species",
+        "onnx",
+        "float",
     ),
     "hist-gradient-boosting": Family(
-        "sklearn.ensemble.HistGradientBoostingClassifier", {"max_iter": 20}, "penguins.csv", "species", "onnx", "float"
+        "sklearn.ensemble.HistGradientBoostingClassifier",
+        {"max_iter": 20},
+        "penguins.csv",
+        "species",
+        "onnx",
+        "float",
     ),
     "gradient-boosting": Family(
-        "sklearn.ensemble.GradientBoostingClassifier", {"n_estimators": 20}, "penguins.csv", "species", "onnx", "float"
+        "sklearn.ensemble.GradientBoostingClassifier",
+        {"n_estimators": 20},
+        "penguins.csv",
+        "species",
+        "onnx",
+        "float",
     ),
     "hist-gradient-boosting-regressor": Family(
-        "sklearn.ensemble.HistGradientBoostingRegressor", {"max_iter": 20}, "penguins.csv", "body_mass_g", "onnx", "float"
+        "sklearn.ensemble.HistGradientBoostingRegressor",
+        {"max_iter": 20},
+        "penguins.csv",
+        "body_mass_g",
+        "onnx",
+        "float",
     ),
     "random-forest-breast-cancer": Family(
-        "sklearn.ensemble.RandomForestClassifier", {"n_estimators": 21}, "breast_cancer.csv", "diagnosis", "onnx", "double"
+        "sklearn.ensemble.RandomForestClassifier",
+        {"n_estimators": 21},
+        "breast_cancer.csv",
+        "diagnosis",
+        "onnx",
+        "double",
     ),
     # 20 trees split 10/10 on one test row: scikit-learn's argmax takes the first class of the
     # exact tie, onnxruntime's float32 sums lean the other way. Labels differ: the exact path.
     "random-forest-vote-tie": Family(
-        "sklearn.ensemble.RandomForestClassifier", {"n_estimators": 20}, "breast_cancer.csv", "diagnosis", "sklearn", None
+        "sklearn.ensemble.RandomForestClassifier",
+        {"n_estimators": 20},
+        "breast_cancer.csv",
+        "diagnosis",
+        "sklearn",
+        None,
     ),
     # skl2onnx has no converter for it: the exact path.
-    "nearest-centroid": Family("sklearn.neighbors.NearestCentroid", {}, "penguins.csv", "species", "sklearn", None),
+    "nearest-centroid": Family(
+        "sklearn.neighbors.NearestCentroid", {}, "penguins.csv", "species", "sklearn", None
+    ),
 }
 
 
@@ -83,7 +120,9 @@ def make_workdir(root: Path, repo_root: Path, family: Family) -> Path:
         shutil.copytree(repo_root / part, root / part, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(repo_root / "data/raw", root / "data/raw")
     params = yaml.safe_load((repo_root / "params.yaml").read_text())
-    params["prepare"].update(raw_data=f"data/raw/{family.data}", target=family.target, drop_missing_target=True)
+    params["prepare"].update(
+        raw_data=f"data/raw/{family.data}", target=family.target, drop_missing_target=True
+    )
     params["train"]["estimator"] = {"class": family.estimator, "params": family.params}
     params["evaluate"]["positive_class"] = None
     (root / "params.yaml").write_text(yaml.safe_dump(params))
@@ -91,7 +130,9 @@ def make_workdir(root: Path, repo_root: Path, family: Family) -> Path:
 
 
 @pytest.fixture(scope="module", params=list(FAMILIES))
-def trained(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, repo_root: Path) -> tuple[Family, Path]:
+def trained(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, repo_root: Path
+) -> tuple[Family, Path]:
     """One pipeline run per family, shared by the assertions below."""
     family = FAMILIES[request.param]
     workdir = make_workdir(tmp_path_factory.mktemp(request.param), repo_root, family)
@@ -123,7 +164,11 @@ def test_family_takes_the_expected_path_and_the_gate_records_why(trained: tuple[
         assert serving["onnx"] is None
         assert onnx_bytes == b""
         assert serving["reason"].startswith("exact path:")
-        why = "labels differ" if family.estimator.endswith("RandomForestClassifier") else "MissingShapeCalculator"
+        why = (
+            "labels differ"
+            if family.estimator.endswith("RandomForestClassifier")
+            else "MissingShapeCalculator"
+        )
         assert why in serving["reason"]
 
 
@@ -164,7 +209,9 @@ def _feed_onnx(serving: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str,
                 [serving["onnx"]["missing_string"] if v is None else v for v in values], dtype=object
             ).reshape(-1, 1)
         else:
-            feed[spec["name"]] = np.array([np.nan if v is None else v for v in values], dtype=number).reshape(-1, 1)
+            feed[spec["name"]] = np.array([np.nan if v is None else v for v in values], dtype=number).reshape(
+                -1, 1
+            )
     return feed
 
 
@@ -175,14 +222,16 @@ def _sklearn_frame(meta: dict[str, Any], serving: dict[str, Any], rows: list[dic
     for f in meta["features"]:
         values = [row[f["name"]] for row in rows]
         if f["kind"] == "categorical":
-            data[f["name"]] = pd.Series([serving["missing_string"] if v is None else v for v in values], dtype=object)
+            data[f["name"]] = pd.Series(
+                [serving["missing_string"] if v is None else v for v in values], dtype=object
+            )
         else:
             data[f["name"]] = pd.Series([np.nan if v is None else v for v in values], dtype=np.float64)
     return pd.DataFrame(data)
 
 
 def test_check_rows_fed_by_the_contract_reproduce_sklearn(trained: tuple[Family, Path]) -> None:
-    family, workdir = trained
+    _, workdir = trained
     serving = load(workdir, "models/serving.json")
     meta = load(workdir, "models/metadata.json")
     rows = serving["check"]["rows"]
@@ -195,7 +244,13 @@ def test_check_rows_fed_by_the_contract_reproduce_sklearn(trained: tuple[Family,
         session = ort.InferenceSession(
             (workdir / "models/model.onnx").read_bytes(), providers=["CPUExecutionProvider"]
         )
-        outputs = dict(zip([o.name for o in session.get_outputs()], session.run(None, _feed_onnx(serving, rows)), strict=True))
+        outputs = dict(
+            zip(
+                [o.name for o in session.get_outputs()],
+                session.run(None, _feed_onnx(serving, rows)),
+                strict=True,
+            )
+        )
         names = serving["onnx"]["outputs"]
         if serving["task"] == "regression":
             got = np.asarray(outputs[names["value"]], dtype=np.float64).reshape(-1)
@@ -232,5 +287,7 @@ def test_export_bytes_do_not_depend_on_hash_seed_or_threads(
     seeds = ({"PYTHONHASHSEED": seed} for seed in ("0", "1", "2", "3", "4242"))
     for env in (*seeds, {"PYTHONHASHSEED": "random", "OMP_NUM_THREADS": "7"}):
         run_stage(workdir, "export", env)
-        digests.add(tuple(md5_hex((workdir / f).read_bytes()) for f in ("models/model.onnx", "models/serving.json")))
+        digests.add(
+            tuple(md5_hex((workdir / f).read_bytes()) for f in ("models/model.onnx", "models/serving.json"))
+        )
     assert len(digests) == 1

@@ -37,8 +37,18 @@ def dvc(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 THREAD_SETTINGS = [
     {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "PYTHONHASHSEED": "0"},
-    {"OMP_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2", "PYTHONHASHSEED": "4242", "OPENBLAS_CORETYPE": "Haswell"},
-    {"OMP_NUM_THREADS": "7", "OPENBLAS_NUM_THREADS": "3", "PYTHONHASHSEED": "random", "OPENBLAS_CORETYPE": "Zen"},
+    {
+        "OMP_NUM_THREADS": "2",
+        "OPENBLAS_NUM_THREADS": "2",
+        "PYTHONHASHSEED": "4242",
+        "OPENBLAS_CORETYPE": "Haswell",
+    },
+    {
+        "OMP_NUM_THREADS": "7",
+        "OPENBLAS_NUM_THREADS": "3",
+        "PYTHONHASHSEED": "random",
+        "OPENBLAS_CORETYPE": "Zen",
+    },
 ]
 THREAD_IDS = ["1-thread", "2-threads-avx2-kernel", "oversubscribed-zen-kernel"]
 MODEL_OUTS = ("models/model.joblib", "models/model.onnx", "models/serving.json")
@@ -49,7 +59,11 @@ def run_stages(workdir: Path, stages: tuple[str, ...], env: dict[str, str]) -> N
     inherited = {k: v for k, v in os.environ.items() if not k.startswith(("OPENBLAS_", "OMP_", "MKL_"))}
     for stage in stages:
         subprocess.run(
-            [sys.executable, "-m", "pipeline", stage], cwd=workdir, env=inherited | env, check=True, timeout=300
+            [sys.executable, "-m", "pipeline", stage],
+            cwd=workdir,
+            env=inherited | env,
+            check=True,
+            timeout=300,
         )
 
 
@@ -115,7 +129,9 @@ def test_hist_gradient_boosting_does_depend_on_the_thread_count_unpinned() -> No
 
     def fit(threads: int) -> bytes:
         with threadpool_limits(limits=threads, user_api="openmp"):
-            model = HistGradientBoostingClassifier(max_iter=30, early_stopping=False, random_state=0).fit(X, y)
+            model = HistGradientBoostingClassifier(max_iter=30, early_stopping=False, random_state=0).fit(
+                X, y
+            )
         return pickle.dumps(model)
 
     assert fit(1) != fit(2)

@@ -42,7 +42,12 @@ def edit_params(workdir: Path, change: Callable[[dict[str, Any]], object]) -> No
 
 def run_stage(cwd: Path, stage: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "pipeline", stage], cwd=cwd, capture_output=True, text=True, timeout=300, check=False
+        [sys.executable, "-m", "pipeline", stage],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
 
 

@@ -23,7 +23,10 @@ from pipeline.schema import Column, Schema
 from pipeline.train import train
 
 LOGISTIC = TrainParams.model_validate(
-    {"estimator": {"class": "sklearn.linear_model.LogisticRegression", "params": {"max_iter": 500}}, "seed": 0}
+    {
+        "estimator": {"class": "sklearn.linear_model.LogisticRegression", "params": {"max_iter": 500}},
+        "seed": 0,
+    }
 )
 
 
@@ -83,8 +86,10 @@ def test_split_rejects_a_single_class(table: Table) -> None:
     ],
     ids=["not-sklearn", "typo", "no-module", "transformer", "meta-estimator", "bare-name"],
 )
-def test_resolve_class_refuses_what_is_not_a_sklearn_estimator_naming_the_key(dotted: str, fragment: str) -> None:
-    with pytest.raises(PipelineError, match="train.estimator.class") as info:
+def test_resolve_class_refuses_what_is_not_a_sklearn_estimator_naming_the_key(
+    dotted: str, fragment: str
+) -> None:
+    with pytest.raises(PipelineError, match=r"train\.estimator\.class") as info:
         resolve_class(dotted)
     assert fragment in str(info.value)
 
@@ -104,8 +109,10 @@ def test_task_follows_the_estimator_class() -> None:
     ids=["out-of-range", "unknown-name", "bad-choice"],
 )
 def test_build_estimator_refuses_hyperparameters_it_rejects(params: dict[str, object], fragment: str) -> None:
-    spec = EstimatorParams.model_validate({"class": "sklearn.ensemble.RandomForestClassifier", "params": params})
-    with pytest.raises(PipelineError, match="train.estimator.params") as info:
+    spec = EstimatorParams.model_validate(
+        {"class": "sklearn.ensemble.RandomForestClassifier", "params": params}
+    )
+    with pytest.raises(PipelineError, match=r"train\.estimator\.params") as info:
         build_estimator(spec, seed=0)
     assert fragment in str(info.value)
 
@@ -135,7 +142,10 @@ def test_train_fits_through_gaps_and_separates_the_classes(table: Table) -> None
 
 def test_tree_families_get_no_scaler(table: Table) -> None:
     params = TrainParams.model_validate(
-        {"estimator": {"class": "sklearn.ensemble.RandomForestClassifier", "params": {"n_estimators": 3}}, "seed": 0}
+        {
+            "estimator": {"class": "sklearn.ensemble.RandomForestClassifier", "params": {"n_estimators": 3}},
+            "seed": 0,
+        }
     )
     model = train(table, _schema(), params=params)
     numeric = model.named_steps["preprocess"].named_transformers_["numeric"]
@@ -175,7 +185,12 @@ def test_metadata_describes_features_task_estimator_and_example(table: Table, re
     meta = build_metadata(model, _schema(), table, params, {"accuracy": 1.0})
     assert meta["schema_version"] == 2
     assert meta["task"] == "binary"
-    assert meta["features"][2] == {"name": "colour", "kind": "categorical", "categories": ["blue", "red"], "missing": True}
+    assert meta["features"][2] == {
+        "name": "colour",
+        "kind": "categorical",
+        "categories": ["blue", "red"],
+        "missing": True,
+    }
     assert meta["classes"] == ["neg", "pos"]
     assert meta["example"] == {"a": None, "b": table.X["b"][0], "colour": None}
     assert meta["estimator"]["class"] == params.train.estimator.class_
