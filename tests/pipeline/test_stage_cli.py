@@ -129,6 +129,7 @@ def test_train_rejects_bad_estimator_params_with_one_line_and_no_output(workdir:
     edit_params(workdir, change)
     proc = run_stage(workdir, "train")
     assert_clean_failure(proc, "params.yaml", fragment)
+    assert proc.stderr.startswith("error: params.yaml: "), proc.stderr
     assert_no_outputs(workdir, "train")
 
 

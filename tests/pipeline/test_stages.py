@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.pipeline import Pipeline
 
 from contract import MISSING_STRING
 from pipeline.data import Table
@@ -20,7 +21,7 @@ from pipeline.features import model_input
 from pipeline.params import EstimatorParams, PrepareParams, TrainParams, load_params
 from pipeline.prepare import split
 from pipeline.schema import Column, Schema
-from pipeline.train import train
+from pipeline.train import train as train_with_estimator
 
 LOGISTIC = TrainParams.model_validate(
     {
@@ -28,6 +29,12 @@ LOGISTIC = TrainParams.model_validate(
         "seed": 0,
     }
 )
+
+
+def train(table: Table, schema: Schema, *, params: TrainParams) -> Pipeline:
+    return train_with_estimator(
+        table, schema, estimator=build_estimator(params.estimator, seed=params.seed), params=params
+    )
 
 
 def _schema(task: str = "classification") -> Schema:
