@@ -124,6 +124,28 @@ def test_build_estimator_refuses_hyperparameters_it_rejects(params: dict[str, ob
     assert fragment in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("dotted", "params"),
+    [
+        ("sklearn.linear_model.RidgeClassifier", {}),
+        ("sklearn.svm.SVC", {}),
+        ("sklearn.svm.SVC", {"probability": False}),
+    ],
+    ids=["no-predict-proba", "svc-default", "svc-explicit"],
+)
+def test_build_estimator_refuses_a_classifier_without_probabilities(
+    dotted: str, params: dict[str, object]
+) -> None:
+    spec = EstimatorParams.model_validate({"class": dotted, "params": params})
+    with pytest.raises(PipelineError, match=r"train\.estimator\.class: .* gives no class probabilities"):
+        build_estimator(spec, seed=0)
+
+
+def test_build_estimator_accepts_svc_with_probabilities() -> None:
+    spec = EstimatorParams.model_validate({"class": "sklearn.svm.SVC", "params": {"probability": True}})
+    assert hasattr(build_estimator(spec, seed=0), "predict_proba")
+
+
 def test_build_estimator_seeds_random_state_unless_given() -> None:
     spec = EstimatorParams.model_validate({"class": "sklearn.ensemble.RandomForestClassifier"})
     assert build_estimator(spec, seed=5).get_params()["random_state"] == 5
