@@ -87,31 +87,46 @@ def test_training_gives_the_locked_model_bytes_under_any_thread_settings(
     assert {out: md5(workdir / out) for out in MODEL_OUTS} == {out: locked[out] for out in MODEL_OUTS}
 
 
-@pytest.fixture(scope="module")
-def hgb_digests(repo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, str]]:
-    """HistGradientBoosting on penguins, trained and exported under each thread setting."""
+# Every required family besides the default (which the test above checks against dvc.lock).
+FAMILIES = {
+    "hist-gradient-boosting": (
+        "sklearn.ensemble.HistGradientBoostingClassifier",
+        {"max_iter": 30},
+        "species",
+    ),
+    "random-forest": (
+        "sklearn.ensemble.RandomForestClassifier",
+        {"n_estimators": 15, "n_jobs": 2},
+        "species",
+    ),
+    "gradient-boosting": ("sklearn.ensemble.GradientBoostingClassifier", {"n_estimators": 15}, "species"),
+    "hist-gradient-boosting-regressor": (
+        "sklearn.ensemble.HistGradientBoostingRegressor",
+        {"max_iter": 30},
+        "body_mass_g",
+    ),
+}
+
+
+@pytest.mark.parametrize("family", FAMILIES, ids=list(FAMILIES))
+def test_every_family_gives_the_same_bytes_under_any_thread_settings(
+    family: str, repo_root: Path, tmp_path: Path
+) -> None:
+    """Penguins through prepare, train and export under each thread/kernel/hash-seed setting:
+    pickle, graph and serving.json identical. HistGradientBoosting's fitted trees depend on the
+    OpenMP thread count (see the control below): the launcher's single pinned thread covers it."""
+    estimator, hyper, target = FAMILIES[family]
     digests = []
     for i, env in enumerate(THREAD_SETTINGS):
-        workdir = copy_sources(repo_root, tmp_path_factory.mktemp(f"hgb{i}"), prepared=False)
+        workdir = copy_sources(repo_root, tmp_path / str(i), prepared=False)
         params = yaml.safe_load((workdir / "params.yaml").read_text())
-        params["prepare"].update(raw_data="data/raw/penguins.csv", target="species")
-        params["train"]["estimator"] = {
-            "class": "sklearn.ensemble.HistGradientBoostingClassifier",
-            "params": {"max_iter": 30, "early_stopping": False},
-        }
+        params["prepare"].update(raw_data="data/raw/penguins.csv", target=target, drop_missing_target=True)
+        params["train"]["estimator"] = {"class": estimator, "params": hyper}
         params["evaluate"]["positive_class"] = None
         (workdir / "params.yaml").write_text(yaml.safe_dump(params))
         run_stages(workdir, ("prepare", "train", "export"), env)
         digests.append({out: md5(workdir / out) for out in MODEL_OUTS})
-    return digests
-
-
-def test_hist_gradient_boosting_gives_the_same_bytes_under_any_thread_settings(
-    hgb_digests: list[dict[str, str]],
-) -> None:
-    """Its fitted trees depend on the OpenMP thread count; the launcher's single pinned thread
-    makes pickle, graph and serving.json identical whatever the host asks for."""
-    assert hgb_digests[0] == hgb_digests[1] == hgb_digests[2]
+    assert digests[0] == digests[1] == digests[2]
 
 
 def test_hist_gradient_boosting_does_depend_on_the_thread_count_unpinned() -> None:
