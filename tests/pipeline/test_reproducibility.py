@@ -201,3 +201,30 @@ def test_a_params_change_reruns_training_and_changes_the_model(repo_copy: Callab
     assert "Running stage 'train'" in proc.stdout
     assert "Running stage 'prepare'" not in proc.stdout
     assert md5(repo / "models/model.joblib") != before
+
+
+def test_dvc_exp_run_switches_the_estimator_class_as_the_readme_shows(repo_copy: Callable[[], Path]) -> None:
+    repo = repo_copy()
+    git = ["git", "-c", "user.name=test", "-c", "user.email=test@localhost"]
+    subprocess.run([*git, "add", "-A"], cwd=repo, check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "init"], cwd=repo, check=True)
+    proc = dvc(
+        repo,
+        "exp",
+        "run",
+        "-S",
+        "train.estimator.class=sklearn.ensemble.RandomForestClassifier",
+        "-S",
+        "~train.estimator.params",
+        "-S",
+        "+train.estimator.params={n_estimators: 11}",
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    assert params["train"]["estimator"] == {
+        "class": "sklearn.ensemble.RandomForestClassifier",
+        "params": {"n_estimators": 11},
+    }
+    meta = yaml.safe_load((repo / "models/metadata.json").read_text())
+    assert meta["estimator"]["class"] == "sklearn.ensemble.RandomForestClassifier"
+    assert yaml.safe_load((repo / "models/serving.json").read_text())["gate"]["passed"] is True
