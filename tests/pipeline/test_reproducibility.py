@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from contract import load_dvc_lock, locked_outs
 from tests.conftest import venv_bin
 
 pytestmark = pytest.mark.slow
@@ -22,10 +23,9 @@ def md5(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
 
 
-def locked_outs(lock_file: Path) -> dict[str, str]:
-    """path -> md5 of every stage output recorded in a dvc.lock."""
-    lock = yaml.safe_load(lock_file.read_text())
-    return {out["path"]: out["md5"] for stage in lock["stages"].values() for out in stage.get("outs", [])}
+def locked(lock_file: Path) -> dict[str, str]:
+    """path -> md5 of every stage output dvc.lock records, read by the contract's one parser."""
+    return locked_outs(load_dvc_lock(lock_file))
 
 
 def dvc(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -83,8 +83,8 @@ def test_training_gives_the_locked_model_bytes_under_any_thread_settings(
     the bytes dvc.lock records for the pickle, the graph and serving.json."""
     workdir = copy_sources(repo_root, tmp_path, prepared=True)
     run_stages(workdir, ("train", "export"), env)
-    locked = locked_outs(repo_root / "dvc.lock")
-    assert {out: md5(workdir / out) for out in MODEL_OUTS} == {out: locked[out] for out in MODEL_OUTS}
+    expected = locked(repo_root / "dvc.lock")
+    assert {out: md5(workdir / out) for out in MODEL_OUTS} == {out: expected[out] for out in MODEL_OUTS}
 
 
 # Every required family besides the default (which the test above checks against dvc.lock).
@@ -159,7 +159,7 @@ def test_dvc_repro_on_a_fresh_copy_recreates_every_locked_output(
     assert not (repo / "models/model.joblib").exists()
     proc = dvc(repo, "repro")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    expected = locked_outs(repo_root / "dvc.lock")
+    expected = locked(repo_root / "dvc.lock")
     assert {path: md5(repo / path) for path in expected} == expected
     assert (repo / "dvc.lock").read_text() == (repo_root / "dvc.lock").read_text()
     status = dvc(repo, "status", "--json")

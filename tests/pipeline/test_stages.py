@@ -261,3 +261,21 @@ def test_export_takes_the_exact_path_when_the_gate_fails(table: Table) -> None:
     assert onnx_bytes == b""
     assert "gate failed: worst difference" in doc["reason"]
     assert doc["gate"]["passed"] is False
+
+
+def test_committed_artifacts_agree_with_each_other(repo_root: Path) -> None:
+    """The real artifacts (made by `dvc repro`): the default model takes the ONNX path in double,
+    and serving.json, metadata.json and the schema describe the same model and features."""
+    from contract import SCHEMA_FILE, SERVING_FILE, md5_hex
+
+    serving = json.loads((repo_root / SERVING_FILE).read_text())
+    meta = json.loads((repo_root / "models/metadata.json").read_text())
+    schema = json.loads((repo_root / SCHEMA_FILE).read_text())
+    assert serving["path"] == "onnx"
+    assert serving["onnx"]["precision"] == "double"
+    assert serving["model"]["md5"] == md5_hex((repo_root / "models/model.joblib").read_bytes())
+    assert serving["onnx"]["md5"] == md5_hex((repo_root / "models/model.onnx").read_bytes())
+    assert meta["features"] == schema["features"]
+    assert [i["feature"] for i in serving["onnx"]["inputs"]] == [f["name"] for f in meta["features"]]
+    assert serving["classes"] == meta["classes"] == ["benign", "malignant"]
+    assert meta["metrics"]["roc_auc"] > 0.95
