@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -15,10 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import yaml
 from starlette.exceptions import StarletteDeprecationWarning
 
+import contract
 from api.settings import Settings
 
 # Starlette 1.x prefers httpx2 for its TestClient and warns (an error under this project's
@@ -32,78 +36,112 @@ __all__ = ["TestClient"]
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # Another checkout's (or an unpacked image's) artifacts can be tested by pointing this elsewhere.
 ARTIFACT_ROOT = Path(os.environ.get("LOCKSTEP_TEST_ARTIFACT_ROOT", REPO_ROOT))
-MODEL = ARTIFACT_ROOT / "models" / "model.joblib"
-EXPORT = ARTIFACT_ROOT / "models" / "model.json"
-METADATA = ARTIFACT_ROOT / "models" / "metadata.json"
-DVC_LOCK = ARTIFACT_ROOT / "dvc.lock"
-TEST_SPLIT = ARTIFACT_ROOT / "data" / "prepared" / "test.csv"
 
 
-def require_artifacts() -> None:
-    """The service tests run against what `dvc repro` produced; say so plainly if it has not run."""
-    missing = [str(p) for p in (MODEL, EXPORT, METADATA, DVC_LOCK, TEST_SPLIT) if not p.is_file()]
-    if missing:
-        pytest.fail(f"missing pipeline outputs {missing}: run `dvc repro` (make repro) before the API tests")
-
-
-def make_settings(**overrides: Any) -> Settings:
-    """Settings pointing at the real artifacts unless overridden."""
-    values: dict[str, Any] = {
-        "model_path": MODEL,
-        "export_path": EXPORT,
-        "metadata_path": METADATA,
-        "dvc_lock_path": DVC_LOCK,
-        "requirements_path": REPO_ROOT / "requirements.txt",
-        "enable_ceiling_route": True,
-    }
-    values.update(overrides)
-    return Settings(**values)
-
-
-@dataclass
-class ArtifactCopy:
-    """Model, export, metadata and dvc.lock copied to a temporary directory with the repository's layout."""
+@dataclass(frozen=True)
+class Artifacts:
+    """The pipeline's outputs under `root`, laid out as in the repository (paths from contract)."""
 
     root: Path
 
     @property
     def model(self) -> Path:
-        return self.root / "models" / "model.joblib"
+        return self.root / contract.MODEL_FILE
 
     @property
-    def export(self) -> Path:
-        return self.root / "models" / "model.json"
+    def onnx(self) -> Path:
+        return self.root / contract.ONNX_FILE
+
+    @property
+    def serving(self) -> Path:
+        return self.root / contract.SERVING_FILE
 
     @property
     def metadata(self) -> Path:
-        return self.root / "models" / "metadata.json"
+        return self.root / contract.METADATA_FILE
 
     @property
     def lock(self) -> Path:
-        return self.root / "dvc.lock"
+        return self.root / contract.DVC_LOCK_FILE
+
+    @property
+    def test_split(self) -> Path:
+        return self.root / contract.TEST_CSV
+
+    def files(self) -> list[Path]:
+        return [self.model, self.onnx, self.serving, self.metadata, self.lock, self.test_split]
+
+    def require(self) -> None:
+        """The service tests run against what the pipeline produced; say so plainly if it has not run."""
+        missing = [str(p) for p in self.files() if not p.is_file()]
+        if missing:
+            pytest.fail(f"missing pipeline outputs {missing}: run `dvc repro` (make repro) before the API tests")
 
     def settings(self, **overrides: Any) -> Settings:
-        return make_settings(
-            model_path=self.model,
-            export_path=self.export,
-            metadata_path=self.metadata,
-            dvc_lock_path=self.lock,
-            **overrides,
-        )
+        values: dict[str, Any] = {
+            "model_path": self.model,
+            "onnx_path": self.onnx,
+            "serving_path": self.serving,
+            "metadata_path": self.metadata,
+            "dvc_lock_path": self.lock,
+            "requirements_path": REPO_ROOT / "requirements.txt",
+            "enable_ceiling_route": True,
+        }
+        values.update(overrides)
+        return Settings(**values)
+
+    def env(self) -> dict[str, str]:
+        """LOCKSTEP_* variables that point `python -m api` at these artifacts."""
+        return {
+            "LOCKSTEP_MODEL_PATH": str(self.model),
+            "LOCKSTEP_ONNX_PATH": str(self.onnx),
+            "LOCKSTEP_SERVING_PATH": str(self.serving),
+            "LOCKSTEP_METADATA_PATH": str(self.metadata),
+            "LOCKSTEP_DVC_LOCK_PATH": str(self.lock),
+        }
+
+    def copy_to(self, dest: Path) -> Artifacts:
+        """A private copy, free to tamper with."""
+        copy = Artifacts(dest)
+        for source, target in zip(self.files(), copy.files(), strict=True):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+        return copy
 
     def edit_lock(self, change: Callable[[dict[str, Any]], None]) -> None:
         doc = yaml.safe_load(self.lock.read_text())
         change(doc)
         self.lock.write_text(yaml.safe_dump(doc, sort_keys=False))
 
-    def env(self) -> dict[str, str]:
-        """LOCKSTEP_* variables that point `python -m api` at this copy."""
-        return {
-            "LOCKSTEP_MODEL_PATH": str(self.model),
-            "LOCKSTEP_EXPORT_PATH": str(self.export),
-            "LOCKSTEP_METADATA_PATH": str(self.metadata),
-            "LOCKSTEP_DVC_LOCK_PATH": str(self.lock),
-        }
+    def relock(self, path: Path, data: bytes) -> None:
+        """Write new bytes and record their md5 in dvc.lock, as a careless hand edit plus `dvc commit` would."""
+        path.write_bytes(data)
+        relative = path.relative_to(self.root).as_posix()
+        new_md5 = hashlib.md5(data).hexdigest()
+
+        def change(lock: dict[str, Any]) -> None:
+            for stage in lock["stages"].values():
+                for out in stage.get("outs", []):
+                    if out["path"] == relative:
+                        out["md5"] = new_md5
+
+        self.edit_lock(change)
+
+    def metadata_document(self) -> dict[str, Any]:
+        doc: dict[str, Any] = orjson.loads(self.metadata.read_bytes())
+        return doc
+
+    def serving_document(self) -> dict[str, Any]:
+        doc: dict[str, Any] = orjson.loads(self.serving.read_bytes())
+        return doc
+
+
+DEFAULT = Artifacts(ARTIFACT_ROOT)
+
+
+def make_settings(**overrides: Any) -> Settings:
+    """Settings pointing at the default artifacts (the repository's own `dvc repro`) unless overridden."""
+    return DEFAULT.settings(**overrides)
 
 
 def free_port() -> int:
@@ -129,18 +167,12 @@ def wait_ready(port: int, process: subprocess.Popen[bytes], timeout: float = 60.
 
 
 @contextmanager
-def running_server(**env: str) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
-    """A real `python -m api` on a free loopback port, serving the real artifacts; killed on exit."""
+def running_server(
+    artifacts: Artifacts = DEFAULT, **env: str
+) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """A real `python -m api` on a free loopback port, serving the given artifacts; killed on exit."""
     port = free_port()
-    full_env = {
-        **os.environ,
-        "LOCKSTEP_PORT": str(port),
-        "LOCKSTEP_MODEL_PATH": str(MODEL),
-        "LOCKSTEP_EXPORT_PATH": str(EXPORT),
-        "LOCKSTEP_METADATA_PATH": str(METADATA),
-        "LOCKSTEP_DVC_LOCK_PATH": str(DVC_LOCK),
-        **env,
-    }
+    full_env = {**os.environ, "LOCKSTEP_PORT": str(port), **artifacts.env(), **env}
     process = subprocess.Popen(
         [sys.executable, "-m", "api"],
         cwd=REPO_ROOT,
