@@ -20,7 +20,7 @@ Formats (all JSON written with sorted keys where order carries no meaning, float
      "features": [{"name", "kind", "categories", "missing"}, ...],   # as in schema.json, model order
      "classes": [str, ...] | null,                                   # null for regression
      "example": {feature: value | null},                             # one real row
-     "estimator": {"class": dotted name, "params": {...}},
+     "estimator": {"class": dotted name as in params.yaml, "params": {...}},
      "library_versions": {...}, "params": {...}, "metrics": {...}}
 
 `models/model.onnx` (stage export): the skl2onnx graph of the whole pipeline; zero bytes when the
@@ -29,17 +29,37 @@ Formats (all JSON written with sorted keys where order carries no meaning, float
 `models/serving.json` (stage export): which path the service takes and why,
     {"schema_version": 1, "path": "onnx"|"sklearn", "reason": str,
      "model": {"path": "models/model.joblib", "md5": str},
+     "task": "binary"|"multiclass"|"regression",
+     "classes": [str, ...] | null,                     # = metadata classes; order of probabilities
+     "missing_string": str,                            # = MISSING_STRING: a categorical gap, both paths
      "onnx": {"path": "models/model.onnx", "md5": str, "opset": int,
+              "precision": "double"|"float",           # what numeric inputs the graph takes
               "inputs": [{"name": onnx input name, "feature": feature name,
-                          "type": "double"|"float"|"int64"|"string"}],
+                          "type": "double"|"float"|"string"}],     # one [N, 1] tensor per feature
               "outputs": {"label": name|null, "probabilities": name|null, "value": name|null},
-              "missing_string": str} | null,           # how a missing categorical value is fed
-     "gate": {"rows": int, "labels_identical": bool|null, "tolerance": float,
+              "missing_string": str} | null,           # null on the exact path
+     "gate": {"rows": int, "precision": "double"|"float", "measure": "absolute"|"relative",
+              "labels_identical": bool|null, "tolerance": float,
               "worst_abs_diff": float|null, "passed": bool},
-     "check": {"rows": [{feature: value|null}, ...], "expected": [...]}}
+     "check": {"rows": [{feature: value|null}, ...],   # 8 raw test rows (null = missing value)
+               "expected": [...],                      # scikit-learn's probabilities or values
+               "labels": [str, ...] | null}}           # scikit-learn's labels (classifiers)
+    Feeding a model: features in metadata order; a numeric gap is NaN, a categorical gap is
+    `missing_string` (the pickle takes a pandas DataFrame with object columns for categories; the
+    graph one tensor per input, numbers as `onnx.precision`, categories as strings).
     `check.expected` holds scikit-learn's own output for the check rows (class probabilities in
-    `classes` order, or regression values): the service refuses to start unless it reproduces them
-    within `gate.tolerance`.
+    `classes` order [N, n_classes], or regression values [N]): the service refuses to start unless
+    it reproduces them within `gate.tolerance`, measured as |got - expected| ("absolute") or
+    |got - expected| / max(1, |expected|) ("relative", regression), and the labels exactly.
+    `worst_abs_diff` is that measure's worst value over the whole test split.
+    On the exact path (`"path": "sklearn"`), `models/model.onnx` is zero bytes and `reason` says
+    why ONNX was not taken (the exception's class and first line, or the measured difference).
+
+`reports/metrics.json` (stage evaluate): classification {accuracy, balanced_accuracy, roc_auc, f1,
+    precision, recall, log_loss, n_test} (binary: of `evaluate.positive_class`; multi-class: macro
+    averages, ROC AUC one-vs-rest); regression {rmse, mae, r2, n_test}.
+`reports/plots/{confusion,roc,residuals}.json`: lists of points; the ones that do not apply to the
+    task are empty lists (DVC needs every declared output to exist).
 """
 
 from __future__ import annotations
@@ -62,11 +82,17 @@ SERVING_FILE = Path("models/serving.json")
 METADATA_FILE = Path("models/metadata.json")
 METRICS_FILE = Path("reports/metrics.json")
 PLOTS_DIR = Path("reports/plots")
+CONFUSION_FILE = PLOTS_DIR / "confusion.json"  # classification; [] for a regressor
+ROC_FILE = PLOTS_DIR / "roc.json"  # classification; [] for a regressor
+RESIDUALS_FILE = PLOTS_DIR / "residuals.json"  # regression; [] for a classifier
 
 # --- vocabularies --------------------------------------------------------------------------------
 FEATURE_KINDS = ("numeric", "categorical")
 TASKS = ("binary", "multiclass", "regression")
 SERVING_PATHS = ("onnx", "sklearn")
+# What a missing categorical value becomes before it reaches the model (pickle and ONNX graph
+# alike): ONNX string tensors cannot hold None. A missing number is NaN on both paths.
+MISSING_STRING = "__missing__"
 SCHEMA_VERSION = 1  # data/prepared/schema.json
 METADATA_SCHEMA_VERSION = 2
 SERVING_SCHEMA_VERSION = 1

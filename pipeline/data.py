@@ -1,13 +1,12 @@
-"""Strict CSV reading and atomic writing of numeric feature tables."""
+"""Reading mixed-type CSVs (pandas) into typed tables, and atomic writing of the stages' outputs."""
 
 from __future__ import annotations
 
 import csv
 import json
-import math
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,77 +14,114 @@ from typing import IO, Any
 
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
 
 from pipeline.errors import PipelineError
+from pipeline.schema import Schema
+
+Cells = dict[str, list[str | None]]
 
 
 @dataclass(frozen=True)
 class Table:
-    """Feature matrix (float64, columns in `features` order) and string labels."""
+    """Features (numeric columns float64 with NaN for a gap, categorical columns object: str or
+    None) and the target (str labels for classification, float64 for regression)."""
 
-    features: tuple[str, ...]
     target: str
-    X: npt.NDArray[np.float64]
-    y: npt.NDArray[np.str_]
+    X: pd.DataFrame
+    y: npt.NDArray[Any]
+
+    @property
+    def features(self) -> list[str]:
+        return [str(c) for c in self.X.columns]
 
 
-def read_table(path: Path, target: str) -> Table:
-    """Read a CSV whose columns are numeric features plus the `target` label column."""
+def read_cells(path: Path, *, missing_values: Sequence[str]) -> tuple[list[str], Cells]:
+    """Every cell as text (None for a gap), column by column; one-line errors name the file.
+
+    pandas reads, but converts nothing: numbers are parsed later with float(), which rounds
+    correctly (pandas' fast float parser does not always), so the CSV round-trips bit for bit.
+    """
     try:
-        fh = path.open(newline="")
+        with path.open(newline="") as fh:
+            header = next(csv.reader(fh), None)
     except OSError as exc:
         raise PipelineError(f"{path}: cannot read: {exc.strerror}") from None
-    with fh:
-        reader = csv.reader(fh)
-        header = next(reader, None)
-        if not header:
-            raise PipelineError(f"{path}: empty file, expected a header row")
-        if target not in header:
-            raise PipelineError(f"{path}: no target column {target!r} (columns: {', '.join(header)})")
-        dupes = sorted({h for h in header if header.count(h) > 1})
-        if dupes:
-            raise PipelineError(f"{path}: duplicate column(s) {', '.join(map(repr, dupes))}")
-        t = header.index(target)
-        features = tuple(h for i, h in enumerate(header) if i != t)
-        if not features:
-            raise PipelineError(f"{path}: no feature columns besides target {target!r}")
-        rows: list[list[float]] = []
-        labels: list[str] = []
-        for line_no, row in enumerate(reader, start=2):
-            if not row:
-                continue
-            if len(row) != len(header):
-                raise PipelineError(f"{path}: line {line_no}: {len(row)} fields, header has {len(header)}")
-            label = row[t].strip()
-            if not label:
-                raise PipelineError(f"{path}: line {line_no}, column {target!r}: missing label")
-            values = []
-            for name, cell in zip(features, row[:t] + row[t + 1 :], strict=True):
-                values.append(_parse_number(cell, path, line_no, name))
-            rows.append(values)
-            labels.append(label)
-    if not rows:
-        raise PipelineError(f"{path}: no data rows")
-    X = np.asarray(rows, dtype=np.float64)
-    return Table(features=features, target=target, X=X, y=np.asarray(labels, dtype=np.str_))
-
-
-def _parse_number(cell: str, path: Path, line_no: int, column: str) -> float:
-    text = cell.strip()
-    where = f"{path}: line {line_no}, column {column!r}"
-    if not text:
-        raise PipelineError(f"{where}: missing value")
+    if not header:
+        raise PipelineError(f"{path}: empty file, expected a header row")
+    dupes = sorted({h for h in header if header.count(h) > 1})
+    if dupes:
+        raise PipelineError(f"{path}: duplicate column(s) {', '.join(map(repr, dupes))}")
     try:
-        value = float(text)
-    except ValueError:
-        raise PipelineError(f"{where}: {text!r} is not a number") from None
-    if not math.isfinite(value):
-        raise PipelineError(f"{where}: {text!r} is not a finite number")
-    return value
+        frame = pd.read_csv(
+            path,
+            dtype=str,
+            keep_default_na=False,
+            na_values=list(missing_values),
+            skip_blank_lines=True,
+        )
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        raise PipelineError(f"{path}: {str(exc).strip().splitlines()[0]}") from None
+    if frame.empty:
+        raise PipelineError(f"{path}: no data rows")
+    cells: Cells = {
+        name: [None if pd.isna(v) else str(v) for v in frame[name].tolist()] for name in header
+    }
+    return header, cells
+
+
+def typed_features(cells: Mapping[str, Sequence[str | None]], kinds: Mapping[str, str]) -> pd.DataFrame:
+    """Numeric columns -> float64 (NaN for a gap), categorical -> object (str or None)."""
+    data: dict[str, pd.Series[Any]] = {}
+    for name, kind in kinds.items():
+        values = cells[name]
+        if kind == "numeric":
+            data[name] = pd.Series([np.nan if v is None else float(v) for v in values], dtype=np.float64)
+        else:
+            data[name] = pd.Series(list(values), dtype=object)
+    return pd.DataFrame(data)
+
+
+def read_table(path: Path, schema: Schema) -> Table:
+    """Read a prepared CSV (written by write_table) with the column kinds of `schema`."""
+    header, cells = read_cells(path, missing_values=[""])
+    expected = [*schema.names, schema.target]
+    if header != expected:
+        raise PipelineError(f"{path}: columns {header} differ from the schema's {expected}")
+    X = typed_features(cells, {c.name: c.kind for c in schema.features})
+    return Table(target=schema.target, X=X, y=target_values(cells[schema.target], schema, path))
+
+
+def target_values(values: Sequence[str | None], schema: Schema, path: Path) -> npt.NDArray[Any]:
+    """Labels as str (classification) or float64 values (regression); every row must have one."""
+    for i, v in enumerate(values):
+        if v is None:
+            raise PipelineError(f"{path}: line {i + 2}, column {schema.target!r}: missing target")
+    present = [v for v in values if v is not None]
+    if schema.task == "classification":
+        return np.asarray([v.strip() for v in present], dtype=np.str_)
+    out = np.empty(len(present), dtype=np.float64)
+    for i, v in enumerate(present):
+        try:
+            out[i] = float(v)
+        except ValueError:
+            raise PipelineError(
+                f"{path}: line {i + 2}, column {schema.target!r}: {v!r} is not a number "
+                "(a regressor needs a numeric target)"
+            ) from None
+        if not np.isfinite(out[i]):
+            raise PipelineError(f"{path}: line {i + 2}, column {schema.target!r}: {v!r} is not finite")
+    return out
+
+
+def subset(table: Table, index: Sequence[int] | npt.NDArray[np.intp]) -> Table:
+    """Rows `index` of a table (renumbered from 0)."""
+    idx = np.asarray(index)
+    return Table(target=table.target, X=table.X.iloc[idx].reset_index(drop=True), y=table.y[idx])
 
 
 @contextmanager
-def atomic_write(path: Path, mode: str = "w") -> Iterator[IO[str]]:
+def atomic_write(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
     """Write to a temp file beside `path` and rename it into place only on success,
     so a failed stage never leaves a half-written output for DVC to cache."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -106,16 +142,19 @@ def write_json(path: Path, obj: Any) -> None:
         fh.write("\n")
 
 
+def _cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return ""  # a gap: the one missing-value marker of the prepared CSVs
+    if isinstance(value, float):
+        return repr(value)  # round-trips bit for bit
+    return str(value)
+
+
 def write_table(path: Path, table: Table) -> None:
-    """Write a Table as CSV; floats use repr() so they round-trip bit for bit."""
+    """Write a Table as CSV: floats via repr(), an empty cell for a gap."""
     with atomic_write(path) as fh:
         writer = csv.writer(fh, lineterminator="\n")
         writer.writerow([*table.features, table.target])
-        for row, label in zip(table.X.tolist(), table.y.tolist(), strict=True):
-            writer.writerow([*(repr(v) for v in row), label])
-
-
-def subset(table: Table, index: Sequence[int] | npt.NDArray[np.intp]) -> Table:
-    """Rows `index` of a table."""
-    idx = np.asarray(index)
-    return Table(features=table.features, target=table.target, X=table.X[idx], y=table.y[idx])
+        columns = [table.X[name].tolist() for name in table.features]
+        for i, label in enumerate(table.y.tolist()):
+            writer.writerow([*(_cell(col[i]) for col in columns), _cell(label)])

@@ -9,93 +9,158 @@ from typing import Any
 import joblib
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
 from sklearn import metrics as skm
 from sklearn.pipeline import Pipeline
 
+from contract import (
+    CONFUSION_FILE,
+    METADATA_FILE,
+    METADATA_SCHEMA_VERSION,
+    METRICS_FILE,
+    MODEL_FILE,
+    PARAMS_FILE,
+    RESIDUALS_FILE,
+    ROC_FILE,
+    SCHEMA_FILE,
+    TEST_CSV,
+)
 from pipeline.data import Table, read_table, write_json
 from pipeline.errors import PipelineError
-from pipeline.params import PARAMS_FILE, Params, load_params
-from pipeline.paths import CONFUSION_FILE, METADATA_FILE, METRICS_FILE, MODEL_FILE, ROC_FILE, TEST_CSV
+from pipeline.features import model_input
+from pipeline.params import Params, load_params
+from pipeline.schema import Schema, read_schema
 
 # Versions of what the pickle depends on. Only the Python minor version: the patch level
 # differs between hosts and must not change the metadata's md5.
-LIBRARIES = ("scikit-learn", "numpy", "scipy", "joblib")
+LIBRARIES = ("scikit-learn", "numpy", "scipy", "joblib", "pandas")
 
 
-def evaluate(
-    model: Pipeline, X: npt.NDArray[np.float64], y: npt.NDArray[np.str_], *, positive_class: str
-) -> dict[str, float]:
-    """Classification metrics of `model` on (X, y); ROC AUC against `positive_class`."""
+def task_of_model(model: Pipeline, schema: Schema) -> str:
+    if schema.task == "regression":
+        return "regression"
+    return "binary" if len(model.classes_) == 2 else "multiclass"
+
+
+def positive_class_of(model: Pipeline, positive_class: str | None) -> str:
     classes = [str(c) for c in model.classes_]
+    if positive_class is None:
+        return classes[-1]
     if positive_class not in classes:
         raise PipelineError(
             f"{PARAMS_FILE}: evaluate.positive_class: {positive_class!r} is not a class "
             f"of the model ({', '.join(classes)})"
         )
-    proba = model.predict_proba(X)[:, classes.index(positive_class)]
+    return positive_class
+
+
+def classification_metrics(
+    model: Pipeline, X: pd.DataFrame, y: npt.NDArray[np.str_], *, positive: str
+) -> dict[str, float]:
+    """Binary: F1/precision/recall/ROC AUC of `positive`. Multi-class: their macro averages
+    (ROC AUC one-vs-rest)."""
+    proba = model.predict_proba(X)
     pred = model.predict(X)
-    is_pos = y == positive_class
+    classes = [str(c) for c in model.classes_]
+    binary = len(classes) == 2
+    avg: dict[str, Any] = {"pos_label": positive} if binary else {"average": "macro", "zero_division": 0}
+    if binary:
+        auc = skm.roc_auc_score(y == positive, proba[:, classes.index(positive)])
+    else:
+        auc = skm.roc_auc_score(y, proba, multi_class="ovr", average="macro", labels=model.classes_)
     return {
         "accuracy": float(skm.accuracy_score(y, pred)),
         "balanced_accuracy": float(skm.balanced_accuracy_score(y, pred)),
-        "roc_auc": float(skm.roc_auc_score(is_pos, proba)),
-        "f1": float(skm.f1_score(y, pred, pos_label=positive_class)),
-        "precision": float(skm.precision_score(y, pred, pos_label=positive_class)),
-        "recall": float(skm.recall_score(y, pred, pos_label=positive_class)),
-        "log_loss": float(skm.log_loss(y, model.predict_proba(X), labels=model.classes_)),
+        "roc_auc": float(auc),
+        "f1": float(skm.f1_score(y, pred, **avg)),
+        "precision": float(skm.precision_score(y, pred, **avg)),
+        "recall": float(skm.recall_score(y, pred, **avg)),
+        "log_loss": float(skm.log_loss(y, proba, labels=model.classes_)),
         "n_test": len(y),
     }
 
 
-def confusion_points(
-    model: Pipeline, X: npt.NDArray[np.float64], y: npt.NDArray[np.str_]
-) -> list[dict[str, str]]:
+def regression_metrics(model: Pipeline, X: pd.DataFrame, y: npt.NDArray[np.float64]) -> dict[str, float]:
+    pred = model.predict(X)
+    return {
+        "rmse": float(np.sqrt(skm.mean_squared_error(y, pred))),
+        "mae": float(skm.mean_absolute_error(y, pred)),
+        "r2": float(skm.r2_score(y, pred)),
+        "n_test": len(y),
+    }
+
+
+def confusion_points(model: Pipeline, X: pd.DataFrame, y: npt.NDArray[np.str_]) -> list[dict[str, str]]:
     """One {actual, predicted} record per test row: DVC's `confusion` template input."""
     return [{"actual": str(a), "predicted": str(p)} for a, p in zip(y, model.predict(X), strict=True)]
 
 
 def roc_points(
-    model: Pipeline, X: npt.NDArray[np.float64], y: npt.NDArray[np.str_], *, positive_class: str
+    model: Pipeline, X: pd.DataFrame, y: npt.NDArray[np.str_], *, positive: str
 ) -> list[dict[str, float]]:
-    """ROC curve points (fpr, tpr) for `positive_class`."""
-    col = [str(c) for c in model.classes_].index(positive_class)
-    fpr, tpr, _ = skm.roc_curve(y == positive_class, model.predict_proba(X)[:, col])
+    """ROC curve points (fpr, tpr) of `positive` against the rest."""
+    col = [str(c) for c in model.classes_].index(positive)
+    fpr, tpr, _ = skm.roc_curve(y == positive, model.predict_proba(X)[:, col])
     return [{"fpr": float(f), "tpr": float(t)} for f, t in zip(fpr, tpr, strict=True)]
 
 
-def build_metadata(model: Pipeline, test: Table, params: Params, scores: dict[str, float]) -> dict[str, Any]:
-    """Everything the service needs to know about the model, besides the pickle itself."""
+def residual_points(model: Pipeline, X: pd.DataFrame, y: npt.NDArray[np.float64]) -> list[dict[str, float]]:
+    """One {predicted, residual} point per test row (residual = actual - predicted)."""
+    pred = model.predict(X)
+    return [{"predicted": float(p), "residual": float(a - p)} for a, p in zip(y, pred, strict=True)]
+
+
+def _json_value(value: Any) -> Any:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    return value
+
+
+def build_metadata(
+    model: Pipeline, schema: Schema, test: Table, params: Params, scores: dict[str, float]
+) -> dict[str, Any]:
+    """Everything the service needs to know about the model, besides the model itself."""
+    first = test.X.iloc[0]
     return {
-        "schema_version": 1,
-        "target": test.target,
-        "features": [{"name": n, "dtype": "float64"} for n in test.features],
-        "classes": [str(c) for c in model.classes_],
-        "example": dict(zip(test.features, test.X[0].tolist(), strict=True)),
+        "schema_version": METADATA_SCHEMA_VERSION,
+        "target": schema.target,
+        "task": task_of_model(model, schema),
+        "features": schema.to_json()["features"],
+        "classes": [str(c) for c in model.classes_] if schema.task == "classification" else None,
+        "example": {name: _json_value(first[name]) for name in schema.names},
+        "estimator": {
+            "class": params.train.estimator.class_,
+            "params": params.train.estimator.params,
+        },
         "library_versions": {
             "python": f"{sys.version_info.major}.{sys.version_info.minor}",
             **{lib: version(lib) for lib in LIBRARIES},
         },
-        "params": params.model_dump(),
+        "params": params.model_dump(by_alias=True),
         "metrics": scores,
-        "model_file": MODEL_FILE.name,
     }
 
 
 def main() -> None:
     params = load_params()
-    test = read_table(TEST_CSV, params.prepare.target)
+    schema = read_schema(SCHEMA_FILE)
+    test = read_table(TEST_CSV, schema)
     model = joblib.load(MODEL_FILE)
-    n_in = getattr(model, "n_features_in_", None)
-    if n_in != len(test.features):
-        raise PipelineError(f"{TEST_CSV}: {len(test.features)} features, model expects {n_in}")
-    positive = params.evaluate.positive_class
-    scores = evaluate(model, test.X, test.y, positive_class=positive)
+    if list(getattr(model, "feature_names_in_", [])) != schema.names:
+        raise PipelineError(f"{MODEL_FILE}: its features differ from {SCHEMA_FILE}'s: re-run train")
+    X = model_input(test.X, schema)
     # Compute everything before writing anything: a failure leaves no partial outputs.
-    outputs = {
-        METRICS_FILE: scores,
-        CONFUSION_FILE: confusion_points(model, test.X, test.y),
-        ROC_FILE: roc_points(model, test.X, test.y, positive_class=positive),
-        METADATA_FILE: build_metadata(model, test, params, scores),
-    }
+    if schema.task == "regression":
+        scores = regression_metrics(model, X, test.y)
+        plots: dict[Any, Any] = {CONFUSION_FILE: [], ROC_FILE: [], RESIDUALS_FILE: residual_points(model, X, test.y)}
+    else:
+        positive = positive_class_of(model, params.evaluate.positive_class)
+        scores = classification_metrics(model, X, test.y, positive=positive)
+        plots = {
+            CONFUSION_FILE: confusion_points(model, X, test.y),
+            ROC_FILE: roc_points(model, X, test.y, positive=positive),
+            RESIDUALS_FILE: [],
+        }
+    outputs = {METRICS_FILE: scores, **plots, METADATA_FILE: build_metadata(model, schema, test, params, scores)}
     for path, obj in outputs.items():
         write_json(path, obj)

@@ -1,89 +1,294 @@
-"""Stage `export`: the fitted model's parameters as plain JSON, so serving needs no pickle.
+"""Stage `export`: the fitted pipeline as ONNX (skl2onnx), checked against scikit-learn.
 
-The service evaluates a scaler plus a binary logistic regression with numpy and the standard
-library. Reading the parameters from JSON instead of unpickling them means the service never
-imports scikit-learn (about 1.4 s of its start-up) and never runs code from a pickle. The export
-carries check rows with the probabilities scikit-learn's own predict_proba gives for them; the
-service refuses to start if it does not reproduce them.
+The faithfulness gate runs the graph with onnxruntime on the whole test split: labels must be
+identical to scikit-learn's and probabilities (or regression values) within the family's
+tolerance. Double precision is tried first; when the converter or onnxruntime cannot take the
+model in double (some tree ensembles), float32. When neither converts or passes, the model takes
+the exact path: `models/model.onnx` is written empty and the service runs the md5-checked pickle.
+`models/serving.json` says which path, and why (format in `contract`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
+from dataclasses import dataclass
+from importlib.metadata import version
 from typing import Any
 
 import joblib
 import numpy as np
 import numpy.typing as npt
-from sklearn.linear_model import LogisticRegression
+import pandas as pd
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
 
-from pipeline.data import Table, read_table, write_json
+from contract import (
+    MISSING_STRING,
+    MODEL_FILE,
+    ONNX_FILE,
+    SCHEMA_FILE,
+    SERVING_FILE,
+    SERVING_SCHEMA_VERSION,
+    TEST_CSV,
+    md5_hex,
+)
+from pipeline.data import atomic_write, read_table, write_json
 from pipeline.errors import PipelineError
-from pipeline.params import load_params
-from pipeline.paths import EXPORT_FILE, MODEL_FILE, TEST_CSV
+from pipeline.estimator import SCALE_FREE_MODULES
+from pipeline.features import model_input
+from pipeline.schema import Schema, read_schema
 
-KIND = "standard_scaler+binary_logistic_regression"
-SCHEMA_VERSION = 1
-# Test rows whose probabilities travel with the export (plus an all-zero row: the intercept alone).
+OPSET = 18  # default ONNX domain; fixed, so the graph does not change with the converter's default
+ML_OPSET = 3  # ai.onnx.ml
 CHECK_ROWS = 8
+PRECISIONS = ("double", "float")
+# Gate tolerance per family and precision, on |onnx - sklearn| for probabilities and on
+# |onnx - sklearn| / max(1, |sklearn|) for regression values. Linear models in double are exact
+# to rounding; trees store their thresholds and leaf values as float32 in ai.onnx.ml, so their
+# outputs differ from scikit-learn's float64 sums by float32 rounding.
+TOLERANCES = {"linear": {"double": 1e-12, "float": 1e-5}, "trees": {"double": 1e-6, "float": 1e-5}}
 
 
-def _linear_steps(model: Any) -> tuple[StandardScaler, LogisticRegression]:
-    """The two fitted steps, or a PipelineError saying why the model cannot be exported."""
-    steps = getattr(model, "steps", None)
-    names = [type(step).__name__ for _, step in steps] if isinstance(steps, list) else [type(model).__name__]
-    # Exact types only: a subclass may override transform or predict_proba.
-    if (
-        type(model) is not Pipeline
-        or len(model.steps) != 2
-        or type(model.steps[0][1]) is not StandardScaler
-        or type(model.steps[1][1]) is not LogisticRegression
-    ):
-        raise PipelineError(
-            f"{MODEL_FILE}: cannot export {' -> '.join(names)}: only StandardScaler -> LogisticRegression"
+@dataclass(frozen=True)
+class Reference:
+    """scikit-learn's own outputs on the test split: what the graph must reproduce."""
+
+    labels: list[str] | None  # classifiers
+    outputs: npt.NDArray[np.float64]  # probabilities [n, n_classes] or values [n]
+
+
+@dataclass(frozen=True)
+class Attempt:
+    precision: str
+    onnx: bytes | None
+    worst: float | None
+    labels_identical: bool | None
+    error: str | None  # why this precision was not taken
+
+    @property
+    def passed(self) -> bool:
+        return self.error is None
+
+
+def family(model: Pipeline) -> str:
+    return "trees" if type(model.steps[-1][1]).__module__.startswith(SCALE_FREE_MODULES) else "linear"
+
+
+def reference_outputs(model: Pipeline, X: pd.DataFrame, schema: Schema) -> Reference:
+    if schema.task == "regression":
+        return Reference(labels=None, outputs=np.asarray(model.predict(X), dtype=np.float64))
+    return Reference(
+        labels=[str(v) for v in model.predict(X)], outputs=np.asarray(model.predict_proba(X), dtype=np.float64)
+    )
+
+
+def onnx_feed(X: pd.DataFrame, schema: Schema, precision: str) -> dict[str, npt.NDArray[Any]]:
+    """One [n, 1] input per feature: numbers in the graph's precision, categories as strings."""
+    dtype = np.float64 if precision == "double" else np.float32
+    feed: dict[str, npt.NDArray[Any]] = {}
+    for column in schema.features:
+        values = X[column.name]
+        if column.kind == "numeric":
+            feed[column.name] = values.to_numpy(dtype=dtype).reshape(-1, 1)
+        else:
+            feed[column.name] = np.asarray(values.tolist(), dtype=object).reshape(-1, 1)
+    return feed
+
+
+def convert(model: Pipeline, schema: Schema, precision: str) -> bytes:
+    """skl2onnx conversion with byte-stable output: fixed opsets, graph name and doc strings
+    (the converter otherwise names the graph with a random uuid)."""
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType, StringTensorType
+
+    from pipeline.converters import register_fixes
+
+    register_fixes()
+    number = DoubleTensorType if precision == "double" else FloatTensorType
+    inputs = [
+        (c.name, number([None, 1]) if c.kind == "numeric" else StringTensorType([None, 1])) for c in schema.features
+    ]
+    estimator = model.steps[-1][1]
+    options = {id(estimator): {"zipmap": False}} if schema.task == "classification" else None
+    onx = convert_sklearn(
+        model,
+        name="lockstep",
+        initial_types=inputs,
+        options=options,
+        target_opset={"": OPSET, "ai.onnx.ml": ML_OPSET},
+    )
+    onx.doc_string = ""
+    onx.graph.doc_string = ""
+    return bytes(onx.SerializeToString())
+
+
+def run_onnx(data: bytes, feed: dict[str, npt.NDArray[Any]]) -> list[Any]:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1  # the measured difference must not depend on the host
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+    return list(session.run(None, feed))
+
+
+def measure(outputs: list[Any], ref: Reference) -> tuple[float, bool | None]:
+    """Worst difference (absolute for probabilities, relative to max(1, |y|) for values) and
+    whether the labels are identical."""
+    if ref.labels is None:
+        got = np.asarray(outputs[0], dtype=np.float64).reshape(-1)
+        diff = np.abs(got - ref.outputs) / np.maximum(1.0, np.abs(ref.outputs))
+        return float(diff.max()), None
+    labels = [str(v) for v in np.asarray(outputs[0]).reshape(-1).tolist()]
+    proba = np.asarray(outputs[1], dtype=np.float64)
+    if proba.shape != ref.outputs.shape:
+        return float("inf"), labels == ref.labels
+    return float(np.abs(proba - ref.outputs).max()), labels == ref.labels
+
+
+def graph_output_names(data: bytes) -> list[str]:
+    import onnx
+
+    return [o.name for o in onnx.load_model_from_string(data).graph.output]
+
+
+def first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{exc.__class__.__name__}: {lines[0] if lines else ''}"[:300]
+
+
+def attempt(model: Pipeline, schema: Schema, X: pd.DataFrame, ref: Reference, precision: str) -> Attempt:
+    tolerance = TOLERANCES[family(model)][precision]
+    try:
+        data = convert(model, schema, precision)
+    except Exception as exc:  # noqa: BLE001 - any converter failure means: not this path
+        return Attempt(precision, None, None, None, f"conversion failed: {first_line(exc)}")
+    try:
+        outputs = run_onnx(data, onnx_feed(X, schema, precision))
+    except Exception as exc:  # noqa: BLE001 - onnxruntime refusing the graph, likewise
+        return Attempt(precision, data, None, None, f"onnxruntime cannot run the graph: {first_line(exc)}")
+    worst, same_labels = measure(outputs, ref)
+    if same_labels is False:
+        return Attempt(precision, data, worst, False, "gate failed: labels differ from scikit-learn's")
+    if not worst <= tolerance:
+        return Attempt(precision, data, worst, same_labels, f"gate failed: worst difference {worst:.3g} > {tolerance:g}")
+    return Attempt(precision, data, worst, same_labels, None)
+
+
+def with_probes(X_raw: pd.DataFrame, schema: Schema) -> pd.DataFrame:
+    """The test split plus probe rows the split may lack: its first row with each feature in turn
+    missing, and with each categorical feature set to a level training never saw. The gate then
+    proves the graph and the pickle agree on gaps and unknown levels too."""
+    first = X_raw.iloc[[0]]
+    probes = []
+    for column in schema.features:
+        gap = first.copy()
+        gap[column.name] = pd.Series([None if column.kind == "categorical" else np.nan], dtype=gap[column.name].dtype)
+        probes.append(gap)
+        if column.kind == "categorical":
+            unseen = first.copy()
+            unseen[column.name] = pd.Series(["<a level training never saw>"], dtype=object)
+            probes.append(unseen)
+    return pd.concat([X_raw, *probes], ignore_index=True)
+
+
+def check_rows(X_raw: pd.DataFrame) -> list[int]:
+    """CHECK_ROWS test rows: up to half of them with a gap (so the service's start-up check
+    exercises the missing-value path when the data has one), the rest from the top."""
+    gaps = [i for i, has in enumerate(X_raw.isna().any(axis=1).tolist()) if has][: CHECK_ROWS // 2]
+    rest = [i for i in range(len(X_raw)) if i not in gaps][: CHECK_ROWS - len(gaps)]
+    return sorted(gaps + rest)
+
+
+def _json_cell(value: Any) -> Any:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    return value
+
+
+def serving_document(
+    model: Pipeline, schema: Schema, X_raw: pd.DataFrame, X: pd.DataFrame, ref: Reference,
+    attempts: list[Attempt], model_md5: str,
+) -> tuple[dict[str, Any], bytes]:
+    """serving.json's content and the bytes of model.onnx (empty on the exact path)."""
+    chosen = next((a for a in attempts if a.passed), None)
+    last = chosen or attempts[-1]
+    tolerance = TOLERANCES[family(model)][last.precision]
+    converter = f"skl2onnx {version('skl2onnx')}"
+    tried = "; ".join(f"{a.precision}: {a.error}" for a in attempts if not a.passed)
+    if chosen is not None:
+        reason = (
+            f"converted by {converter} in {chosen.precision} precision; gate passed on {len(ref.outputs)} "
+            f"rows (test split and probes): worst difference {chosen.worst:.3g} <= {tolerance:g}"
+        ) + (f" (not {tried})" if tried else "")
+    else:
+        reason = f"exact path: scikit-learn runs the pickle because ONNX failed ({tried})"
+    onnx_bytes = chosen.onnx if chosen is not None and chosen.onnx is not None else b""
+    onnx_doc = None
+    if chosen is not None:
+        number = chosen.precision
+        names = graph_output_names(onnx_bytes)
+        outputs = (
+            {"label": names[0], "probabilities": names[1], "value": None}
+            if schema.task == "classification"
+            else {"label": None, "probabilities": None, "value": names[0]}
         )
-    scaler, clf = model.steps[0][1], model.steps[1][1]
-    if len(clf.classes_) != 2 or clf.coef_.shape[0] != 1:
-        raise PipelineError(f"{MODEL_FILE}: cannot export a {len(clf.classes_)}-class model: binary only")
-    return scaler, clf
-
-
-def export_linear(
-    model: Any, features: tuple[str, ...], check_rows: npt.NDArray[np.float64], *, model_md5: str
-) -> dict[str, Any]:
-    """The export document of a fitted StandardScaler -> binary LogisticRegression pipeline."""
-    scaler, clf = _linear_steps(model)
-    if clf.coef_.shape[1] != len(features):
-        raise PipelineError(
-            f"{MODEL_FILE}: model has {clf.coef_.shape[1]} features, data has {len(features)}"
-        )
-    rows = np.vstack([check_rows, np.zeros((1, len(features)))])
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "kind": KIND,
-        "estimator": " ".join(repr(model).split()),
-        "source": {"path": str(MODEL_FILE), "md5": model_md5},
-        "features": list(features),
-        "classes": [str(c) for c in clf.classes_],
-        # JSON floats written with repr() round-trip bit for bit.
-        "mean": scaler.mean_.tolist() if scaler.with_mean else None,
-        "scale": scaler.scale_.tolist() if scaler.with_std else None,
-        "coef": clf.coef_[0].tolist(),
-        "intercept": float(clf.intercept_[0]),
-        "check": {"rows": rows.tolist(), "probabilities": model.predict_proba(rows).tolist()},
+        onnx_doc = {
+            "path": ONNX_FILE.as_posix(),
+            "md5": md5_hex(onnx_bytes),
+            "opset": OPSET,
+            "precision": number,
+            "inputs": [
+                {"name": c.name, "feature": c.name, "type": number if c.kind == "numeric" else "string"}
+                for c in schema.features
+            ],
+            "outputs": outputs,
+            "missing_string": MISSING_STRING,
+        }
+    index = check_rows(X_raw)
+    rows = X_raw.iloc[index]
+    doc = {
+        "schema_version": SERVING_SCHEMA_VERSION,
+        "path": "onnx" if chosen is not None else "sklearn",
+        "reason": reason,
+        "model": {"path": MODEL_FILE.as_posix(), "md5": model_md5},
+        "task": "regression" if schema.task == "regression" else ("binary" if len(model.classes_) == 2 else "multiclass"),
+        "classes": [str(c) for c in model.classes_] if schema.task == "classification" else None,
+        "missing_string": MISSING_STRING,
+        "onnx": onnx_doc,
+        "gate": {
+            "rows": len(ref.outputs),
+            "precision": last.precision,
+            "measure": "relative" if schema.task == "regression" else "absolute",
+            "labels_identical": last.labels_identical,
+            "tolerance": tolerance,
+            "worst_abs_diff": last.worst,
+            "passed": chosen is not None,
+        },
+        "check": {
+            "rows": [{name: _json_cell(rows.iloc[i][name]) for name in schema.names} for i in range(len(rows))],
+            "expected": ref.outputs[index].tolist(),
+            "labels": [ref.labels[i] for i in index] if ref.labels is not None else None,
+        },
     }
+    return doc, onnx_bytes
 
 
 def main() -> None:
-    params = load_params()
-    test: Table = read_table(TEST_CSV, params.prepare.target)
+    schema = read_schema(SCHEMA_FILE)
+    test = read_table(TEST_CSV, schema)
     try:
         raw = MODEL_FILE.read_bytes()
     except OSError as exc:
         raise PipelineError(f"{MODEL_FILE}: cannot read: {exc.strerror}") from None
     model = joblib.load(io.BytesIO(raw))  # the bytes whose md5 is recorded
-    md5 = hashlib.md5(raw, usedforsecurity=False).hexdigest()
-    write_json(EXPORT_FILE, export_linear(model, test.features, test.X[:CHECK_ROWS], model_md5=md5))
+    X = model_input(with_probes(test.X, schema), schema)
+    ref = reference_outputs(model, X, schema)
+    attempts: list[Attempt] = []
+    for precision in PRECISIONS:
+        attempts.append(attempt(model, schema, X, ref, precision))
+        if attempts[-1].passed:
+            break
+    doc, onnx_bytes = serving_document(model, schema, test.X, X, ref, attempts, md5_hex(raw))
+    with atomic_write(ONNX_FILE, "wb") as fh:
+        fh.write(onnx_bytes)
+    write_json(SERVING_FILE, doc)

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from contract import PARAMS_FILE
 from pipeline.errors import PipelineError
 
-PARAMS_FILE = Path("params.yaml")
+# A hyperparameter value as YAML can write it (the estimator itself validates the value).
+HyperParam = str | int | float | bool | None | list[Any] | dict[str, Any]
 
 
 class _Section(BaseModel):
@@ -23,17 +25,32 @@ class PrepareParams(_Section):
     target: str = Field(min_length=1)
     test_size: float = Field(gt=0.0, lt=1.0)
     seed: int = Field(ge=0, le=2**32 - 1)
+    # Cells that mean "no value" (besides the empty cell): pandas' long default list would
+    # turn a category such as "None" or "NA" (sodium) into a gap without saying so.
+    missing_values: list[str] = Field(default_factory=lambda: ["", "NA"])
+    # A categorical column with more distinct values is refused: one-hot encoding it would
+    # blow up the model (and is usually an ID column by mistake).
+    max_categories: int = Field(default=50, gt=0)
+    # Override the inferred kind of a column, e.g. {year: categorical}.
+    column_kinds: dict[str, Literal["numeric", "categorical"]] = Field(default_factory=dict)
+    # Rows without a target are refused (naming the line) unless this drops them.
+    drop_missing_target: bool = False
+
+
+class EstimatorParams(_Section):
+    # `class` is a Python keyword: the YAML key is `class`, the attribute `class_`.
+    class_: str = Field(alias="class", min_length=1)
+    params: dict[str, HyperParam] = Field(default_factory=dict)
 
 
 class TrainParams(_Section):
-    C: float = Field(gt=0.0)
-    max_iter: int = Field(gt=0)
-    tol: float = Field(gt=0.0)
-    seed: int = Field(ge=0, le=2**32 - 1)
+    estimator: EstimatorParams
+    seed: int = Field(ge=0, le=2**32 - 1)  # random_state, unless estimator.params sets one
 
 
 class EvaluateParams(_Section):
-    positive_class: str = Field(min_length=1)
+    # Class that ROC AUC, F1, precision and recall refer to (binary); null: the last class.
+    positive_class: str | None = None
 
 
 class Params(_Section):

@@ -1,47 +1,42 @@
-"""Stage `train`: fit the model on the training split, deterministically."""
+"""Stage `train`: fit preprocessing + the estimator params.yaml names, deterministically."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import joblib
-import numpy as np
-import numpy.typing as npt
-from sklearn.linear_model import LogisticRegression
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from pipeline.data import atomic_write, read_table
+from contract import MODEL_FILE, SCHEMA_FILE, TRAIN_CSV
+from pipeline.data import Table, atomic_write, read_table
 from pipeline.errors import PipelineError
+from pipeline.estimator import PARAMS_KEY, build_estimator
+from pipeline.features import build_model, model_input
 from pipeline.params import TrainParams, load_params
-from pipeline.paths import MODEL_FILE, TRAIN_CSV
+from pipeline.schema import Schema, read_schema
 
 
-def train(X: npt.NDArray[np.float64], y: npt.NDArray[np.str_], *, params: TrainParams) -> Pipeline:
-    """Fit scaler + logistic regression.
+def train(table: Table, schema: Schema, *, params: TrainParams) -> Pipeline:
+    """Fit the pipeline on the training split.
 
-    Logistic regression: its pickle is identical across thread counts (unlike
-    HistGradientBoosting), and one-row inference is a 30-term dot product, which the
-    service can evaluate without scikit-learn's per-call overhead.
+    One BLAS/OpenMP thread while fitting: the result must not depend on the host's thread
+    settings. HistGradientBoosting's fitted trees (so its pickle) differ with the OpenMP thread
+    count; `python -m pipeline` pins the variables before the libraries load, this pins the pools.
     """
-    if len(np.unique(y)) < 2:
-        raise PipelineError("training labels need at least 2 classes")
-    model = Pipeline(
-        [
-            ("scale", StandardScaler()),
-            (
-                "clf",
-                LogisticRegression(
-                    C=params.C, max_iter=params.max_iter, tol=params.tol, random_state=params.seed
-                ),
-            ),
-        ]
-    )
-    # One BLAS/OpenMP thread while fitting: the result must not depend on the host's
-    # thread settings (OMP_NUM_THREADS, OPENBLAS_NUM_THREADS, core count).
-    with threadpool_limits(limits=1):
-        model.fit(X, y)
+    if schema.task == "classification" and len(set(table.y.tolist())) < 2:
+        raise PipelineError(f"column {schema.target!r}: training labels need at least 2 classes")
+    model = build_model(schema, build_estimator(params.estimator, seed=params.seed))
+    with threadpool_limits(limits=1), warnings.catch_warnings():
+        # Not converging within max_iter is the user's hyperparameter choice, not an input error.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        try:
+            model.fit(model_input(table.X, schema), table.y)
+        except (ValueError, TypeError) as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise PipelineError(f"{PARAMS_KEY}: fitting {params.estimator.class_} failed: {first}") from None
     return model
 
 
@@ -53,9 +48,10 @@ def save_model(model: Pipeline, path: Path = MODEL_FILE) -> None:
 
 def main() -> None:
     params = load_params()
-    table = read_table(TRAIN_CSV, params.prepare.target)
+    schema = read_schema(SCHEMA_FILE)
+    table = read_table(TRAIN_CSV, schema)
     try:
-        model = train(table.X, table.y, params=params.train)
+        model = train(table, schema, params=params.train)
     except PipelineError as exc:
         raise PipelineError(f"{TRAIN_CSV}: {exc}") from None
     save_model(model)

@@ -1,0 +1,69 @@
+"""The estimator params.yaml names: resolved, checked and built, or refused naming the key."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Any
+
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+
+from contract import PARAMS_FILE
+from pipeline.errors import PipelineError
+from pipeline.params import EstimatorParams
+
+CLASS_KEY = "train.estimator.class"
+PARAMS_KEY = "train.estimator.params"
+# Families whose splits do not care about feature scale: no scaler in front of them.
+SCALE_FREE_MODULES = ("sklearn.tree", "sklearn.ensemble")
+
+
+def resolve_class(dotted: str) -> type[BaseEstimator]:
+    """`sklearn.x.Y` -> the class, if it is one of scikit-learn's own classifiers or regressors."""
+    where = f"{PARAMS_FILE}: {CLASS_KEY}: {dotted!r}"
+    module_name, _, name = dotted.rpartition(".")
+    if not module_name or module_name.split(".")[0] != "sklearn":
+        raise PipelineError(f"{where}: not a scikit-learn class (expected sklearn.<module>.<Class>)")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError:
+        raise PipelineError(f"{where}: no module {module_name!r}") from None
+    cls = getattr(module, name, None)
+    if not inspect.isclass(cls) or not issubclass(cls, BaseEstimator):
+        raise PipelineError(f"{where}: {module_name} has no estimator class {name!r}")
+    if inspect.isabstract(cls) or name.startswith("_"):
+        raise PipelineError(f"{where}: not a public, concrete estimator")
+    # The mixins, not the tags: reading tags needs an instance, and some constructors need arguments.
+    if not issubclass(cls, ClassifierMixin | RegressorMixin):
+        raise PipelineError(f"{where}: neither a classifier nor a regressor")
+    return cls
+
+
+def task_of(dotted: str) -> str:
+    """'classification' or 'regression', as the estimator class decides."""
+    return "classification" if issubclass(resolve_class(dotted), ClassifierMixin) else "regression"
+
+
+def build_estimator(spec: EstimatorParams, *, seed: int) -> BaseEstimator:
+    """Instantiate with the hyperparameters and let scikit-learn validate them now, not mid-fit."""
+    cls = resolve_class(spec.class_)
+    kwargs: dict[str, Any] = dict(spec.params)
+    try:
+        estimator = cls(**kwargs)
+    except TypeError as exc:
+        raise PipelineError(f"{PARAMS_FILE}: {PARAMS_KEY}: {spec.class_} rejects them: {exc}") from None
+    if "random_state" in estimator.get_params() and "random_state" not in kwargs:
+        estimator.set_params(random_state=seed)
+    validate = getattr(estimator, "_validate_params", None)
+    if callable(validate):
+        try:
+            validate()
+        except (ValueError, TypeError) as exc:
+            first = str(exc).splitlines()[0]
+            raise PipelineError(f"{PARAMS_FILE}: {PARAMS_KEY}: {first}") from None
+    return estimator
+
+
+def needs_scaling(estimator: BaseEstimator) -> bool:
+    """Trees split on order, not scale; everything else gets standardised inputs."""
+    return not type(estimator).__module__.startswith(SCALE_FREE_MODULES)

@@ -1,0 +1,47 @@
+"""Preprocessing built from the column kinds, and the frame the fitted pipeline takes."""
+
+from __future__ import annotations
+
+import pandas as pd
+from sklearn.base import BaseEstimator
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from contract import MISSING_STRING
+from pipeline.estimator import needs_scaling
+from pipeline.schema import Schema
+
+
+def build_model(schema: Schema, estimator: BaseEstimator) -> Pipeline:
+    """preprocess -> estimator. Numeric: median imputation, then scaling unless the estimator is
+    a tree family. Categorical: a gap arrives as MISSING_STRING (constant imputation done by
+    `model_input`, since ONNX string tensors cannot hold None), then one-hot over the levels the
+    schema lists; a level never seen in training encodes as all zeros instead of failing."""
+    numeric = [c.name for c in schema.features if c.kind == "numeric"]
+    categorical = [c for c in schema.features if c.kind == "categorical"]
+    numeric_steps: list[tuple[str, BaseEstimator]] = [("impute", SimpleImputer(strategy="median"))]
+    if needs_scaling(estimator):
+        numeric_steps.append(("scale", StandardScaler()))
+    transformers: list[tuple[str, BaseEstimator, list[str]]] = []
+    if numeric:
+        transformers.append(("numeric", Pipeline(numeric_steps), numeric))
+    if categorical:
+        levels = [[*(c.categories or ()), *([MISSING_STRING] if c.missing else [])] for c in categorical]
+        encoder = OneHotEncoder(categories=levels, handle_unknown="ignore", sparse_output=False)
+        transformers.append(("categorical", encoder, [c.name for c in categorical]))
+    # sparse_threshold=0: a dense matrix, which every estimator (and the ONNX converter) takes.
+    preprocess = ColumnTransformer(transformers, sparse_threshold=0.0)
+    return Pipeline([("preprocess", preprocess), ("estimator", estimator)])
+
+
+def model_input(X: pd.DataFrame, schema: Schema) -> pd.DataFrame:
+    """What the fitted pipeline takes: features in schema order, a categorical gap as MISSING_STRING
+    (numeric gaps stay NaN, which the imputer handles)."""
+    out = X.loc[:, schema.names].copy()
+    for column in schema.features:
+        if column.kind == "categorical":
+            values = [MISSING_STRING if v is None or v != v else str(v) for v in out[column.name].tolist()]
+            out[column.name] = pd.Series(values, dtype=object, index=out.index)
+    return out
