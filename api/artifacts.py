@@ -81,9 +81,12 @@ class ServingPlan:
     path: str  # "onnx" | "sklearn"
     reason: str
     onnx: OnnxGraph | None
+    missing_string: str  # what a categorical gap becomes before it reaches the model (both paths)
     tolerance: float
+    relative: bool  # gate measure: |got - expected| / max(1, |expected|) instead of |got - expected|
     check_rows: list[dict[str, Any]]
     check_expected: list[Any]
+    check_labels: list[str] | None  # scikit-learn's labels for the check rows (classifiers)
 
 
 @dataclass(frozen=True)
@@ -233,12 +236,29 @@ def parse_serving(raw: bytes, path: Path, metadata: Metadata) -> ServingPlan:
     tolerance = gate.get("tolerance")
     if not _finite_number(tolerance) or tolerance < 0:
         raise ContractError(f"{path}: gate.tolerance must be a non-negative number")
+    measure = gate.get("measure", "absolute")
+    if measure not in ("absolute", "relative"):
+        raise ContractError(f"{path}: gate.measure {measure!r} is not 'absolute' or 'relative'")
+    missing_string = doc.get("missing_string")
+    if not isinstance(missing_string, str):
+        raise ContractError(f"{path}: missing_string must be a string")
     check = _require(doc, "check", dict, path)
     rows, expected = check.get("rows"), check.get("expected")
     if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) for r in rows):
         raise ContractError(f"{path}: check.rows must be a non-empty list of objects")
     if not isinstance(expected, list) or len(expected) != len(rows):
         raise ContractError(f"{path}: check.expected must have one entry per check row")
+    labels = check.get("labels")
+    if (
+        metadata.is_classifier
+        and labels is not None
+        and (
+            not isinstance(labels, list)
+            or len(labels) != len(rows)
+            or not set(labels) <= set(metadata.classes)
+        )
+    ):
+        raise ContractError(f"{path}: check.labels must name one of the classes per check row")
     width = len(metadata.classes)
     for i, value in enumerate(expected):
         ok = (
@@ -249,7 +269,18 @@ def parse_serving(raw: bytes, path: Path, metadata: Metadata) -> ServingPlan:
         if not ok:
             shape = f"a list of {width} probabilities" if metadata.is_classifier else "a number"
             raise ContractError(f"{path}: check.expected[{i}] is not {shape}")
-    return ServingPlan(doc, serving_path, str(doc.get("reason", "")), onnx, float(tolerance), rows, expected)
+    return ServingPlan(
+        document=doc,
+        path=serving_path,
+        reason=str(doc.get("reason", "")),
+        onnx=onnx,
+        missing_string=missing_string,
+        tolerance=float(tolerance),
+        relative=measure == "relative",
+        check_rows=rows,
+        check_expected=expected,
+        check_labels=[str(label) for label in labels] if metadata.is_classifier and labels else None,
+    )
 
 
 def verify_artifacts(settings: Settings) -> VerifiedArtifacts:

@@ -44,12 +44,20 @@ class ServedModel:
         return str(versions.get("scikit-learn", "unknown")) if isinstance(versions, dict) else "unknown"
 
 
-def _worst_difference(scores: Scores, expected: list[Any]) -> float:
+def _worst_difference(scores: Scores, expected: list[Any], relative: bool) -> float:
+    """The gate's measure: |got - expected|, or relative to max(1, |expected|) for regression values."""
     if scores.probabilities is not None:
         pairs = zip(scores.probabilities, expected, strict=True)
         return float(max(abs(g - e) for got, want in pairs for g, e in zip(got, want, strict=True)))
     assert scores.values is not None
-    return float(max(abs(g - e) for g, e in zip(scores.values, expected, strict=True)))
+    scale = (lambda e: max(1.0, abs(e))) if relative else (lambda e: 1.0)
+    return float(max(abs(g - e) / scale(e) for g, e in zip(scores.values, expected, strict=True)))
+
+
+def _labels_differ(scores: Scores, plan: ServingPlan, classes: tuple[str, ...], rows: slice) -> bool:
+    if plan.check_labels is None or scores.labels is None:
+        return False
+    return [classes[i] for i in scores.labels] != plan.check_labels[rows]
 
 
 def reproduce_check(runner: Runner, metadata: Metadata, plan: ServingPlan, where: Path) -> float:
@@ -63,11 +71,15 @@ def reproduce_check(runner: Runner, metadata: Metadata, plan: ServingPlan, where
         batch = parser.parse(orjson.dumps({"instances": plan.check_rows}))
     except ClientError as exc:
         raise ContractError(f"{where}: check.rows are not valid requests: {exc.message}") from None
+    labels_differ = False
     try:
-        worst = _worst_difference(runner.predict(batch), plan.check_expected)
-        for row, want in zip(plan.check_rows, plan.check_expected, strict=True):
+        scores = runner.predict(batch)
+        worst = _worst_difference(scores, plan.check_expected, plan.relative)
+        labels_differ = _labels_differ(scores, plan, metadata.classes, slice(None))
+        for i, (row, want) in enumerate(zip(plan.check_rows, plan.check_expected, strict=True)):
             one = runner.predict(parser.parse(orjson.dumps({"instances": [row]})))
-            worst = max(worst, _worst_difference(one, [want]))
+            worst = max(worst, _worst_difference(one, [want], plan.relative))
+            labels_differ = labels_differ or _labels_differ(one, plan, metadata.classes, slice(i, i + 1))
     except (ValueError, TypeError, KeyError, RuntimeError) as exc:
         # The model cannot even score the rows it was checked on (onnxruntime and scikit-learn
         # raise these for inputs of the wrong type or shape): refuse, saying what it said.
@@ -75,6 +87,11 @@ def reproduce_check(runner: Runner, metadata: Metadata, plan: ServingPlan, where
         raise ContractError(
             f"{where}: the {runner.kind} path cannot score check.rows: {type(exc).__name__}: {message}"
         ) from None
+    if labels_differ:
+        raise ContractError(
+            f"{where}: the {runner.kind} path gives other labels than scikit-learn's check.labels: "
+            "refusing to serve it"
+        )
     if not worst <= plan.tolerance:
         raise ContractError(
             f"{where}: the {runner.kind} path differs from scikit-learn's recorded output by {worst:.3g} "
@@ -150,7 +167,7 @@ def load_model(settings: Settings) -> ServedModel:
     if plan.onnx is not None:
         runner = OnnxRunner(plan.onnx, artifacts.onnx_bytes, metadata, str(settings.onnx_path))
     else:
-        runner = SklearnRunner(artifacts.model_bytes, metadata, str(settings.model_path))
+        runner = SklearnRunner(artifacts.model_bytes, metadata, plan.missing_string, str(settings.model_path))
     worst = reproduce_check(runner, metadata, plan, settings.serving_path)
     return ServedModel(
         version=artifacts.md5s["model"],

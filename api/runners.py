@@ -119,7 +119,7 @@ class SklearnRunner:
 
     kind = "sklearn"
 
-    def __init__(self, model_bytes: bytes, metadata: Metadata, where: str):
+    def __init__(self, model_bytes: bytes, metadata: Metadata, missing_string: str, where: str):
         import joblib  # only here: the ONNX path never imports scikit-learn or joblib
 
         self.model: Any = joblib.load(io.BytesIO(model_bytes))
@@ -127,6 +127,7 @@ class SklearnRunner:
         self._numeric = {f.name: k for k, f in enumerate(f for f in metadata.features if f.numeric)}
         self._categorical = {f.name: k for k, f in enumerate(f for f in metadata.features if not f.numeric)}
         self._classifier = metadata.is_classifier
+        self._missing_string = missing_string
         if self._classifier:
             classes = [str(c) for c in getattr(self.model, "classes_", [])]
             if classes != list(metadata.classes):
@@ -152,8 +153,9 @@ class SklearnRunner:
                 columns[name] = batch.numeric[:, self._numeric[name]]
             else:
                 column = batch.categorical[self._categorical[name]]
-                # pandas reads a missing CSV cell as NaN: that is what the pipeline was fitted on.
-                columns[name] = np.array([np.nan if v is None else v for v in column], dtype=object)
+                # A categorical gap reaches the model as the contract's missing string, as in training.
+                gap = self._missing_string
+                columns[name] = np.array([gap if v is None else v for v in column], dtype=object)
         if self._frame is not None:
             return self._frame(columns, columns=self._names)
         matrix = np.empty((batch.rows, len(self._names)), dtype=object if self._categorical else np.float64)
