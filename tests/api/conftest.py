@@ -3,7 +3,9 @@ other model families trained once per session in repo copies), app clients, and 
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,20 +19,31 @@ from tests.conftest import copy_repo, venv_bin
 
 # Model families beyond the default, as a user would choose them: params.yaml overrides (dotted
 # keys) for a repo copy whose `dvc repro` then writes real artifacts.
-PENGUINS = {"prepare.raw_data": "data/raw/penguins.csv", "prepare.target": "species"}
+PENGUINS = {
+    "prepare.raw_data": "data/raw/penguins.csv",
+    "prepare.target": "species",
+    "evaluate.positive_class": None,  # three species: macro averages
+}
 FAMILIES: dict[str, dict[str, Any]] = {
     # Multi-class, two categorical columns, missing values: the ONNX path.
     "penguins-forest": {
         **PENGUINS,
         "train.estimator.class": "sklearn.ensemble.RandomForestClassifier",
-        "train.estimator.params": {"n_estimators": 100, "random_state": 0},
+        "train.estimator.params": {"n_estimators": 100},
     },
     # A regressor on the same data (target body mass).
     "penguins-regressor": {
         **PENGUINS,
         "prepare.target": "body_mass_g",
+        "prepare.drop_missing_target": True,  # two penguins were not weighed
         "train.estimator.class": "sklearn.ensemble.HistGradientBoostingRegressor",
-        "train.estimator.params": {"random_state": 0},
+        "train.estimator.params": {},
+    },
+    # skl2onnx has no converter for label propagation: the exact path, honestly reached.
+    "penguins-exact": {
+        **PENGUINS,
+        "train.estimator.class": "sklearn.semi_supervised.LabelPropagation",
+        "train.estimator.params": {"kernel": "knn"},
     },
 }
 
@@ -51,8 +64,10 @@ def train_family(dest: Path, overrides: dict[str, Any]) -> Artifacts:
     for key, value in overrides.items():
         set_dotted(params, key, value)
     params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    # dvc.yaml's commands run `python`: it must be this interpreter, with the locked libraries.
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     done = subprocess.run(
-        [venv_bin("dvc"), "repro", "--quiet"], cwd=repo, capture_output=True, text=True, timeout=600
+        [venv_bin("dvc"), "repro", "--quiet"], cwd=repo, env=env, capture_output=True, text=True, timeout=600
     )
     if done.returncode != 0:
         pytest.fail(f"dvc repro failed for {overrides}:\n{done.stdout}\n{done.stderr}")
@@ -66,7 +81,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Artifac
 
     def get(name: str) -> Artifacts:
         if name not in cache:
-            cache[name] = train_family(tmp_path_factory.mktemp(name), FAMILIES[name])
+            cache[name] = train_family(tmp_path_factory.mktemp(name) / "repo", FAMILIES[name])
         return cache[name]
 
     return get

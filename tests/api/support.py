@@ -75,7 +75,9 @@ class Artifacts:
         """The service tests run against what the pipeline produced; say so plainly if it has not run."""
         missing = [str(p) for p in self.files() if not p.is_file()]
         if missing:
-            pytest.fail(f"missing pipeline outputs {missing}: run `dvc repro` (make repro) before the API tests")
+            pytest.fail(
+                f"missing pipeline outputs {missing}: run `dvc repro` (make repro) before the API tests"
+            )
 
     def settings(self, **overrides: Any) -> Settings:
         values: dict[str, Any] = {
@@ -114,7 +116,7 @@ class Artifacts:
         self.lock.write_text(yaml.safe_dump(doc, sort_keys=False))
 
     def relock(self, path: Path, data: bytes) -> None:
-        """Write new bytes and record their md5 in dvc.lock, as a careless hand edit plus `dvc commit` would."""
+        """Write new bytes and record their md5 in dvc.lock, as a hand edit plus `dvc commit` would."""
         path.write_bytes(data)
         relative = path.relative_to(self.root).as_posix()
         new_md5 = hashlib.md5(data).hexdigest()

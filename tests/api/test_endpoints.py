@@ -45,7 +45,11 @@ def test_model_describes_path_gate_task_params_metrics_features_and_locks(
     assert doc["classes"] == metadata["classes"]
     assert doc["estimator"] == metadata["estimator"]
     assert doc["library_versions"]["trained_with"] == metadata["library_versions"]
-    for name, path in (("model", DEFAULT.model), ("serving", DEFAULT.serving), ("metadata", DEFAULT.metadata)):
+    for name, path in (
+        ("model", DEFAULT.model),
+        ("serving", DEFAULT.serving),
+        ("metadata", DEFAULT.metadata),
+    ):
         assert doc["artifacts"][name]["md5"] == hashlib.md5(path.read_bytes()).hexdigest()
     assert doc["locks"]["dvc_lock"]["sha256"] == hashlib.sha256(DEFAULT.lock.read_bytes()).hexdigest()
     assert MODEL_MD5.match(doc["locks"]["requirements"]["md5"])

@@ -78,7 +78,9 @@ REFUSALS = [
     pytest.param(reorder_metadata_features, "metadata", "has md5", id="metadata-edited"),
     pytest.param(drop_lock_entry("models/model.joblib"), "", "has no entry for", id="no-lock-entry"),
     pytest.param(lambda c: c.lock.unlink(), "", "cannot read DVC lock file", id="no-dvc-lock"),
-    pytest.param(relock_raw(lambda c: c.serving, b"{not json"), "", "is not valid JSON", id="serving-not-json"),
+    pytest.param(
+        relock_raw(lambda c: c.serving, b"{not json"), "", "is not valid JSON", id="serving-not-json"
+    ),
     pytest.param(edit_serving(lambda d: d.pop("check")), "", "check is missing", id="serving-no-check"),
     pytest.param(edit_serving(lambda d: d.update(path="pmml")), "", "path 'pmml'", id="serving-bad-path"),
     pytest.param(

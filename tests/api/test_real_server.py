@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import urllib.request
+from typing import Any
 
 import orjson
 import pytest
