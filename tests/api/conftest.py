@@ -3,19 +3,14 @@ other model families trained once per session in repo copies), app clients, and 
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from api.app import create_app
-from tests.api.support import DEFAULT, Artifacts, TestClient
-from tests.conftest import copy_repo, venv_bin
+from tests.api.support import DEFAULT, Artifacts, TestClient, train_family
 
 # Model families beyond the default, as a user would choose them: params.yaml overrides (dotted
 # keys) for a repo copy whose `dvc repro` then writes real artifacts.
@@ -46,32 +41,6 @@ FAMILIES: dict[str, dict[str, Any]] = {
         "train.estimator.params": {"kernel": "knn"},
     },
 }
-
-
-def set_dotted(doc: dict[str, Any], key: str, value: Any) -> None:
-    *parents, last = key.split(".")
-    for part in parents:
-        doc = doc.setdefault(part, {})
-    doc[last] = value
-
-
-def train_family(dest: Path, overrides: dict[str, Any]) -> Artifacts:
-    """Copy the repository, apply the params overrides and run the real pipeline (`dvc repro`)."""
-    repo = copy_repo(dest)
-    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
-    params_file = repo / "params.yaml"
-    params = yaml.safe_load(params_file.read_text())
-    for key, value in overrides.items():
-        set_dotted(params, key, value)
-    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
-    # dvc.yaml's commands run `python`: it must be this interpreter, with the locked libraries.
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    done = subprocess.run(
-        [venv_bin("dvc"), "repro", "--quiet"], cwd=repo, env=env, capture_output=True, text=True, timeout=600
-    )
-    if done.returncode != 0:
-        pytest.fail(f"dvc repro failed for {overrides}:\n{done.stdout}\n{done.stderr}")
-    return Artifacts(repo)
 
 
 @pytest.fixture(scope="session")

@@ -24,6 +24,7 @@ from starlette.exceptions import StarletteDeprecationWarning
 
 import contract
 from api.settings import Settings
+from tests.conftest import copy_repo, venv_bin
 
 # Starlette 1.x prefers httpx2 for its TestClient and warns (an error under this project's
 # filterwarnings) when only httpx is installed; the client works the same either way.
@@ -189,3 +190,29 @@ def running_server(
         if process.poll() is None:
             process.kill()
         process.communicate(timeout=30)  # also closes the pipes
+
+
+def set_dotted(doc: dict[str, Any], key: str, value: Any) -> None:
+    *parents, last = key.split(".")
+    for part in parents:
+        doc = doc.setdefault(part, {})
+    doc[last] = value
+
+
+def train_family(dest: Path, overrides: dict[str, Any]) -> Artifacts:
+    """Copy the repository, apply the params overrides and run the real pipeline (`dvc repro`)."""
+    repo = copy_repo(dest)
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    params_file = repo / "params.yaml"
+    params = yaml.safe_load(params_file.read_text())
+    for key, value in overrides.items():
+        set_dotted(params, key, value)
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    # dvc.yaml's commands run `python`: it must be this interpreter, with the locked libraries.
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    done = subprocess.run(
+        [venv_bin("dvc"), "repro", "--quiet"], cwd=repo, env=env, capture_output=True, text=True, timeout=600
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"dvc repro failed for {overrides}:\n{done.stdout}\n{done.stderr}")
+    return Artifacts(repo)
