@@ -158,7 +158,8 @@ def create_app(settings: Settings) -> FastAPI:
         )
         if state.model is None:
             return document  # not cached: the model-specific parts come once the model is loaded
-        app.openapi_schema = patch_openapi(document, state.model.metadata, settings.max_rows)
+        model = state.model
+        app.openapi_schema = patch_openapi(document, model.metadata, settings.max_rows, model.parser.max_abs)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -16,7 +16,7 @@ from api.artifacts import Metadata, ServingPlan, VerifiedArtifacts, verify_artif
 from api.errors import ClientError
 from api.runners import OnnxRunner, Runner, Scores, SklearnRunner
 from api.settings import Settings
-from api.validation import InstanceParser
+from api.validation import FLOAT32_MAX_VALUE, MAX_ABS_VALUE, InstanceParser
 from contract import ContractError, md5_hex
 
 _SERVING_PACKAGES = ("numpy", "onnxruntime", "fastapi", "pydantic", "uvicorn")
@@ -66,7 +66,7 @@ def reproduce_check(runner: Runner, metadata: Metadata, plan: ServingPlan, where
 
     The rows go through the request validator too, so they also prove it accepts what the model takes.
     """
-    parser = InstanceParser(metadata.features, max_rows=len(plan.check_rows))
+    parser = InstanceParser(metadata.features, max_rows=len(plan.check_rows), max_abs=max_abs(plan))
     try:
         batch = parser.parse(orjson.dumps({"instances": plan.check_rows}))
     except ClientError as exc:
@@ -98,6 +98,13 @@ def reproduce_check(runner: Runner, metadata: Metadata, plan: ServingPlan, where
             f"(allowed {plan.tolerance:g}): refusing to serve it"
         )
     return worst
+
+
+def max_abs(plan: ServingPlan) -> float:
+    """The largest |value| a numeric column takes: float32's range when the graph takes float inputs."""
+    if plan.onnx is not None and any(i.type == "float" for i in plan.onnx.inputs):
+        return FLOAT32_MAX_VALUE
+    return MAX_ABS_VALUE
 
 
 def _installed(package: str) -> str | None:
@@ -174,6 +181,6 @@ def load_model(settings: Settings) -> ServedModel:
         metadata=metadata,
         serving=plan,
         runner=runner,
-        parser=InstanceParser(metadata.features, settings.max_rows),
+        parser=InstanceParser(metadata.features, settings.max_rows, max_abs(plan)),
         description=_describe(settings, artifacts, runner, worst),
     )

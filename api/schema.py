@@ -8,7 +8,6 @@ columns, strings for categorical ones, null for a missing value in any column.
 from typing import Any
 
 from api.artifacts import Feature, Metadata
-from api.validation import MAX_ABS_VALUE
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -24,14 +23,14 @@ def _error_response(description: str) -> dict[str, Any]:
     return _json(_ERROR, description)
 
 
-def feature_schema(feature: Feature) -> dict[str, Any]:
+def feature_schema(feature: Feature, max_abs: float) -> dict[str, Any]:
     """What one column accepts; null is a missing value, which the model's preprocessing imputes."""
     if feature.numeric:
         return {
             "title": feature.name,
             "type": ["number", "null"],
-            "minimum": -MAX_ABS_VALUE,
-            "maximum": MAX_ABS_VALUE,
+            "minimum": -max_abs,
+            "maximum": max_abs,
         }
     # Not an enum: a category the training data never had is accepted (and counted in /metrics).
     return {
@@ -69,7 +68,7 @@ def _prediction_schema(metadata: Metadata) -> dict[str, Any]:
     }
 
 
-def components(metadata: Metadata, max_rows: int) -> dict[str, Any]:
+def components(metadata: Metadata, max_rows: int, max_abs: float) -> dict[str, Any]:
     """Schemas for the request, the response and the error envelope."""
     features = [f.name for f in metadata.features]
     example = metadata.example
@@ -79,7 +78,7 @@ def components(metadata: Metadata, max_rows: int) -> dict[str, Any]:
             "title": "NamedInstance",
             "description": "One row as an object with every feature by name (null for a missing value).",
             "type": "object",
-            "properties": {f.name: feature_schema(f) for f in metadata.features},
+            "properties": {f.name: feature_schema(f, max_abs) for f in metadata.features},
             "required": features,
             "additionalProperties": False,
             "example": example,
@@ -88,7 +87,7 @@ def components(metadata: Metadata, max_rows: int) -> dict[str, Any]:
             "title": "PositionalInstance",
             "description": f"One row as {n} values in feature order: {', '.join(features)}.",
             "type": "array",
-            "prefixItems": [feature_schema(f) for f in metadata.features],
+            "prefixItems": [feature_schema(f, max_abs) for f in metadata.features],
             "items": False,
             "minItems": n,
             "maxItems": n,
@@ -218,9 +217,13 @@ def operations(features: list[str], example: dict[str, Any]) -> dict[tuple[str, 
     }
 
 
-def patch_openapi(document: dict[str, Any], metadata: Metadata, max_rows: int) -> dict[str, Any]:
+def patch_openapi(
+    document: dict[str, Any], metadata: Metadata, max_rows: int, max_abs: float
+) -> dict[str, Any]:
     """Replace FastAPI's generic bodies and responses with the model-specific ones."""
-    document.setdefault("components", {}).setdefault("schemas", {}).update(components(metadata, max_rows))
+    document.setdefault("components", {}).setdefault("schemas", {}).update(
+        components(metadata, max_rows, max_abs)
+    )
     features = [f.name for f in metadata.features]
     for (path, method), spec in operations(features, metadata.example).items():
         operation = document["paths"].get(path, {}).get(method)

@@ -30,6 +30,8 @@ from api.errors import MAX_REPORTED_ERRORS, ClientError, problem
 # Feature values are measurements; magnitudes past this are refused by name rather than left to
 # overflow a model's arithmetic into inf/NaN.
 MAX_ABS_VALUE = 1e100
+# A graph that takes float32 inputs: anything larger would become inf when cast.
+FLOAT32_MAX_VALUE = float(np.finfo(np.float32).max)
 _NONE = type(None)
 _NUMERIC_TYPES = frozenset({int, float, _NONE})
 _CATEGORICAL_TYPES = frozenset({str, _NONE})
@@ -63,7 +65,7 @@ def _json_type(value: Any) -> str:
     return "object"
 
 
-def _numeric_problem(value: Any) -> str | None:
+def _numeric_problem(value: Any, max_abs: float) -> str | None:
     """Why a parsed JSON value is not acceptable in a numeric column, or None if it is."""
     if value is None:
         return None
@@ -75,8 +77,8 @@ def _numeric_problem(value: Any) -> str | None:
         return "is out of range for a 64-bit float"
     if not math.isfinite(as_float):
         return f"must be a finite number, got {as_float}"
-    if abs(as_float) > MAX_ABS_VALUE:
-        return f"must be between {-MAX_ABS_VALUE:g} and {MAX_ABS_VALUE:g}"
+    if abs(as_float) > max_abs:
+        return f"must be between {-max_abs:g} and {max_abs:g}"
     return None
 
 
@@ -99,8 +101,9 @@ def _getter(keys: Sequence[Any]) -> Callable[[Any], Row]:
 class InstanceParser:
     """Parses and validates `{"instances": [...]}` bodies against the model's features."""
 
-    def __init__(self, features: Sequence[Feature], max_rows: int):
+    def __init__(self, features: Sequence[Feature], max_rows: int, max_abs: float = MAX_ABS_VALUE):
         self.features = tuple(features)
+        self.max_abs = max_abs  # bound on |numeric value|: what the model's input type can hold
         self.names = tuple(f.name for f in self.features)
         self.n_features = len(self.names)
         self.max_rows = max_rows
@@ -174,7 +177,7 @@ class InstanceParser:
             matrix = np.array(rows, dtype=np.float64)  # None becomes NaN
         else:
             matrix = np.fromiter(chain.from_iterable(rows), np.float64, n_rows * width).reshape(n_rows, width)
-        if (np.abs(matrix) > MAX_ABS_VALUE).any():  # NaN compares False: only real overflows count
+        if (np.abs(matrix) > self.max_abs).any():  # NaN compares False: only real overflows count
             return None
         return matrix
 
@@ -261,7 +264,7 @@ class InstanceParser:
             return [problem(row_index, None, message)]
         for position, value in values:
             is_numeric, index = self._slot[position]
-            reason = _numeric_problem(value) if is_numeric else _categorical_problem(value)
+            reason = _numeric_problem(value, self.max_abs) if is_numeric else _categorical_problem(value)
             if reason:
                 found.append(problem(row_index, self.names[position], reason))
             elif is_numeric:

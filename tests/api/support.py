@@ -216,3 +216,22 @@ def train_family(dest: Path, overrides: dict[str, Any]) -> Artifacts:
     if done.returncode != 0:
         raise RuntimeError(f"dvc repro failed for {overrides}:\n{done.stdout}\n{done.stderr}")
     return Artifacts(repo)
+
+
+def imported_after_serving(artifacts: Artifacts) -> list[str]:
+    """Which of scikit-learn, scipy, joblib and pandas a fresh process has imported once it served."""
+    code = (
+        "import sys, warnings; warnings.simplefilter('ignore')\n"
+        "from fastapi.testclient import TestClient\n"
+        "from api.app import create_app\nfrom tests.api.support import Artifacts\n"
+        f"artifacts = Artifacts(__import__('pathlib').Path({str(artifacts.root)!r}))\n"
+        "with TestClient(create_app(artifacts.settings())) as c:\n"
+        "    assert c.get('/readyz').status_code == 200\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'sklearn', 'scipy', 'joblib', 'pandas'}))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    imported: list[str] = orjson.loads(done.stdout.strip().splitlines()[-1].replace("'", '"'))
+    return imported

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.api.support import DEFAULT, TestClient
+from tests.api.support import DEFAULT, TestClient, imported_after_serving
 
 MODEL_MD5 = re.compile(r"^[0-9a-f]{32}$")
 
@@ -242,3 +242,10 @@ def test_fastapi_route_and_lean_handler_answer_alike(
         if "error" in first:  # request ids differ by design
             first["error"]["request_id"] = second["error"]["request_id"] = None
         assert first == second
+
+
+def test_onnx_path_never_imports_scikit_learn_scipy_joblib_or_pandas() -> None:
+    """They cost over a second of start-up and ~150 MB of image: the ONNX path must not need them."""
+    if DEFAULT.serving_document()["path"] != "onnx":
+        pytest.skip("the default model takes the exact path")
+    assert imported_after_serving(DEFAULT) == []

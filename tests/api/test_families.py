@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -17,7 +15,7 @@ import pytest
 
 from api.app import create_app
 from contract import ContractError
-from tests.api.support import REPO_ROOT, Artifacts, TestClient
+from tests.api.support import Artifacts, TestClient, imported_after_serving
 from tests.api.test_bad_input import check_error_body
 from tests.api.test_predictions_match_model import served_agree_with_in_process
 
@@ -152,25 +150,6 @@ def test_openapi_types_categorical_columns_as_strings(penguins: tuple[Artifacts,
             assert schema["type"] == ["number", "null"]
 
 
-def imported_after_serving(artifacts: Artifacts) -> list[str]:
-    """Which of scikit-learn, scipy, joblib and pandas a fresh process has imported once it served."""
-    code = (
-        "import sys, warnings; warnings.simplefilter('ignore')\n"
-        "from fastapi.testclient import TestClient\n"
-        "from api.app import create_app\nfrom tests.api.support import Artifacts\n"
-        f"artifacts = Artifacts(__import__('pathlib').Path({str(artifacts.root)!r}))\n"
-        "with TestClient(create_app(artifacts.settings())) as c:\n"
-        "    assert c.get('/readyz').status_code == 200\n"
-        "print(sorted({m.split('.')[0] for m in sys.modules} & {'sklearn', 'scipy', 'joblib', 'pandas'}))"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr
-    imported: list[str] = orjson.loads(done.stdout.strip().splitlines()[-1].replace("'", '"'))
-    return imported
-
-
 def test_only_the_exact_path_imports_scikit_learn(family: tuple[str, Artifacts]) -> None:
     name, artifacts = family
     imported = imported_after_serving(artifacts)
@@ -207,3 +186,16 @@ def test_exact_path_refuses_output_it_does_not_reproduce(
     refusal = "the sklearn path differs from scikit-learn's recorded output"
     with pytest.raises(ContractError, match=refusal), TestClient(create_app(copy.settings())):
         pass
+
+
+def test_a_float32_graph_refuses_numbers_beyond_float32_by_field(
+    penguins: tuple[Artifacts, TestClient],
+) -> None:
+    artifacts, client = penguins
+    if artifacts.serving_document()["onnx"]["precision"] != "float":
+        pytest.skip("this graph takes double inputs")
+    reply = client.post("/predict", json={"instances": [{**example_of(artifacts), "bill_depth_mm": 1e39}]})
+    check_error_body(reply, 422, 0, "bill_depth_mm")
+    assert "must be between" in reply.json()["error"]["errors"][0]["message"]
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["NamedInstance"]
+    assert schema["properties"]["bill_depth_mm"]["maximum"] < 1e39
