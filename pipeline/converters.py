@@ -16,9 +16,9 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from skl2onnx.common._registration import _converter_pool, register_converter
-from skl2onnx.common.data_types import DoubleTensorType, StringTensorType
-from skl2onnx.proto import onnx_proto
+from skl2onnx.common._registration import _converter_pool, register_converter  # type: ignore[import-untyped]
+from skl2onnx.common.data_types import DoubleTensorType, StringTensorType  # type: ignore[import-untyped]
+from skl2onnx.proto import onnx_proto  # type: ignore[import-untyped]
 
 Converter = Callable[[Any, Any, Any], Any]
 _ORIGINAL: dict[str, Any] = {}
@@ -55,7 +55,9 @@ def _bool_lists_as_ints(original: Converter) -> Converter:
 
         def add_node_with_int_flags(*args: Any, **attrs: Any) -> Any:
             for key, value in attrs.items():
-                if isinstance(value, list | np.ndarray) and any(isinstance(v, bool | np.bool_) for v in value):
+                if isinstance(value, list | np.ndarray) and any(
+                    isinstance(v, bool | np.bool_) for v in value
+                ):
                     attrs[key] = [int(v) for v in value]
             return add_node(*args, **attrs)
 

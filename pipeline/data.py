@@ -14,7 +14,7 @@ from typing import IO, Any
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
+import pandas as pd  # type: ignore[import-untyped]  # no pandas-stubs in the dev lock
 
 from pipeline.errors import PipelineError
 from pipeline.schema import Schema
@@ -44,11 +44,20 @@ def read_cells(path: Path, *, missing_values: Sequence[str]) -> tuple[list[str],
     """
     try:
         with path.open(newline="") as fh:
-            header = next(csv.reader(fh), None)
+            rows = csv.reader(fh)
+            header = next(rows, None)
+            if not header:
+                raise PipelineError(f"{path}: empty file, expected a header row")
+            # pandas would read a long row's extra cells as an index and pad a short one.
+            for row in rows:
+                if row and len(row) != len(header):
+                    raise PipelineError(
+                        f"{path}: line {rows.line_num}: {len(row)} fields, header has {len(header)}"
+                    )
     except OSError as exc:
         raise PipelineError(f"{path}: cannot read: {exc.strerror}") from None
-    if not header:
-        raise PipelineError(f"{path}: empty file, expected a header row")
+    except (csv.Error, UnicodeDecodeError) as exc:
+        raise PipelineError(f"{path}: not a readable CSV: {exc}") from None
     dupes = sorted({h for h in header if header.count(h) > 1})
     if dupes:
         raise PipelineError(f"{path}: duplicate column(s) {', '.join(map(repr, dupes))}")
@@ -59,14 +68,13 @@ def read_cells(path: Path, *, missing_values: Sequence[str]) -> tuple[list[str],
             keep_default_na=False,
             na_values=list(missing_values),
             skip_blank_lines=True,
+            index_col=False,
         )
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
         raise PipelineError(f"{path}: {str(exc).strip().splitlines()[0]}") from None
     if frame.empty:
         raise PipelineError(f"{path}: no data rows")
-    cells: Cells = {
-        name: [None if pd.isna(v) else str(v) for v in frame[name].tolist()] for name in header
-    }
+    cells: Cells = {name: [None if pd.isna(v) else str(v) for v in frame[name].tolist()] for name in header}
     return header, cells
 
 

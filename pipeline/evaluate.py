@@ -9,7 +9,7 @@ from typing import Any
 import joblib
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
+import pandas as pd  # type: ignore[import-untyped]  # no pandas-stubs in the dev lock
 from sklearn import metrics as skm
 from sklearn.pipeline import Pipeline
 
@@ -152,7 +152,11 @@ def main() -> None:
     # Compute everything before writing anything: a failure leaves no partial outputs.
     if schema.task == "regression":
         scores = regression_metrics(model, X, test.y)
-        plots: dict[Any, Any] = {CONFUSION_FILE: [], ROC_FILE: [], RESIDUALS_FILE: residual_points(model, X, test.y)}
+        plots: dict[Any, Any] = {
+            CONFUSION_FILE: [],
+            ROC_FILE: [],
+            RESIDUALS_FILE: residual_points(model, X, test.y),
+        }
     else:
         positive = positive_class_of(model, params.evaluate.positive_class)
         scores = classification_metrics(model, X, test.y, positive=positive)
@@ -161,6 +165,10 @@ def main() -> None:
             ROC_FILE: roc_points(model, X, test.y, positive=positive),
             RESIDUALS_FILE: [],
         }
-    outputs = {METRICS_FILE: scores, **plots, METADATA_FILE: build_metadata(model, schema, test, params, scores)}
+    outputs = {
+        METRICS_FILE: scores,
+        **plots,
+        METADATA_FILE: build_metadata(model, schema, test, params, scores),
+    }
     for path, obj in outputs.items():
         write_json(path, obj)

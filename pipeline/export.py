@@ -18,7 +18,7 @@ from typing import Any
 import joblib
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
+import pandas as pd  # type: ignore[import-untyped]  # no pandas-stubs in the dev lock
 from sklearn.pipeline import Pipeline
 
 from contract import (
@@ -77,7 +77,8 @@ def reference_outputs(model: Pipeline, X: pd.DataFrame, schema: Schema) -> Refer
     if schema.task == "regression":
         return Reference(labels=None, outputs=np.asarray(model.predict(X), dtype=np.float64))
     return Reference(
-        labels=[str(v) for v in model.predict(X)], outputs=np.asarray(model.predict_proba(X), dtype=np.float64)
+        labels=[str(v) for v in model.predict(X)],
+        outputs=np.asarray(model.predict_proba(X), dtype=np.float64),
     )
 
 
@@ -95,17 +96,19 @@ def onnx_feed(X: pd.DataFrame, schema: Schema, precision: str) -> dict[str, npt.
 
 
 def convert(model: Pipeline, schema: Schema, precision: str) -> bytes:
-    """skl2onnx conversion with byte-stable output: fixed opsets, graph name and doc strings
-    (the converter otherwise names the graph with a random uuid)."""
-    from skl2onnx import convert_sklearn
-    from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType, StringTensorType
+    """skl2onnx conversion with byte-stable output: fixed target opsets, graph name and doc
+    strings (the converter otherwise names the graph with a random uuid), and the opset imports
+    sorted by domain (the converter lists them in set order, which follows the hash seed)."""
+    from skl2onnx import convert_sklearn  # type: ignore[import-untyped]
+    from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType, StringTensorType  # type: ignore[import-untyped]
 
     from pipeline.converters import register_fixes
 
     register_fixes()
     number = DoubleTensorType if precision == "double" else FloatTensorType
     inputs = [
-        (c.name, number([None, 1]) if c.kind == "numeric" else StringTensorType([None, 1])) for c in schema.features
+        (c.name, number([None, 1]) if c.kind == "numeric" else StringTensorType([None, 1]))
+        for c in schema.features
     ]
     estimator = model.steps[-1][1]
     options = {id(estimator): {"zipmap": False}} if schema.task == "classification" else None
@@ -118,11 +121,15 @@ def convert(model: Pipeline, schema: Schema, precision: str) -> bytes:
     )
     onx.doc_string = ""
     onx.graph.doc_string = ""
+    imports = sorted((o.domain, o.version) for o in onx.opset_import)
+    del onx.opset_import[:]
+    for domain, opset_version in imports:
+        onx.opset_import.add(domain=domain, version=opset_version)
     return bytes(onx.SerializeToString())
 
 
 def run_onnx(data: bytes, feed: dict[str, npt.NDArray[Any]]) -> list[Any]:
-    import onnxruntime as ort
+    import onnxruntime as ort  # type: ignore[import-untyped]
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1  # the measured difference must not depend on the host
@@ -145,10 +152,14 @@ def measure(outputs: list[Any], ref: Reference) -> tuple[float, bool | None]:
     return float(np.abs(proba - ref.outputs).max()), labels == ref.labels
 
 
-def graph_output_names(data: bytes) -> list[str]:
+def graph_facts(data: bytes) -> tuple[list[str], int]:
+    """The graph's output names and the default-domain opset it imports (at most OPSET: the
+    converter asks for no more than its operators need)."""
     import onnx
 
-    return [o.name for o in onnx.load_model_from_string(data).graph.output]
+    model = onnx.load_model_from_string(data)
+    opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    return [o.name for o in model.graph.output], int(opset)
 
 
 def first_line(exc: BaseException) -> str:
@@ -160,17 +171,19 @@ def attempt(model: Pipeline, schema: Schema, X: pd.DataFrame, ref: Reference, pr
     tolerance = TOLERANCES[family(model)][precision]
     try:
         data = convert(model, schema, precision)
-    except Exception as exc:  # noqa: BLE001 - any converter failure means: not this path
+    except Exception as exc:
         return Attempt(precision, None, None, None, f"conversion failed: {first_line(exc)}")
     try:
         outputs = run_onnx(data, onnx_feed(X, schema, precision))
-    except Exception as exc:  # noqa: BLE001 - onnxruntime refusing the graph, likewise
+    except Exception as exc:
         return Attempt(precision, data, None, None, f"onnxruntime cannot run the graph: {first_line(exc)}")
     worst, same_labels = measure(outputs, ref)
     if same_labels is False:
         return Attempt(precision, data, worst, False, "gate failed: labels differ from scikit-learn's")
     if not worst <= tolerance:
-        return Attempt(precision, data, worst, same_labels, f"gate failed: worst difference {worst:.3g} > {tolerance:g}")
+        return Attempt(
+            precision, data, worst, same_labels, f"gate failed: worst difference {worst:.3g} > {tolerance:g}"
+        )
     return Attempt(precision, data, worst, same_labels, None)
 
 
@@ -182,7 +195,9 @@ def with_probes(X_raw: pd.DataFrame, schema: Schema) -> pd.DataFrame:
     probes = []
     for column in schema.features:
         gap = first.copy()
-        gap[column.name] = pd.Series([None if column.kind == "categorical" else np.nan], dtype=gap[column.name].dtype)
+        gap[column.name] = pd.Series(
+            [None if column.kind == "categorical" else np.nan], dtype=gap[column.name].dtype
+        )
         probes.append(gap)
         if column.kind == "categorical":
             unseen = first.copy()
@@ -206,8 +221,13 @@ def _json_cell(value: Any) -> Any:
 
 
 def serving_document(
-    model: Pipeline, schema: Schema, X_raw: pd.DataFrame, X: pd.DataFrame, ref: Reference,
-    attempts: list[Attempt], model_md5: str,
+    model: Pipeline,
+    schema: Schema,
+    X_raw: pd.DataFrame,
+    X: pd.DataFrame,
+    ref: Reference,
+    attempts: list[Attempt],
+    model_md5: str,
 ) -> tuple[dict[str, Any], bytes]:
     """serving.json's content and the bytes of model.onnx (empty on the exact path)."""
     chosen = next((a for a in attempts if a.passed), None)
@@ -226,7 +246,7 @@ def serving_document(
     onnx_doc = None
     if chosen is not None:
         number = chosen.precision
-        names = graph_output_names(onnx_bytes)
+        names, opset = graph_facts(onnx_bytes)
         outputs = (
             {"label": names[0], "probabilities": names[1], "value": None}
             if schema.task == "classification"
@@ -235,7 +255,7 @@ def serving_document(
         onnx_doc = {
             "path": ONNX_FILE.as_posix(),
             "md5": md5_hex(onnx_bytes),
-            "opset": OPSET,
+            "opset": opset,
             "precision": number,
             "inputs": [
                 {"name": c.name, "feature": c.name, "type": number if c.kind == "numeric" else "string"}
@@ -251,7 +271,9 @@ def serving_document(
         "path": "onnx" if chosen is not None else "sklearn",
         "reason": reason,
         "model": {"path": MODEL_FILE.as_posix(), "md5": model_md5},
-        "task": "regression" if schema.task == "regression" else ("binary" if len(model.classes_) == 2 else "multiclass"),
+        "task": "regression"
+        if schema.task == "regression"
+        else ("binary" if len(model.classes_) == 2 else "multiclass"),
         "classes": [str(c) for c in model.classes_] if schema.task == "classification" else None,
         "missing_string": MISSING_STRING,
         "onnx": onnx_doc,
@@ -265,7 +287,9 @@ def serving_document(
             "passed": chosen is not None,
         },
         "check": {
-            "rows": [{name: _json_cell(rows.iloc[i][name]) for name in schema.names} for i in range(len(rows))],
+            "rows": [
+                {name: _json_cell(rows.iloc[i][name]) for name in schema.names} for i in range(len(rows))
+            ],
             "expected": ref.outputs[index].tolist(),
             "labels": [ref.labels[i] for i in index] if ref.labels is not None else None,
         },

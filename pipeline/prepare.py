@@ -9,7 +9,16 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from contract import SCHEMA_FILE, TEST_CSV, TRAIN_CSV
-from pipeline.data import Cells, Table, read_cells, subset, target_values, typed_features, write_json, write_table
+from pipeline.data import (
+    Cells,
+    Table,
+    read_cells,
+    subset,
+    target_values,
+    typed_features,
+    write_json,
+    write_table,
+)
 from pipeline.errors import PipelineError
 from pipeline.estimator import task_of
 from pipeline.params import PrepareParams, load_params
@@ -64,7 +73,10 @@ def split(table: Table, *, params: PrepareParams, stratify: bool) -> tuple[Table
             raise PipelineError(f"column {table.target!r}: class {rare!r} has a single row, cannot stratify")
     try:
         train_idx, test_idx = train_test_split(
-            index, test_size=params.test_size, random_state=params.seed, stratify=table.y if stratify else None
+            index,
+            test_size=params.test_size,
+            random_state=params.seed,
+            stratify=table.y if stratify else None,
         )
     except ValueError as exc:  # e.g. test_size leaves fewer test rows than classes
         raise PipelineError(f"prepare.test_size={params.test_size}: {exc}") from None

@@ -55,7 +55,9 @@ def schema_from_json(doc: Any, source: Path) -> Schema:
     """Parse schema.json, naming the file and the field that is wrong."""
     try:
         if doc["schema_version"] != SCHEMA_VERSION:
-            raise PipelineError(f"{source}: schema_version {doc['schema_version']!r}, expected {SCHEMA_VERSION}")
+            raise PipelineError(
+                f"{source}: schema_version {doc['schema_version']!r}, expected {SCHEMA_VERSION}"
+            )
         if doc["task"] not in TASKS:
             raise PipelineError(f"{source}: task {doc['task']!r} is not one of {', '.join(TASKS)}")
         columns = []
@@ -63,7 +65,9 @@ def schema_from_json(doc: Any, source: Path) -> Schema:
             if f["kind"] not in FEATURE_KINDS:
                 raise PipelineError(f"{source}: feature {f['name']!r}: unknown kind {f['kind']!r}")
             cats = f["categories"]
-            columns.append(Column(str(f["name"]), f["kind"], tuple(cats) if cats is not None else None, f["missing"]))
+            columns.append(
+                Column(str(f["name"]), f["kind"], tuple(cats) if cats is not None else None, f["missing"])
+            )
         return Schema(target=str(doc["target"]), task=doc["task"], features=tuple(columns))
     except (KeyError, TypeError) as exc:
         raise PipelineError(f"{source}: malformed schema ({exc.__class__.__name__}: {exc})") from None
@@ -121,7 +125,9 @@ def infer_kinds(
                 )
             bad = next(((i, v) for i, v, num in parsed if num is not None and not math.isfinite(num)), None)
             if bad is not None:
-                raise PipelineError(f"{source}: line {bad[0] + 2}, column {name!r}: {bad[1]!r} is not a finite number")
+                raise PipelineError(
+                    f"{source}: line {bad[0] + 2}, column {name!r}: {bad[1]!r} is not a finite number"
+                )
         else:
             levels = {v for _, v in present}
             if MISSING_STRING in levels:

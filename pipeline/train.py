@@ -6,6 +6,7 @@ import warnings
 from pathlib import Path
 
 import joblib
+from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
@@ -19,7 +20,7 @@ from pipeline.params import TrainParams, load_params
 from pipeline.schema import Schema, read_schema
 
 
-def train(table: Table, schema: Schema, *, params: TrainParams) -> Pipeline:
+def train(table: Table, schema: Schema, *, estimator: BaseEstimator, params: TrainParams) -> Pipeline:
     """Fit the pipeline on the training split.
 
     One BLAS/OpenMP thread while fitting: the result must not depend on the host's thread
@@ -28,7 +29,7 @@ def train(table: Table, schema: Schema, *, params: TrainParams) -> Pipeline:
     """
     if schema.task == "classification" and len(set(table.y.tolist())) < 2:
         raise PipelineError(f"column {schema.target!r}: training labels need at least 2 classes")
-    model = build_model(schema, build_estimator(params.estimator, seed=params.seed))
+    model = build_model(schema, estimator)
     with threadpool_limits(limits=1), warnings.catch_warnings():
         # Not converging within max_iter is the user's hyperparameter choice, not an input error.
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -48,10 +49,12 @@ def save_model(model: Pipeline, path: Path = MODEL_FILE) -> None:
 
 def main() -> None:
     params = load_params()
+    # Refuse a bad estimator or hyperparameter first, naming params.yaml, before reading any data.
+    estimator = build_estimator(params.train.estimator, seed=params.train.seed)
     schema = read_schema(SCHEMA_FILE)
     table = read_table(TRAIN_CSV, schema)
     try:
-        model = train(table, schema, params=params.train)
+        model = train(table, schema, estimator=estimator, params=params.train)
     except PipelineError as exc:
         raise PipelineError(f"{TRAIN_CSV}: {exc}") from None
     save_model(model)

@@ -1,12 +1,18 @@
+"""Reading raw mixed-type CSVs: kinds inferred, gaps kept, bad input named; prepared CSVs round-trip."""
+
 from __future__ import annotations
 
+import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from pipeline.data import atomic_write, read_table, write_table
 from pipeline.errors import PipelineError
+from pipeline.params import PrepareParams
+from pipeline.prepare import build_schema, load_raw, split
 
 
 def _csv(tmp_path: Path, text: str) -> Path:
@@ -15,67 +21,110 @@ def _csv(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def test_read_table_returns_features_in_file_order(tmp_path: Path) -> None:
-    table = read_table(_csv(tmp_path, "a,label,b\n1,x,2.5\n3,y,-4e-3\n"), "label")
-    assert table.features == ("a", "b")
-    assert table.X.dtype == np.float64
-    np.testing.assert_array_equal(table.X, [[1.0, 2.5], [3.0, -0.004]])
+def _params(**overrides: Any) -> PrepareParams:
+    base: dict[str, Any] = {"raw_data": "in.csv", "target": "label", "test_size": 0.25, "seed": 0}
+    return PrepareParams(**(base | overrides))
+
+
+def test_load_raw_infers_numeric_and_categorical_columns_and_keeps_gaps(tmp_path: Path) -> None:
+    path = _csv(tmp_path, "a,colour,label,b\n1,red,x,2.5\nNA,,y,-4e-3\n3,blue,x,NA\n")
+    table, kinds = load_raw(path, _params(), "classification")
+    assert kinds == {"a": "numeric", "colour": "categorical", "b": "numeric"}
+    assert table.features == ["a", "colour", "b"]
+    assert table.X["a"].dtype == np.float64
+    assert math.isnan(table.X["a"][1])
+    assert table.X["colour"].tolist() == ["red", None, "blue"]
+    assert table.X["b"].tolist()[:2] == [2.5, -0.004]
+    assert table.y.tolist() == ["x", "y", "x"]
+
+
+def test_load_raw_applies_column_kind_overrides(tmp_path: Path) -> None:
+    path = _csv(tmp_path, "year,label\n2007,x\n2008,y\n")
+    table, kinds = load_raw(path, _params(column_kinds={"year": "categorical"}), "classification")
+    assert kinds == {"year": "categorical"}
+    assert table.X["year"].tolist() == ["2007", "2008"]
+
+
+def test_load_raw_reads_a_numeric_target_for_regression(tmp_path: Path) -> None:
+    table, _ = load_raw(_csv(tmp_path, "a,label\n1,2.5\n2,3\n"), _params(), "regression")
+    assert table.y.dtype == np.float64
+    assert table.y.tolist() == [2.5, 3.0]
+
+
+def test_load_raw_drops_rows_without_target_only_when_asked(tmp_path: Path) -> None:
+    path = _csv(tmp_path, "a,label\n1,x\n2,NA\n3,y\n")
+    with pytest.raises(PipelineError, match=r"line 3, column 'label': missing target"):
+        load_raw(path, _params(), "classification")
+    table, _ = load_raw(path, _params(drop_missing_target=True), "classification")
     assert table.y.tolist() == ["x", "y"]
 
 
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("", "in.csv: empty file"),
-        ("a,label\n", "in.csv: no data rows"),
-        ("a,b\n1,2\n", "in.csv: no target column 'label'"),
-        ("a,label\n1,x\nabc,y\n", "in.csv: line 3, column 'a': 'abc' is not a number"),
-        ("a,label\n1,x\n,y\n", "in.csv: line 3, column 'a': missing value"),
-        ("a,label\nnan,x\n", "in.csv: line 2, column 'a': 'nan' is not a finite number"),
-        ("a,label\n-inf,x\n", "column 'a': '-inf' is not a finite number"),
-        ("a,label\n1,\n", "in.csv: line 2, column 'label': missing label"),
-        ("a,label\n1,x,3\n", "in.csv: line 2: 3 fields, header has 2"),
-        ("a,a,label\n1,2,x\n", "duplicate column(s) 'a'"),
-        ("label\nx\n", "no feature columns"),
-    ],
-    ids=[
-        "empty",
-        "header-only",
-        "no-target",
-        "non-numeric",
-        "missing-value",
-        "nan",
-        "inf",
-        "missing-label",
-        "ragged-row",
-        "duplicate-column",
-        "target-only",
-    ],
-)
-def test_read_table_rejects_bad_csv_naming_file_and_column(tmp_path: Path, text: str, expected: str) -> None:
+BAD_CSVS = {
+    "empty": ("", {}, "in.csv: empty file"),
+    "header-only": ("a,label\n", {}, "in.csv: no data rows"),
+    "no-target": ("a,b\n1,2\n", {}, "in.csv: no target column 'label'"),
+    "duplicate-column": ("a,a,label\n1,2,x\n", {}, "duplicate column(s) 'a'"),
+    "target-only": ("label\nx\n", {}, "no feature columns"),
+    "entirely-empty-column": ("a,b,label\n1,,x\n2,NA,y\n", {}, "column 'b' is entirely empty"),
+    "infinite-number": ("a,label\n1,x\n-inf,y\n", {}, "line 3, column 'a': '-inf' is not a finite number"),
+    "text-in-numeric-override": (
+        "a,label\n1,x\nten,y\n",
+        {"column_kinds": {"a": "numeric"}},
+        "line 3, column 'a': 'ten' is not a number",
+    ),
+    "override-unknown-column": (
+        "a,label\n1,x\n",
+        {"column_kinds": {"z": "numeric"}},
+        "column_kinds: no column 'z'",
+    ),
+    "too-many-levels": (
+        "id,label\n" + "".join(f"u{i},x\n" for i in range(6)),
+        {"max_categories": 5},
+        "column 'id' has 6 distinct values, over prepare.max_categories=5",
+    ),
+    "reserved-level": ("a,label\n__missing__,x\n", {}, "'__missing__' is reserved"),
+    "missing-target": ("a,label\n1,x\n2,\n", {}, "line 3, column 'label': missing target"),
+    "ragged-row": ("a,label\n1,x\n1,x,3,4\n", {}, "in.csv: line 3: 4 fields, header has 2"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_CSVS, ids=list(BAD_CSVS))
+def test_load_raw_rejects_bad_csv_naming_file_and_column(tmp_path: Path, case: str) -> None:
+    text, overrides, expected = BAD_CSVS[case]
     with pytest.raises(PipelineError) as info:
-        read_table(_csv(tmp_path, text), "label")
+        load_raw(_csv(tmp_path, text), _params(**overrides), "classification")
     assert expected in str(info.value)
+    assert "\n" not in str(info.value)
 
 
-def test_read_table_names_missing_file(tmp_path: Path) -> None:
+def test_load_raw_rejects_text_target_for_a_regressor(tmp_path: Path) -> None:
+    with pytest.raises(PipelineError, match=r"line 3, column 'label': 'big' is not a number"):
+        load_raw(_csv(tmp_path, "a,label\n1,2\n2,big\n"), _params(), "regression")
+
+
+def test_load_raw_names_missing_file(tmp_path: Path) -> None:
     with pytest.raises(PipelineError, match=r"absent\.csv: cannot read"):
-        read_table(tmp_path / "absent.csv", "label")
+        load_raw(tmp_path / "absent.csv", _params(), "classification")
 
 
-def test_write_table_round_trips_floats_bit_for_bit(tmp_path: Path) -> None:
+def test_prepared_csv_round_trips_floats_gaps_and_categories_bit_for_bit(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
-    path = _csv(
-        tmp_path,
-        "f1,f2,t\n"
-        + "".join(f"{a!r},{b!r},c{i % 2}\n" for i, (a, b) in enumerate(rng.normal(size=(50, 2)).tolist())),
+    rows = "".join(
+        f"{a!r},{'NA' if i % 7 == 0 else repr(b)},{'NA' if i % 5 == 0 else f'c{i % 3}'},l{i % 2}\n"
+        for i, (a, b) in enumerate(rng.normal(size=(60, 2)).tolist())
     )
-    table = read_table(path, "t")
+    table, kinds = load_raw(_csv(tmp_path, "f1,f2,cat,label\n" + rows), _params(), "classification")
+    train, _ = split(table, params=_params(), stratify=True)
+    schema = build_schema(table, train, kinds, "classification")
     out = tmp_path / "out" / "copy.csv"
     write_table(out, table)
-    again = read_table(out, "t")
-    assert again.X.tobytes() == table.X.tobytes()
+    again = read_table(out, schema)
+    assert again.X["f1"].to_numpy().tobytes() == table.X["f1"].to_numpy().tobytes()
+    assert again.X["f2"].to_numpy().tobytes() == table.X["f2"].to_numpy().tobytes()
+    assert again.X["cat"].tolist() == table.X["cat"].tolist()
     assert again.y.tolist() == table.y.tolist()
+    cat = schema.features[2]
+    assert (cat.kind, cat.categories, cat.missing) == ("categorical", ("c0", "c1", "c2"), True)
 
 
 def test_atomic_write_leaves_nothing_when_the_writer_fails(tmp_path: Path) -> None:

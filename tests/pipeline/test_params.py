@@ -13,7 +13,10 @@ from pipeline.params import load_params, parse_params
 def _valid() -> dict[str, Any]:
     return {
         "prepare": {"raw_data": "data/raw/x.csv", "target": "y", "test_size": 0.25, "seed": 1},
-        "train": {"C": 0.5, "max_iter": 100, "tol": 1e-4, "seed": 3},
+        "train": {
+            "estimator": {"class": "sklearn.linear_model.LogisticRegression", "params": {"C": 0.5}},
+            "seed": 3,
+        },
         "evaluate": {"positive_class": "yes"},
     }
 
@@ -25,33 +28,37 @@ def test_committed_params_file_is_valid(repo_root: Path) -> None:
 
 def test_parse_params_accepts_valid_sections() -> None:
     params = parse_params(_valid())
-    assert params.train.C == 0.5
+    assert params.train.estimator.class_ == "sklearn.linear_model.LogisticRegression"
+    assert params.train.estimator.params == {"C": 0.5}
+    assert params.prepare.missing_values == ["", "NA"]
     assert params.prepare.test_size == 0.25
 
 
 @pytest.mark.parametrize(
     ("mutate", "expected"),
     [
-        (lambda p: p["train"].pop("C"), "train.C: missing"),
+        (lambda p: p["train"].pop("estimator"), "train.estimator: missing"),
         (lambda p: p.pop("evaluate"), "evaluate: missing"),
         (lambda p: p["prepare"].update(test_size="0.2"), "prepare.test_size"),
         (lambda p: p["prepare"].update(test_size=1.5), "prepare.test_size"),
-        (lambda p: p["train"].update(C=-1.0), "train.C"),
-        (lambda p: p["train"].update(max_iter=1.5), "train.max_iter"),
+        (lambda p: p["train"]["estimator"].pop("class"), "train.estimator.class: missing"),
+        (lambda p: p["prepare"].update(max_categories=0), "prepare.max_categories"),
         (lambda p: p["train"].update(seed=True), "train.seed"),
         (lambda p: p["prepare"].update(target=""), "prepare.target"),
         (lambda p: p["train"].update(learning_rate=0.1), "train.learning_rate: unknown key"),
+        (lambda p: p["prepare"].update(column_kinds={"a": "text"}), "prepare.column_kinds.a"),
     ],
     ids=[
         "missing-key",
         "missing-section",
         "string-number",
         "out-of-range",
-        "negative-C",
-        "float-for-int",
+        "no-estimator-class",
+        "zero-category-limit",
         "bool-for-int",
         "empty-target",
         "unknown-key",
+        "unknown-column-kind",
     ],
 )
 def test_parse_params_rejects_bad_values_naming_the_key(mutate: Any, expected: str) -> None:

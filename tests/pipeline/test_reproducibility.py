@@ -35,45 +35,106 @@ def dvc(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.parametrize(
-    "env",
-    [
-        {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "PYTHONHASHSEED": "0"},
-        {
-            "OMP_NUM_THREADS": "2",
-            "OPENBLAS_NUM_THREADS": "2",
-            "PYTHONHASHSEED": "4242",
-            "OPENBLAS_CORETYPE": "Haswell",
-        },
-        {
-            "OMP_NUM_THREADS": "7",
-            "OPENBLAS_NUM_THREADS": "3",
-            "PYTHONHASHSEED": "random",
-            "OPENBLAS_CORETYPE": "Zen",
-        },
-    ],
-    ids=["1-thread", "2-threads-avx2-kernel", "oversubscribed-zen-kernel"],
-)
+THREAD_SETTINGS = [
+    {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "PYTHONHASHSEED": "0"},
+    {
+        "OMP_NUM_THREADS": "2",
+        "OPENBLAS_NUM_THREADS": "2",
+        "PYTHONHASHSEED": "4242",
+        "OPENBLAS_CORETYPE": "Haswell",
+    },
+    {
+        "OMP_NUM_THREADS": "7",
+        "OPENBLAS_NUM_THREADS": "3",
+        "PYTHONHASHSEED": "random",
+        "OPENBLAS_CORETYPE": "Zen",
+    },
+]
+THREAD_IDS = ["1-thread", "2-threads-avx2-kernel", "oversubscribed-zen-kernel"]
+MODEL_OUTS = ("models/model.joblib", "models/model.onnx", "models/serving.json")
+
+
+def run_stages(workdir: Path, stages: tuple[str, ...], env: dict[str, str]) -> None:
+    """Run stages as DVC does, in subprocesses with their own thread, BLAS-kernel and hash-seed settings."""
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("OPENBLAS_", "OMP_", "MKL_"))}
+    for stage in stages:
+        subprocess.run(
+            [sys.executable, "-m", "pipeline", stage],
+            cwd=workdir,
+            env=inherited | env,
+            check=True,
+            timeout=300,
+        )
+
+
+def copy_sources(repo_root: Path, dest: Path, *, prepared: bool) -> Path:
+    parts = ["pipeline", "contract", "data/prepared" if prepared else "data/raw"]
+    for part in parts:
+        shutil.copytree(repo_root / part, dest / part, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(repo_root / "params.yaml", dest)
+    return dest
+
+
+@pytest.mark.parametrize("env", THREAD_SETTINGS, ids=THREAD_IDS)
 def test_training_gives_the_locked_model_bytes_under_any_thread_settings(
     repo_root: Path, tmp_path: Path, env: dict[str, str]
 ) -> None:
-    """Run the train and export stages as DVC does, in subprocesses with their own thread,
-    BLAS-kernel and hash-seed settings: pickle and export must be the bytes dvc.lock records."""
-    for part in ("pipeline", "data/prepared"):
-        shutil.copytree(repo_root / part, tmp_path / part, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(repo_root / "params.yaml", tmp_path)
-    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("OPENBLAS_", "OMP_", "MKL_"))}
-    for stage in ("train", "export"):  # export runs predict_proba: BLAS-kernel sensitive too
-        subprocess.run(
-            [sys.executable, "-m", "pipeline", stage],
-            cwd=tmp_path,
-            env=inherited | env,
-            check=True,
-            timeout=120,
-        )
+    """train and export (predict_proba and the ONNX conversion: BLAS-kernel sensitive too) give
+    the bytes dvc.lock records for the pickle, the graph and serving.json."""
+    workdir = copy_sources(repo_root, tmp_path, prepared=True)
+    run_stages(workdir, ("train", "export"), env)
     locked = locked_outs(repo_root / "dvc.lock")
-    assert md5(tmp_path / "models/model.joblib") == locked["models/model.joblib"]
-    assert md5(tmp_path / "models/model.json") == locked["models/model.json"]
+    assert {out: md5(workdir / out) for out in MODEL_OUTS} == {out: locked[out] for out in MODEL_OUTS}
+
+
+@pytest.fixture(scope="module")
+def hgb_digests(repo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, str]]:
+    """HistGradientBoosting on penguins, trained and exported under each thread setting."""
+    digests = []
+    for i, env in enumerate(THREAD_SETTINGS):
+        workdir = copy_sources(repo_root, tmp_path_factory.mktemp(f"hgb{i}"), prepared=False)
+        params = yaml.safe_load((workdir / "params.yaml").read_text())
+        params["prepare"].update(raw_data="data/raw/penguins.csv", target="species")
+        params["train"]["estimator"] = {
+            "class": "sklearn.ensemble.HistGradientBoostingClassifier",
+            "params": {"max_iter": 30, "early_stopping": False},
+        }
+        params["evaluate"]["positive_class"] = None
+        (workdir / "params.yaml").write_text(yaml.safe_dump(params))
+        run_stages(workdir, ("prepare", "train", "export"), env)
+        digests.append({out: md5(workdir / out) for out in MODEL_OUTS})
+    return digests
+
+
+def test_hist_gradient_boosting_gives_the_same_bytes_under_any_thread_settings(
+    hgb_digests: list[dict[str, str]],
+) -> None:
+    """Its fitted trees depend on the OpenMP thread count; the launcher's single pinned thread
+    makes pickle, graph and serving.json identical whatever the host asks for."""
+    assert hgb_digests[0] == hgb_digests[1] == hgb_digests[2]
+
+
+def test_hist_gradient_boosting_does_depend_on_the_thread_count_unpinned() -> None:
+    """The control for the test above: in one process, 1 vs 2 OpenMP threads fit different bytes,
+    so equal bytes under the pipeline are the pin's doing, not luck."""
+    import pickle
+
+    import numpy as np
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(4000, 20))
+    y = (X[:, 0] + X[:, 1] * X[:, 2] + rng.normal(scale=0.5, size=4000) > 0).astype(int)
+
+    def fit(threads: int) -> bytes:
+        with threadpool_limits(limits=threads, user_api="openmp"):
+            model = HistGradientBoostingClassifier(max_iter=30, early_stopping=False, random_state=0).fit(
+                X, y
+            )
+        return pickle.dumps(model)
+
+    assert fit(1) != fit(2)
 
 
 def test_dvc_repro_on_a_fresh_copy_recreates_every_locked_output(

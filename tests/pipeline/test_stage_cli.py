@@ -1,34 +1,43 @@
-"""Stages as DVC runs them: `python -m pipeline.<stage>` in a working directory."""
+"""Stages as DVC runs them: `python -m pipeline STAGE` in a working directory; bad input gives
+one line naming the file and the key or column, exit status 2, and no output for DVC to cache."""
 
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 pytestmark = pytest.mark.slow
 
 STAGE_OUTPUTS = {
-    "prepare": ["data/prepared/train.csv", "data/prepared/test.csv"],
+    "prepare": ["data/prepared/train.csv", "data/prepared/test.csv", "data/prepared/schema.json"],
     "train": ["models/model.joblib"],
     "evaluate": ["models/metadata.json", "reports/metrics.json", "reports/plots/roc.json"],
-    "export": ["models/model.json"],
+    "export": ["models/model.onnx", "models/serving.json"],
 }
 
 
 @pytest.fixture
 def workdir(tmp_path: Path, repo_root: Path) -> Path:
-    """A directory with the pipeline, params and raw data, and no outputs."""
-    shutil.copytree(
-        repo_root / "pipeline", tmp_path / "pipeline", ignore=shutil.ignore_patterns("__pycache__")
-    )
+    """A directory with the pipeline, the contract, params and raw data, and no outputs."""
+    for part in ("pipeline", "contract"):
+        shutil.copytree(repo_root / part, tmp_path / part, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(repo_root / "data/raw", tmp_path / "data/raw")
     shutil.copy(repo_root / "params.yaml", tmp_path / "params.yaml")
     return tmp_path
+
+
+def edit_params(workdir: Path, change: Callable[[dict[str, Any]], object]) -> None:
+    path = workdir / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    change(params)
+    path.write_text(yaml.safe_dump(params))
 
 
 def run_stage(cwd: Path, stage: str) -> subprocess.CompletedProcess[str]:
@@ -37,7 +46,7 @@ def run_stage(cwd: Path, stage: str) -> subprocess.CompletedProcess[str]:
         cwd=cwd,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,
         check=False,
     )
 
@@ -67,11 +76,16 @@ def test_all_stages_run_and_write_their_outputs(workdir: Path) -> None:
 
 BAD_CSVS = {
     "missing-target": ("a,b\n1,2\n3,4\n", ["no target column 'diagnosis'"]),
-    "non-numeric": ("a,diagnosis\n1,x\nten,y\n", ["line 3, column 'a'", "'ten' is not a number"]),
-    "missing-value": ("a,diagnosis\n1,x\n,y\n", ["line 3, column 'a'", "missing value"]),
+    "missing-label": ("a,diagnosis\n1,x\n2,\n", ["line 3, column 'diagnosis': missing target"]),
+    "entirely-empty-column": ("a,b,diagnosis\n1,,x\n2,NA,y\n3,,x\n4,,y\n", ["column 'b' is entirely empty"]),
+    "non-finite": ("a,diagnosis\n1,x\ninf,y\n", ["line 3, column 'a'", "'inf' is not a finite number"]),
     "empty": ("", ["empty file"]),
     "header-only": ("a,diagnosis\n", ["no data rows"]),
     "one-class": ("a,diagnosis\n1,x\n2,x\n3,x\n", ["needs at least 2 classes"]),
+    "too-many-levels": (
+        "id,diagnosis\n" + "".join(f"patient-{i},{'xy'[i % 2]}\n" for i in range(60)),
+        ["column 'id' has 60 distinct values, over prepare.max_categories=50"],
+    ),
 }
 
 
@@ -84,31 +98,60 @@ def test_prepare_rejects_bad_csv_with_one_line_and_no_output(workdir: Path, case
     assert_no_outputs(workdir, "prepare")
 
 
-BAD_PARAMS = {
-    "missing-key": ("", "train.C: missing"),
-    "ill-typed": ("  C: strong\n", "train.C"),
-    "unknown-key": ("  C: 1.0\n  depth: 3\n", "train.depth: unknown key"),
+def _set_estimator(cls: str, params: dict[str, Any] | None = None) -> Callable[[dict[str, Any]], None]:
+    def change(p: dict[str, Any]) -> None:
+        p["train"]["estimator"] = {"class": cls, "params": params or {}}
+
+    return change
+
+
+BAD_ESTIMATORS = {
+    "unknown-class": (_set_estimator("sklearn.ensemble.RandomJungleClassifier"), "train.estimator.class"),
+    "not-a-predictor": (_set_estimator("sklearn.decomposition.PCA"), "neither a classifier nor a regressor"),
+    "outside-sklearn": (_set_estimator("xgboost.XGBClassifier"), "not a scikit-learn class"),
+    "rejected-hyperparameter": (
+        _set_estimator("sklearn.ensemble.HistGradientBoostingClassifier", {"max_iter": 0}),
+        "train.estimator.params: The 'max_iter' parameter",
+    ),
+    "unknown-hyperparameter": (
+        _set_estimator("sklearn.linear_model.LogisticRegression", {"depth": 3}),
+        "unexpected keyword argument 'depth'",
+    ),
+    "ill-typed-key": (lambda p: p["train"].update(seed="x"), "train.seed"),
+    "unknown-key": (lambda p: p["train"].update(depth=3), "train.depth: unknown key"),
 }
 
 
-@pytest.mark.parametrize("case", BAD_PARAMS, ids=list(BAD_PARAMS))
-def test_train_rejects_bad_params_with_one_line_and_no_output(workdir: Path, case: str) -> None:
+@pytest.mark.parametrize("case", BAD_ESTIMATORS, ids=list(BAD_ESTIMATORS))
+def test_train_rejects_bad_estimator_params_with_one_line_and_no_output(workdir: Path, case: str) -> None:
     assert run_stage(workdir, "prepare").returncode == 0
-    replacement, fragment = BAD_PARAMS[case]
-    params = workdir / "params.yaml"
-    text, count = re.subn(r"(?m)^  C: .*\n", replacement, params.read_text())
-    assert count == 1
-    params.write_text(text)
+    change, fragment = BAD_ESTIMATORS[case]
+    edit_params(workdir, change)
     proc = run_stage(workdir, "train")
     assert_clean_failure(proc, "params.yaml", fragment)
+    assert proc.stderr.startswith("error: params.yaml: "), proc.stderr
     assert_no_outputs(workdir, "train")
+
+
+def test_prepare_rejects_an_unknown_estimator_class_too(workdir: Path) -> None:
+    """prepare reads the class to know the task: a typo stops the pipeline at its first stage."""
+    edit_params(workdir, _set_estimator("sklearn.linear_model.LogisticRegresion"))
+    proc = run_stage(workdir, "prepare")
+    assert_clean_failure(proc, "params.yaml: train.estimator.class", "'LogisticRegresion'")
+    assert_no_outputs(workdir, "prepare")
+
+
+def test_regressor_on_a_text_target_is_refused_naming_the_column(workdir: Path) -> None:
+    edit_params(workdir, _set_estimator("sklearn.linear_model.Ridge"))
+    proc = run_stage(workdir, "prepare")
+    assert_clean_failure(proc, "column 'diagnosis'", "is not a number (a regressor needs a numeric target)")
+    assert_no_outputs(workdir, "prepare")
 
 
 def test_evaluate_rejects_unknown_positive_class_and_writes_nothing(workdir: Path) -> None:
     for stage in ("prepare", "train"):
         assert run_stage(workdir, stage).returncode == 0
-    params = workdir / "params.yaml"
-    params.write_text(params.read_text().replace("positive_class: malignant", "positive_class: benignn"))
+    edit_params(workdir, lambda p: p["evaluate"].update(positive_class="benignn"))
     proc = run_stage(workdir, "evaluate")
     assert_clean_failure(proc, "params.yaml", "evaluate.positive_class", "'benignn'")
     assert_no_outputs(workdir, "evaluate")
@@ -116,7 +159,7 @@ def test_evaluate_rejects_unknown_positive_class_and_writes_nothing(workdir: Pat
 
 def test_train_names_the_missing_input(workdir: Path) -> None:
     proc = run_stage(workdir, "train")
-    assert_clean_failure(proc, "data/prepared/train.csv", "cannot read")
+    assert_clean_failure(proc, "data/prepared/schema.json", "cannot read")
 
 
 def test_launcher_rejects_an_unknown_stage(workdir: Path) -> None:
