@@ -231,6 +231,12 @@ def parse_serving(raw: bytes, path: Path, metadata: Metadata) -> ServingPlan:
     serving_path = doc.get("path")
     if serving_path not in contract.SERVING_PATHS:
         raise ContractError(f"{path}: path {serving_path!r} is not one of {contract.SERVING_PATHS}")
+    # serving.json repeats the task and the classes (the order of the probabilities): they must agree.
+    if doc.get("task", metadata.task) != metadata.task:
+        raise ContractError(f"{path}: task {doc.get('task')!r} differs from the metadata's {metadata.task!r}")
+    classes = doc.get("classes")
+    if metadata.is_classifier and classes is not None and [str(c) for c in classes] != list(metadata.classes):
+        raise ContractError(f"{path}: classes {classes} differ from the metadata's {list(metadata.classes)}")
     onnx = _parse_onnx(doc.get("onnx"), path, metadata) if serving_path == "onnx" else None
     gate = _require(doc, "gate", dict, path)
     tolerance = gate.get("tolerance")

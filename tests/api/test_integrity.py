@@ -65,6 +65,17 @@ def shift_expected(doc: dict[str, Any]) -> None:
         doc["check"]["expected"][0] = first + 1e-3
 
 
+def edit_metadata(change: Callable[[dict[str, Any]], object]) -> Tamper:
+    """Change metadata.json and record its new md5, as a hand edit plus `dvc commit` would."""
+
+    def tamper(copy: Artifacts) -> None:
+        doc = copy.metadata_document()
+        change(doc)
+        copy.relock(copy.metadata, orjson.dumps(doc))
+
+    return tamper
+
+
 def reorder_metadata_features(copy: Artifacts) -> None:
     meta = copy.metadata_document()
     meta["features"].reverse()  # would scramble every prediction if it were trusted
@@ -91,6 +102,21 @@ REFUSALS = [
     ),
     pytest.param(edit_serving(shift_expected), "", "differs from scikit-learn's", id="check-not-reproduced"),
     pytest.param(
+        edit_serving(lambda d: d["classes"].reverse()), "", "differ from the metadata's", id="serving-classes"
+    ),
+    pytest.param(
+        edit_serving(lambda d: d.update(task="regression")), "", "task 'regression'", id="serving-task"
+    ),
+    pytest.param(
+        edit_metadata(lambda d: d.update(schema_version=1)), "", "schema_version 1 is not 2", id="metadata-v1"
+    ),
+    pytest.param(
+        edit_metadata(lambda d: d["features"][0].update(kind="text")), "", "kind 'text'", id="metadata-kind"
+    ),
+    pytest.param(
+        edit_metadata(lambda d: d.update(task="clustering")), "", "task 'clustering'", id="metadata-task"
+    ),
+    pytest.param(
         edit_serving(lambda d: d["model"].update(md5="0" * 32)),
         "",
         "written for a model with md5 000",
@@ -107,6 +133,12 @@ ONNX_REFUSALS = [
         "",
         "no output named 'nope'",
         id="onnx-output-unknown",
+    ),
+    pytest.param(
+        edit_serving(lambda d: d["onnx"]["inputs"][0].update(type="int64")),
+        "",
+        "the service feeds",
+        id="onnx-input-type",
     ),
     pytest.param(
         relock_raw(lambda c: c.onnx, b"not an onnx graph"),
