@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import joblib
@@ -41,15 +42,24 @@ def drop_lock_entry(relative: str) -> Tamper:
     return tamper
 
 
-def edit_serving(change: Callable[[dict[str, Any]], object]) -> Tamper:
-    """Change serving.json and record its new md5, as a hand edit plus `dvc commit` would."""
+def edit_json(pick: Callable[[Artifacts], Path], change: Callable[[dict[str, Any]], object]) -> Tamper:
+    """Change a JSON artifact and record its new md5, as a hand edit plus `dvc commit` would."""
 
     def tamper(copy: Artifacts) -> None:
-        doc = copy.serving_document()
+        path = pick(copy)
+        doc = orjson.loads(path.read_bytes())
         change(doc)
-        copy.relock(copy.serving, orjson.dumps(doc))
+        copy.relock(path, orjson.dumps(doc))
 
     return tamper
+
+
+def edit_serving(change: Callable[[dict[str, Any]], object]) -> Tamper:
+    return edit_json(lambda copy: copy.serving, change)
+
+
+def edit_metadata(change: Callable[[dict[str, Any]], object]) -> Tamper:
+    return edit_json(lambda copy: copy.metadata, change)
 
 
 def relock_raw(pick: Callable[[Artifacts], Any], data: bytes) -> Tamper:
@@ -63,17 +73,6 @@ def shift_expected(doc: dict[str, Any]) -> None:
         doc["check"]["expected"][0] = [p + 1e-3 for p in first]
     else:
         doc["check"]["expected"][0] = first + 1e-3
-
-
-def edit_metadata(change: Callable[[dict[str, Any]], object]) -> Tamper:
-    """Change metadata.json and record its new md5, as a hand edit plus `dvc commit` would."""
-
-    def tamper(copy: Artifacts) -> None:
-        doc = copy.metadata_document()
-        change(doc)
-        copy.relock(copy.metadata, orjson.dumps(doc))
-
-    return tamper
 
 
 def reorder_metadata_features(copy: Artifacts) -> None:
