@@ -120,9 +120,15 @@ class SklearnRunner:
     kind = "sklearn"
 
     def __init__(self, model_bytes: bytes, metadata: Metadata, missing_string: str, where: str):
-        import joblib  # only here: the ONNX path never imports scikit-learn or joblib
+        try:
+            import joblib  # only here: the ONNX path never imports scikit-learn or joblib
 
-        self.model: Any = joblib.load(io.BytesIO(model_bytes))
+            self.model: Any = joblib.load(io.BytesIO(model_bytes))
+        except ImportError as exc:  # an image built for the ONNX path carries no scikit-learn
+            raise ContractError(
+                f"{where}: the exact path needs {exc.name or 'scikit-learn'} "
+                "(the image for such a model installs requirements-serve-sklearn.txt)"
+            ) from None
         self._names = [f.name for f in metadata.features]
         self._numeric = {f.name: k for k, f in enumerate(f for f in metadata.features if f.numeric)}
         self._categorical = {f.name: k for k, f in enumerate(f for f in metadata.features if not f.numeric)}

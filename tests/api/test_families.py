@@ -199,3 +199,18 @@ def test_a_float32_graph_refuses_numbers_beyond_float32_by_field(
     assert "must be between" in reply.json()["error"]["errors"][0]["message"]
     schema = client.get("/openapi.json").json()["components"]["schemas"]["NamedInstance"]
     assert schema["properties"]["bill_depth_mm"]["maximum"] < 1e39
+
+
+def test_exact_path_without_scikit_learn_is_a_one_line_refusal(
+    trained: Callable[[str], Artifacts], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An image built for the ONNX path has no scikit-learn: say so instead of a traceback."""
+
+    def missing(*args: object, **kwargs: object) -> None:
+        raise ModuleNotFoundError("No module named 'sklearn'", name="sklearn")
+
+    monkeypatch.setattr(joblib, "load", missing)
+    app = create_app(trained("penguins-exact").settings())
+    with pytest.raises(ContractError, match="the exact path needs sklearn") as refused, TestClient(app):
+        pass
+    assert "\n" not in str(refused.value)
