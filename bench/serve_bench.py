@@ -49,7 +49,10 @@ from api.model import load_model  # noqa: E402
 from tests.api.support import DEFAULT, Artifacts, train_family  # noqa: E402
 
 WRK_SCRIPT = Path(__file__).with_name("wrk_report.lua")
-TARGETS = {"single_row_vs_ceiling": 0.80, "p99_at_half_rate_ms": 10.0, "batch_rows_per_s": 150_000}
+TARGETS = {"single_row_vs_ceiling": 0.80, "p99_at_half_rate_ms": 10.0}
+# Logistic regression's 1,000-row batches must be no slower than with the hand-written predictor
+# the ONNX path replaced (measured on these hosts before the change).
+LOGISTIC_BATCH_TARGETS = {"named": 100_000, "positional": 160_000}
 # Families measured besides the default (params.yaml's own, LogisticRegression on breast cancer).
 FAMILIES = {
     "forest": {
@@ -245,6 +248,9 @@ def write_bodies(directory: Path, artifacts: Artifacts) -> dict[str, Path]:
 
 
 def family_rows(name: str, r: dict[str, Any]) -> list[str]:
+    def batch_target(kind: str) -> str:
+        return f"≥ {LOGISTIC_BATCH_TARGETS[kind]:,}" if name == "logistic" else ""
+
     f, c, p, h = r["floor"], r["ceiling"], r["predict_single"], r["predict_half_rate"]
     bn, bp = r["predict_batch_named"], r["predict_batch_positional"]
     ratio = r["verdict"]["single_row_vs_ceiling"]
@@ -262,9 +268,9 @@ def family_rows(name: str, r: dict[str, Any]) -> list[str]:
         f"| /predict, 1 row, at half rate ({h['offered_rate_per_s']:.0f}/s) | p50 {h['p50_ms']:.2f} ms, "
         f"p99 {h['p99_ms']:.2f} ms | p99 ≤ {TARGETS['p99_at_half_rate_ms']:.0f} ms |",
         f"| /predict, 1,000 named rows per request | {bn['rows_per_s']:,.0f} rows/s "
-        f"({bn['requests_per_s']:.0f} req/s) | |",
+        f"({bn['requests_per_s']:.0f} req/s) | {batch_target('named')} |",
         f"| /predict, 1,000 positional rows per request | {bp['rows_per_s']:,.0f} rows/s "
-        f"({bp['requests_per_s']:.0f} req/s) | |",
+        f"({bp['requests_per_s']:.0f} req/s) | {batch_target('positional')} |",
         f"| start-up to ready | {r['startup_to_ready_s']:.2f} s | |",
     ]
 
