@@ -52,6 +52,13 @@ def build_estimator(spec: EstimatorParams, *, seed: int) -> BaseEstimator:
         estimator = cls(**kwargs)
     except TypeError as exc:
         raise PipelineError(f"{PARAMS_FILE}: {PARAMS_KEY}: {spec.class_} rejects them: {exc}") from None
+    # The service answers per-class probabilities, and the gate compares them: a classifier
+    # without predict_proba (RidgeClassifier; SVC unless probability=True) cannot be served.
+    if isinstance(estimator, ClassifierMixin) and not hasattr(estimator, "predict_proba"):
+        raise PipelineError(
+            f"{PARAMS_FILE}: {CLASS_KEY}: {spec.class_} gives no class probabilities with these "
+            f"{PARAMS_KEY} (no predict_proba): choose a classifier or hyperparameters that do"
+        )
     if "random_state" in estimator.get_params() and "random_state" not in kwargs:
         estimator.set_params(random_state=seed)
     validate = getattr(estimator, "_validate_params", None)

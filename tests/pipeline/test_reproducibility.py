@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from contract import load_dvc_lock, locked_outs
 from tests.conftest import venv_bin
 
 pytestmark = pytest.mark.slow
@@ -22,10 +23,9 @@ def md5(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
 
 
-def locked_outs(lock_file: Path) -> dict[str, str]:
-    """path -> md5 of every stage output recorded in a dvc.lock."""
-    lock = yaml.safe_load(lock_file.read_text())
-    return {out["path"]: out["md5"] for stage in lock["stages"].values() for out in stage.get("outs", [])}
+def locked(lock_file: Path) -> dict[str, str]:
+    """path -> md5 of every stage output dvc.lock records, read by the contract's one parser."""
+    return locked_outs(load_dvc_lock(lock_file))
 
 
 def dvc(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -83,35 +83,50 @@ def test_training_gives_the_locked_model_bytes_under_any_thread_settings(
     the bytes dvc.lock records for the pickle, the graph and serving.json."""
     workdir = copy_sources(repo_root, tmp_path, prepared=True)
     run_stages(workdir, ("train", "export"), env)
-    locked = locked_outs(repo_root / "dvc.lock")
-    assert {out: md5(workdir / out) for out in MODEL_OUTS} == {out: locked[out] for out in MODEL_OUTS}
+    expected = locked(repo_root / "dvc.lock")
+    assert {out: md5(workdir / out) for out in MODEL_OUTS} == {out: expected[out] for out in MODEL_OUTS}
 
 
-@pytest.fixture(scope="module")
-def hgb_digests(repo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, str]]:
-    """HistGradientBoosting on penguins, trained and exported under each thread setting."""
+# Every required family besides the default (which the test above checks against dvc.lock).
+FAMILIES = {
+    "hist-gradient-boosting": (
+        "sklearn.ensemble.HistGradientBoostingClassifier",
+        {"max_iter": 30},
+        "species",
+    ),
+    "random-forest": (
+        "sklearn.ensemble.RandomForestClassifier",
+        {"n_estimators": 15, "n_jobs": 2},
+        "species",
+    ),
+    "gradient-boosting": ("sklearn.ensemble.GradientBoostingClassifier", {"n_estimators": 15}, "species"),
+    "hist-gradient-boosting-regressor": (
+        "sklearn.ensemble.HistGradientBoostingRegressor",
+        {"max_iter": 30},
+        "body_mass_g",
+    ),
+}
+
+
+@pytest.mark.parametrize("family", FAMILIES, ids=list(FAMILIES))
+def test_every_family_gives_the_same_bytes_under_any_thread_settings(
+    family: str, repo_root: Path, tmp_path: Path
+) -> None:
+    """Penguins through prepare, train and export under each thread/kernel/hash-seed setting:
+    pickle, graph and serving.json identical. HistGradientBoosting's fitted trees depend on the
+    OpenMP thread count (see the control below): the launcher's single pinned thread covers it."""
+    estimator, hyper, target = FAMILIES[family]
     digests = []
     for i, env in enumerate(THREAD_SETTINGS):
-        workdir = copy_sources(repo_root, tmp_path_factory.mktemp(f"hgb{i}"), prepared=False)
+        workdir = copy_sources(repo_root, tmp_path / str(i), prepared=False)
         params = yaml.safe_load((workdir / "params.yaml").read_text())
-        params["prepare"].update(raw_data="data/raw/penguins.csv", target="species")
-        params["train"]["estimator"] = {
-            "class": "sklearn.ensemble.HistGradientBoostingClassifier",
-            "params": {"max_iter": 30, "early_stopping": False},
-        }
+        params["prepare"].update(raw_data="data/raw/penguins.csv", target=target, drop_missing_target=True)
+        params["train"]["estimator"] = {"class": estimator, "params": hyper}
         params["evaluate"]["positive_class"] = None
         (workdir / "params.yaml").write_text(yaml.safe_dump(params))
         run_stages(workdir, ("prepare", "train", "export"), env)
         digests.append({out: md5(workdir / out) for out in MODEL_OUTS})
-    return digests
-
-
-def test_hist_gradient_boosting_gives_the_same_bytes_under_any_thread_settings(
-    hgb_digests: list[dict[str, str]],
-) -> None:
-    """Its fitted trees depend on the OpenMP thread count; the launcher's single pinned thread
-    makes pickle, graph and serving.json identical whatever the host asks for."""
-    assert hgb_digests[0] == hgb_digests[1] == hgb_digests[2]
+    assert digests[0] == digests[1] == digests[2]
 
 
 def test_hist_gradient_boosting_does_depend_on_the_thread_count_unpinned() -> None:
@@ -144,7 +159,7 @@ def test_dvc_repro_on_a_fresh_copy_recreates_every_locked_output(
     assert not (repo / "models/model.joblib").exists()
     proc = dvc(repo, "repro")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    expected = locked_outs(repo_root / "dvc.lock")
+    expected = locked(repo_root / "dvc.lock")
     assert {path: md5(repo / path) for path in expected} == expected
     assert (repo / "dvc.lock").read_text() == (repo_root / "dvc.lock").read_text()
     status = dvc(repo, "status", "--json")
@@ -186,3 +201,30 @@ def test_a_params_change_reruns_training_and_changes_the_model(repo_copy: Callab
     assert "Running stage 'train'" in proc.stdout
     assert "Running stage 'prepare'" not in proc.stdout
     assert md5(repo / "models/model.joblib") != before
+
+
+def test_dvc_exp_run_switches_the_estimator_class_as_the_readme_shows(repo_copy: Callable[[], Path]) -> None:
+    repo = repo_copy()
+    git = ["git", "-c", "user.name=test", "-c", "user.email=test@localhost"]
+    subprocess.run([*git, "add", "-A"], cwd=repo, check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "init"], cwd=repo, check=True)
+    proc = dvc(
+        repo,
+        "exp",
+        "run",
+        "-S",
+        "train.estimator.class=sklearn.ensemble.RandomForestClassifier",
+        "-S",
+        "~train.estimator.params",
+        "-S",
+        "+train.estimator.params={n_estimators: 11}",
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    assert params["train"]["estimator"] == {
+        "class": "sklearn.ensemble.RandomForestClassifier",
+        "params": {"n_estimators": 11},
+    }
+    meta = yaml.safe_load((repo / "models/metadata.json").read_text())
+    assert meta["estimator"]["class"] == "sklearn.ensemble.RandomForestClassifier"
+    assert yaml.safe_load((repo / "models/serving.json").read_text())["gate"]["passed"] is True

@@ -124,6 +124,28 @@ def test_build_estimator_refuses_hyperparameters_it_rejects(params: dict[str, ob
     assert fragment in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("dotted", "params"),
+    [
+        ("sklearn.linear_model.RidgeClassifier", {}),
+        ("sklearn.svm.SVC", {}),
+        ("sklearn.svm.SVC", {"probability": False}),
+    ],
+    ids=["no-predict-proba", "svc-default", "svc-explicit"],
+)
+def test_build_estimator_refuses_a_classifier_without_probabilities(
+    dotted: str, params: dict[str, object]
+) -> None:
+    spec = EstimatorParams.model_validate({"class": dotted, "params": params})
+    with pytest.raises(PipelineError, match=r"train\.estimator\.class: .* gives no class probabilities"):
+        build_estimator(spec, seed=0)
+
+
+def test_build_estimator_accepts_svc_with_probabilities() -> None:
+    spec = EstimatorParams.model_validate({"class": "sklearn.svm.SVC", "params": {"probability": True}})
+    assert hasattr(build_estimator(spec, seed=0), "predict_proba")
+
+
 def test_build_estimator_seeds_random_state_unless_given() -> None:
     spec = EstimatorParams.model_validate({"class": "sklearn.ensemble.RandomForestClassifier"})
     assert build_estimator(spec, seed=5).get_params()["random_state"] == 5
@@ -239,3 +261,21 @@ def test_export_takes_the_exact_path_when_the_gate_fails(table: Table) -> None:
     assert onnx_bytes == b""
     assert "gate failed: worst difference" in doc["reason"]
     assert doc["gate"]["passed"] is False
+
+
+def test_committed_artifacts_agree_with_each_other(repo_root: Path) -> None:
+    """The real artifacts (made by `dvc repro`): the default model takes the ONNX path in double,
+    and serving.json, metadata.json and the schema describe the same model and features."""
+    from contract import SCHEMA_FILE, SERVING_FILE, md5_hex
+
+    serving = json.loads((repo_root / SERVING_FILE).read_text())
+    meta = json.loads((repo_root / "models/metadata.json").read_text())
+    schema = json.loads((repo_root / SCHEMA_FILE).read_text())
+    assert serving["path"] == "onnx"
+    assert serving["onnx"]["precision"] == "double"
+    assert serving["model"]["md5"] == md5_hex((repo_root / "models/model.joblib").read_bytes())
+    assert serving["onnx"]["md5"] == md5_hex((repo_root / "models/model.onnx").read_bytes())
+    assert meta["features"] == schema["features"]
+    assert [i["feature"] for i in serving["onnx"]["inputs"]] == [f["name"] for f in meta["features"]]
+    assert serving["classes"] == meta["classes"] == ["benign", "malignant"]
+    assert meta["metrics"]["roc_auc"] > 0.95
