@@ -111,6 +111,21 @@ def in_process_floor(artifacts: Artifacts) -> dict[str, Any]:
     }
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used (from /proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wrk_with_cpu(pid: int, url: str, body: Path, connections: int, seconds: int) -> dict[str, Any]:
+    """A wrk run plus the server's CPU time per request: unlike req/s, that does not depend on how
+    much of the shared host's CPU the server got while other work ran."""
+    before = cpu_seconds(pid)
+    run = wrk(url, body, connections, seconds)
+    run["server_cpu_us_per_request"] = (cpu_seconds(pid) - before) / max(1, run["requests"]) * 1e6
+    return run
+
+
 def rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -254,6 +269,8 @@ def family_rows(name: str, r: dict[str, Any]) -> list[str]:
     f, c, p, h = r["floor"], r["ceiling"], r["predict_single"], r["predict_half_rate"]
     bn, bp = r["predict_batch_named"], r["predict_batch_positional"]
     ratio = r["verdict"]["single_row_vs_ceiling"]
+    cpu_c = statistics.median(c["rounds_server_cpu_us_per_request"])
+    cpu_p = statistics.median(p["rounds_server_cpu_us_per_request"])
     return [
         f"| **{name}** ({r['estimator']}, {f['served_runner']} path) | | |",
         f"| floor: scikit-learn predict_proba, 1 row / per row of 1,000 | {f['sklearn_one_row_us']:.0f} µs / "
@@ -264,7 +281,9 @@ def family_rows(name: str, r: dict[str, Any]) -> list[str]:
         f"p50 {c['p50_ms']:.2f} ms, p99 {c['p99_ms']:.2f} ms | |",
         f"| /predict, 1 row, saturated | {p['requests_per_s']:.0f} req/s, "
         f"p50 {p['p50_ms']:.2f} ms, p99 {p['p99_ms']:.2f} ms | |",
-        f"| /predict ÷ ceiling | {ratio:.2f} | ≥ {TARGETS['single_row_vs_ceiling']:.2f} |",
+        f"| /predict ÷ ceiling (req/s; by server CPU per request: {cpu_c:.0f} vs {cpu_p:.0f} µs) | "
+        f"{ratio:.2f} ({r['verdict']['single_row_vs_ceiling_by_cpu']:.2f}) | "
+        f"≥ {TARGETS['single_row_vs_ceiling']:.2f} |",
         f"| /predict, 1 row, at half rate ({h['offered_rate_per_s']:.0f}/s) | p50 {h['p50_ms']:.2f} ms, "
         f"p99 {h['p99_ms']:.2f} ms | p99 ≤ {TARGETS['p99_at_half_rate_ms']:.0f} ms |",
         f"| /predict, 1,000 named rows per request | {bn['rows_per_s']:,.0f} rows/s "
@@ -312,11 +331,14 @@ def measure_family(
         runs: dict[str, list[dict[str, Any]]] = {"ceiling": [], "predict_single": []}
         for _ in range(args.rounds):
             for key, path in (("ceiling", "/_bench/ceiling"), ("predict_single", "/predict")):
-                runs[key].append(wrk(f"{base}{path}", bodies["one"], args.connections, args.seconds))
+                runs[key].append(
+                    wrk_with_cpu(process.pid, f"{base}{path}", bodies["one"], args.connections, args.seconds)
+                )
         for key, measured in runs.items():
             ordered = sorted(measured, key=lambda run: run["requests_per_s"])
             results[key] = ordered[len(ordered) // 2] | {
-                "rounds_requests_per_s": [run["requests_per_s"] for run in measured]
+                "rounds_requests_per_s": [run["requests_per_s"] for run in measured],
+                "rounds_server_cpu_us_per_request": [run["server_cpu_us_per_request"] for run in measured],
             }
         half = results["predict_single"]["requests_per_s"] / 2
         results["predict_half_rate"] = hey_at_rate(f"{base}/predict", bodies["one"], half, args.seconds)
@@ -340,8 +362,11 @@ def measure_family(
                 run["workers"] = args.batch_workers
                 results[f"predict_{kind}_multiworker"] = run
     ratio = results["predict_single"]["requests_per_s"] / results["ceiling"]["requests_per_s"]
+    cpu = {key: statistics.median(results[key]["rounds_server_cpu_us_per_request"]) for key in runs}
     results["verdict"] = {
         "single_row_vs_ceiling": ratio,
+        # The same ratio from the server's CPU time per request (robust to the host's other load).
+        "single_row_vs_ceiling_by_cpu": cpu["ceiling"] / cpu["predict_single"],
         "meets_single_row_target": ratio >= TARGETS["single_row_vs_ceiling"],
         "meets_half_rate_p99_target": results["predict_half_rate"]["p99_ms"]
         <= TARGETS["p99_at_half_rate_ms"],
