@@ -10,9 +10,9 @@ from pydantic import ValidationError
 
 def main() -> int:
     """Refuse to start, with one line on stderr, if the settings or the model artifacts are bad."""
-    from api.integrity import ModelIntegrityError
     from api.model import load_model
     from api.settings import Settings
+    from contract import ContractError
 
     try:
         settings = Settings()
@@ -25,7 +25,7 @@ def main() -> int:
     try:
         # Same checks the lifespan repeats per worker; here they fail fast with one line, no traceback.
         load_model(settings)
-    except ModelIntegrityError as exc:
+    except ContractError as exc:
         print(f"lockstep: refusing to start: {exc}", file=sys.stderr)
         return 2
 

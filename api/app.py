@@ -23,7 +23,6 @@ from api.routes import CEILING_PATH, build_router
 from api.schema import patch_openapi
 from api.settings import Settings
 from api.state import ServiceState
-from api.validation import InstanceParser
 
 log = logging.getLogger("api.app")
 
@@ -97,16 +96,18 @@ def _lifespan(state: ServiceState) -> Any:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         started = time.perf_counter()
-        model = load_model(state.settings)  # ModelIntegrityError: refuse to start, naming the file
-        state.parser = InstanceParser(model.feature_names, state.settings.max_rows)
+        model = load_model(state.settings)  # ContractError: refuse to start, naming the file
         state.model_document = orjson.dumps(model.description)
-        state.metrics.set_model(model.version, model.predictor.kind, model.trained_with, model.classes)
+        state.metrics.set_model(
+            model.version, model.runner.kind, model.metadata.task, model.trained_with, model.classes
+        )
         state.model = model
         log.info(
             "model loaded",
             extra={
                 "model_version": model.version,
-                "predictor": model.predictor.kind,
+                "path": model.runner.kind,
+                "reason": model.serving.reason,
                 "load_seconds": round(time.perf_counter() - started, 4),
             },
         )
@@ -158,9 +159,7 @@ def create_app(settings: Settings) -> FastAPI:
         if state.model is None:
             return document  # not cached: the model-specific parts come once the model is loaded
         model = state.model
-        app.openapi_schema = patch_openapi(
-            document, list(model.feature_names), list(model.classes), model.example, settings.max_rows
-        )
+        app.openapi_schema = patch_openapi(document, model.metadata, settings.max_rows, model.parser.max_abs)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

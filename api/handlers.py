@@ -18,24 +18,23 @@ _NOT_READY = ClientError(503, "not_ready", "model not loaded")
 
 async def predict(state: ServiceState, scope: Scope, receive: Receive) -> bytes:
     """Read, validate and score a /predict body; returns the response JSON or raises ClientError."""
-    model, parser = state.model, state.parser
-    if model is None or parser is None:
+    model = state.model
+    if model is None:
         raise _NOT_READY
-    matrix = parser.parse(await read_json_body(scope, receive, state.settings.max_body_bytes))
-    probabilities = model.predictor.probabilities(matrix)
-    if not model.predictor.always_finite:
-        check_finite(probabilities)
-    body, class_index = encode_predictions(model, probabilities)
-    state.metrics.observe_predictions(class_index)
+    batch = model.parser.parse(await read_json_body(scope, receive, state.settings.max_body_bytes))
+    scores = model.runner.predict(batch)
+    check_finite(scores)
+    body = encode_predictions(model.version, model.classes, scores)
+    state.metrics.observe_predictions(batch, scores.labels)
     context = request_context(scope)
     if context is not None:
-        context.rows = len(matrix)
+        context.rows = batch.rows
     return body
 
 
 async def ceiling(state: ServiceState, scope: Scope, receive: Receive) -> bytes:
     """The benchmark ceiling: the same reading and validation as predict, then a constant."""
-    if state.parser is None:
+    if state.model is None:
         raise _NOT_READY
-    state.parser.parse(await read_json_body(scope, receive, state.settings.max_body_bytes))
+    state.model.parser.parse(await read_json_body(scope, receive, state.settings.max_body_bytes))
     return CEILING_BODY

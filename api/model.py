@@ -1,168 +1,110 @@
-"""Verifies the model artifacts against dvc.lock, then builds the predictor from the JSON export.
+"""Loads the served model: artifacts verified against dvc.lock, the runner serving.json names, and
+a start-up check that it reproduces scikit-learn's own output for the recorded check rows."""
 
-Nothing is unpickled: `models/model.json` (the pipeline's `export` stage) holds the fitted
-parameters, and it must name the md5 of the very `models/model.joblib` that dvc.lock records.
-"""
+from __future__ import annotations
 
 import hashlib
-import math
 import platform
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import orjson
 
-from api.integrity import ModelIntegrityError, load_dvc_lock, md5_hex, verified_bytes
-from api.predictor import AGREEMENT_TOLERANCE, Predictor, ScaledBinaryLogisticPredictor
+from api.artifacts import Metadata, ServingPlan, VerifiedArtifacts, verify_artifacts
+from api.errors import ClientError
+from api.runners import OnnxRunner, Runner, Scores, SklearnRunner
 from api.settings import Settings
-from api.validation import MAX_ABS_VALUE
+from api.validation import FLOAT32_MAX_VALUE, MAX_ABS_VALUE, InstanceParser
+from contract import ContractError, md5_hex
 
-_NUMERIC_DTYPES = frozenset({"float64", "float32", "int64", "int32"})
-_SERVING_PACKAGES = ("numpy", "fastapi", "pydantic", "uvicorn")
-EXPORT_KIND = "standard_scaler+binary_logistic_regression"
-
-
-@dataclass(frozen=True)
-class VerifiedArtifacts:
-    """Model bytes whose md5 matched dvc.lock, with the metadata that describes them."""
-
-    model_md5: str
-    export: dict[str, Any]
-    export_md5: str
-    metadata: dict[str, Any]
-    metadata_md5: str
-    feature_names: tuple[str, ...]
-    classes: tuple[str, ...]
+_SERVING_PACKAGES = ("numpy", "onnxruntime", "fastapi", "pydantic", "uvicorn")
 
 
 @dataclass(frozen=True)
 class ServedModel:
     """The loaded, verified model and everything the routes need to describe it."""
 
-    version: str
-    feature_names: tuple[str, ...]
-    classes: tuple[str, ...]
-    example: dict[str, float]
-    predictor: Predictor
+    version: str  # md5 of models/model.joblib, the model of record
+    metadata: Metadata
+    serving: ServingPlan
+    runner: Runner
+    parser: InstanceParser
     description: dict[str, Any]
-    trained_with: str  # the scikit-learn version that fitted the model
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.metadata.classes
+
+    @property
+    def trained_with(self) -> str:
+        """The scikit-learn version that fitted the model."""
+        versions = self.metadata.document.get("library_versions")
+        return str(versions.get("scikit-learn", "unknown")) if isinstance(versions, dict) else "unknown"
 
 
-def _parse_metadata(raw: bytes, path: Path) -> tuple[dict[str, Any], tuple[str, ...], tuple[str, ...]]:
-    """Metadata document plus its feature names and class labels, refusing malformed ones."""
-    try:
-        meta = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise ModelIntegrityError(f"{path} is not valid JSON") from None
-    try:
-        features = meta["features"]
-        names = tuple(str(f["name"]) for f in features)
-        dtypes = {str(f["dtype"]) for f in features}
-        classes = tuple(str(c) for c in meta["classes"])
-        example = meta["example"]
-    except (KeyError, TypeError):
-        raise ModelIntegrityError(f"{path} lacks features/classes/example in the expected shape") from None
-    if not names or len(set(names)) != len(names):
-        raise ModelIntegrityError(f"{path} feature names are empty or not unique")
-    if not dtypes <= _NUMERIC_DTYPES:
-        raise ModelIntegrityError(f"{path} has non-numeric feature dtypes {sorted(dtypes - _NUMERIC_DTYPES)}")
-    if not isinstance(example, dict) or set(example) != set(names):
-        raise ModelIntegrityError(f"{path} example does not have exactly the model's features")
-    if len(classes) < 2:
-        raise ModelIntegrityError(f"{path} lists fewer than two classes")
-    return meta, names, classes
+def _worst_difference(scores: Scores, expected: list[Any], relative: bool) -> float:
+    """The gate's measure: |got - expected|, or relative to max(1, |expected|) for regression values."""
+    if scores.probabilities is not None:
+        pairs = zip(scores.probabilities, expected, strict=True)
+        return float(max(abs(g - e) for got, want in pairs for g, e in zip(got, want, strict=True)))
+    assert scores.values is not None
+    scale = (lambda e: max(1.0, abs(e))) if relative else (lambda e: 1.0)
+    return float(max(abs(g - e) / scale(e) for g, e in zip(scores.values, expected, strict=True)))
 
 
-def verify_artifacts(settings: Settings) -> VerifiedArtifacts:
-    """Lock entries and md5s of model, export and metadata; the export's shape and provenance."""
-    lock_path = settings.dvc_lock_path
-    lock = load_dvc_lock(lock_path)
-    meta_raw, meta_md5 = verified_bytes(settings.metadata_path, lock, lock_path, "metadata")
-    metadata, names, classes = _parse_metadata(meta_raw, settings.metadata_path)
-    # The pickle is not loaded, but it is the model of record: its md5 is the served version, and
-    # the export must say it was made from exactly these bytes.
-    _, model_md5 = verified_bytes(settings.model_path, lock, lock_path, "model")
-    export_raw, export_md5 = verified_bytes(settings.export_path, lock, lock_path, "model export")
-    export = parse_export(export_raw, settings.export_path, names, classes)
-    source = export["source"].get("md5") if isinstance(export.get("source"), dict) else None
-    if source != model_md5:
-        raise ModelIntegrityError(
-            f"{settings.export_path} was exported from a model with md5 {source}, "
-            f"not from {settings.model_path} ({model_md5}): run `dvc repro`"
-        )
-    return VerifiedArtifacts(model_md5, export, export_md5, metadata, meta_md5, names, classes)
+def _labels_differ(scores: Scores, plan: ServingPlan, classes: tuple[str, ...], rows: slice) -> bool:
+    if plan.check_labels is None or scores.labels is None:
+        return False
+    return [classes[i] for i in scores.labels] != plan.check_labels[rows]
 
 
-def _floats(value: Any, n: int, what: str, path: Path) -> list[float]:
-    if not isinstance(value, list) or len(value) != n:
-        raise ModelIntegrityError(f"{path}: {what} must be a list of {n} numbers")
-    if not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in value):
-        raise ModelIntegrityError(f"{path}: {what} holds a value that is not a finite number")
-    return [float(v) for v in value]
+def reproduce_check(runner: Runner, metadata: Metadata, plan: ServingPlan, where: Path) -> float:
+    """Run serving.json's check rows (as one batch and one by one) and compare with scikit-learn's
+    recorded output; refuse to serve unless within the gate's tolerance. Returns the worst difference.
 
-
-def parse_export(raw: bytes, path: Path, names: tuple[str, ...], classes: tuple[str, ...]) -> dict[str, Any]:
-    """The export document, refusing one that does not fit the metadata's features and classes."""
-    try:
-        doc = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise ModelIntegrityError(f"{path} is not valid JSON") from None
-    if not isinstance(doc, dict) or doc.get("schema_version") != 1 or doc.get("kind") != EXPORT_KIND:
-        raise ModelIntegrityError(f"{path} is not a schema-1 {EXPORT_KIND} export")
-    if tuple(doc.get("features") or ()) != names:
-        raise ModelIntegrityError(f"{path} features differ from the metadata's (names or order)")
-    if tuple(doc.get("classes") or ()) != classes or len(classes) != 2:
-        raise ModelIntegrityError(f"{path} classes differ from the metadata's {list(classes)}")
-    n = len(names)
-    for key in ("mean", "scale"):  # null when the scaler was fitted without centring or scaling
-        if key not in doc:
-            raise ModelIntegrityError(f"{path}: no {key!r} (a list of {n} numbers, or null)")
-        if doc[key] is not None:
-            doc[key] = _floats(doc[key], n, key, path)
-    if doc.get("scale") is not None and 0.0 in doc["scale"]:
-        raise ModelIntegrityError(f"{path}: scale holds a zero")
-    doc["coef"] = _floats(doc.get("coef"), n, "coef", path)
-    [doc["intercept"]] = _floats([doc.get("intercept")], 1, "intercept", path)
-    check = doc.get("check")
-    if not isinstance(check, dict) or not isinstance(check.get("rows"), list) or not check["rows"]:
-        raise ModelIntegrityError(f"{path}: check.rows is missing or empty")
-    rows = [_floats(r, n, "a check row", path) for r in check["rows"]]
-    expected = [_floats(p, 2, "check probabilities", path) for p in check.get("probabilities") or []]
-    if len(expected) != len(rows):
-        raise ModelIntegrityError(f"{path}: check.probabilities must have one pair per check row")
-    doc["check"] = {"rows": rows, "probabilities": expected}
-    return doc
-
-
-def build_predictor(export: dict[str, Any], path: Path, max_abs_input: float) -> Predictor:
-    """The predictor for a parsed export, after it reproduces the export's recorded probabilities.
-
-    `max_abs_input` is the bound the request validator enforces on every feature value.
+    The rows go through the request validator too, so they also prove it accepts what the model takes.
     """
+    parser = InstanceParser(metadata.features, max_rows=len(plan.check_rows), max_abs=max_abs(plan))
+    try:
+        batch = parser.parse(orjson.dumps({"instances": plan.check_rows}))
+    except ClientError as exc:
+        raise ContractError(f"{where}: check.rows are not valid requests: {exc.message}") from None
+    labels_differ = False
+    try:
+        scores = runner.predict(batch)
+        worst = _worst_difference(scores, plan.check_expected, plan.relative)
+        labels_differ = _labels_differ(scores, plan, metadata.classes, slice(None))
+        for i, (row, want) in enumerate(zip(plan.check_rows, plan.check_expected, strict=True)):
+            one = runner.predict(parser.parse(orjson.dumps({"instances": [row]})))
+            worst = max(worst, _worst_difference(one, [want], plan.relative))
+            labels_differ = labels_differ or _labels_differ(one, plan, metadata.classes, slice(i, i + 1))
+    except (ValueError, TypeError, KeyError, RuntimeError) as exc:
+        # The model cannot even score the rows it was checked on (onnxruntime and scikit-learn
+        # raise these for inputs of the wrong type or shape): refuse, saying what it said.
+        message = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        raise ContractError(
+            f"{where}: the {runner.kind} path cannot score check.rows: {type(exc).__name__}: {message}"
+        ) from None
+    if labels_differ:
+        raise ContractError(
+            f"{where}: the {runner.kind} path gives other labels than scikit-learn's check.labels: "
+            "refusing to serve it"
+        )
+    if not worst <= plan.tolerance:
+        raise ContractError(
+            f"{where}: the {runner.kind} path differs from scikit-learn's recorded output by {worst:.3g} "
+            f"(allowed {plan.tolerance:g}): refusing to serve it"
+        )
+    return worst
 
-    def array(key: str) -> np.ndarray | None:
-        return None if export[key] is None else np.array(export[key], dtype=np.float64)
 
-    coef = array("coef")
-    assert coef is not None  # checked by parse_export
-    predictor = ScaledBinaryLogisticPredictor(
-        array("mean"), array("scale"), coef, export["intercept"], max_abs_input
-    )
-    rows = np.array(export["check"]["rows"], dtype=np.float64)
-    expected = np.array(export["check"]["probabilities"], dtype=np.float64)
-    batch = predictor.predict_proba(rows)
-    one_by_one = np.array([predictor.probabilities(rows[i : i + 1])[0] for i in range(len(rows))])
-    for got in (batch, one_by_one):
-        worst = float(np.max(np.abs(got - expected)))
-        if not worst <= AGREEMENT_TOLERANCE:
-            raise ModelIntegrityError(
-                f"{path}: served probabilities differ from the recorded ones by {worst:.3g} "
-                f"(allowed {AGREEMENT_TOLERANCE:g}): refusing to serve them"
-            )
-    return predictor
+def max_abs(plan: ServingPlan) -> float:
+    """The largest |value| a numeric column takes: float32's range when the graph takes float inputs."""
+    if plan.onnx is not None and any(i.type == "float" for i in plan.onnx.inputs):
+        return FLOAT32_MAX_VALUE
+    return MAX_ABS_VALUE
 
 
 def _installed(package: str) -> str | None:
@@ -180,27 +122,41 @@ def _file_digests(path: Path | None) -> dict[str, str] | None:
     return {"path": str(path), "md5": md5_hex(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
-def _describe(settings: Settings, artifacts: VerifiedArtifacts, predictor: Predictor) -> dict[str, Any]:
-    """The GET /model document: what is served, how it was trained, and from which locks."""
-    meta = artifacts.metadata
+def _describe(
+    settings: Settings, artifacts: VerifiedArtifacts, runner: Runner, worst: float
+) -> dict[str, Any]:
+    """The GET /model document: what is served and how, how it was trained, and from which locks."""
+    meta, plan = artifacts.metadata.document, artifacts.serving
+    files = {
+        "model": settings.model_path,
+        "onnx": settings.onnx_path,
+        "serving": settings.serving_path,
+        "metadata": settings.metadata_path,
+    }
+    packages = _SERVING_PACKAGES + (("scikit-learn",) if runner.kind == "sklearn" else ())
     return {
-        "model_version": artifacts.model_md5,
-        "estimator": artifacts.export.get("estimator"),
-        "predictor": predictor.kind,
+        "model_version": artifacts.md5s["model"],
+        "task": artifacts.metadata.task,
+        "serving": {
+            "path": plan.path,
+            "reason": plan.reason,
+            "gate": plan.document.get("gate"),
+            "startup_check": {"rows": len(plan.check_rows), "worst_abs_diff": worst},
+            "onnx_opset": plan.onnx.opset if plan.onnx else None,
+        },
+        "estimator": meta.get("estimator"),
         "target": meta.get("target"),
-        "classes": list(artifacts.classes),
+        "classes": list(artifacts.metadata.classes) if artifacts.metadata.is_classifier else None,
         "features": meta["features"],
         "example": meta["example"],
         "params": meta.get("params", {}),
         "metrics": meta.get("metrics", {}),
         "library_versions": {
             "trained_with": meta.get("library_versions", {}),
-            "serving": {"python": platform.python_version(), **{p: _installed(p) for p in _SERVING_PACKAGES}},
+            "serving": {"python": platform.python_version(), **{p: _installed(p) for p in packages}},
         },
         "artifacts": {
-            "model": {"path": str(settings.model_path), "md5": artifacts.model_md5},
-            "export": {"path": str(settings.export_path), "md5": artifacts.export_md5},
-            "metadata": {"path": str(settings.metadata_path), "md5": artifacts.metadata_md5},
+            key: {"path": str(files[key]), "md5": md5} for key, md5 in sorted(artifacts.md5s.items())
         },
         "locks": {
             "dvc_lock": _file_digests(settings.dvc_lock_path),
@@ -210,16 +166,21 @@ def _describe(settings: Settings, artifacts: VerifiedArtifacts, predictor: Predi
 
 
 def load_model(settings: Settings) -> ServedModel:
-    """Verify every artifact, then build the predictor from the verified export bytes."""
+    """Verify every artifact, build the runner serving.json names, and check it reproduces the
+    recorded output. Raises ContractError (one line) when anything does not hold."""
     artifacts = verify_artifacts(settings)
-    predictor = build_predictor(artifacts.export, settings.export_path, MAX_ABS_VALUE)
-    example = {name: float(artifacts.metadata["example"][name]) for name in artifacts.feature_names}
+    metadata, plan = artifacts.metadata, artifacts.serving
+    runner: Runner
+    if plan.onnx is not None:
+        runner = OnnxRunner(plan.onnx, artifacts.onnx_bytes, metadata, str(settings.onnx_path))
+    else:
+        runner = SklearnRunner(artifacts.model_bytes, metadata, plan.missing_string, str(settings.model_path))
+    worst = reproduce_check(runner, metadata, plan, settings.serving_path)
     return ServedModel(
-        version=artifacts.model_md5,
-        feature_names=artifacts.feature_names,
-        classes=artifacts.classes,
-        example=example,
-        predictor=predictor,
-        description=_describe(settings, artifacts, predictor),
-        trained_with=str(artifacts.metadata.get("library_versions", {}).get("scikit-learn", "unknown")),
+        version=artifacts.md5s["model"],
+        metadata=metadata,
+        serving=plan,
+        runner=runner,
+        parser=InstanceParser(metadata.features, settings.max_rows, max_abs(plan)),
+        description=_describe(settings, artifacts, runner, worst),
     )

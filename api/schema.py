@@ -1,12 +1,13 @@
-"""OpenAPI documents for the routes, built from the model's feature names, classes and example.
+"""OpenAPI documents for the routes, built from the model's metadata: features, task, classes, example.
 
 The hot path validates with api.validation, not with pydantic, so the request schema is written
-here as JSON Schema directly; it states exactly what the validator accepts.
+here as JSON Schema directly; it states exactly what the validator accepts: numbers for numeric
+columns, strings for categorical ones, null for a missing value in any column.
 """
 
 from typing import Any
 
-from api.validation import MAX_ABS_VALUE
+from api.artifacts import Feature, Metadata
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -22,27 +23,72 @@ def _error_response(description: str) -> dict[str, Any]:
     return _json(_ERROR, description)
 
 
-def components(
-    features: list[str], classes: list[str], example: dict[str, float], max_rows: int
-) -> dict[str, Any]:
+def feature_schema(feature: Feature, max_abs: float) -> dict[str, Any]:
+    """What one column accepts; null is a missing value, which the model's preprocessing imputes."""
+    if feature.numeric:
+        return {
+            "title": feature.name,
+            "type": ["number", "null"],
+            "minimum": -max_abs,
+            "maximum": max_abs,
+        }
+    # Not an enum: a category the training data never had is accepted (and counted in /metrics).
+    return {
+        "title": feature.name,
+        "type": ["string", "null"],
+        "examples": list(feature.categories or ()),
+        "description": "categorical; known levels: " + ", ".join(feature.categories or ()),
+    }
+
+
+def _prediction_schema(metadata: Metadata) -> dict[str, Any]:
+    if not metadata.is_classifier:
+        return {
+            "title": "Prediction",
+            "type": "object",
+            "properties": {
+                "value": {"type": "number", "description": f"predicted {metadata.document.get('target')}"}
+            },
+            "required": ["value"],
+        }
+    classes = list(metadata.classes)
+    return {
+        "title": "Prediction",
+        "type": "object",
+        "properties": {
+            "label": {"type": "string", "enum": classes},
+            "probabilities": {
+                "type": "object",
+                "properties": {c: {"type": "number", "minimum": 0, "maximum": 1} for c in classes},
+                "required": classes,
+                "additionalProperties": False,
+            },
+        },
+        "required": ["label", "probabilities"],
+    }
+
+
+def components(metadata: Metadata, max_rows: int, max_abs: float) -> dict[str, Any]:
     """Schemas for the request, the response and the error envelope."""
+    features = [f.name for f in metadata.features]
+    example = metadata.example
     n = len(features)
-    _number = {"type": "number", "minimum": -MAX_ABS_VALUE, "maximum": MAX_ABS_VALUE}
     return {
         "NamedInstance": {
             "title": "NamedInstance",
-            "description": "One row as an object with every feature by name.",
+            "description": "One row as an object with every feature by name (null for a missing value).",
             "type": "object",
-            "properties": {name: {**_number, "title": name} for name in features},
-            "required": list(features),
+            "properties": {f.name: feature_schema(f, max_abs) for f in metadata.features},
+            "required": features,
             "additionalProperties": False,
             "example": example,
         },
         "PositionalInstance": {
             "title": "PositionalInstance",
-            "description": f"One row as {n} numbers in feature order: {', '.join(features)}.",
+            "description": f"One row as {n} values in feature order: {', '.join(features)}.",
             "type": "array",
-            "items": _number,
+            "prefixItems": [feature_schema(f, max_abs) for f in metadata.features],
+            "items": False,
             "minItems": n,
             "maxItems": n,
             "example": [example[name] for name in features],
@@ -66,20 +112,7 @@ def components(
             "required": ["instances"],
             "additionalProperties": False,
         },
-        "Prediction": {
-            "title": "Prediction",
-            "type": "object",
-            "properties": {
-                "label": {"type": "string", "enum": list(classes)},
-                "probabilities": {
-                    "type": "object",
-                    "properties": {c: {"type": "number", "minimum": 0, "maximum": 1} for c in classes},
-                    "required": list(classes),
-                    "additionalProperties": False,
-                },
-            },
-            "required": ["label", "probabilities"],
-        },
+        "Prediction": _prediction_schema(metadata),
         "PredictResponse": {
             "title": "PredictResponse",
             "type": "object",
@@ -127,7 +160,7 @@ def components(
     }
 
 
-def operations(features: list[str], example: dict[str, float]) -> dict[tuple[str, str], dict[str, Any]]:
+def operations(features: list[str], example: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
     """Request bodies and responses per (path, method), merged over what FastAPI generates."""
     status = {"$ref": "#/components/schemas/Status"}
     return {
@@ -143,7 +176,7 @@ def operations(features: list[str], example: dict[str, float]) -> dict[tuple[str
                                 "value": {"instances": [example]},
                             },
                             "positional": {
-                                "summary": "one row as numbers in feature order",
+                                "summary": "one row as values in feature order",
                                 "value": {"instances": [[example[name] for name in features]]},
                             },
                         },
@@ -152,7 +185,8 @@ def operations(features: list[str], example: dict[str, float]) -> dict[tuple[str
             },
             "responses": {
                 "200": _json(
-                    {"$ref": "#/components/schemas/PredictResponse"}, "Label and probabilities per row"
+                    {"$ref": "#/components/schemas/PredictResponse"},
+                    "Label and class probabilities (classifiers) or value (regressors) per row",
                 ),
                 "400": _error_response("Malformed JSON"),
                 "413": _error_response("Body larger than the configured limit"),
@@ -184,17 +218,14 @@ def operations(features: list[str], example: dict[str, float]) -> dict[tuple[str
 
 
 def patch_openapi(
-    document: dict[str, Any],
-    features: list[str],
-    classes: list[str],
-    example: dict[str, float],
-    max_rows: int,
+    document: dict[str, Any], metadata: Metadata, max_rows: int, max_abs: float
 ) -> dict[str, Any]:
     """Replace FastAPI's generic bodies and responses with the model-specific ones."""
     document.setdefault("components", {}).setdefault("schemas", {}).update(
-        components(features, classes, example, max_rows)
+        components(metadata, max_rows, max_abs)
     )
-    for (path, method), spec in operations(features, example).items():
+    features = [f.name for f in metadata.features]
+    for (path, method), spec in operations(features, metadata.example).items():
         operation = document["paths"].get(path, {}).get(method)
         if operation is not None:
             operation.update(spec)

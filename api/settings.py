@@ -6,17 +6,21 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+import contract
+
 
 class Settings(BaseSettings):
     """Everything the service can be configured with; defaults suit a checkout after `dvc repro`."""
 
     model_config = SettingsConfigDict(env_prefix="LOCKSTEP_", extra="ignore")
 
-    # The model of record (md5-checked, never unpickled) and its JSON export (what is served).
-    model_path: Path = Path("models/model.joblib")
-    export_path: Path = Path("models/model.json")
-    metadata_path: Path = Path("models/metadata.json")
-    dvc_lock_path: Path = Path("dvc.lock")
+    # The pipeline's outputs (all md5-checked against dvc.lock): serving.json says whether the ONNX
+    # graph or the pickle (the exact path, which unpickles only verified bytes) is served.
+    model_path: Path = contract.MODEL_FILE
+    onnx_path: Path = contract.ONNX_FILE
+    serving_path: Path = contract.SERVING_FILE
+    metadata_path: Path = contract.METADATA_FILE
+    dvc_lock_path: Path = contract.DVC_LOCK_FILE
     # Optional: its hash is reported by GET /model when the file is present.
     requirements_path: Path | None = Path("requirements.txt")
     host: str = "127.0.0.1"

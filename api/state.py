@@ -5,7 +5,6 @@ from dataclasses import dataclass, field
 from api.metrics import ServiceMetrics
 from api.model import ServedModel
 from api.settings import Settings
-from api.validation import InstanceParser
 
 
 @dataclass
@@ -15,5 +14,4 @@ class ServiceState:
     settings: Settings
     metrics: ServiceMetrics = field(default_factory=ServiceMetrics)
     model: ServedModel | None = None
-    parser: InstanceParser | None = None
     model_document: bytes = b"{}"

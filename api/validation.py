@@ -1,14 +1,22 @@
-"""Turns a POST /predict body into a float64 matrix, or a ClientError naming each bad row and field.
+"""Turns a POST /predict body into a `Batch`, or a ClientError naming each bad row and field.
+
+Numeric columns take JSON numbers, categorical columns take strings, and any column takes `null`
+for a missing value (the model's preprocessing imputes every column). Unknown categories are
+accepted: a value the training data never had is a data-quality signal, counted per column, not
+a client error.
 
 Two paths give the same answer. The fast path handles well-formed input with a few C-level passes
-(orjson, itemgetter, a set of value types, np.fromiter) and returns None at the first doubt;
-the exact path then walks the document value by value and says precisely what is wrong.
-Keeping the fast path free of error reporting is what makes it fast.
+(orjson, itemgetter, a set of value types, numpy) and returns None at the first doubt; the exact
+path then walks the document value by value and says precisely what is wrong. Keeping the fast
+path free of error reporting is what makes it fast.
 """
+
+from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from itertools import chain
 from operator import itemgetter
 from typing import Any
@@ -16,12 +24,30 @@ from typing import Any
 import numpy as np
 import orjson
 
+from api.artifacts import Feature
 from api.errors import MAX_REPORTED_ERRORS, ClientError, problem
 
 # Feature values are measurements; magnitudes past this are refused by name rather than left to
-# overflow the model's arithmetic into inf/NaN (a scaled linear model stays finite well inside it).
+# overflow a model's arithmetic into inf/NaN.
 MAX_ABS_VALUE = 1e100
-_NUMBER_TYPES = frozenset({int, float})
+# A graph that takes float32 inputs: anything larger would become inf when cast.
+FLOAT32_MAX_VALUE = float(np.finfo(np.float32).max)
+_NONE = type(None)
+_NUMERIC_TYPES = frozenset({int, float, _NONE})
+_CATEGORICAL_TYPES = frozenset({str, _NONE})
+
+Row = tuple[Any, ...]
+
+
+@dataclass
+class Batch:
+    """Validated rows, by column kind: what the model runners feed to the model."""
+
+    rows: int
+    numeric: np.ndarray  # (rows, numeric features) float64 in metadata order; NaN = missing
+    categorical: list[Sequence[str | None]]  # one column per categorical feature; None = missing
+    missing: dict[str, int] = field(default_factory=dict)  # feature -> rows with null
+    unknown: dict[str, int] = field(default_factory=dict)  # feature -> rows with an unseen category
 
 
 def _json_type(value: Any) -> str:
@@ -30,7 +56,7 @@ def _json_type(value: Any) -> str:
         return "null"
     if isinstance(value, bool):
         return "boolean"
-    if isinstance(value, (int, float)):
+    if isinstance(value, int | float):
         return "number"
     if isinstance(value, str):
         return "string"
@@ -39,39 +65,69 @@ def _json_type(value: Any) -> str:
     return "object"
 
 
-def _value_problem(value: Any) -> str | None:
-    """Why a parsed JSON value is not an acceptable feature value, or None if it is."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return f"must be a number, got {_json_type(value)}"
+def _numeric_problem(value: Any, max_abs: float) -> str | None:
+    """Why a parsed JSON value is not acceptable in a numeric column, or None if it is."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return f"must be a number or null, got {_json_type(value)}"
     try:
         as_float = float(value)
     except OverflowError:
         return "is out of range for a 64-bit float"
     if not math.isfinite(as_float):
         return f"must be a finite number, got {as_float}"
-    if abs(as_float) > MAX_ABS_VALUE:
-        return f"must be between {-MAX_ABS_VALUE:g} and {MAX_ABS_VALUE:g}"
+    if abs(as_float) > max_abs:
+        return f"must be between {-max_abs:g} and {max_abs:g}"
     return None
 
 
-class InstanceParser:
-    """Parses and validates `{"instances": [...]}` bodies against the model's feature list."""
+def _categorical_problem(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return None
+    return f"must be a string (a category) or null, got {_json_type(value)}"
 
-    def __init__(self, feature_names: Sequence[str], max_rows: int):
-        self.names = tuple(feature_names)
+
+def _getter(keys: Sequence[Any]) -> Callable[[Any], Row]:
+    """itemgetter that always returns a tuple (with one key it returns the bare value)."""
+    if not keys:
+        return lambda row: ()
+    get = itemgetter(*keys)
+    if len(keys) == 1:
+        return lambda row: (get(row),)
+    return get
+
+
+class InstanceParser:
+    """Parses and validates `{"instances": [...]}` bodies against the model's features."""
+
+    def __init__(self, features: Sequence[Feature], max_rows: int, max_abs: float = MAX_ABS_VALUE):
+        self.features = tuple(features)
+        self.max_abs = max_abs  # bound on |numeric value|: what the model's input type can hold
+        self.names = tuple(f.name for f in self.features)
         self.n_features = len(self.names)
         self.max_rows = max_rows
         self._positions = {name: i for i, name in enumerate(self.names)}
-        getter = itemgetter(*self.names)
-        # itemgetter with one key returns the bare value, not a 1-tuple.
-        self._row_values = getter if self.n_features > 1 else (lambda row: (getter(row),))
+        numeric = [i for i, f in enumerate(self.features) if f.numeric]
+        categorical = [i for i, f in enumerate(self.features) if not f.numeric]
+        self.numeric_names = tuple(self.names[i] for i in numeric)
+        self.categorical_names = tuple(self.names[i] for i in categorical)
+        self._known = [frozenset(self.features[i].categories or ()) for i in categorical]
+        # Where each value of a row goes: (is numeric, index within its kind), by feature position.
+        self._slot = {i: (True, k) for k, i in enumerate(numeric)} | {
+            i: (False, k) for k, i in enumerate(categorical)
+        }
+        self._numeric_named = _getter(self.numeric_names)
+        self._categorical_named = _getter(self.categorical_names)
+        self._numeric_positional = _getter(numeric)
+        self._categorical_positional = _getter(categorical)
 
-    def parse(self, body: bytes) -> np.ndarray:
-        """Return the (rows, features) float64 matrix or raise ClientError (400 malformed, 422 invalid)."""
-        matrix = self._fast(body)
-        return matrix if matrix is not None else self._exact(body)
+    def parse(self, body: bytes) -> Batch:
+        """Return the validated Batch or raise ClientError (400 malformed, 422 invalid)."""
+        batch = self._fast(body)
+        return batch if batch is not None else self._exact(body)
 
-    def _fast(self, body: bytes) -> np.ndarray | None:
+    def _fast(self, body: bytes) -> Batch | None:
         """Validate well-formed input cheaply; None means "not sure", never "invalid"."""
         try:
             doc = orjson.loads(body)
@@ -82,29 +138,66 @@ class InstanceParser:
         instances = doc.get("instances")
         if type(instances) is not list or not 0 < len(instances) <= self.max_rows:
             return None
-        n_rows, n_features = len(instances), self.n_features
-        rows: list[Any] = instances
+        n_rows = len(instances)
         try:
-            if type(instances[0]) is dict:
-                rows = list(map(self._row_values, instances))  # KeyError: a feature is missing
-                # No feature was missing, so a row has unknown features iff it has too many keys.
-                if sum(map(len, instances)) != n_features * n_rows:
+            row_types = set(map(type, instances))
+            if row_types == {dict}:
+                # No feature missing (else KeyError) and the right key count: no unknown feature.
+                if sum(map(len, instances)) != self.n_features * n_rows:
                     return None
-            elif set(map(len, rows)) != {n_features}:
+                numeric_rows = list(map(self._numeric_named, instances))
+                categorical_rows = list(map(self._categorical_named, instances))
+            elif row_types == {list} and set(map(len, instances)) == {self.n_features}:
+                numeric_rows = list(map(self._numeric_positional, instances))
+                categorical_rows = list(map(self._categorical_positional, instances))
+            else:
                 return None
-            # Exact, and a C-level pass: only ints and floats (a bool's type is bool, a dict row in
-            # an array batch yields str keys). It also keeps np.fromiter from converting "1.5".
-            if not set(map(type, chain.from_iterable(rows))) <= _NUMBER_TYPES:
-                return None
-            values = np.fromiter(chain.from_iterable(rows), np.float64, n_rows * n_features)
+            numeric = self._numeric_block(numeric_rows, n_rows)
         except (KeyError, TypeError, ValueError, OverflowError):  # e.g. an int too big for a float
             return None
-        matrix = values.reshape(n_rows, n_features)
-        if not np.abs(matrix).max() <= MAX_ABS_VALUE:
+        if numeric is None:
+            return None
+        if self.categorical_names and not (
+            set(map(type, chain.from_iterable(categorical_rows))) <= _CATEGORICAL_TYPES
+        ):
+            return None
+        columns: list[Sequence[str | None]] = list(zip(*categorical_rows, strict=True))
+        return self._batch(n_rows, numeric, columns)
+
+    def _numeric_block(self, rows: list[Row], n_rows: int) -> np.ndarray | None:
+        width = len(self.numeric_names)
+        if not width:
+            return np.empty((n_rows, 0), dtype=np.float64)
+        # Exact, and a C-level pass: a bool's type is bool, and strings are refused here rather
+        # than converted by numpy.
+        types = set(map(type, chain.from_iterable(rows)))
+        if not types <= _NUMERIC_TYPES:
+            return None
+        if _NONE in types:
+            matrix = np.array(rows, dtype=np.float64)  # None becomes NaN
+        else:
+            matrix = np.fromiter(chain.from_iterable(rows), np.float64, n_rows * width).reshape(n_rows, width)
+        if (np.abs(matrix) > self.max_abs).any():  # NaN compares False: only real overflows count
             return None
         return matrix
 
-    def _exact(self, body: bytes) -> np.ndarray:
+    def _batch(self, n_rows: int, numeric: np.ndarray, columns: list[Sequence[str | None]]) -> Batch:
+        """The Batch, with per-column counts of missing values and unknown categories."""
+        missing: dict[str, int] = {}
+        unknown: dict[str, int] = {}
+        if numeric.size and np.isnan(numeric).any():
+            counts = np.isnan(numeric).sum(axis=0).tolist()
+            missing.update((n, c) for n, c in zip(self.numeric_names, counts, strict=True) if c)
+        for name, known, column in zip(self.categorical_names, self._known, columns, strict=True):
+            gaps = column.count(None)
+            if gaps:
+                missing[name] = gaps
+            unseen = n_rows - gaps - sum(map(known.__contains__, column))
+            if unseen:
+                unknown[name] = unseen
+        return Batch(n_rows, numeric, columns, missing, unknown)
+
+    def _exact(self, body: bytes) -> Batch:
         """Validate value by value, collecting every problem with its row and field."""
         doc = self._load_for_diagnosis(body)
         if not isinstance(doc, dict):
@@ -131,51 +224,53 @@ class InstanceParser:
         if problems:
             raise ClientError(422, "invalid_body", problems[0]["message"], problems)
         assert isinstance(instances, list)
-        matrix = np.empty((len(instances), self.n_features), dtype=np.float64)
+        n_rows = len(instances)
+        numeric = np.empty((n_rows, len(self.numeric_names)), dtype=np.float64)
+        columns: list[list[str | None]] = [[None] * n_rows for _ in self.categorical_names]
         for row_index, row in enumerate(instances):
-            problems.extend(self._check_row(row_index, row, matrix))
+            problems.extend(self._check_row(row_index, row, numeric, columns))
             if len(problems) >= MAX_REPORTED_ERRORS:
                 break
         if problems:
             first = problems[0]
             where = f"row {first['row']}" + (f", field {first['field']}" if first["field"] else "")
             raise ClientError(422, "invalid_instances", f"{where}: {first['message']}", problems)
-        return matrix
+        return self._batch(n_rows, numeric, list(columns))
 
-    def _check_row(self, row_index: int, row: Any, matrix: np.ndarray) -> list[dict[str, Any]]:
-        """Problems of one row; fills matrix[row_index] as a side effect when the row is valid."""
+    def _check_row(
+        self, row_index: int, row: Any, numeric: np.ndarray, columns: list[list[str | None]]
+    ) -> list[dict[str, Any]]:
+        """Problems of one row; fills its slots in `numeric` and `columns` as a side effect."""
         found: list[dict[str, Any]] = []
         if isinstance(row, dict):
-            for key in row:
-                if key not in self._positions:
-                    found.append(problem(row_index, str(key), "unknown feature"))
+            found.extend(
+                problem(row_index, str(k), "unknown feature") for k in row if k not in self._positions
+            )
+            values: list[tuple[int, Any]] = []
             for position, name in enumerate(self.names):
-                if name not in row:
-                    found.append(problem(row_index, name, "is required"))
-                    continue
-                message = _value_problem(row[name])
-                if message:
-                    found.append(problem(row_index, name, message))
+                if name in row:
+                    values.append((position, row[name]))
                 else:
-                    matrix[row_index, position] = float(row[name])
+                    found.append(problem(row_index, name, "is required (null for a missing value)"))
         elif isinstance(row, list):
             if len(row) != self.n_features:
                 return [problem(row_index, None, f"must have {self.n_features} values, got {len(row)}")]
-            for position, value in enumerate(row):
-                message = _value_problem(value)
-                if message:
-                    found.append(problem(row_index, self.names[position], message))
-                else:
-                    matrix[row_index, position] = float(value)
+            values = list(enumerate(row))
         else:
-            found.append(
-                problem(
-                    row_index,
-                    None,
-                    f"must be an object of named features or an array of {self.n_features} numbers, "
-                    f"got {_json_type(row)}",
-                )
+            message = (
+                f"must be an object of named features or an array of {self.n_features} values, "
+                f"got {_json_type(row)}"
             )
+            return [problem(row_index, None, message)]
+        for position, value in values:
+            is_numeric, index = self._slot[position]
+            reason = _numeric_problem(value, self.max_abs) if is_numeric else _categorical_problem(value)
+            if reason:
+                found.append(problem(row_index, self.names[position], reason))
+            elif is_numeric:
+                numeric[row_index, index] = math.nan if value is None else float(value)
+            else:
+                columns[index][row_index] = value
         return found
 
     @staticmethod

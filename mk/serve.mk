@@ -5,7 +5,7 @@ serve: setup repro ## Serve the model on 127.0.0.1:8000 (python -m api; LOCKSTEP
 	$(PY) -m api
 
 .PHONY: bench
-bench: setup repro ## Benchmark /predict vs its floor and ceiling with wrk/hey; writes bench/results/serve.{json,md}
+bench: setup repro ## Benchmark /predict vs floor and ceiling per model family (wrk/hey); writes bench/results/serve.{json,md}
 	@command -v wrk >/dev/null && command -v hey >/dev/null || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk hey; }
 	$(PY) -m bench.serve_bench $(BENCH_ARGS)

@@ -1,35 +1,70 @@
-"""Fixtures for the service tests: the real DVC artifacts, an app client, and tampered copies."""
+"""Fixtures for the service tests: the real pipeline's artifacts (the repository's own `dvc repro`, and
+other model families trained once per session in repo copies), app clients, and tampered copies."""
 
 from __future__ import annotations
 
-import csv
-import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 
 from api.app import create_app
-from tests.api.support import (
-    DVC_LOCK,
-    EXPORT,
-    METADATA,
-    MODEL,
-    TEST_SPLIT,
-    ArtifactCopy,
-    TestClient,
-    make_settings,
-    require_artifacts,
-)
+from tests.api.support import DEFAULT, Artifacts, TestClient, train_family
+
+# Model families beyond the default, as a user would choose them: params.yaml overrides (dotted
+# keys) for a repo copy whose `dvc repro` then writes real artifacts.
+PENGUINS = {
+    "prepare.raw_data": "data/raw/penguins.csv",
+    "prepare.target": "species",
+    "evaluate.positive_class": None,  # three species: macro averages
+}
+FAMILIES: dict[str, dict[str, Any]] = {
+    # Multi-class, two categorical columns, missing values: the ONNX path.
+    "penguins-forest": {
+        **PENGUINS,
+        "train.estimator.class": "sklearn.ensemble.RandomForestClassifier",
+        "train.estimator.params": {"n_estimators": 100},
+    },
+    # A regressor on the same data (target body mass).
+    "penguins-regressor": {
+        **PENGUINS,
+        "prepare.target": "body_mass_g",
+        "prepare.drop_missing_target": True,  # two penguins were not weighed
+        "train.estimator.class": "sklearn.ensemble.HistGradientBoostingRegressor",
+        "train.estimator.params": {},
+    },
+    # skl2onnx has no converter for label propagation: the exact path, honestly reached.
+    "penguins-exact": {
+        **PENGUINS,
+        "train.estimator.class": "sklearn.semi_supervised.LabelPropagation",
+        "train.estimator.params": {"kernel": "knn"},
+    },
+}
 
 
 @pytest.fixture(scope="session")
-def metadata() -> dict[str, Any]:
-    require_artifacts()
-    doc: dict[str, Any] = orjson.loads(METADATA.read_bytes())
-    return doc
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Artifacts]:
+    """Factory: the artifacts of a model family from FAMILIES, trained once per session."""
+    cache: dict[str, Artifacts] = {}
+
+    def get(name: str) -> Artifacts:
+        if name not in cache:
+            cache[name] = train_family(tmp_path_factory.mktemp(name) / "repo", FAMILIES[name])
+        return cache[name]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def default_artifacts() -> Artifacts:
+    DEFAULT.require()
+    return DEFAULT
+
+
+@pytest.fixture(scope="session")
+def metadata(default_artifacts: Artifacts) -> dict[str, Any]:
+    return default_artifacts.metadata_document()
 
 
 @pytest.fixture(scope="session")
@@ -38,35 +73,19 @@ def feature_names(metadata: dict[str, Any]) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def example(metadata: dict[str, Any]) -> dict[str, float]:
-    return dict(metadata["example"])
-
-
-@pytest.fixture(scope="session")
-def test_split(feature_names: list[str]) -> tuple[list[list[float]], list[str]]:
-    """Rows of data/prepared/test.csv in feature order, and the target column."""
-    with TEST_SPLIT.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        records = list(reader)
-        target = next(c for c in reader.fieldnames or [] if c not in feature_names)
-    return [[float(r[n]) for n in feature_names] for r in records], [r[target] for r in records]
+def example(metadata: dict[str, Any], feature_names: list[str]) -> dict[str, Any]:
+    """The metadata's example row, in feature order (the file may sort its keys)."""
+    return {name: metadata["example"][name] for name in feature_names}
 
 
 @pytest.fixture(scope="module")
-def client() -> Iterator[TestClient]:
-    """One app with the real model, started once per test module (lifespan included)."""
-    require_artifacts()
-    with TestClient(create_app(make_settings())) as test_client:
+def client(default_artifacts: Artifacts) -> Iterator[TestClient]:
+    """One app with the default model, started once per test module (lifespan included)."""
+    with TestClient(create_app(default_artifacts.settings())) as test_client:
         yield test_client
 
 
 @pytest.fixture
-def artifact_copy(tmp_path: Path) -> ArtifactCopy:
-    """A private copy of the real artifacts, free to tamper with."""
-    require_artifacts()
-    (tmp_path / "models").mkdir()
-    shutil.copy2(MODEL, tmp_path / "models" / "model.joblib")
-    shutil.copy2(EXPORT, tmp_path / "models" / "model.json")
-    shutil.copy2(METADATA, tmp_path / "models" / "metadata.json")
-    shutil.copy2(DVC_LOCK, tmp_path / "dvc.lock")
-    return ArtifactCopy(tmp_path)
+def artifact_copy(default_artifacts: Artifacts, tmp_path: Path) -> Artifacts:
+    """A private copy of the default artifacts, free to tamper with."""
+    return default_artifacts.copy_to(tmp_path / "copy")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -15,11 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import yaml
 from starlette.exceptions import StarletteDeprecationWarning
 
+import contract
 from api.settings import Settings
+from tests.conftest import copy_repo, venv_bin
 
 # Starlette 1.x prefers httpx2 for its TestClient and warns (an error under this project's
 # filterwarnings) when only httpx is installed; the client works the same either way.
@@ -32,78 +37,114 @@ __all__ = ["TestClient"]
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # Another checkout's (or an unpacked image's) artifacts can be tested by pointing this elsewhere.
 ARTIFACT_ROOT = Path(os.environ.get("LOCKSTEP_TEST_ARTIFACT_ROOT", REPO_ROOT))
-MODEL = ARTIFACT_ROOT / "models" / "model.joblib"
-EXPORT = ARTIFACT_ROOT / "models" / "model.json"
-METADATA = ARTIFACT_ROOT / "models" / "metadata.json"
-DVC_LOCK = ARTIFACT_ROOT / "dvc.lock"
-TEST_SPLIT = ARTIFACT_ROOT / "data" / "prepared" / "test.csv"
 
 
-def require_artifacts() -> None:
-    """The service tests run against what `dvc repro` produced; say so plainly if it has not run."""
-    missing = [str(p) for p in (MODEL, EXPORT, METADATA, DVC_LOCK, TEST_SPLIT) if not p.is_file()]
-    if missing:
-        pytest.fail(f"missing pipeline outputs {missing}: run `dvc repro` (make repro) before the API tests")
-
-
-def make_settings(**overrides: Any) -> Settings:
-    """Settings pointing at the real artifacts unless overridden."""
-    values: dict[str, Any] = {
-        "model_path": MODEL,
-        "export_path": EXPORT,
-        "metadata_path": METADATA,
-        "dvc_lock_path": DVC_LOCK,
-        "requirements_path": REPO_ROOT / "requirements.txt",
-        "enable_ceiling_route": True,
-    }
-    values.update(overrides)
-    return Settings(**values)
-
-
-@dataclass
-class ArtifactCopy:
-    """Model, export, metadata and dvc.lock copied to a temporary directory with the repository's layout."""
+@dataclass(frozen=True)
+class Artifacts:
+    """The pipeline's outputs under `root`, laid out as in the repository (paths from contract)."""
 
     root: Path
 
     @property
     def model(self) -> Path:
-        return self.root / "models" / "model.joblib"
+        return self.root / contract.MODEL_FILE
 
     @property
-    def export(self) -> Path:
-        return self.root / "models" / "model.json"
+    def onnx(self) -> Path:
+        return self.root / contract.ONNX_FILE
+
+    @property
+    def serving(self) -> Path:
+        return self.root / contract.SERVING_FILE
 
     @property
     def metadata(self) -> Path:
-        return self.root / "models" / "metadata.json"
+        return self.root / contract.METADATA_FILE
 
     @property
     def lock(self) -> Path:
-        return self.root / "dvc.lock"
+        return self.root / contract.DVC_LOCK_FILE
+
+    @property
+    def test_split(self) -> Path:
+        return self.root / contract.TEST_CSV
+
+    def files(self) -> list[Path]:
+        return [self.model, self.onnx, self.serving, self.metadata, self.lock, self.test_split]
+
+    def require(self) -> None:
+        """The service tests run against what the pipeline produced; say so plainly if it has not run."""
+        missing = [str(p) for p in self.files() if not p.is_file()]
+        if missing:
+            pytest.fail(
+                f"missing pipeline outputs {missing}: run `dvc repro` (make repro) before the API tests"
+            )
 
     def settings(self, **overrides: Any) -> Settings:
-        return make_settings(
-            model_path=self.model,
-            export_path=self.export,
-            metadata_path=self.metadata,
-            dvc_lock_path=self.lock,
-            **overrides,
-        )
+        values: dict[str, Any] = {
+            "model_path": self.model,
+            "onnx_path": self.onnx,
+            "serving_path": self.serving,
+            "metadata_path": self.metadata,
+            "dvc_lock_path": self.lock,
+            "requirements_path": REPO_ROOT / "requirements.txt",
+            "enable_ceiling_route": True,
+        }
+        values.update(overrides)
+        return Settings(**values)
+
+    def env(self) -> dict[str, str]:
+        """LOCKSTEP_* variables that point `python -m api` at these artifacts."""
+        return {
+            "LOCKSTEP_MODEL_PATH": str(self.model),
+            "LOCKSTEP_ONNX_PATH": str(self.onnx),
+            "LOCKSTEP_SERVING_PATH": str(self.serving),
+            "LOCKSTEP_METADATA_PATH": str(self.metadata),
+            "LOCKSTEP_DVC_LOCK_PATH": str(self.lock),
+        }
+
+    def copy_to(self, dest: Path) -> Artifacts:
+        """A private copy, free to tamper with."""
+        copy = Artifacts(dest)
+        for source, target in zip(self.files(), copy.files(), strict=True):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+        return copy
 
     def edit_lock(self, change: Callable[[dict[str, Any]], None]) -> None:
         doc = yaml.safe_load(self.lock.read_text())
         change(doc)
         self.lock.write_text(yaml.safe_dump(doc, sort_keys=False))
 
-    def env(self) -> dict[str, str]:
-        """LOCKSTEP_* variables that point `python -m api` at this copy."""
-        return {
-            "LOCKSTEP_MODEL_PATH": str(self.model),
-            "LOCKSTEP_EXPORT_PATH": str(self.export),
-            "LOCKSTEP_METADATA_PATH": str(self.metadata),
-            "LOCKSTEP_DVC_LOCK_PATH": str(self.lock),
-        }
+    def relock(self, path: Path, data: bytes) -> None:
+        """Write new bytes and record their md5 in dvc.lock, as a hand edit plus `dvc commit` would."""
+        path.write_bytes(data)
+        relative = path.relative_to(self.root).as_posix()
+        new_md5 = hashlib.md5(data).hexdigest()
+
+        def change(lock: dict[str, Any]) -> None:
+            for stage in lock["stages"].values():
+                for out in stage.get("outs", []):
+                    if out["path"] == relative:
+                        out["md5"] = new_md5
+
+        self.edit_lock(change)
+
+    def metadata_document(self) -> dict[str, Any]:
+        doc: dict[str, Any] = orjson.loads(self.metadata.read_bytes())
+        return doc
+
+    def serving_document(self) -> dict[str, Any]:
+        doc: dict[str, Any] = orjson.loads(self.serving.read_bytes())
+        return doc
+
+
+DEFAULT = Artifacts(ARTIFACT_ROOT)
+
+
+def make_settings(**overrides: Any) -> Settings:
+    """Settings pointing at the default artifacts (the repository's own `dvc repro`) unless overridden."""
+    return DEFAULT.settings(**overrides)
 
 
 def free_port() -> int:
@@ -129,18 +170,12 @@ def wait_ready(port: int, process: subprocess.Popen[bytes], timeout: float = 60.
 
 
 @contextmanager
-def running_server(**env: str) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
-    """A real `python -m api` on a free loopback port, serving the real artifacts; killed on exit."""
+def running_server(
+    artifacts: Artifacts = DEFAULT, **env: str
+) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """A real `python -m api` on a free loopback port, serving the given artifacts; killed on exit."""
     port = free_port()
-    full_env = {
-        **os.environ,
-        "LOCKSTEP_PORT": str(port),
-        "LOCKSTEP_MODEL_PATH": str(MODEL),
-        "LOCKSTEP_EXPORT_PATH": str(EXPORT),
-        "LOCKSTEP_METADATA_PATH": str(METADATA),
-        "LOCKSTEP_DVC_LOCK_PATH": str(DVC_LOCK),
-        **env,
-    }
+    full_env = {**os.environ, "LOCKSTEP_PORT": str(port), **artifacts.env(), **env}
     process = subprocess.Popen(
         [sys.executable, "-m", "api"],
         cwd=REPO_ROOT,
@@ -155,3 +190,48 @@ def running_server(**env: str) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
         if process.poll() is None:
             process.kill()
         process.communicate(timeout=30)  # also closes the pipes
+
+
+def set_dotted(doc: dict[str, Any], key: str, value: Any) -> None:
+    *parents, last = key.split(".")
+    for part in parents:
+        doc = doc.setdefault(part, {})
+    doc[last] = value
+
+
+def train_family(dest: Path, overrides: dict[str, Any]) -> Artifacts:
+    """Copy the repository, apply the params overrides and run the real pipeline (`dvc repro`)."""
+    repo = copy_repo(dest)
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    params_file = repo / "params.yaml"
+    params = yaml.safe_load(params_file.read_text())
+    for key, value in overrides.items():
+        set_dotted(params, key, value)
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    # dvc.yaml's commands run `python`: it must be this interpreter, with the locked libraries.
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    done = subprocess.run(
+        [venv_bin("dvc"), "repro", "--quiet"], cwd=repo, env=env, capture_output=True, text=True, timeout=600
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"dvc repro failed for {overrides}:\n{done.stdout}\n{done.stderr}")
+    return Artifacts(repo)
+
+
+def imported_after_serving(artifacts: Artifacts) -> list[str]:
+    """Which of scikit-learn, scipy, joblib and pandas a fresh process has imported once it served."""
+    code = (
+        "import sys, warnings; warnings.simplefilter('ignore')\n"
+        "from fastapi.testclient import TestClient\n"
+        "from api.app import create_app\nfrom tests.api.support import Artifacts\n"
+        f"artifacts = Artifacts(__import__('pathlib').Path({str(artifacts.root)!r}))\n"
+        "with TestClient(create_app(artifacts.settings())) as c:\n"
+        "    assert c.get('/readyz').status_code == 200\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'sklearn', 'scipy', 'joblib', 'pandas'}))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    imported: list[str] = orjson.loads(done.stdout.strip().splitlines()[-1].replace("'", '"'))
+    return imported

@@ -1,4 +1,4 @@
-"""Every endpoint through TestClient, with the real model."""
+"""Every endpoint through TestClient, with the default model (the repository's own `dvc repro`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.api.support import DVC_LOCK, EXPORT, MODEL, TestClient
+from tests.api.support import DEFAULT, TestClient, imported_after_serving
 
 MODEL_MD5 = re.compile(r"^[0-9a-f]{32}$")
 
@@ -22,51 +22,67 @@ def test_healthz(client: TestClient) -> None:
 def test_readyz_reports_the_verified_model(client: TestClient) -> None:
     reply = client.get("/readyz")
     assert reply.status_code == 200
-    assert reply.json() == {"status": "ready", "model_version": hashlib.md5(MODEL.read_bytes()).hexdigest()}
+    assert reply.json() == {
+        "status": "ready",
+        "model_version": hashlib.md5(DEFAULT.model.read_bytes()).hexdigest(),
+    }
 
 
-def test_model_describes_version_params_metrics_features_and_locks(
+def test_model_describes_path_gate_task_params_metrics_features_and_locks(
     client: TestClient, metadata: dict[str, Any]
 ) -> None:
     doc = client.get("/model").json()
-    assert doc["model_version"] == hashlib.md5(MODEL.read_bytes()).hexdigest()
+    serving = DEFAULT.serving_document()
+    assert doc["model_version"] == hashlib.md5(DEFAULT.model.read_bytes()).hexdigest()
+    assert doc["task"] == metadata["task"]
+    assert doc["serving"]["path"] == serving["path"]
+    assert doc["serving"]["reason"] == serving["reason"]
+    assert doc["serving"]["gate"] == serving["gate"]
+    assert doc["serving"]["startup_check"]["worst_abs_diff"] <= serving["gate"]["tolerance"]
     assert doc["params"] == metadata["params"]
     assert doc["metrics"] == metadata["metrics"]
     assert doc["features"] == metadata["features"]
     assert doc["classes"] == metadata["classes"]
+    assert doc["estimator"] == metadata["estimator"]
     assert doc["library_versions"]["trained_with"] == metadata["library_versions"]
-    assert "scikit-learn" not in doc["library_versions"]["serving"]  # served without it
-    assert doc["estimator"].startswith("Pipeline(steps=[('scale', StandardScaler())")
-    assert doc["artifacts"]["export"]["md5"] == hashlib.md5(EXPORT.read_bytes()).hexdigest()
-    assert doc["locks"]["dvc_lock"]["sha256"] == hashlib.sha256(DVC_LOCK.read_bytes()).hexdigest()
+    for name, path in (
+        ("model", DEFAULT.model),
+        ("serving", DEFAULT.serving),
+        ("metadata", DEFAULT.metadata),
+    ):
+        assert doc["artifacts"][name]["md5"] == hashlib.md5(path.read_bytes()).hexdigest()
+    assert doc["locks"]["dvc_lock"]["sha256"] == hashlib.sha256(DEFAULT.lock.read_bytes()).hexdigest()
     assert MODEL_MD5.match(doc["locks"]["requirements"]["md5"])
-    assert doc["predictor"] == "compiled-linear"
+    if serving["path"] == "onnx":
+        assert doc["artifacts"]["onnx"]["md5"] == hashlib.md5(DEFAULT.onnx.read_bytes()).hexdigest()
+        assert "scikit-learn" not in doc["library_versions"]["serving"]  # served without it
 
 
 def test_predict_named_instance(
-    client: TestClient, example: dict[str, float], metadata: dict[str, Any]
+    client: TestClient, example: dict[str, Any], metadata: dict[str, Any]
 ) -> None:
     reply = client.post("/predict", json={"instances": [example]})
     assert reply.status_code == 200
     body = reply.json()
-    assert body["model_version"] == hashlib.md5(MODEL.read_bytes()).hexdigest()
+    assert body["model_version"] == hashlib.md5(DEFAULT.model.read_bytes()).hexdigest()
     [prediction] = body["predictions"]
     assert prediction["label"] in metadata["classes"]
     probabilities = prediction["probabilities"]
     assert list(probabilities) == metadata["classes"]
-    assert sum(probabilities.values()) == pytest.approx(1.0, abs=1e-12)
+    tolerance = DEFAULT.serving_document()["gate"]["tolerance"]
+    assert sum(probabilities.values()) == pytest.approx(1.0, abs=max(tolerance, 1e-12))
     assert prediction["label"] == max(probabilities, key=probabilities.__getitem__)
 
 
 def test_positional_and_named_rows_agree(
-    client: TestClient, example: dict[str, float], feature_names: list[str]
+    client: TestClient, example: dict[str, Any], feature_names: list[str]
 ) -> None:
     named = client.post("/predict", json={"instances": [example]}).json()
     positional = client.post("/predict", json={"instances": [[example[n] for n in feature_names]]}).json()
     assert named == positional
 
 
-def test_named_features_in_any_order(client: TestClient, example: dict[str, float]) -> None:
+def test_named_features_in_any_order(client: TestClient, example: dict[str, Any]) -> None:
     shuffled = dict(reversed(list(example.items())))
     assert (
         client.post("/predict", json={"instances": [shuffled]}).json()
@@ -74,13 +90,13 @@ def test_named_features_in_any_order(client: TestClient, example: dict[str, floa
     )
 
 
-def test_integers_are_numbers(client: TestClient, example: dict[str, float]) -> None:
-    as_ints = {name: round(value) for name, value in example.items()}
+def test_integers_are_numbers(client: TestClient, example: dict[str, Any]) -> None:
+    as_ints = {name: round(v) if isinstance(v, float) else v for name, v in example.items()}
     assert client.post("/predict", json={"instances": [as_ints]}).status_code == 200
 
 
 def test_batch_mixing_named_and_positional_rows(
-    client: TestClient, example: dict[str, float], feature_names: list[str]
+    client: TestClient, example: dict[str, Any], feature_names: list[str]
 ) -> None:
     rows: list[Any] = [example, [example[n] for n in feature_names]] * 3
     body = client.post("/predict", json={"instances": rows}).json()
@@ -88,7 +104,7 @@ def test_batch_mixing_named_and_positional_rows(
     assert all(p == body["predictions"][0] for p in body["predictions"])
 
 
-def test_request_id_is_echoed_or_generated(client: TestClient, example: dict[str, float]) -> None:
+def test_request_id_is_echoed_or_generated(client: TestClient, example: dict[str, Any]) -> None:
     echoed = client.post("/predict", json={"instances": [example]}, headers={"X-Request-ID": "abc-123"})
     assert echoed.headers["x-request-id"] == "abc-123"
     generated = client.get("/healthz")
@@ -106,7 +122,7 @@ def test_error_bodies_carry_the_request_id(client: TestClient) -> None:
 
 
 def test_access_log_is_one_json_record_per_request(
-    client: TestClient, example: dict[str, float], caplog: pytest.LogCaptureFixture
+    client: TestClient, example: dict[str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level("INFO", logger="api.access"):
         client.post("/predict", json={"instances": [example, example]}, headers={"X-Request-ID": "log-me"})
@@ -138,7 +154,7 @@ def test_json_formatter_emits_one_line() -> None:
     }
 
 
-def test_metrics_exposition(client: TestClient, example: dict[str, float], metadata: dict[str, Any]) -> None:
+def test_metrics_exposition(client: TestClient, example: dict[str, Any], metadata: dict[str, Any]) -> None:
     client.post("/predict", json={"instances": [example] * 3})
     client.post("/predict", json={"instances": []})
     text = client.get("/metrics").text
@@ -147,10 +163,11 @@ def test_metrics_exposition(client: TestClient, example: dict[str, float], metad
     assert 'lockstep_http_request_duration_seconds_bucket{le="0.001",method="POST",route="/predict"' in text
     assert re.search(r'lockstep_predictions_total\{label="(benign|malignant)"\} [1-9]', text)
     assert "lockstep_prediction_rows_bucket" in text
-    version = hashlib.md5(MODEL.read_bytes()).hexdigest()
+    version = hashlib.md5(DEFAULT.model.read_bytes()).hexdigest()
     sklearn = re.escape(metadata["library_versions"]["scikit-learn"])
+    path, task = DEFAULT.serving_document()["path"], metadata["task"]
     assert re.search(
-        rf'lockstep_model_info\{{predictor="compiled-linear",sklearn="{sklearn}",version="{version}"\}} 1',
+        rf'lockstep_model_info\{{path="{path}",sklearn="{sklearn}",task="{task}",version="{version}"\}} 1',
         text,
     )
 
@@ -164,12 +181,15 @@ def test_unknown_paths_share_one_metric_label(client: TestClient) -> None:
 
 
 def test_openapi_documents_the_real_features_with_the_example(
-    client: TestClient, feature_names: list[str], example: dict[str, float], metadata: dict[str, Any]
+    client: TestClient, feature_names: list[str], example: dict[str, Any], metadata: dict[str, Any]
 ) -> None:
     doc = client.get("/openapi.json").json()
     schemas = doc["components"]["schemas"]
     named = schemas["NamedInstance"]
     assert list(named["properties"]) == feature_names
+    for feature in metadata["features"]:
+        wanted = ["number", "null"] if feature["kind"] == "numeric" else ["string", "null"]
+        assert named["properties"][feature["name"]]["type"] == wanted
     assert named["required"] == feature_names
     assert named["additionalProperties"] is False
     assert named["example"] == example
@@ -186,7 +206,7 @@ def test_openapi_documents_the_real_features_with_the_example(
     assert client.get("/docs").status_code == 200
 
 
-def test_ceiling_route_validates_like_predict(client: TestClient, example: dict[str, float]) -> None:
+def test_ceiling_route_validates_like_predict(client: TestClient, example: dict[str, Any]) -> None:
     assert client.post("/_bench/ceiling", json={"instances": [example]}).json() == {"ok": True}
     assert client.post("/_bench/ceiling", json={"instances": [{}]}).status_code == 422
 
@@ -201,7 +221,7 @@ def test_ceiling_route_is_off_by_default() -> None:
 
 
 def test_fastapi_route_and_lean_handler_answer_alike(
-    example: dict[str, float], feature_names: list[str]
+    example: dict[str, Any], feature_names: list[str]
 ) -> None:
     """POST /predict is served by api.lean; the FastAPI route behind it must give the same answer."""
     from api.app import create_app
@@ -222,3 +242,10 @@ def test_fastapi_route_and_lean_handler_answer_alike(
         if "error" in first:  # request ids differ by design
             first["error"]["request_id"] = second["error"]["request_id"] = None
         assert first == second
+
+
+def test_onnx_path_never_imports_scikit_learn_scipy_joblib_or_pandas() -> None:
+    """They cost over a second of start-up and ~150 MB of image: the ONNX path must not need them."""
+    if DEFAULT.serving_document()["path"] != "onnx":
+        pytest.skip("the default model takes the exact path")
+    assert imported_after_serving(DEFAULT) == []

@@ -7,6 +7,7 @@ fixture-based loader does not work with this project's pytest version.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -15,7 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.generation.modes import GenerationMode
 
 from api.app import create_app
-from tests.api.support import TestClient, make_settings
+from api.settings import Settings
+from tests.api.support import Artifacts, TestClient, make_settings
 
 EXAMPLES_PER_OPERATION_AND_MODE = 60
 
@@ -23,7 +25,20 @@ EXAMPLES_PER_OPERATION_AND_MODE = 60
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 def test_no_server_errors_and_conforming_responses(mode: GenerationMode) -> None:
-    app = create_app(make_settings(max_rows=50))
+    check_no_server_errors(make_settings(max_rows=50), mode)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
+def test_no_server_errors_with_categorical_columns_and_gaps(
+    mode: GenerationMode, trained: Callable[[str], Artifacts]
+) -> None:
+    check_no_server_errors(trained("penguins-forest").settings(max_rows=50), mode)
+
+
+def check_no_server_errors(app_settings: Settings, mode: GenerationMode) -> None:
+    app = create_app(app_settings)
     with TestClient(app):  # runs the lifespan: the document is built from the loaded model
         schema = schemathesis.openapi.from_asgi("/openapi.json", app)
         operations = [result.ok() for result in schema.get_all_operations()]

@@ -1,11 +1,13 @@
-"""The service refuses unverified artifacts with a one-line reason, and never unpickles anything."""
+"""The service refuses unverified or inconsistent artifacts with a one-line reason, and never
+unpickles anything before its md5 matched dvc.lock."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import sys
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import joblib
@@ -13,121 +15,192 @@ import orjson
 import pytest
 
 from api.app import create_app
-from api.integrity import ModelIntegrityError
-from tests.api.support import REPO_ROOT, ArtifactCopy, TestClient
+from contract import ContractError
+from tests.api.support import REPO_ROOT, Artifacts, TestClient
+
+Tamper = Callable[[Artifacts], None]
 
 
-def _outs(lock: dict[str, Any]) -> list[dict[str, Any]]:
-    return [out for stage in lock["stages"].values() for out in stage.get("outs", [])]
+def flip_a_byte(pick: Callable[[Artifacts], Any]) -> Tamper:
+    def tamper(copy: Artifacts) -> None:
+        path = pick(copy)
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0x01
+        path.write_bytes(bytes(data))
+
+    return tamper
 
 
-def flip_a_byte(copy: ArtifactCopy) -> None:
-    data = bytearray(copy.model.read_bytes())
-    data[len(data) // 2] ^= 0x01
-    copy.model.write_bytes(bytes(data))
+def drop_lock_entry(relative: str) -> Tamper:
+    def tamper(copy: Artifacts) -> None:
+        def change(lock: dict[str, Any]) -> None:
+            for stage in lock["stages"].values():
+                stage["outs"] = [o for o in stage.get("outs", []) if o["path"] != relative]
+
+        copy.edit_lock(change)
+
+    return tamper
 
 
-def drop_model_entry(copy: ArtifactCopy) -> None:
-    def change(lock: dict[str, Any]) -> None:
-        for stage in lock["stages"].values():
-            stage["outs"] = [o for o in stage.get("outs", []) if o["path"] != "models/model.joblib"]
+def edit_json(pick: Callable[[Artifacts], Path], change: Callable[[dict[str, Any]], object]) -> Tamper:
+    """Change a JSON artifact and record its new md5, as a hand edit plus `dvc commit` would."""
 
-    copy.edit_lock(change)
+    def tamper(copy: Artifacts) -> None:
+        path = pick(copy)
+        doc = orjson.loads(path.read_bytes())
+        change(doc)
+        copy.relock(path, orjson.dumps(doc))
 
-
-def _relock(copy: ArtifactCopy, path: str, data: bytes) -> None:
-    """Write new bytes and record their md5 in dvc.lock, as a careless hand edit plus `dvc commit` would."""
-    (copy.root / path).write_bytes(data)
-    new_md5 = hashlib.md5(data).hexdigest()
-
-    def change(lock: dict[str, Any]) -> None:
-        for out in _outs(lock):
-            if out["path"] == path:
-                out["md5"] = new_md5
-
-    copy.edit_lock(change)
+    return tamper
 
 
-def flip_an_export_byte(copy: ArtifactCopy) -> None:
-    data = bytearray(copy.export.read_bytes())
-    data[data.index(b'"coef"') + 20] ^= 0x01
-    copy.export.write_bytes(bytes(data))
+def edit_serving(change: Callable[[dict[str, Any]], object]) -> Tamper:
+    return edit_json(lambda copy: copy.serving, change)
 
 
-def export_of_another_model(copy: ArtifactCopy) -> None:
-    doc = orjson.loads(copy.export.read_bytes())
-    doc["source"]["md5"] = "0" * 32
-    _relock(copy, "models/model.json", orjson.dumps(doc))
+def edit_metadata(change: Callable[[dict[str, Any]], object]) -> Tamper:
+    return edit_json(lambda copy: copy.metadata, change)
 
 
-def export_that_mispredicts(copy: ArtifactCopy) -> None:
-    doc = orjson.loads(copy.export.read_bytes())
-    doc["intercept"] += 1e-6
-    _relock(copy, "models/model.json", orjson.dumps(doc))
+def relock_raw(pick: Callable[[Artifacts], Any], data: bytes) -> Tamper:
+    return lambda copy: copy.relock(pick(copy), data)
 
 
-def export_with_reordered_features(copy: ArtifactCopy) -> None:
-    doc = orjson.loads(copy.export.read_bytes())
-    doc["features"].reverse()
-    _relock(copy, "models/model.json", orjson.dumps(doc))
+def shift_expected(doc: dict[str, Any]) -> None:
+    """Move every recorded output by 1e-3: far outside any gate tolerance."""
+    first = doc["check"]["expected"][0]
+    if isinstance(first, list):
+        doc["check"]["expected"][0] = [p + 1e-3 for p in first]
+    else:
+        doc["check"]["expected"][0] = first + 1e-3
 
 
-def tamper_metadata(copy: ArtifactCopy) -> None:
-    meta = orjson.loads(copy.metadata.read_bytes())
-    meta["features"].reverse()  # would silently scramble every prediction if it were trusted
+def reorder_metadata_features(copy: Artifacts) -> None:
+    meta = copy.metadata_document()
+    meta["features"].reverse()  # would scramble every prediction if it were trusted
     copy.metadata.write_bytes(orjson.dumps(meta))
 
 
-def delete_lock(copy: ArtifactCopy) -> None:
-    copy.lock.unlink()
-
-
 REFUSALS = [
-    pytest.param(flip_a_byte, "has md5", id="flipped-byte"),
-    pytest.param(drop_model_entry, "has no entry for", id="missing-lock-entry"),
-    pytest.param(flip_an_export_byte, "model export", id="flipped-export-byte"),
+    pytest.param(flip_a_byte(lambda c: c.model), "model", "has md5", id="model-md5"),
+    pytest.param(flip_a_byte(lambda c: c.serving), "serving", "has md5", id="serving-md5"),
+    pytest.param(flip_a_byte(lambda c: c.metadata), "metadata", "has md5", id="metadata-md5"),
+    pytest.param(reorder_metadata_features, "metadata", "has md5", id="metadata-edited"),
+    pytest.param(drop_lock_entry("models/model.joblib"), "", "has no entry for", id="no-lock-entry"),
+    pytest.param(lambda c: c.lock.unlink(), "", "cannot read DVC lock file", id="no-dvc-lock"),
     pytest.param(
-        export_of_another_model, "was exported from a model with md5 000", id="export-of-other-model"
+        relock_raw(lambda c: c.serving, b"{not json"), "", "is not valid JSON", id="serving-not-json"
     ),
-    pytest.param(export_that_mispredicts, "served probabilities differ", id="export-mispredicts"),
-    pytest.param(export_with_reordered_features, "features differ from the metadata", id="export-features"),
-    pytest.param(tamper_metadata, "metadata", id="tampered-metadata"),
-    pytest.param(delete_lock, "cannot read DVC lock file", id="no-dvc-lock"),
+    pytest.param(edit_serving(lambda d: d.pop("check")), "", "check is missing", id="serving-no-check"),
+    pytest.param(edit_serving(lambda d: d.update(path="pmml")), "", "path 'pmml'", id="serving-bad-path"),
+    pytest.param(
+        edit_serving(lambda d: d["gate"].update(tolerance=-1)), "", "gate.tolerance", id="serving-tolerance"
+    ),
+    pytest.param(
+        edit_serving(lambda d: d["check"]["expected"].pop()), "", "one entry per check row", id="check-short"
+    ),
+    pytest.param(edit_serving(shift_expected), "", "differs from scikit-learn's", id="check-not-reproduced"),
+    pytest.param(
+        edit_serving(lambda d: d["classes"].reverse()), "", "differ from the metadata's", id="serving-classes"
+    ),
+    pytest.param(
+        edit_serving(lambda d: d.update(task="regression")), "", "task 'regression'", id="serving-task"
+    ),
+    pytest.param(
+        edit_metadata(lambda d: d.update(schema_version=1)), "", "schema_version 1 is not 2", id="metadata-v1"
+    ),
+    pytest.param(
+        edit_metadata(lambda d: d["features"][0].update(kind="text")), "", "kind 'text'", id="metadata-kind"
+    ),
+    pytest.param(
+        edit_metadata(lambda d: d.update(task="clustering")), "", "task 'clustering'", id="metadata-task"
+    ),
+    pytest.param(
+        edit_serving(lambda d: d["model"].update(md5="0" * 32)),
+        "",
+        "written for a model with md5 000",
+        id="serving-for-another-model",
+    ),
+]
+ONNX_REFUSALS = [
+    pytest.param(flip_a_byte(lambda c: c.onnx), "onnx", "has md5", id="onnx-md5"),
+    pytest.param(
+        edit_serving(lambda d: d["onnx"]["inputs"].pop()), "", "feed every feature", id="onnx-input-missing"
+    ),
+    pytest.param(
+        edit_serving(lambda d: d["onnx"]["outputs"].update(probabilities="nope", value="nope")),
+        "",
+        "no output named 'nope'",
+        id="onnx-output-unknown",
+    ),
+    pytest.param(
+        edit_serving(lambda d: d["onnx"]["inputs"][0].update(type="int64")),
+        "",
+        "the service feeds",
+        id="onnx-input-type",
+    ),
+    pytest.param(
+        relock_raw(lambda c: c.onnx, b"not an onnx graph"),
+        "",
+        "describes an ONNX graph with md5",
+        id="onnx-replaced",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("tamper", "reason"), REFUSALS)
-def test_lifespan_refuses_without_unpickling(
-    artifact_copy: ArtifactCopy, monkeypatch: pytest.MonkeyPatch, tamper: Any, reason: str
-) -> None:
-    tamper(artifact_copy)
-
+def refused(copy: Artifacts, monkeypatch: pytest.MonkeyPatch) -> ContractError:
     def forbidden(*args: object, **kwargs: object) -> None:
-        raise AssertionError("an unverified model file was unpickled")
+        raise AssertionError("a model file was unpickled although start-up was refused")
 
     monkeypatch.setattr(joblib, "load", forbidden)
-    app = create_app(artifact_copy.settings())
-    with pytest.raises(ModelIntegrityError, match=reason) as refused, TestClient(app):
+    with pytest.raises(ContractError) as refusal, TestClient(create_app(copy.settings())):
         pass
-    assert "\n" not in str(refused.value)
+    assert "\n" not in str(refusal.value)
+    return refusal.value
 
 
-def test_untampered_copy_is_served(artifact_copy: ArtifactCopy) -> None:
+@pytest.mark.parametrize(("tamper", "named", "reason"), REFUSALS)
+def test_lifespan_refuses_without_unpickling(
+    artifact_copy: Artifacts, monkeypatch: pytest.MonkeyPatch, tamper: Tamper, named: str, reason: str
+) -> None:
+    if artifact_copy.serving_document()["path"] == "sklearn" and "differs" in reason:
+        pytest.skip("on the exact path the check runs the unpickled model")  # see test_families
+    tamper(artifact_copy)
+    error = refused(artifact_copy, monkeypatch)
+    assert reason in str(error)
+    if named:  # the message names the file
+        assert str(getattr(artifact_copy, named)) in str(error)
+
+
+@pytest.mark.parametrize(("tamper", "named", "reason"), ONNX_REFUSALS)
+def test_onnx_path_refuses_a_graph_it_cannot_trust(
+    artifact_copy: Artifacts, monkeypatch: pytest.MonkeyPatch, tamper: Tamper, named: str, reason: str
+) -> None:
+    if artifact_copy.serving_document()["path"] != "onnx":
+        pytest.skip("the default model does not take the ONNX path")
+    tamper(artifact_copy)
+    error = refused(artifact_copy, monkeypatch)
+    assert reason in str(error)
+    if named:
+        assert str(getattr(artifact_copy, named)) in str(error)
+
+
+def test_untampered_copy_is_served(artifact_copy: Artifacts) -> None:
     with TestClient(create_app(artifact_copy.settings())) as client:
         assert client.get("/readyz").status_code == 200
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("tamper", "reason"), REFUSALS)
-def test_python_m_api_exits_nonzero_with_one_line(
-    artifact_copy: ArtifactCopy, tamper: Any, reason: str
+@pytest.mark.parametrize(("tamper", "named", "reason"), REFUSALS[:8])
+def test_python_m_api_exits_2_with_one_line(
+    artifact_copy: Artifacts, tamper: Tamper, named: str, reason: str
 ) -> None:
     tamper(artifact_copy)
     env = {**os.environ, **artifact_copy.env(), "LOCKSTEP_PORT": "0"}
     done = subprocess.run(
         [sys.executable, "-m", "api"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60
     )
-    assert done.returncode != 0
+    assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith("lockstep: refusing to start:")
@@ -136,7 +209,7 @@ def test_python_m_api_exits_nonzero_with_one_line(
 
 
 @pytest.mark.slow
-def test_bad_setting_is_one_line(artifact_copy: ArtifactCopy) -> None:
+def test_bad_setting_is_one_line(artifact_copy: Artifacts) -> None:
     env = {**os.environ, **artifact_copy.env(), "LOCKSTEP_PORT": "not-a-port"}
     done = subprocess.run(
         [sys.executable, "-m", "api"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60

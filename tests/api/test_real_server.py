@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import urllib.request
+from typing import Any
 
 import orjson
 import pytest
@@ -23,7 +24,7 @@ def healthcheck(port: int) -> int:
 
 @pytest.mark.slow
 @pytest.mark.timeout(120)
-def test_two_workers_share_metrics_and_the_healthcheck_follows_readiness(example: dict[str, float]) -> None:
+def test_two_workers_share_metrics_and_the_healthcheck_follows_readiness(example: dict[str, Any]) -> None:
     body = orjson.dumps({"instances": [example]})
     with running_server(LOCKSTEP_WORKERS="2") as (process, port):
         assert healthcheck(port) == 0

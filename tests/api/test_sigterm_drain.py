@@ -8,6 +8,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import orjson
 import pytest
@@ -27,7 +28,7 @@ def server() -> Iterator[tuple[subprocess.Popen[bytes], int]]:
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_sigterm_drains_in_flight_requests(
-    server: tuple[subprocess.Popen[bytes], int], example: dict[str, float]
+    server: tuple[subprocess.Popen[bytes], int], example: dict[str, Any]
 ) -> None:
     process, port = server
     body = orjson.dumps({"instances": [example] * ROWS})

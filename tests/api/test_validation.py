@@ -1,4 +1,4 @@
-"""The fast validation path never disagrees with the exact one: same matrix, or it defers."""
+"""The fast validation path never disagrees with the exact one: same batch, or it defers."""
 
 from __future__ import annotations
 
@@ -12,17 +12,24 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from api.artifacts import Feature
 from api.errors import ClientError
-from api.validation import MAX_ABS_VALUE, InstanceParser
+from api.validation import MAX_ABS_VALUE, Batch, InstanceParser
 
-NAMES = ["a", "b", "c"]
-PARSER = InstanceParser(NAMES, max_rows=4)
+FEATURES = [
+    Feature("a", "numeric", None, False),
+    Feature("colour", "categorical", ("blue", "red"), True),
+    Feature("c", "numeric", None, True),
+]
+NAMES = [f.name for f in FEATURES]
+PARSER = InstanceParser(FEATURES, max_rows=4)
 
 json_scalars = st.one_of(
     st.floats(allow_nan=False, allow_infinity=False),
     st.integers(min_value=-(2**70), max_value=2**70),
     st.booleans(),
     st.none(),
+    st.sampled_from(["red", "blue", "green", ""]),
     st.text(max_size=3),
 )
 values = st.one_of(json_scalars, st.lists(json_scalars, max_size=2))
@@ -36,11 +43,18 @@ documents = st.one_of(
 )
 
 
-def exact(body: bytes) -> np.ndarray | ClientError:
+def exact(body: bytes) -> Batch | ClientError:
     try:
         return PARSER._exact(body)
     except ClientError as refused:
         return refused
+
+
+def assert_same(fast: Batch, reference: Batch) -> None:
+    np.testing.assert_array_equal(fast.numeric, reference.numeric)
+    assert fast.numeric.dtype == np.float64
+    assert [list(c) for c in fast.categorical] == [list(c) for c in reference.categorical]
+    assert (fast.missing, fast.unknown, fast.rows) == (reference.missing, reference.unknown, reference.rows)
 
 
 @settings(max_examples=600, deadline=None, suppress_health_check=list(HealthCheck))
@@ -50,51 +64,79 @@ def test_fast_path_agrees_with_exact_path(document: Any) -> None:
     fast = PARSER._fast(body)
     reference = exact(body)
     if fast is not None:
-        assert isinstance(reference, np.ndarray), reference.problems
-        np.testing.assert_array_equal(fast, reference)
-        assert fast.dtype == np.float64
+        assert isinstance(reference, Batch), reference.problems
+        assert_same(fast, reference)
+
+
+cells = st.tuples(
+    st.one_of(st.none(), st.floats(-MAX_ABS_VALUE, MAX_ABS_VALUE)),
+    st.one_of(st.none(), st.sampled_from(["red", "blue", "green"])),
+    st.one_of(st.none(), st.floats(-MAX_ABS_VALUE, MAX_ABS_VALUE)),
+)
 
 
 @settings(max_examples=300, deadline=None)
-@given(
-    st.lists(
-        st.lists(st.floats(-MAX_ABS_VALUE, MAX_ABS_VALUE), min_size=3, max_size=3), min_size=1, max_size=4
-    )
-)
-def test_valid_rows_take_the_fast_path(matrix: list[list[float]]) -> None:
+@given(st.lists(cells, min_size=1, max_size=4))
+def test_valid_rows_take_the_fast_path(matrix: list[tuple[Any, Any, Any]]) -> None:
     named = [dict(zip(NAMES, row, strict=True)) for row in matrix]
-    for instances in (matrix, named):
+    positional = [list(row) for row in matrix]
+    for instances in (positional, named):
         fast = PARSER._fast(orjson.dumps({"instances": instances}))
         assert fast is not None
-        np.testing.assert_array_equal(fast, np.array(matrix, dtype=np.float64))
+        expected = [[math.nan if v is None else v for v in (a, c)] for a, _, c in matrix]
+        np.testing.assert_array_equal(fast.numeric, np.array(expected, dtype=np.float64))
+        assert list(fast.categorical[0]) == [colour for _, colour, _ in matrix]
+
+
+def test_nulls_and_unknown_categories_are_counted_per_feature() -> None:
+    batch = PARSER.parse(
+        b'{"instances": [[1, "green", null], [null, null, 2], {"a": 3, "colour": "red", "c": null}]}'
+    )
+    assert batch.missing == {"a": 1, "c": 2, "colour": 1}
+    assert batch.unknown == {"colour": 1}
 
 
 @pytest.mark.parametrize(
-    "body",
+    ("body", "field", "message"),
     [
-        b'{"instances": [[1, 2, true]]}',
-        b'{"instances": [{"a": 1, "b": 2, "c": false}]}',
-        b'{"instances": [[1, 2, null]]}',
-        b'{"instances": [[1, 2, "3"]]}',
-        b'{"instances": [[1, 2, NaN]]}',
-        b'{"instances": [[1, 2, 1e400]]}',
+        (b'{"instances": [[1, "red", true]]}', "c", "must be a number or null, got boolean"),
+        (b'{"instances": [{"a": 1, "colour": "red", "c": false}]}', "c", "got boolean"),
+        (b'{"instances": [[1, "red", "3"]]}', "c", "must be a number or null, got string"),
+        (b'{"instances": [[1, "red", NaN]]}', "c", "must be a finite number"),
+        (b'{"instances": [[1, "red", 1e400]]}', "c", "must be a finite number"),
+        (b'{"instances": [[1, 7, 1]]}', "colour", "must be a string (a category) or null, got number"),
+        (b'{"instances": [[1, true, 1]]}', "colour", "got boolean"),
+        (b'{"instances": [[1, ["red"], 1]]}', "colour", "got array"),
+        (b'{"instances": [{"a": 1, "c": 1}]}', "colour", "is required"),
     ],
 )
-def test_non_numbers_are_refused(body: bytes) -> None:
+def test_values_of_the_wrong_type_are_refused_by_row_and_field(body: bytes, field: str, message: str) -> None:
     assert PARSER._fast(body) is None
     with pytest.raises(ClientError) as refused:
         PARSER.parse(body)
     assert refused.value.status == 422
     assert refused.value.problems[0]["row"] == 0
-    assert refused.value.problems[0]["field"] == "c"
+    assert refused.value.problems[0]["field"] == field
+    assert message in refused.value.problems[0]["message"]
 
 
 def test_an_object_row_in_an_array_batch_is_not_read_as_its_keys() -> None:
-    parser = InstanceParser(["a", "b"], max_rows=2)
+    parser = InstanceParser(FEATURES[:1] + FEATURES[2:], max_rows=2)
     assert parser._fast(b'{"instances": [[1, 2], {"3": 1, "4": 2}]}') is None
-    assert math.isclose(parser.parse(b'{"instances": [[1, 2]]}')[0, 1], 2.0)
+    assert parser.parse(b'{"instances": [[1, 2]]}').numeric[0, 1] == 2.0
+
+
+def test_a_string_row_is_not_read_as_its_characters() -> None:
+    parser = InstanceParser([Feature(n, "categorical", ("x",), False) for n in "ab"], max_rows=2)
+    with pytest.raises(ClientError):
+        parser.parse(b'{"instances": ["xy"]}')
 
 
 def test_single_feature_models_are_supported() -> None:
-    parser = InstanceParser(["only"], max_rows=2)
-    assert parser.parse(b'{"instances": [{"only": 3}, [4]]}').tolist() == [[3.0], [4.0]]
+    parser = InstanceParser(FEATURES[:1], max_rows=2)
+    assert parser.parse(b'{"instances": [{"a": 3}, [4]]}').numeric.tolist() == [[3.0], [4.0]]
+    only_category = InstanceParser(FEATURES[1:2], max_rows=2)
+    assert list(only_category.parse(b'{"instances": [{"colour": "red"}, [null]]}').categorical[0]) == [
+        "red",
+        None,
+    ]

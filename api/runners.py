@@ -1,0 +1,180 @@
+"""The two ways a verified model is run: its ONNX graph (onnxruntime), or its pickle (the exact path).
+
+serving.json, written by the pipeline's export stage, says which one: the ONNX graph when skl2onnx
+converted the model and the graph passed the faithfulness gate, otherwise the scikit-learn pickle.
+scikit-learn and joblib are imported only by `SklearnRunner`, so the ONNX path never loads them.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from api.artifacts import Metadata, OnnxGraph
+from api.validation import Batch
+from contract import ContractError
+
+_ONNX_DTYPES = {"double": np.float64, "float": np.float32}
+
+
+@dataclass
+class Scores:
+    """What a model gives for a batch: class indices and probabilities, or regression values."""
+
+    labels: list[int] | None = None  # index into Metadata.classes, per row
+    probabilities: list[list[float]] | None = None  # per row, in Metadata.classes order
+    values: list[float] | None = None  # per row (regression)
+
+
+class Runner(Protocol):
+    kind: str  # "onnx" | "sklearn"
+
+    def predict(self, batch: Batch) -> Scores: ...
+
+
+class OnnxRunner:
+    """An onnxruntime session built from the verified graph bytes, fed one [rows, 1] array per column."""
+
+    kind = "onnx"
+
+    def __init__(self, graph: OnnxGraph, onnx_bytes: bytes, metadata: Metadata, where: str):
+        import onnxruntime as ort  # type: ignore[import-untyped]
+
+        options = ort.SessionOptions()
+        # One thread, sequential: requests are one or a few rows, where thread hand-offs cost more
+        # than they save, and the server's workers already use the cores.
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.log_severity_level = 3  # errors only: its warnings are not JSON log lines
+        try:
+            self.session = ort.InferenceSession(
+                onnx_bytes, sess_options=options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises its own exception types, not exported stably
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ContractError(f"{where}: onnxruntime cannot load the graph: {first[:200]}") from None
+        graph_inputs = {i.name for i in self.session.get_inputs()}
+        graph_outputs = {o.name for o in self.session.get_outputs()}
+        declared = {i.name for i in graph.inputs}
+        if declared != graph_inputs:
+            raise ContractError(
+                f"{where}: serving.json's onnx.inputs {sorted(declared)} are not the graph's "
+                f"inputs {sorted(graph_inputs)}"
+            )
+        outputs = [graph.label, graph.probabilities] if metadata.is_classifier else [graph.value]
+        self._outputs = [name for name in outputs if name is not None]
+        unknown = [name for name in self._outputs if name not in graph_outputs]
+        if unknown:
+            raise ContractError(f"{where}: the graph has no output named {unknown[0]!r}")
+        by_feature = {i.feature: i for i in graph.inputs}
+        numeric = [f.name for f in metadata.features if f.numeric]
+        # Numeric columns grouped by tensor type: (input names, column indices in Batch.numeric).
+        self._numeric_groups: list[tuple[list[str], np.ndarray | None, type]] = []
+        for type_name, dtype in _ONNX_DTYPES.items():
+            indices = [k for k, name in enumerate(numeric) if by_feature[name].type == type_name]
+            if indices:
+                whole = indices == list(range(len(numeric)))
+                names = [by_feature[numeric[k]].name for k in indices]
+                self._numeric_groups.append((names, None if whole else np.array(indices), dtype))
+        self._categorical_inputs = [by_feature[f.name].name for f in metadata.features if not f.numeric]
+        self._categorical_features = [f.name for f in metadata.features if not f.numeric]
+        self._missing_string = graph.missing_string
+        self._classifier = metadata.is_classifier
+        self._class_index = {c: i for i, c in enumerate(metadata.classes)}
+
+    def feed(self, batch: Batch) -> dict[str, np.ndarray]:
+        """Input name -> [rows, 1] array; numeric columns come from one transposed copy per type."""
+        feed: dict[str, np.ndarray] = {}
+        for names, indices, dtype in self._numeric_groups:
+            block = batch.numeric if indices is None else batch.numeric[:, indices]
+            # Transposed and C-contiguous: each column is then a contiguous [rows, 1] view.
+            columns: np.ndarray = np.ascontiguousarray(block.T, dtype=dtype)[:, :, None]
+            feed.update(zip(names, columns, strict=True))
+        for name, feature, column in zip(
+            self._categorical_inputs, self._categorical_features, batch.categorical, strict=True
+        ):
+            if feature in batch.missing:
+                column = [self._missing_string if v is None else v for v in column]
+            feed[name] = np.array(column, dtype=object).reshape(-1, 1)
+        return feed
+
+    def predict(self, batch: Batch) -> Scores:
+        results = self.session.run(self._outputs, self.feed(batch))
+        if not self._classifier:
+            return Scores(values=np.asarray(results[0], dtype=np.float64).reshape(-1).tolist())
+        labels, probabilities = results
+        index = self._class_index
+        return Scores(
+            labels=[index[str(label)] for label in labels.tolist()], probabilities=probabilities.tolist()
+        )
+
+
+class SklearnRunner:
+    """The exact path: the scikit-learn pipeline itself, unpickled from bytes already md5-checked."""
+
+    kind = "sklearn"
+
+    def __init__(self, model_bytes: bytes, metadata: Metadata, missing_string: str, where: str):
+        try:
+            import joblib  # only here: the ONNX path never imports scikit-learn or joblib
+
+            self.model: Any = joblib.load(io.BytesIO(model_bytes))
+        except ImportError as exc:  # an image built for the ONNX path carries no scikit-learn
+            raise ContractError(
+                f"{where}: the exact path needs {exc.name or 'scikit-learn'} "
+                "(the image for such a model installs requirements-serve-sklearn.txt)"
+            ) from None
+        self._names = [f.name for f in metadata.features]
+        self._numeric = {f.name: k for k, f in enumerate(f for f in metadata.features if f.numeric)}
+        self._categorical = {f.name: k for k, f in enumerate(f for f in metadata.features if not f.numeric)}
+        self._classifier = metadata.is_classifier
+        self._missing_string = missing_string
+        if self._classifier:
+            classes = [str(c) for c in getattr(self.model, "classes_", [])]
+            if classes != list(metadata.classes):
+                raise ContractError(f"{where}: the model's classes {classes} differ from the metadata's")
+        self._frame: Any = None
+        fitted_names = getattr(self.model, "feature_names_in_", None)
+        if fitted_names is not None:
+            # Fitted on a DataFrame: column selection by name needs one at predict time too.
+            if [str(n) for n in fitted_names] != self._names:
+                raise ContractError(f"{where}: the model's input columns differ from the metadata's features")
+            try:
+                import pandas  # type: ignore[import-untyped]
+            except ImportError:
+                raise ContractError(
+                    f"{where}: the model was fitted on a pandas DataFrame, and pandas is not installed"
+                ) from None
+            self._frame = pandas.DataFrame
+
+    def _inputs(self, batch: Batch) -> Any:
+        columns: dict[str, Sequence[Any] | np.ndarray] = {}
+        for name in self._names:
+            if name in self._numeric:
+                columns[name] = batch.numeric[:, self._numeric[name]]
+            else:
+                column = batch.categorical[self._categorical[name]]
+                # A categorical gap reaches the model as the contract's missing string, as in training.
+                gap = self._missing_string
+                columns[name] = np.array([gap if v is None else v for v in column], dtype=object)
+        if self._frame is not None:
+            return self._frame(columns, columns=self._names)
+        matrix = np.empty((batch.rows, len(self._names)), dtype=object if self._categorical else np.float64)
+        for k, name in enumerate(self._names):
+            matrix[:, k] = columns[name]
+        return matrix
+
+    def predict(self, batch: Batch) -> Scores:
+        inputs = self._inputs(batch)
+        if not self._classifier:
+            return Scores(
+                values=np.asarray(self.model.predict(inputs), dtype=np.float64).reshape(-1).tolist()
+            )
+        probabilities = np.asarray(self.model.predict_proba(inputs), dtype=np.float64)
+        # The first most probable class, as scikit-learn's own predict does for these estimators.
+        return Scores(labels=probabilities.argmax(axis=1).tolist(), probabilities=probabilities.tolist())
