@@ -48,14 +48,10 @@ RUN chmod -R u=rwX,go=rX /out/app
 
 # --- runtime ------------------------------------------------------------------------------------
 FROM base AS runtime
-ARG MODEL_MD5
-ARG REQUIREMENTS_SHA256
-ARG BASE_LOCK_SHA256
-LABEL org.opencontainers.image.title="lockstep" \
-      org.opencontainers.image.description="Prediction service; digest is a function of the locked inputs" \
-      io.lockstep.model.md5="${MODEL_MD5}" \
-      io.lockstep.requirements.sha256="${REQUIREMENTS_SHA256}" \
-      io.lockstep.base-lock.sha256="${BASE_LOCK_SHA256}"
+# No ARG, LABEL or EXPOSE here: BuildKit releases render those differently into the config's
+# history (`ARG X` vs `ARG X=v`, `EXPOSE map[8000/tcp:{}]` vs `EXPOSE [8000/tcp]`), which changed
+# the digest between builders. The labels come from `docker buildx build --label` (imagetool.image)
+# and the port is documented (8000, `make run`), so the digest does not depend on the builder.
 ENV PATH=/opt/venv/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -67,7 +63,6 @@ COPY --from=deps /out/ /
 COPY --from=code /out/ /
 COPY --from=model /out/ /
 USER 10001:10001
-EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
     CMD ["python", "-m", "api.healthcheck"]
 ENTRYPOINT ["python", "-m", "api"]

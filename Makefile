@@ -40,6 +40,7 @@ lock: setup ## Regenerate every requirements*.txt (runtime, dev, image, image-bu
 	$(PIP_COMPILE) --output-file requirements-serve.txt requirements-serve.in  # pins come from requirements.txt
 	$(PIP_COMPILE) --output-file requirements-serve-sklearn.txt requirements-serve-sklearn.in
 	$(PIP_COMPILE) --upgrade --output-file requirements-build.txt requirements-build.in
+	$(PY) -m imagetool.store lock wheels  # the store keeps exactly the locked wheels
 
 .PHONY: check-lock
 check-lock: setup ## Fail, naming the file, if a lock no longer matches what its .in resolves to

@@ -1,7 +1,7 @@
 """The image's base root filesystem: a Debian tarball built by mmdebstrap, locked by content.
 
-    python -m imagetool.base build   # cached: nothing to do while the tarball matches the lock
-    python -m imagetool.base lock    # (re)build and record what the archive yields now
+    python -m imagetool.base build   # from the store (store/base/rootfs.tar), checked against the lock
+    python -m imagetool.base lock    # (re)build with mmdebstrap and record what the archive yields now
     python -m imagetool.base check   # lock well-formed and matching image/base.toml (no build)
 
 Determinism: mmdebstrap with SOURCE_DATE_EPOCH gives a bit-identical tarball for the same
@@ -258,6 +258,9 @@ def cmd_check() -> int:
 
 
 def cmd_build() -> int:
+    """build/base/rootfs.tar from the store (never from the mirror: `make lock-base` is that)."""
+    from imagetool import store
+
     definition = load_definition()
     lock = _load_lock()
     if lock["definition_sha256"] != definition_sha256(definition):
@@ -265,28 +268,16 @@ def cmd_build() -> int:
     if tarball_matches(lock):
         log(f"base: {rel(TARBALL)} matches {rel(LOCK)} (cached)")
         return 0
-    tmp = BASE_DIR / "rootfs.tar.tmp"
-    built = mmdebstrap(definition, resolve_sources(definition), lock["source_date_epoch"], tmp)
-    if built.sha256 == lock["tarball"]["sha256"]:
-        tmp.replace(TARBALL)
-        log(f"base: built {rel(TARBALL)} sha256:{built.sha256} (= lock)")
-        return 0
-    tmp.replace(CANDIDATE)
-    moved = package_changes(lock["packages"], built.packages)
-    if moved:
+    store.ensure(["base"], quiet=True)
+    stored = store.STORE / store.ROOTFS
+    if file_digest(stored) != lock["tarball"]["sha256"]:
         raise ToolError(
-            f"the Debian archive no longer yields the package set locked in {rel(LOCK)}; "
-            f"{len(moved)} packages moved:\n" + "\n".join(moved) + "\n"
-            "Accept the change with `make lock-base` (or point `sources` in "
-            f"{rel(DEFINITION)} at a snapshot of the archive)."
+            f"{rel(stored)}: not the tarball {rel(LOCK)} locks (sha256 {lock['tarball']['sha256']}); "
+            "after `make lock-base`, run `make lock-store`"
         )
-    tools = tool_versions()
-    raise ToolError(
-        f"{rel(CANDIDATE)}: same packages as {rel(LOCK)} but different bytes "
-        f"(sha256 {built.sha256}, locked {lock['tarball']['sha256']}); "
-        f"mmdebstrap {tools['mmdebstrap']} (locked with {lock.get('tools', {}).get('mmdebstrap')}). "
-        "Compare with `diffoscope` against a tarball built from the lock, or accept with `make lock-base`."
-    )
+    store.place(stored, TARBALL)
+    log(f"base: {rel(TARBALL)} from {rel(stored)} sha256:{lock['tarball']['sha256']} (= lock)")
+    return 0
 
 
 def cmd_lock() -> int:

@@ -116,7 +116,9 @@ def dvc_locked_md5(dvc_lock_text: str, path: str, stage: str) -> str | None:
 
 
 def builder_identity() -> dict[str, str]:
-    """Engine, containerd and buildx versions: digests can change between BuildKit releases."""
+    """Engine, containerd and buildx versions. Recorded as information, not as an input: the
+    Dockerfile's final stage avoids what BuildKit releases render differently, so any builder
+    that gives the locked digest is accepted."""
     try:
         v = json.loads(run(["docker", "version", "--format", "{{json .Server}}"], capture=True).stdout)
     except ToolError as e:
@@ -130,7 +132,19 @@ def builder_identity() -> dict[str, str]:
     }
 
 
-def current_inputs(root: Path = ROOT, with_builder: bool = True) -> dict[str, Any]:
+def image_labels(inputs: dict[str, Any]) -> dict[str, str]:
+    """The image's labels, passed with `--label` (a LABEL instruction's history text varies by
+    builder). Only input hashes: no dates, hosts or builder versions."""
+    return {
+        "org.opencontainers.image.title": "lockstep",
+        "org.opencontainers.image.description": "Prediction service; digest is a function of the locked inputs",
+        "io.lockstep.model.md5": inputs["model_md5"],
+        "io.lockstep.requirements.sha256": inputs["requirements_sha256"],
+        "io.lockstep.base-lock.sha256": inputs["base_lock_sha256"],
+    }
+
+
+def current_inputs(root: Path = ROOT) -> dict[str, Any]:
     blk = base.validate_lock(
         read_json(root / "image/base.lock.json", "base lock"), root / "image/base.lock.json"
     )
@@ -145,8 +159,6 @@ def current_inputs(root: Path = ROOT, with_builder: bool = True) -> dict[str, An
         "platform": PLATFORM,
         "compression": COMPRESSION,
     }
-    if with_builder:
-        inputs["builder"] = builder_identity()
     return inputs
 
 
@@ -247,6 +259,7 @@ class BuildResult:
     digest: str
     oci: ocidiff.OciImage
     seconds: float
+    cached: bool = False  # the last build's output, reused because the inputs are unchanged
 
 
 def buildx(root: Path, inputs: dict[str, Any], dest: Path, no_cache: bool) -> BuildResult:
@@ -257,9 +270,8 @@ def buildx(root: Path, inputs: dict[str, Any], dest: Path, no_cache: bool) -> Bu
     cmd = ["docker", "buildx", "build", "--builder", "default", "--network=none", "--provenance=false"]
     cmd += ["--sbom=false", "--platform", PLATFORM, "--progress=plain", "--output", out]
     cmd += ["--build-arg", f"SOURCE_DATE_EPOCH={inputs['source_date_epoch']}"]
-    cmd += ["--build-arg", f"MODEL_MD5={inputs['model_md5']}"]
-    cmd += ["--build-arg", f"REQUIREMENTS_SHA256={inputs['requirements_sha256']}"]
-    cmd += ["--build-arg", f"BASE_LOCK_SHA256={inputs['base_lock_sha256']}"]
+    for key, value in image_labels(inputs).items():
+        cmd += ["--label", f"{key}={value}"]
     if no_cache:
         cmd.append("--no-cache")
     cmd.append(str(root))
@@ -322,7 +334,7 @@ def up_to_date(inputs: dict[str, Any], load: bool) -> BuildResult | None:
         )
         if p.stdout.strip() != oci.digest:
             return None
-    return BuildResult(oci.digest, oci, 0.0)
+    return BuildResult(oci.digest, oci, 0.0, cached=True)
 
 
 def build(
@@ -348,6 +360,7 @@ def build(
             "digest": result.digest,
             "seconds": round(result.seconds, 1),
             "inputs": inputs,
+            "built_with": builder_identity(),
             "layers": layer_records(result.oci),
         },
     )
@@ -362,7 +375,6 @@ INPUT_MEANING = {
     "model_md5": "a changed model (models/model.joblib)",
     "source_tree_sha256": "the service source or build recipe changed",
     "source_date_epoch": "another SOURCE_DATE_EPOCH (from image/base.lock.json)",
-    "builder": "another builder (Docker engine / BuildKit / buildx): digests can differ between releases",
     "platform": "another target platform",
     "compression": "another layer compression",
 }
@@ -388,8 +400,6 @@ def input_differences(locked: dict[str, Any], now: dict[str, Any]) -> list[str]:
     """Which recorded inputs differ, each with what it means for the digest."""
     out = []
     for key, meaning in INPUT_MEANING.items():
-        if key == "builder" and "builder" not in now:
-            continue
         a, b = locked.get(key), now.get(key)
         if a == b:
             continue
@@ -427,10 +437,11 @@ def compare_with_lock(digest: str, lock_path: Path = IMAGE_LOCK) -> str:
 
 def cmd_build(args: argparse.Namespace) -> int:
     result, _ = build(no_cache=args.no_cache, load=not args.no_load, allow_untracked=args.allow_untracked)
-    log(
-        f"image: built in {result.seconds:.1f}s -> {rel(result.oci.path)}"
-        + ("" if args.no_load else f", loaded as {REPOSITORY}:latest")
-    )
+    if not result.cached:
+        log(
+            f"image: built in {result.seconds:.1f}s -> {rel(result.oci.path)}"
+            + ("" if args.no_load else f", loaded as {REPOSITORY}:latest")
+        )
     # Informational: a work in progress may differ; `make verify` is the check that fails.
     log(compare_with_lock(result.digest))
     print(result.digest)
@@ -443,6 +454,8 @@ def cmd_lock(args: argparse.Namespace) -> int:
         "comment": "Written by `make lock-image`; checked by `make verify`. Do not edit.",
         "digest": result.digest,
         "inputs": inputs,
+        # Information only (not an input): which builder produced the locked digest.
+        "built_with": builder_identity(),
         "layers": layer_records(result.oci),
     }
     write_json_atomic(IMAGE_LOCK, lock)
@@ -453,7 +466,7 @@ def cmd_lock(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     lock = validate_image_lock(read_json(IMAGE_LOCK, "image lock"))
-    diffs = input_differences(lock["inputs"], current_inputs(with_builder=args.builder))
+    diffs = input_differences(lock["inputs"], current_inputs())
     if diffs:
         raise ToolError(
             f"{rel(IMAGE_LOCK)} was recorded from other inputs:\n  "
@@ -482,7 +495,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
         reference = kept
     result = buildx(ROOT, inputs, OUT_DIR / "verify.oci.tar", no_cache=True)
     if result.digest == lock["digest"]:
-        log(f"image: verified: a --no-cache rebuild gives {result.digest} = {rel(IMAGE_LOCK)}")
+        b = builder_identity()
+        log(
+            f"image: verified: a --no-cache rebuild gives {result.digest} = {rel(IMAGE_LOCK)} "
+            f"(built with engine {b['engine']}, buildx {b['buildx']}, containerd {b['containerd']})"
+        )
         print(result.digest)
         return 0
     lines = [f"rebuild gives {result.digest}, {rel(IMAGE_LOCK)} says {lock['digest']}; all inputs are equal."]
@@ -509,7 +526,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_inputs(args: argparse.Namespace) -> int:
-    json.dump(current_inputs(with_builder=args.builder), sys.stdout, indent=2, sort_keys=True)
+    json.dump(current_inputs(), sys.stdout, indent=2, sort_keys=True)
     print()
     return 0
 
@@ -526,13 +543,6 @@ def main() -> int:
         if name in ("build", "lock", "verify"):
             sp.add_argument(
                 "--allow-untracked", action="store_true", help="let files git does not track into the context"
-            )
-        if name in ("check", "inputs"):
-            sp.add_argument(
-                "--no-builder",
-                dest="builder",
-                action="store_false",
-                help="do not ask the engine for its version",
             )
     args = p.parse_args()
     handlers = {
