@@ -67,7 +67,9 @@ class AptState:
         except FileNotFoundError:
             raise ToolError("apt-get: not installed (the store is filled on a Debian host)") from None
         if p.returncode != 0:
-            raise ToolError(f"apt-get {' '.join(args[:3])} failed ({p.returncode}):\n{p.stderr.strip()[-1500:]}")
+            raise ToolError(
+                f"apt-get {' '.join(args[:3])} failed ({p.returncode}):\n{p.stderr.strip()[-1500:]}"
+            )
         return p.stdout
 
     def update(self) -> None:

@@ -132,12 +132,15 @@ def builder_identity() -> dict[str, str]:
     }
 
 
+DESCRIPTION = "Prediction service; digest is a function of the locked inputs"
+
+
 def image_labels(inputs: dict[str, Any]) -> dict[str, str]:
     """The image's labels, passed with `--label` (a LABEL instruction's history text varies by
     builder). Only input hashes: no dates, hosts or builder versions."""
     return {
         "org.opencontainers.image.title": "lockstep",
-        "org.opencontainers.image.description": "Prediction service; digest is a function of the locked inputs",
+        "org.opencontainers.image.description": DESCRIPTION,
         "io.lockstep.model.md5": inputs["model_md5"],
         "io.lockstep.requirements.sha256": inputs["requirements_sha256"],
         "io.lockstep.base-lock.sha256": inputs["base_lock_sha256"],

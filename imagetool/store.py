@@ -135,14 +135,15 @@ def check_files(store: Path, files: dict[str, dict[str, Any]], groups: tuple[str
 def refuse_altered(problems: Problems) -> None:
     if problems.altered:
         raise ToolError(
-            "refusing files of the store whose hash differs from the lock:\n  " + "\n  ".join(problems.altered)
+            "refusing files of the store whose hash differs from the lock:\n  "
+            + "\n  ".join(problems.altered)
         )
 
 
 def place(src: Path, dest: Path) -> None:
     """Put a store file at ``dest`` (hard link, else copy), replacing what is there atomically."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    if dest.exists() and os.path.samefile(src, dest):
+    if dest.exists() and src.samefile(dest):
         return
     tmp = dest.with_name(dest.name + ".tmp")
     tmp.unlink(missing_ok=True)
@@ -298,7 +299,9 @@ def ensure(groups: list[str] | tuple[str, ...] = GROUPS, *, quiet: bool = False)
             raise ToolError(f"still missing from {rel(STORE)} after fetching: " + ", ".join(problems.missing))
         dvc_add()
     n = [e for name, e in files.items() if group_of(name) in wanted]
-    summary = f"store: {len(n)} files ({_mb(sum(e['bytes'] for e in n))}) of {', '.join(wanted)} match {rel(LOCK)}"
+    summary = (
+        f"store: {len(n)} files ({_mb(sum(e['bytes'] for e in n))}) of {', '.join(wanted)} match {rel(LOCK)}"
+    )
     if fetched:
         log(f"{summary}; fetched: {'; '.join(fetched)}")
     elif not quiet:
@@ -408,9 +411,7 @@ def installed_packages(root: Path) -> dict[str, str]:
     return base.parse_dpkg_status(status.read_text(encoding="utf-8", errors="replace"))
 
 
-def engine_debs_to_install(
-    debs: list[str], installed: dict[str, str], pins: dict[str, str]
-) -> list[str]:
+def engine_debs_to_install(debs: list[str], installed: dict[str, str], pins: dict[str, str]) -> list[str]:
     """The store .debs a host needs: pinned packages not at their pin, and whatever is absent.
 
     A dependency the host already has at another version is left alone (it is the host suite's,
@@ -460,7 +461,9 @@ def main() -> int:
     sub = p.add_subparsers(dest="command", required=True)
     for name in ("ensure", "lock"):
         sp = sub.add_parser(name)
-        sp.add_argument("groups", nargs="*", metavar="GROUP", help=f"any of {', '.join(GROUPS)} (default: all)")
+        sp.add_argument(
+            "groups", nargs="*", metavar="GROUP", help=f"any of {', '.join(GROUPS)} (default: all)"
+        )
     sub.add_parser("check")
     sub.add_parser("status")
     sp = sub.add_parser("install-engine")

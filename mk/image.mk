@@ -1,8 +1,9 @@
 # Hermetic, deterministic image (issue 4) from durable inputs (issue 9): every external input is
 # kept by sha256 in store/ (DVC-tracked). Logic lives in imagetool/; see image/README.md.
 IMAGE_TAG ?= lockstep:latest
-# The image tests need a running engine, the base rootfs and the wheels.
-TEST_PREREQS += engine base wheels
+# The image tests need the filled store (they push it to a test remote), a running engine, the base
+# rootfs and the wheels.
+TEST_PREREQS += store engine base wheels
 RUN_PORT ?= 8000
 
 .PHONY: store lock-store check-store engine base lock-base wheels image lock-image verify check-image-lock run \

@@ -12,7 +12,7 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # What a fresh clone would not have (paths from the repo root, and names anywhere).
-_NOT_SOURCE_PATHS = {".venv", "build", ".git", ".dvc/cache", ".dvc/tmp"}
+_NOT_SOURCE_PATHS = {".venv", "build", ".git", ".dvc/cache", ".dvc/tmp", "store"}  # store/: DVC-tracked
 _OUTPUT_PATHS = {"data/prepared", "models"}  # DVC outputs: made by `dvc repro`, git-ignored
 _NOT_SOURCE_NAMES = {"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache"}
 

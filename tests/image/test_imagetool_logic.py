@@ -236,7 +236,6 @@ def _inputs(**over: object) -> dict[str, object]:
         "source_date_epoch": 1,
         "platform": "linux/amd64",
         "compression": "zstd",
-        "builder": {"engine": "26.1.5", "buildx": "0.13.1", "containerd": "1.7.24"},
     }
     d.update(over)
     return d
@@ -249,19 +248,29 @@ def test_input_differences_explain_what_moved() -> None:
         model_md5="n" * 32,
         sources=new_sources,
         source_tree_sha256=image.tree_sha256(new_sources),
-        builder={"engine": "27.0.0", "buildx": "0.13.1", "containerd": "1.7.24"},
     )
     diffs = "\n".join(image.input_differences(locked, now))
     assert "a changed model" in diffs
     assert "api/a.py (changed)" in diffs
     assert "api/b.py (added)" in diffs
-    assert "another builder" in diffs
-    assert "engine 26.1.5 -> 27.0.0" in diffs
     assert "base" not in diffs
 
 
 def test_equal_inputs_have_no_differences() -> None:
     assert image.input_differences(_inputs(), _inputs()) == []
+
+
+def test_builder_is_not_an_input_of_the_digest() -> None:
+    assert "builder" not in image.INPUT_MEANING
+    assert "builder" not in image.current_inputs()
+
+
+def test_final_stage_has_nothing_builders_render_differently() -> None:
+    """ARG, LABEL and EXPOSE in the final stage put builder-specific text into the config's history."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    final = dockerfile[dockerfile.rindex("\nFROM ") :]
+    instructions = {ln.split()[0] for ln in final.splitlines() if ln and not ln.startswith((" ", "#"))}
+    assert not instructions & {"ARG", "LABEL", "EXPOSE"}
 
 
 def test_committed_image_lock_is_well_formed() -> None:
@@ -274,7 +283,7 @@ def test_committed_image_lock_is_well_formed() -> None:
 
 def test_image_lock_inputs_match_the_tree() -> None:
     lock = json.loads((ROOT / "image.lock").read_text())
-    diffs = image.input_differences(lock["inputs"], image.current_inputs(with_builder=False))
+    diffs = image.input_differences(lock["inputs"], image.current_inputs())
     assert diffs == [], "image.lock is stale; run `make lock-image`"
 
 
