@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -115,16 +116,18 @@ def dvc_locked_md5(dvc_lock_text: str, path: str, stage: str) -> str | None:
     return None
 
 
-def builder_identity() -> dict[str, str]:
+def builder_identity(env: dict[str, str] | None = None) -> dict[str, str]:
     """Engine, containerd and buildx versions. Recorded as information, not as an input: the
     Dockerfile's final stage avoids what BuildKit releases render differently, so any builder
     that gives the locked digest is accepted."""
     try:
-        v = json.loads(run(["docker", "version", "--format", "{{json .Server}}"], capture=True).stdout)
+        v = json.loads(
+            run(["docker", "version", "--format", "{{json .Server}}"], capture=True, env=env).stdout
+        )
     except ToolError as e:
         raise ToolError(f"no Docker engine answers (run `make engine`): {e}") from None
     comps = {c["Name"].lower(): c["Version"] for c in v.get("Components") or []}
-    buildx = run(["docker", "buildx", "version"], capture=True).stdout.split()
+    buildx = run(["docker", "buildx", "version"], capture=True, env=env).stdout.split()
     return {
         "engine": str(v.get("Version", "unknown")),
         "containerd": comps.get("containerd", "unknown"),
@@ -265,7 +268,10 @@ class BuildResult:
     cached: bool = False  # the last build's output, reused because the inputs are unchanged
 
 
-def buildx(root: Path, inputs: dict[str, Any], dest: Path, no_cache: bool) -> BuildResult:
+def buildx(
+    root: Path, inputs: dict[str, Any], dest: Path, no_cache: bool, env: dict[str, str] | None = None
+) -> BuildResult:
+    """Build the OCI tarball ``dest``; ``env`` (e.g. DOCKER_HOST) selects another engine."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(dest.name + ".tmp")
     tmp.unlink(missing_ok=True)
@@ -281,7 +287,14 @@ def buildx(root: Path, inputs: dict[str, Any], dest: Path, no_cache: bool) -> Bu
     flag = " --no-cache" if no_cache else ""
     log(f"image: docker buildx build{flag} (SOURCE_DATE_EPOCH={inputs['source_date_epoch']})")
     t0 = time.monotonic()
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)
+    proc = subprocess.run(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        check=False,
+        env={**os.environ, **(env or {})},
+    )
     seconds = time.monotonic() - t0
     log_file = dest.with_name(dest.name.split(".")[0] + ".buildx.log")
     log_file.write_text(proc.stdout, encoding="utf-8")

@@ -12,6 +12,7 @@ Layout of ``store/`` (a DVC-tracked folder, ``store.dvc``: `dvc push` / `dvc pul
     base/rootfs.tar      the base root filesystem (image/base.lock.json's tarball.sha256)
     base/debs/*.deb      the Debian packages it is made of, at the locked versions (to re-derive it)
     engine/debs/*.deb    image/engine.toml's engine and tools, with every dependency a fresh host lacks
+    builder2/debs/*.deb  image/engine.toml's second builder (unpacked, never installed: CI builds with it too)
 
 ``image/store.lock.json`` records each file's sha256 and size. Builds read only from the store and
 refuse a file whose sha256 differs, naming it and both hashes. The network (PyPI, the Debian mirror)
@@ -49,7 +50,7 @@ STORE = ROOT / "store"
 STORE_DVC = ROOT / "store.dvc"
 LOCK = ROOT / "image" / "store.lock.json"
 ENGINE_DEFINITION = ROOT / "image" / "engine.toml"
-GROUPS = ("wheels", "base", "engine")
+GROUPS = ("wheels", "base", "engine", "builder2")
 ROOTFS = "base/rootfs.tar"
 # Set to refuse any network fetch (the offline tests and users who want proof set it).
 OFFLINE_ENV = "LOCKSTEP_OFFLINE"
@@ -91,7 +92,7 @@ def load_engine_definition(path: Path = ENGINE_DEFINITION) -> dict[str, Any]:
     for key in ("host_suite", "suite", "packages", "tools"):
         if key not in data:
             raise ToolError(f"{rel(path)}: missing key {key!r}")
-    for spec in data["packages"]:
+    for spec in [*data["packages"], *data.get("second_builder", {}).get("packages", [])]:
         if not re.fullmatch(r"[a-z0-9][a-z0-9.+-]*=\S+", spec):
             raise ToolError(f"{rel(path)}: packages: {spec!r} is not name=version")
     return data
@@ -216,6 +217,12 @@ def engine_apt(definition: dict[str, Any]) -> AptState:
     return AptState(BUILD / "apt-engine", [newer, *host], low_priority_suites=(definition["suite"],))
 
 
+def builder2_apt(definition: dict[str, Any]) -> AptState:
+    host = host_suite_sources(definition["host_suite"])
+    suite = definition["second_builder"]["suite"]
+    return AptState(BUILD / "apt-builder2", [aptsources.Source(host[0].uri, suite, ("main",))])
+
+
 def fetch_wheels() -> int:
     _refuse_network("wheels")
     before = set(STORE.joinpath("wheels").glob("*.whl"))
@@ -256,6 +263,8 @@ def fetch_debs(names: list[str]) -> None:
         _refuse_network(f"{len(specs)} Debian packages")
         if group_of(folder) == "engine":
             apt = engine_apt(load_engine_definition())
+        elif group_of(folder) == "builder2":
+            apt = builder2_apt(load_engine_definition())
         else:
             definition = base.load_definition()
             apt = AptState(BUILD / "apt-base", base.resolve_sources(definition))
@@ -353,6 +362,14 @@ def cmd_lock(groups: list[str]) -> int:
             pkg, version = deb_file_version(path.name)
             if f"{pkg}={version}" in specs:
                 wanted.add(f"engine/debs/{path.name}")
+    if "builder2" in groups:
+        definition = load_engine_definition()
+        specs = list(definition["second_builder"]["packages"])
+        builder2_apt(definition).download(specs, STORE / "builder2/debs")
+        for path in STORE.joinpath("builder2/debs").glob("*.deb"):
+            pkg, version = deb_file_version(path.name)
+            if f"{pkg}={version}" in specs:
+                wanted.add(f"builder2/debs/{path.name}")
     for group in groups:  # drop what the locks no longer name
         for path in STORE.joinpath(group).rglob("*"):
             name = path.relative_to(STORE).as_posix()

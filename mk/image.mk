@@ -6,7 +6,8 @@ IMAGE_TAG ?= lockstep:latest
 TEST_PREREQS += store engine base wheels
 RUN_PORT ?= 8000
 
-.PHONY: store lock-store check-store engine base lock-base wheels image lock-image verify check-image-lock run \
+.PHONY: store lock-store check-store engine base lock-base wheels image lock-image verify verify-second-builder \
+	check-image-lock run \
 	bench-build lock-build-deps
 
 store: setup ## Complete store/ (wheels, base, engine .debs): dvc pull, else the network; says which
@@ -57,3 +58,6 @@ bench-build: setup engine base wheels ## Benchmark image builds (cold, no-change
 lock-build-deps: setup ## Regenerate requirements-build.txt (the pip used inside the image build)
 	$(PIP_COMPILE) --upgrade --output-file requirements-build.txt requirements-build.in
 	$(PY) -m imagetool.store lock wheels
+
+verify-second-builder: setup store base wheels ## Build with a second, newer BuildKit (from the store, run beside the engine); must equal image.lock
+	$(PY) -m imagetool.second_builder verify
