@@ -18,12 +18,14 @@ TEST_PREREQS :=
 include $(wildcard mk/*.mk)
 
 .PHONY: help
-help: ## Show this help
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-17s\033[0m %s\n", $$1, $$2}' \
-		$(MAKEFILE_LIST)
+help: ## Show this help (colours only on a terminal)
+	@if [ -t 1 ]; then on=$$'\033[36m'; off=$$'\033[0m'; else on=; off=; fi; \
+	awk -v on="$$on" -v off="$$off" 'BEGIN {FS = ":.*## "} \
+		/^[a-zA-Z0-9_-]+:.*## / {printf "  %s%-22s%s %s\n", on, $$1, off, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: all
-all: setup repro image ## Set everything up, retrain the model and build the image (the README's first command)
+all: ## Set up, fill the store, install the engine, retrain, build the image; a line per step, a summary
+	@python3 -m imagetool.steps all
 
 .PHONY: setup
 setup: $(VENV)/.installed ## Create .venv and install the hash-pinned dev lock into it

@@ -268,6 +268,54 @@ class BuildResult:
     cached: bool = False  # the last build's output, reused because the inputs are unchanged
 
 
+_STEP = re.compile(r"^#(\d+) (\[[^\]]+\] .*|exporting to .*)$")
+_DONE = re.compile(r"^#(\d+) (DONE|CACHED)(?: ([0-9.]+)s)?$")
+
+
+_OUTPUT = re.compile(r"^#(\d+) ")
+
+
+def progress_lines(line: str, steps: dict[str, str], shown: set[str]) -> list[str]:
+    """A concise version of BuildKit's plain progress: a line per Dockerfile step when it starts
+    (or "cached"), and its time when it took a second or more; the rest goes to the log only."""
+    if m := _STEP.match(line):
+        steps.setdefault(m.group(1), m.group(2))
+        return []
+    m = _OUTPUT.match(line)
+    if not m or m.group(1) not in steps or steps[m.group(1)].startswith("[internal]"):
+        return []
+    n, what = m.group(1), steps[m.group(1)]
+    out = []
+    if (done := _DONE.match(line)) and done.group(2) == "CACHED":
+        return [] if n in shown else [f"image:   cached  {what[:100]}"]
+    if n not in shown:
+        shown.add(n)
+        out.append(f"image:   {what[:110]}")
+    if done and float(done.group(3) or 0) >= 1.0:
+        label = what.split("] ", 1)[0] + "]" if what.startswith("[") else what
+        out.append(f"image:   {label} done in {done.group(3)}s")
+    return out
+
+
+def _run_buildx(cmd: list[str], env: dict[str, str], log_file: Path) -> tuple[int, list[str]]:
+    """Run buildx, writing its whole output to ``log_file`` and a concise version to stderr."""
+    steps: dict[str, str] = {}
+    shown: set[str] = set()
+    output: list[str] = []
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with (
+        log_file.open("w", encoding="utf-8") as f,
+        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) as proc,
+    ):
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            f.write(line)
+            output.append(line.rstrip("\n"))
+            for concise in progress_lines(output[-1], steps, shown):
+                log(concise)
+    return proc.returncode, output
+
+
 def buildx(
     root: Path, inputs: dict[str, Any], dest: Path, no_cache: bool, env: dict[str, str] | None = None
 ) -> BuildResult:
@@ -287,21 +335,13 @@ def buildx(
     flag = " --no-cache" if no_cache else ""
     log(f"image: docker buildx build{flag} (SOURCE_DATE_EPOCH={inputs['source_date_epoch']})")
     t0 = time.monotonic()
-    proc = subprocess.run(
-        cmd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        check=False,
-        env={**os.environ, **(env or {})},
-    )
-    seconds = time.monotonic() - t0
     log_file = dest.with_name(dest.name.split(".")[0] + ".buildx.log")
-    log_file.write_text(proc.stdout, encoding="utf-8")
-    if proc.returncode != 0:
+    returncode, output = _run_buildx(cmd, {**os.environ, **(env or {})}, log_file)
+    seconds = time.monotonic() - t0
+    if returncode != 0:
         tmp.unlink(missing_ok=True)
-        tail = "\n".join(proc.stdout.splitlines()[-30:])
-        raise ToolError(f"docker buildx build failed ({proc.returncode}); log: {rel(log_file)}:\n{tail}")
+        tail = "\n".join(output[-30:])
+        raise ToolError(f"docker buildx build failed ({returncode}); log: {rel(log_file)}:\n{tail}")
     oci = ocidiff.open_oci(tmp)
     labels = oci.config.get("config", {}).get("Labels") or {}
     if labels.get("io.lockstep.model.md5") != inputs["model_md5"]:
