@@ -9,6 +9,11 @@
 FROM scratch AS base
 ADD build/base/rootfs.tar /
 
+# --- serve-lock: the lock the image installs (imagetool/recipe.py passes SERVE_LOCK) -------------
+FROM scratch AS serve-lock
+ARG SERVE_LOCK=requirements-serve.txt
+COPY ${SERVE_LOCK} /requirements-serve.txt
+
 # --- deps: the locked wheels into /opt/venv, by a pip that never reaches the final image --------
 FROM base AS deps
 ARG SOURCE_DATE_EPOCH
@@ -18,7 +23,7 @@ ARG SOURCE_DATE_EPOCH
 # Cython, stubs, static libs); the service never imports them, and pip is not there to mind.
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 RUN --mount=type=bind,source=build/wheels,target=/wheels \
-    --mount=type=bind,source=requirements-serve.txt,target=/tmp/requirements-serve.txt \
+    --mount=type=bind,from=serve-lock,source=/requirements-serve.txt,target=/tmp/requirements-serve.txt \
     set -- /wheels/pip-*.whl \
  && python3 -m venv --without-pip /opt/venv \
  && /opt/venv/bin/python "$1/pip" install --no-index --find-links=/wheels \
@@ -41,8 +46,9 @@ RUN chmod -R u=rwX,go=rX /out/app \
  && python3 -m compileall -q --invalidation-mode unchecked-hash /out/app/api
 
 # --- model: the DVC outputs and the lock that proves them -----------------------------------------
+# Which model files: imagetool/recipe.py MODEL_FILES, let in by the .dockerignore allow-list.
 FROM base AS model
-COPY models/model.joblib models/model.json models/metadata.json /out/app/models/
+COPY models /out/app/models/
 COPY dvc.lock /out/app/dvc.lock
 RUN chmod -R u=rwX,go=rX /out/app
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from imagetool import base, ocidiff, wheels
+from imagetool import base, ocidiff, recipe, wheels
 from imagetool.common import (
     BUILD,
     ROOT,
@@ -55,12 +55,10 @@ COMPRESSION = "zstd"
 REQUIRED_FILES = [
     "Dockerfile",
     ".dockerignore",
-    "requirements-serve.txt",
-    "requirements-build.txt",
+    recipe.SERVE_LOCK,
+    recipe.BUILD_LOCK,
     "dvc.lock",
-    "models/model.joblib",
-    "models/model.json",
-    "models/metadata.json",
+    *recipe.MODEL_FILES,
     "api/__init__.py",
     "api/__main__.py",
     "api/healthcheck.py",
@@ -76,7 +74,7 @@ SOURCE_FILES = [
     "requirements-build.txt",
 ]
 SOURCE_DIRS = ["api"]
-DVC_OUTS = {"models/model.joblib": "train", "models/metadata.json": "evaluate", "models/model.json": "export"}
+DVC_OUTS = recipe.MODEL_FILES
 
 
 # --- inputs -----------------------------------------------------------------------------------
@@ -157,7 +155,7 @@ def current_inputs(root: Path = ROOT) -> dict[str, Any]:
     sources = source_files(root)
     inputs: dict[str, Any] = {
         "base_lock_sha256": file_digest(root / "image/base.lock.json"),
-        "requirements_sha256": file_digest(root / "requirements-serve.txt"),
+        "requirements_sha256": file_digest(root / recipe.SERVE_LOCK),
         "model_md5": file_digest(root / "models/model.joblib", "md5"),
         "source_tree_sha256": tree_sha256(sources),
         "sources": sources,
@@ -327,6 +325,7 @@ def buildx(
     cmd = ["docker", "buildx", "build", "--builder", "default", "--network=none", "--provenance=false"]
     cmd += ["--sbom=false", "--platform", PLATFORM, "--progress=plain", "--output", out]
     cmd += ["--build-arg", f"SOURCE_DATE_EPOCH={inputs['source_date_epoch']}"]
+    cmd += ["--build-arg", f"SERVE_LOCK={recipe.SERVE_LOCK}"]
     for key, value in image_labels(inputs).items():
         cmd += ["--label", f"{key}={value}"]
     if no_cache:

@@ -188,6 +188,22 @@ def dvc_pull() -> bool:
     return True
 
 
+def dvc_cached() -> bool:
+    """Whether the DVC cache holds the store as store.dvc records it (else `dvc push` cannot send it,
+    e.g. after store/ was restored by a CI cache or copied by hand)."""
+    text = STORE_DVC.read_text(encoding="utf-8") if STORE_DVC.is_file() else ""
+    m = re.search(r"md5: ([0-9a-f]{32}\.dir)", text)
+    return m is not None and (ROOT / ".dvc/cache/files/md5" / m.group(1)[:2] / m.group(1)[2:]).is_file()
+
+
+def remove_unlocked(files: dict[str, dict[str, Any]]) -> None:
+    """Delete files in store/ that the lock does not name, so `dvc add` records exactly the lock."""
+    for path in sorted(STORE.rglob("*")):
+        if path.is_file() and path.relative_to(STORE).as_posix() not in files:
+            log(f"store: removing {rel(path)} (not in {rel(LOCK)})")
+            path.unlink()
+
+
 def dvc_add() -> None:
     """Record the store in store.dvc and the DVC cache, so `dvc push` uploads it."""
     p = _dvc("add", "--quiet", rel(STORE))
@@ -294,9 +310,10 @@ def ensure(groups: list[str] | tuple[str, ...] = GROUPS, *, quiet: bool = False)
     files = load_lock()
     problems = check_files(STORE, files, wanted)
     refuse_altered(problems)
+    pulled = False
     if problems.missing:
         log(f"store: {len(problems.missing)} of the locked files are missing from {rel(STORE)}")
-        if dvc_pull():
+        if pulled := dvc_pull():
             problems = check_files(STORE, files, wanted)
             refuse_altered(problems)
     fetched: list[str] = []
@@ -306,6 +323,8 @@ def ensure(groups: list[str] | tuple[str, ...] = GROUPS, *, quiet: bool = False)
         refuse_altered(problems)
         if problems.missing:
             raise ToolError(f"still missing from {rel(STORE)} after fetching: " + ", ".join(problems.missing))
+    if (fetched or not dvc_cached()) and set(wanted) == set(GROUPS):
+        remove_unlocked(files)
         dvc_add()
     n = [e for name, e in files.items() if group_of(name) in wanted]
     summary = (
@@ -313,8 +332,8 @@ def ensure(groups: list[str] | tuple[str, ...] = GROUPS, *, quiet: bool = False)
     )
     if fetched:
         log(f"{summary}; fetched: {'; '.join(fetched)}")
-    elif not quiet:
-        log(f"{summary}; nothing fetched from the network")
+    elif pulled or not quiet:
+        log(f"{summary}; {'pulled from the DVC remote, ' if pulled else ''}nothing fetched from the network")
 
 
 def cmd_lock(groups: list[str]) -> int:

@@ -15,15 +15,16 @@ import argparse
 import sys
 from pathlib import Path
 
+from imagetool import recipe
 from imagetool.common import BUILD, ROOT, ToolError, file_digest, log, main_wrapper, rel, run
 from tools.locks import LockError, Requirement, normalize, parse_lock_text
 
 WHEELS = BUILD / "wheels"
-LOCK_NAMES = ("requirements-serve.txt", "requirements-build.txt")
+LOCK_NAMES = (recipe.SERVE_LOCK, recipe.BUILD_LOCK)
 LOCKS = tuple(ROOT / name for name in LOCK_NAMES)
 # What the store keeps: both serve locks (the image installs one of them, by the model's serving
 # path), and pip for the build.
-STORE_LOCK_NAMES = ("requirements-serve.txt", "requirements-serve-sklearn.txt", "requirements-build.txt")
+STORE_LOCK_NAMES = (*recipe.SERVE_LOCKS, recipe.BUILD_LOCK)
 
 # The image's interpreter: Debian 12's CPython 3.11 on glibc 2.36, x86_64.
 PYTHON_VERSION = "3.11"

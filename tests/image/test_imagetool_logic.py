@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import gzip
 import hashlib
 import io
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from imagetool import aptsources, base, image, ocidiff, wheels
+from imagetool import aptsources, base, image, ocidiff, recipe, wheels
 from imagetool.common import ToolError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -293,14 +294,13 @@ def test_dockerignore_is_an_allow_list_of_the_image_inputs() -> None:
     allowed = {ln[1:] for ln in lines if ln.startswith("!")}
     assert allowed == {
         "api",
-        "models/model.joblib",
-        "models/model.json",
-        "models/metadata.json",
+        *recipe.MODEL_FILES,
         "dvc.lock",
-        "requirements-serve.txt",
+        "requirements-serve*.txt",  # recipe.SERVE_LOCKS: the Dockerfile picks recipe.SERVE_LOCK
         "build/base/rootfs.tar",
         "build/wheels/*.whl",
     }
+    assert all(fnmatch.fnmatch(lock, "requirements-serve*.txt") for lock in recipe.SERVE_LOCKS)
 
 
 def test_source_files_skip_bytecode_and_hidden_files(tmp_path: Path) -> None:
