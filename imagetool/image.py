@@ -551,6 +551,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     result = buildx(ROOT, inputs, OUT_DIR / "verify.oci.tar", no_cache=True)
     if result.digest == lock["digest"]:
         b = builder_identity()
+        # Which builder reproduced the digest: information for whoever reads the CI logs/artefacts.
+        write_json_atomic(OUT_DIR / "verified.json", {"digest": result.digest, "built_with": b})
         log(
             f"image: verified: a --no-cache rebuild gives {result.digest} = {rel(IMAGE_LOCK)} "
             f"(built with engine {b['engine']}, buildx {b['buildx']}, containerd {b['containerd']})"

@@ -339,8 +339,10 @@ def ensure(groups: list[str] | tuple[str, ...] = GROUPS, *, quiet: bool = False)
 def cmd_lock(groups: list[str]) -> int:
     """Re-fill from the network what the other locks name now, and write the store lock."""
     old: dict[str, dict[str, Any]] = {}
+    tools_closure: list[str] = []
     if LOCK.is_file():
         old = load_lock()
+        tools_closure = read_json(LOCK, "store lock").get("tools_closure", [])
     keep: dict[str, dict[str, Any]] = {n: e for n, e in old.items() if group_of(n) not in groups}
     wanted: set[str] = set()
     if "wheels" in groups:
@@ -377,6 +379,8 @@ def cmd_lock(groups: list[str]) -> int:
             raise ToolError(f"{rel(ENGINE_DEFINITION)}: apt resolved other versions: {', '.join(wrong)}")
         specs = [f"{p}={v}" for p, v in closure]
         apt.download(specs, STORE / "engine/debs")
+        # What the tools alone need, for hosts whose engine is fine but lack mmdebstrap or zstd.
+        tools_closure = sorted(p for p, _ in apt.resolve(list(definition["tools"])))
         for path in STORE.joinpath("engine/debs").glob("*.deb"):
             pkg, version = deb_file_version(path.name)
             if f"{pkg}={version}" in specs:
@@ -404,6 +408,7 @@ def cmd_lock(groups: list[str]) -> int:
         {
             "comment": "Written by `make lock-store` (python -m imagetool.store lock); do not edit.",
             "engine_definition": load_engine_definition(),
+            "tools_closure": tools_closure,
             "files": dict(sorted(files.items())),
         },
     )
@@ -447,8 +452,11 @@ def installed_packages(root: Path) -> dict[str, str]:
     return base.parse_dpkg_status(status.read_text(encoding="utf-8", errors="replace"))
 
 
-def engine_debs_to_install(debs: list[str], installed: dict[str, str], pins: dict[str, str]) -> list[str]:
-    """The store .debs a host needs: pinned packages not at their pin, and whatever is absent.
+def engine_debs_to_install(
+    debs: list[str], installed: dict[str, str], pins: dict[str, str], only: set[str] | None = None
+) -> list[str]:
+    """The store .debs a host needs: pinned packages not at their pin, and whatever is absent
+    (among ``only``, when given: the tools' closure, for a host whose engine is fine).
 
     A dependency the host already has at another version is left alone (it is the host suite's,
     like the store's); dpkg refuses, naming it, if that version is too old.
@@ -456,20 +464,23 @@ def engine_debs_to_install(debs: list[str], installed: dict[str, str], pins: dic
     out = []
     for name in debs:
         pkg, version = deb_file_version(Path(name).name)
+        if only is not None and (pkg not in only or pkg in installed or pkg in pins):
+            continue
         have = installed.get(pkg)
         if (pkg in pins and have != pins[pkg] and version == pins[pkg]) or (pkg not in pins and have is None):
             out.append(name)
     return out
 
 
-def cmd_install_engine(root: Path) -> int:
+def cmd_install_engine(root: Path, tools_only: bool = False) -> int:
     if os.geteuid() != 0:
         raise ToolError("installing the engine needs root (dpkg)")
     ensure(["engine"])
     files = load_lock()
     definition = load_engine_definition()
     debs = sorted(n for n in files if n.startswith("engine/debs/"))
-    chosen = engine_debs_to_install(debs, installed_packages(root), engine_pins(definition))
+    only = set(read_json(LOCK, "store lock").get("tools_closure", [])) if tools_only else None
+    chosen = engine_debs_to_install(debs, installed_packages(root), engine_pins(definition), only)
     if not chosen:
         log(f"engine: every package of {rel(ENGINE_DEFINITION)} is installed in {root}")
         return 0
@@ -504,6 +515,7 @@ def main() -> int:
     sub.add_parser("status")
     sp = sub.add_parser("install-engine")
     sp.add_argument("--root", type=Path, default=Path("/"), help="install into this root (dpkg --root)")
+    sp.add_argument("--tools-only", action="store_true", help="only mmdebstrap, zstd and what they need")
     args = p.parse_args()
     unknown = [g for g in getattr(args, "groups", []) if g not in GROUPS]
     if unknown:
@@ -514,7 +526,7 @@ def main() -> int:
     if args.command == "lock":
         return cmd_lock(args.groups or list(GROUPS))
     if args.command == "install-engine":
-        return cmd_install_engine(args.root)
+        return cmd_install_engine(args.root, args.tools_only)
     return cmd_check() if args.command == "check" else cmd_status()
 
 

@@ -5,9 +5,10 @@ IMAGE_TAG ?= lockstep:latest
 # rootfs and the wheels.
 TEST_PREREQS += store engine base wheels
 RUN_PORT ?= 8000
+RUN_NAME ?= lockstep-run
 
 .PHONY: store lock-store check-store engine base lock-base wheels image lock-image verify verify-second-builder \
-	check-image-lock run \
+	check-image-lock run stop \
 	bench-build lock-build-deps
 
 store: setup ## Complete store/ (wheels, base, engine .debs): dvc pull, else the network; says which
@@ -48,9 +49,12 @@ check-image-lock: setup ## Fail if image/base.lock.json or image.lock no longer 
 	$(PY) -m imagetool.image check
 
 run: ## Run the image hardened: read-only root, no capabilities, no new privileges, non-root
-	docker run --rm --init=false --read-only --tmpfs /tmp:rw,noexec,nosuid,size=16m \
+	docker run --rm --name $(RUN_NAME) --init=false --read-only --tmpfs /tmp:rw,noexec,nosuid,size=16m \
 		--cap-drop=ALL --security-opt no-new-privileges --user 10001:10001 \
 		-p 127.0.0.1:$(RUN_PORT):8000 $(IMAGE_TAG)
+
+stop: ## Stop the container `make run` started (RUN_NAME, default lockstep-run)
+	@docker stop $(RUN_NAME) >/dev/null 2>&1 && echo "stopped $(RUN_NAME)" || echo "$(RUN_NAME) is not running"
 
 bench-build: setup engine base wheels ## Benchmark image builds (cold, no-change, model-only), size and start-up
 	$(PY) bench/build_bench.py

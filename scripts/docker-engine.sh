@@ -50,20 +50,27 @@ engine_major() {
 engine_ok() {
     [[ "$(engine_major)" -ge "$MIN_ENGINE_MAJOR" ]] \
         && command -v containerd >/dev/null \
-        && docker buildx version >/dev/null 2>&1 \
-        && command -v mmdebstrap >/dev/null && command -v zstd >/dev/null
+        && docker buildx version >/dev/null 2>&1
 }
 
+# mmdebstrap (re-deriving the base, `make lock-base`) and zstd (reading the image's layers).
+tools_ok() { command -v mmdebstrap >/dev/null && command -v zstd >/dev/null; }
+
 cmd_install() {
-    if engine_ok; then
+    if engine_ok && tools_ok; then
         log "engine already installed: $(dockerd --version), buildx $(docker buildx version | awk '{print $2}')"
         return 0
     fi
     if ! is_debian; then print_manual_install; exit 1; fi
     [[ "$(id -u)" -eq 0 ]] || die "install needs root (dpkg)"
     # From the store (dvc pull, or the mirror the first time: it says which), hash-checked.
-    (cd "$REPO" && "$PYTHON" -m imagetool.store install-engine)
+    # A host whose engine is fine (e.g. Docker's own packages) gets only the tools, so nothing
+    # here replaces or conflicts with it.
+    local only=()
+    engine_ok && only=(--tools-only)
+    (cd "$REPO" && "$PYTHON" -m imagetool.store install-engine "${only[@]}")
     engine_ok || die "engine installed but not usable: $(dockerd --version 2>&1)"
+    tools_ok || die "mmdebstrap or zstd still missing after the install"
     log "installed $(dockerd --version)"
 }
 

@@ -88,6 +88,9 @@ def test_committed_store_lock_covers_every_locked_input() -> None:
     assert all(engine[p] == v for p, v in pins.items())
     for tool in ("runc", "tini", "iptables", "mmdebstrap", "zstd"):
         assert tool in engine, f"{tool}: a dependency the engine install needs offline"
+    tools = set(json.loads(store.LOCK.read_text())["tools_closure"])
+    assert {"mmdebstrap", "zstd"} <= tools <= set(engine)
+    assert not tools & {"docker.io", "containerd", "runc", "iptables"}
 
 
 def test_store_wheels_cover_both_serve_locks_and_pip() -> None:
@@ -166,3 +169,11 @@ def test_place_replaces_without_writing_through_a_link(tmp_path: Path) -> None:
     store.place(src, dest)
     assert dest.read_bytes() == b"new"
     assert old.read_bytes() == b"old"
+
+
+def test_tools_only_install_never_touches_the_engine() -> None:
+    """A host with a good engine (say, Docker's own packages) gets only the missing tools."""
+    chosen = store.engine_debs_to_install(
+        DEBS, {"libc6": "2.36-9"}, {"docker.io": "26.1.5"}, only={"tini", "libc6", "docker.io"}
+    )
+    assert chosen == [DEBS[3]]
