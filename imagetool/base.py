@@ -20,7 +20,6 @@ import re
 import shlex
 import shutil
 import tarfile
-import tomllib
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +35,7 @@ from imagetool.common import (
     log,
     main_wrapper,
     read_json,
+    read_toml,
     rel,
     run,
     write_json_atomic,
@@ -65,12 +65,7 @@ REQUIRED_KEYS = {
 
 
 def load_definition(path: Path = DEFINITION) -> dict[str, Any]:
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ToolError(f"{rel(path)}: missing (base definition)") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ToolError(f"{rel(path)}: invalid TOML: {e}") from None
+    data = read_toml(path, "base definition")
     missing = REQUIRED_KEYS - data.keys()
     unknown = data.keys() - REQUIRED_KEYS
     if missing or unknown:

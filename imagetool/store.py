@@ -27,7 +27,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +41,7 @@ from imagetool.common import (
     log,
     main_wrapper,
     read_json,
+    read_toml,
     rel,
     write_json_atomic,
 )
@@ -83,12 +83,7 @@ def load_lock(path: Path = LOCK) -> dict[str, dict[str, Any]]:
 
 
 def load_engine_definition(path: Path = ENGINE_DEFINITION) -> dict[str, Any]:
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ToolError(f"{rel(path)}: missing (engine definition)") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ToolError(f"{rel(path)}: invalid TOML: {e}") from None
+    data = read_toml(path, "engine definition")
     for key in ("host_suite", "suite", "packages", "tools"):
         if key not in data:
             raise ToolError(f"{rel(path)}: missing key {key!r}")
@@ -336,6 +331,17 @@ def ensure(groups: list[str] | tuple[str, ...] = GROUPS, *, quiet: bool = False)
         log(f"{summary}; {'pulled from the DVC remote, ' if pulled else ''}nothing fetched from the network")
 
 
+def download_debs(apt: AptState, specs: list[str], folder: str) -> set[str]:
+    """Download ``name=version`` specs into store/``folder``; their store paths."""
+    apt.download(specs, STORE / folder)
+    wanted = set(specs)
+    return {
+        f"{folder}/{path.name}"
+        for path in STORE.joinpath(folder).glob("*.deb")
+        if "=".join(deb_file_version(path.name)) in wanted
+    }
+
+
 def cmd_lock(groups: list[str]) -> int:
     """Re-fill from the network what the other locks name now, and write the store lock."""
     old: dict[str, dict[str, Any]] = {}
@@ -362,13 +368,9 @@ def cmd_lock(groups: list[str]) -> int:
         lock = base.validate_lock(read_json(base.LOCK, "base lock"))
         specs = [f"{p}={v}" for p, v in lock["packages"].items()]
         definition = base.load_definition()
-        AptState(BUILD / "apt-base", base.resolve_sources(definition)).download(specs, STORE / "base/debs")
+        apt = AptState(BUILD / "apt-base", base.resolve_sources(definition))
+        wanted |= download_debs(apt, specs, "base/debs")
         wanted.add(ROOTFS)
-        want_debs = set(specs)
-        for path in STORE.joinpath("base/debs").glob("*.deb"):
-            pkg, version = deb_file_version(path.name)
-            if f"{pkg}={version}" in want_debs:
-                wanted.add(f"base/debs/{path.name}")
     if "engine" in groups:
         definition = load_engine_definition()
         apt = engine_apt(definition)
@@ -377,22 +379,13 @@ def cmd_lock(groups: list[str]) -> int:
         wrong = [f"{p} {v} (pinned {pins[p]})" for p, v in closure if p in pins and pins[p] != v]
         if wrong:
             raise ToolError(f"{rel(ENGINE_DEFINITION)}: apt resolved other versions: {', '.join(wrong)}")
-        specs = [f"{p}={v}" for p, v in closure]
-        apt.download(specs, STORE / "engine/debs")
+        wanted |= download_debs(apt, [f"{p}={v}" for p, v in closure], "engine/debs")
         # What the tools alone need, for hosts whose engine is fine but lack mmdebstrap or zstd.
         tools_closure = sorted(p for p, _ in apt.resolve(list(definition["tools"])))
-        for path in STORE.joinpath("engine/debs").glob("*.deb"):
-            pkg, version = deb_file_version(path.name)
-            if f"{pkg}={version}" in specs:
-                wanted.add(f"engine/debs/{path.name}")
     if "builder2" in groups:
         definition = load_engine_definition()
         specs = list(definition["second_builder"]["packages"])
-        builder2_apt(definition).download(specs, STORE / "builder2/debs")
-        for path in STORE.joinpath("builder2/debs").glob("*.deb"):
-            pkg, version = deb_file_version(path.name)
-            if f"{pkg}={version}" in specs:
-                wanted.add(f"builder2/debs/{path.name}")
+        wanted |= download_debs(builder2_apt(definition), specs, "builder2/debs")
     for group in groups:  # drop what the locks no longer name
         for path in STORE.joinpath(group).rglob("*"):
             name = path.relative_to(STORE).as_posix()
