@@ -216,18 +216,26 @@ def mmdebstrap(definition: dict[str, Any], sources: list[aptsources.Source], epo
     log(f"base: mmdebstrap {definition['suite']} ({len(sources)} sources), SOURCE_DATE_EPOCH={epoch}")
     import subprocess
 
-    proc = subprocess.run(
+    output: list[str] = []
+    with subprocess.Popen(
         cmd,
-        input=stdin,
-        text=True,
-        env={**os.environ, "SOURCE_DATE_EPOCH": str(epoch)},
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        check=False,
-    )
+        text=True,
+        env={**os.environ, "SOURCE_DATE_EPOCH": str(epoch)},
+    ) as proc:
+        assert proc.stdin is not None
+        assert proc.stdout is not None
+        proc.stdin.write(stdin)
+        proc.stdin.close()
+        for line in proc.stdout:
+            output.append(line.rstrip("\n"))
+            if line.startswith("I: "):  # mmdebstrap's own progress: a dozen lines
+                log(f"base:   {output[-1][3:]}")
     if proc.returncode != 0:
         out.unlink(missing_ok=True)
-        tail = "\n".join(proc.stdout.splitlines()[-25:])
+        tail = "\n".join(output[-25:])
         raise ToolError(f"mmdebstrap failed ({proc.returncode}):\n{tail}")
     return Built(out, file_digest(out), out.stat().st_size, read_packages(out))
 
