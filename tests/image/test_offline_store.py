@@ -42,7 +42,7 @@ def _dvc(*args: str) -> list[str]:
 
 def _clone(dest: Path, remote: Path) -> Path:
     """A fresh clone (no build/, no outputs, no DVC cache) whose default DVC remote is ``remote``."""
-    copy_repo(dest)
+    copy_repo(dest, with_store=True)
     _ok(_run(["git", "init", "-q"], dest))
     _ok(_run(["git", "add", "-A"], dest))
     _ok(_run(["git", "-c", "user.email=t@example.invalid", "-c", "user.name=t", "commit", "-qm", "c"], dest))
