@@ -23,11 +23,8 @@ from imagetool.common import ROOT, ToolError
 # (make target, what it does): the order is the dependency order `make all` needs.
 ALL_STEPS = [
     ("setup", "Python: create .venv and install the hash-locked dev requirements (~30 s the first time)"),
-    (
-        "store",
-        "Store: check store/ against image/store.lock.json; get what is missing (DVC remote, else network)",
-    ),
     ("engine", "Docker engine: if none suitable, install it from the store (system-wide, root); start it"),
+    ("store", "Store: every file checked against image/store.lock.json; what is missing from the DVC remote"),
     ("repro", "Model: dvc repro (prepare, train, evaluate, export); nothing to do when up to date"),
     ("base", "Base root filesystem: from the store, checked against image/base.lock.json"),
     ("wheels", "Wheels: from the store, checked against the requirement locks"),

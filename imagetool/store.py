@@ -4,13 +4,15 @@
     python -m imagetool.store check               # every file present and equal to the lock (no network)
     python -m imagetool.store lock                # re-fill from the network; rewrite image/store.lock.json
     python -m imagetool.store install-engine [--root DIR]   # engine .debs from the store, no mirror
+    python -m imagetool.store rederive-base       # rebuild the base from store/base/debs, offline
     python -m imagetool.store status              # files, size, what is missing
 
 Layout of ``store/`` (a DVC-tracked folder, ``store.dvc``: `dvc push` / `dvc pull` carry it):
 
     wheels/*.whl         every wheel of requirements-serve.txt, -serve-sklearn.txt and -build.txt
     base/rootfs.tar      the base root filesystem (image/base.lock.json's tarball.sha256)
-    base/debs/*.deb      the Debian packages it is made of, at the locked versions (to re-derive it)
+    base/debs/*.deb      the Debian packages it is made of, at the locked versions: the rootfs is
+                         re-derived from them offline (mmdebstrap) when it is missing
     engine/debs/*.deb    image/engine.toml's engine and tools, with every dependency a fresh host lacks
     builder2/debs/*.deb  image/engine.toml's second builder (unpacked, never installed: CI builds with it too)
 
@@ -242,26 +244,74 @@ def fetch_wheels() -> int:
     return len(set(STORE.joinpath("wheels").glob("*.whl")) - before)
 
 
+def local_base_repository(dest: Path) -> aptsources.Source:
+    """An apt repository of the store's base .debs (checked first) under ``dest``, for mmdebstrap.
+
+    Unsigned (``trusted=yes``): every .deb was just checked against image/store.lock.json, and the
+    index is written here from those very files (control fields + size + sha256).
+    """
+    files = load_lock()
+    debs = {n: e for n, e in files.items() if n.startswith("base/debs/")}
+    problems = check_files(STORE, debs, ("base",))
+    refuse_altered(problems)
+    if problems.missing:
+        raise ToolError(
+            f"cannot re-derive the base: missing from {rel(STORE)}: {', '.join(problems.missing)}"
+        )
+    suite = base.load_definition()["suite"]
+    shutil.rmtree(dest, ignore_errors=True)
+    index = dest / "dists" / suite / "main/binary-amd64"
+    index.mkdir(parents=True)
+    stanzas = []
+    for name, entry in sorted(debs.items()):
+        pool = dest / "pool" / Path(name).name
+        place(STORE / name, pool)
+        control = subprocess.run(["dpkg-deb", "-f", str(pool)], capture_output=True, text=True, check=True)
+        stanzas.append(
+            control.stdout.rstrip("\n")
+            + f"\nFilename: pool/{pool.name}\nSize: {entry['bytes']}\nSHA256: {entry['sha256']}\n"
+        )
+    (index / "Packages").write_text("\n".join(stanzas), encoding="utf-8")
+    (dest / "dists" / suite / "Release").write_text(
+        f"Suite: {suite}\nCodename: {suite}\nArchitectures: amd64\nComponents: main\n", encoding="utf-8"
+    )
+    # copy://: mmdebstrap copies the files into its chroot (file:// would need a bind mount).
+    return aptsources.Source(f"copy://{dest}", suite, ("main",), ("trusted=yes",))
+
+
+def rederive_base(out: Path) -> base.Built:
+    """The base rootfs rebuilt by mmdebstrap from the store's .debs only: no mirror, no network."""
+    lock = base.validate_lock(read_json(base.LOCK, "base lock"))
+    source = local_base_repository(BUILD / "base-repo")
+    return base.mmdebstrap(base.load_definition(), [source], lock["source_date_epoch"], out)
+
+
 def fetch_rootfs() -> str:
-    """store/base/rootfs.tar at image/base.lock.json's sha256: from build/ if there, else mmdebstrap."""
+    """store/base/rootfs.tar at image/base.lock.json's sha256: from build/ if there, else re-derived
+    from the store's .debs (offline), else mmdebstrap from the mirror."""
     lock = base.validate_lock(read_json(base.LOCK, "base lock"))
     dest = STORE / ROOTFS
     if base.TARBALL.is_file() and file_digest(base.TARBALL) == lock["tarball"]["sha256"]:
         place(base.TARBALL, dest)
         return f"copied from {rel(base.TARBALL)}"
-    _refuse_network("the base root filesystem")
-    definition = base.load_definition()
     tmp = STORE / "base" / "rootfs.tar.tmp"
-    built = base.mmdebstrap(definition, base.resolve_sources(definition), lock["source_date_epoch"], tmp)
+    debs = {n: e for n, e in load_lock().items() if n.startswith("base/debs/")}
+    if debs and not check_files(STORE, debs, ("base",)):
+        built, how = rederive_base(tmp), "re-derived by mmdebstrap from store/base/debs (no network)"
+    else:
+        _refuse_network("the base root filesystem")
+        definition = base.load_definition()
+        built = base.mmdebstrap(definition, base.resolve_sources(definition), lock["source_date_epoch"], tmp)
+        how = "built by mmdebstrap from the Debian mirror (network)"
     if built.sha256 != lock["tarball"]["sha256"]:
         tmp.unlink(missing_ok=True)
         moved = base.package_changes(lock["packages"], built.packages)
         raise ToolError(
-            f"the Debian mirror no longer yields {rel(base.LOCK)}'s base (sha256 {built.sha256}, locked "
-            f"{lock['tarball']['sha256']}); {len(moved)} packages moved:\n" + "\n".join(moved)
+            f"{how.split(' (')[0]}, the base is not {rel(base.LOCK)}'s (sha256 {built.sha256}, locked "
+            f"{lock['tarball']['sha256']}); {len(moved)} packages differ:\n" + "\n".join(moved)
         )
     tmp.replace(dest)
-    return "built by mmdebstrap from the Debian mirror (network)"
+    return how
 
 
 def fetch_debs(names: list[str]) -> None:
@@ -287,12 +337,12 @@ def fetch_missing(missing: list[str]) -> list[str]:
     done = []
     if any(group_of(n) == "wheels" for n in missing):
         done.append(f"{fetch_wheels()} wheels from the package index")
-    if ROOTFS in missing:
-        done.append(f"{ROOTFS} {fetch_rootfs()}")
     debs = [n for n in missing if n.endswith(".deb")]
     if debs:
         fetch_debs(debs)
         done.append(f"{len(debs)} .debs from the Debian mirror")
+    if ROOTFS in missing:  # after the .debs: it is re-derived from them, offline
+        done.append(f"{ROOTFS} {fetch_rootfs()}")
     return done
 
 
@@ -411,6 +461,21 @@ def cmd_lock(groups: list[str]) -> int:
     return 0
 
 
+def cmd_rederive_base() -> int:
+    """Prove the stored .debs still make the locked base: rebuild it offline and compare."""
+    lock = base.validate_lock(read_json(base.LOCK, "base lock"))
+    out = BUILD / "base" / "rederived.tar"
+    built = rederive_base(out)
+    if built.sha256 != lock["tarball"]["sha256"]:
+        raise ToolError(
+            f"{rel(out)}: re-derived from {rel(STORE)}/base/debs with sha256 {built.sha256}, but "
+            f"{rel(base.LOCK)} locks {lock['tarball']['sha256']}"
+        )
+    out.unlink()
+    log(f"store: re-derived the base from {rel(STORE)}/base/debs = {rel(base.LOCK)} (sha256 {built.sha256})")
+    return 0
+
+
 def cmd_check() -> int:
     files = load_lock()
     problems = check_files(STORE, files)
@@ -505,6 +570,7 @@ def main() -> int:
             "groups", nargs="*", metavar="GROUP", help=f"any of {', '.join(GROUPS)} (default: all)"
         )
     sub.add_parser("check")
+    sub.add_parser("rederive-base", help="rebuild the base from store/base/debs (offline); == the lock?")
     sub.add_parser("status")
     sp = sub.add_parser("install-engine")
     sp.add_argument("--root", type=Path, default=Path("/"), help="install into this root (dpkg --root)")
@@ -520,6 +586,8 @@ def main() -> int:
         return cmd_lock(args.groups or list(GROUPS))
     if args.command == "install-engine":
         return cmd_install_engine(args.root, args.tools_only)
+    if args.command == "rederive-base":
+        return cmd_rederive_base()
     return cmd_check() if args.command == "check" else cmd_status()
 
 

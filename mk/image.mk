@@ -3,11 +3,11 @@
 IMAGE_TAG ?= lockstep:latest
 # The image tests need the filled store (they push it to a test remote), a running engine, the base
 # rootfs and the wheels.
-TEST_PREREQS += store engine base wheels
+TEST_PREREQS += engine store base wheels
 RUN_PORT ?= 8000
 RUN_NAME ?= lockstep-run
 
-.PHONY: store lock-store check-store engine base lock-base wheels image lock-image verify verify-second-builder \
+.PHONY: store lock-store check-store rederive-base engine base lock-base wheels image lock-image verify verify-second-builder \
 	check-image-lock run stop \
 	bench-build lock-build-deps
 
@@ -16,6 +16,9 @@ store: setup ## Complete store/ (wheels, base, engine .debs): dvc pull, else the
 
 lock-store: setup ## Re-fill store/ from PyPI and the Debian mirror; rewrite image/store.lock.json, store.dvc
 	$(PY) -m imagetool.store lock
+
+rederive-base: setup ## Rebuild the base from store/base/debs only (no network); fail unless == image/base.lock.json
+	$(PY) -m imagetool.store rederive-base
 
 check-store: setup ## Fail, naming the file and both hashes, unless store/ matches image/store.lock.json
 	$(PY) -m imagetool.store check

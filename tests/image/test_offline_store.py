@@ -22,6 +22,7 @@ from tests.image.conftest import ROOT
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 VENV = Path(sys.executable).parent.parent
+MAKE = ["make", "--no-print-directory", f"VENV={VENV}"]  # this venv: a fresh clone's would need PyPI
 LOCKED_DIGEST = json.loads((ROOT / "image.lock").read_text())["digest"]
 
 
@@ -70,9 +71,7 @@ def offline_clone(filled_remote: Path, tmp_path_factory: pytest.TempPathFactory)
 
 
 def test_fresh_clone_engine_and_verify_succeed_without_network(offline_clone: Path) -> None:
-    proc = _run(
-        ["make", "--no-print-directory", f"VENV={VENV}", "engine", "verify"], offline_clone, offline=True
-    )
+    proc = _run([*MAKE, "engine", "verify"], offline_clone, offline=True)
     out = _ok(proc)
     assert out.strip().splitlines()[-1] == LOCKED_DIGEST
     assert "verified" in proc.stderr
@@ -124,7 +123,7 @@ def test_altered_file_in_the_remote_is_refused_naming_it_and_both_hashes(
     obj.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
     clone = _clone(tmp_path / "clone", remote)
     _run(_dvc("pull", "--quiet"), clone, offline=True)  # may or may not notice; the build must
-    proc = _run(["make", "--no-print-directory", f"VENV={VENV}", target], clone, offline=True)
+    proc = _run([*MAKE, target], clone, offline=True)
     assert proc.returncode != 0
     name = original.relative_to(store.STORE).as_posix()
     assert f"store/{name}" in proc.stderr, proc.stderr
@@ -132,3 +131,19 @@ def test_altered_file_in_the_remote_is_refused_naming_it_and_both_hashes(
     assert hashlib.sha256(data[:-1] + bytes([data[-1] ^ 1])).hexdigest() in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (clone / "build/image/verify.oci.tar").exists()
+
+
+def test_missing_base_is_re_derived_from_the_stored_debs_without_network(
+    filled_remote: Path, tmp_path: Path
+) -> None:
+    """The store keeps the base's .debs so the rootfs can be rebuilt, bit for bit, with no mirror
+    (here with no DVC remote either: only the .debs are there)."""
+    clone = _clone(tmp_path / "clone", filled_remote)
+    _ok(_run(_dvc("pull", "--quiet", "store.dvc"), clone, offline=True))
+    _ok(_run(_dvc("remote", "remove", "--local", "test"), clone))
+    (clone / "store/base/rootfs.tar").unlink()
+    proc = _run([*MAKE, "store"], clone, offline=True)
+    _ok(proc)
+    assert "re-derived by mmdebstrap from store/base/debs (no network)" in proc.stderr
+    locked = json.loads((ROOT / "image/base.lock.json").read_text())["tarball"]["sha256"]
+    assert hashlib.sha256((clone / "store/base/rootfs.tar").read_bytes()).hexdigest() == locked
