@@ -376,7 +376,7 @@ def ensure(groups: list[str] | tuple[str, ...] = GROUPS, *, quiet: bool = False)
         f"store: {len(n)} files ({_mb(sum(e['bytes'] for e in n))}) of {', '.join(wanted)} match {rel(LOCK)}"
     )
     if fetched:
-        log(f"{summary}; fetched: {'; '.join(fetched)}")
+        log(f"{summary}; filled: {'; '.join(fetched)}")
     elif pulled or not quiet:
         log(f"{summary}; {'pulled from the DVC remote, ' if pulled else ''}nothing fetched from the network")
 
