@@ -9,6 +9,11 @@
 FROM scratch AS base
 ADD build/base/rootfs.tar /
 
+# --- serve-lock: the lock the image installs (imagetool/recipe.py passes SERVE_LOCK) -------------
+FROM scratch AS serve-lock
+ARG SERVE_LOCK=requirements-serve.txt
+COPY ${SERVE_LOCK} /requirements-serve.txt
+
 # --- deps: the locked wheels into /opt/venv, by a pip that never reaches the final image --------
 FROM base AS deps
 ARG SOURCE_DATE_EPOCH
@@ -18,7 +23,7 @@ ARG SOURCE_DATE_EPOCH
 # Cython, stubs, static libs); the service never imports them, and pip is not there to mind.
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 RUN --mount=type=bind,source=build/wheels,target=/wheels \
-    --mount=type=bind,source=requirements-serve.txt,target=/tmp/requirements-serve.txt \
+    --mount=type=bind,from=serve-lock,source=/requirements-serve.txt,target=/tmp/requirements-serve.txt \
     set -- /wheels/pip-*.whl \
  && python3 -m venv --without-pip /opt/venv \
  && /opt/venv/bin/python "$1/pip" install --no-index --find-links=/wheels \
@@ -41,21 +46,18 @@ RUN chmod -R u=rwX,go=rX /out/app \
  && python3 -m compileall -q --invalidation-mode unchecked-hash /out/app/api
 
 # --- model: the DVC outputs and the lock that proves them -----------------------------------------
+# Which model files: imagetool/recipe.py MODEL_FILES, let in by the .dockerignore allow-list.
 FROM base AS model
-COPY models/model.joblib models/model.json models/metadata.json /out/app/models/
+COPY models /out/app/models/
 COPY dvc.lock /out/app/dvc.lock
 RUN chmod -R u=rwX,go=rX /out/app
 
 # --- runtime ------------------------------------------------------------------------------------
 FROM base AS runtime
-ARG MODEL_MD5
-ARG REQUIREMENTS_SHA256
-ARG BASE_LOCK_SHA256
-LABEL org.opencontainers.image.title="lockstep" \
-      org.opencontainers.image.description="Prediction service; digest is a function of the locked inputs" \
-      io.lockstep.model.md5="${MODEL_MD5}" \
-      io.lockstep.requirements.sha256="${REQUIREMENTS_SHA256}" \
-      io.lockstep.base-lock.sha256="${BASE_LOCK_SHA256}"
+# No ARG, LABEL or EXPOSE here: BuildKit releases render those differently into the config's
+# history (`ARG X` vs `ARG X=v`, `EXPOSE map[8000/tcp:{}]` vs `EXPOSE [8000/tcp]`), which changed
+# the digest between builders. The labels come from `docker buildx build --label` (imagetool.image)
+# and the port is documented (8000, `make run`), so the digest does not depend on the builder.
 ENV PATH=/opt/venv/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -67,7 +69,6 @@ COPY --from=deps /out/ /
 COPY --from=code /out/ /
 COPY --from=model /out/ /
 USER 10001:10001
-EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
     CMD ["python", "-m", "api.healthcheck"]
 ENTRYPOINT ["python", "-m", "api"]

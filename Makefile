@@ -18,12 +18,14 @@ TEST_PREREQS :=
 include $(wildcard mk/*.mk)
 
 .PHONY: help
-help: ## Show this help
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-17s\033[0m %s\n", $$1, $$2}' \
-		$(MAKEFILE_LIST)
+help: ## Show this help (colours only on a terminal)
+	@if [ -t 1 ]; then on=$$'\033[36m'; off=$$'\033[0m'; else on=; off=; fi; \
+	awk -v on="$$on" -v off="$$off" 'BEGIN {FS = ":.*## "} \
+		/^[a-zA-Z0-9_-]+:.*## / {printf "  %s%-22s%s %s\n", on, $$1, off, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: all
-all: setup repro image ## Set everything up, retrain the model and build the image (the README's first command)
+all: ## Set up, fill the store, install the engine, retrain, build the image; a line per step, a summary
+	@python3 -m imagetool.steps all
 
 .PHONY: setup
 setup: $(VENV)/.installed ## Create .venv and install the hash-pinned dev lock into it
@@ -40,6 +42,7 @@ lock: setup ## Regenerate every requirements*.txt (runtime, dev, image, image-bu
 	$(PIP_COMPILE) --output-file requirements-serve.txt requirements-serve.in  # pins come from requirements.txt
 	$(PIP_COMPILE) --output-file requirements-serve-sklearn.txt requirements-serve-sklearn.in
 	$(PIP_COMPILE) --upgrade --output-file requirements-build.txt requirements-build.in
+	$(PY) -m imagetool.store lock wheels  # the store keeps exactly the locked wheels
 
 .PHONY: check-lock
 check-lock: setup ## Fail, naming the file, if a lock no longer matches what its .in resolves to

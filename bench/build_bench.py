@@ -81,7 +81,7 @@ def start_to_ready(tag: str, runs: int = 5) -> list[float]:
 def main() -> int:
     image.preflight(ROOT)
     inputs = image.current_inputs(ROOT)
-    res: dict[str, Any] = {"builder": inputs["builder"], "nproc": os.cpu_count()}
+    res: dict[str, Any] = {"builder": image.builder_identity(), "nproc": os.cpu_count()}
     with tempfile.TemporaryDirectory(prefix="lockstep-bench-") as tmp_s:
         tmp = Path(tmp_s)
         cold, res["cold_build_s"] = timed(image.buildx, ROOT, inputs, tmp / "cold.oci.tar", True)

@@ -1,7 +1,7 @@
 """The image's base root filesystem: a Debian tarball built by mmdebstrap, locked by content.
 
-    python -m imagetool.base build   # cached: nothing to do while the tarball matches the lock
-    python -m imagetool.base lock    # (re)build and record what the archive yields now
+    python -m imagetool.base build   # from the store (store/base/rootfs.tar), checked against the lock
+    python -m imagetool.base lock    # (re)build with mmdebstrap and record what the archive yields now
     python -m imagetool.base check   # lock well-formed and matching image/base.toml (no build)
 
 Determinism: mmdebstrap with SOURCE_DATE_EPOCH gives a bit-identical tarball for the same
@@ -20,7 +20,6 @@ import re
 import shlex
 import shutil
 import tarfile
-import tomllib
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +35,7 @@ from imagetool.common import (
     log,
     main_wrapper,
     read_json,
+    read_toml,
     rel,
     run,
     write_json_atomic,
@@ -65,12 +65,7 @@ REQUIRED_KEYS = {
 
 
 def load_definition(path: Path = DEFINITION) -> dict[str, Any]:
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ToolError(f"{rel(path)}: missing (base definition)") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ToolError(f"{rel(path)}: invalid TOML: {e}") from None
+    data = read_toml(path, "base definition")
     missing = REQUIRED_KEYS - data.keys()
     unknown = data.keys() - REQUIRED_KEYS
     if missing or unknown:
@@ -221,18 +216,26 @@ def mmdebstrap(definition: dict[str, Any], sources: list[aptsources.Source], epo
     log(f"base: mmdebstrap {definition['suite']} ({len(sources)} sources), SOURCE_DATE_EPOCH={epoch}")
     import subprocess
 
-    proc = subprocess.run(
+    output: list[str] = []
+    with subprocess.Popen(
         cmd,
-        input=stdin,
-        text=True,
-        env={**os.environ, "SOURCE_DATE_EPOCH": str(epoch)},
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        check=False,
-    )
+        text=True,
+        env={**os.environ, "SOURCE_DATE_EPOCH": str(epoch)},
+    ) as proc:
+        assert proc.stdin is not None
+        assert proc.stdout is not None
+        proc.stdin.write(stdin)
+        proc.stdin.close()
+        for line in proc.stdout:
+            output.append(line.rstrip("\n"))
+            if line.startswith("I: "):  # mmdebstrap's own progress: a dozen lines
+                log(f"base:   {output[-1][3:]}")
     if proc.returncode != 0:
         out.unlink(missing_ok=True)
-        tail = "\n".join(proc.stdout.splitlines()[-25:])
+        tail = "\n".join(output[-25:])
         raise ToolError(f"mmdebstrap failed ({proc.returncode}):\n{tail}")
     return Built(out, file_digest(out), out.stat().st_size, read_packages(out))
 
@@ -258,6 +261,9 @@ def cmd_check() -> int:
 
 
 def cmd_build() -> int:
+    """build/base/rootfs.tar from the store (never from the mirror: `make lock-base` is that)."""
+    from imagetool import store
+
     definition = load_definition()
     lock = _load_lock()
     if lock["definition_sha256"] != definition_sha256(definition):
@@ -265,28 +271,16 @@ def cmd_build() -> int:
     if tarball_matches(lock):
         log(f"base: {rel(TARBALL)} matches {rel(LOCK)} (cached)")
         return 0
-    tmp = BASE_DIR / "rootfs.tar.tmp"
-    built = mmdebstrap(definition, resolve_sources(definition), lock["source_date_epoch"], tmp)
-    if built.sha256 == lock["tarball"]["sha256"]:
-        tmp.replace(TARBALL)
-        log(f"base: built {rel(TARBALL)} sha256:{built.sha256} (= lock)")
-        return 0
-    tmp.replace(CANDIDATE)
-    moved = package_changes(lock["packages"], built.packages)
-    if moved:
+    store.ensure(["base"], quiet=True)
+    stored = store.STORE / store.ROOTFS
+    if file_digest(stored) != lock["tarball"]["sha256"]:
         raise ToolError(
-            f"the Debian archive no longer yields the package set locked in {rel(LOCK)}; "
-            f"{len(moved)} packages moved:\n" + "\n".join(moved) + "\n"
-            "Accept the change with `make lock-base` (or point `sources` in "
-            f"{rel(DEFINITION)} at a snapshot of the archive)."
+            f"{rel(stored)}: not the tarball {rel(LOCK)} locks (sha256 {lock['tarball']['sha256']}); "
+            "after `make lock-base`, run `make lock-store`"
         )
-    tools = tool_versions()
-    raise ToolError(
-        f"{rel(CANDIDATE)}: same packages as {rel(LOCK)} but different bytes "
-        f"(sha256 {built.sha256}, locked {lock['tarball']['sha256']}); "
-        f"mmdebstrap {tools['mmdebstrap']} (locked with {lock.get('tools', {}).get('mmdebstrap')}). "
-        "Compare with `diffoscope` against a tarball built from the lock, or accept with `make lock-base`."
-    )
+    store.place(stored, TARBALL)
+    log(f"base: {rel(TARBALL)} from {rel(stored)} sha256:{lock['tarball']['sha256']} (= lock)")
+    return 0
 
 
 def cmd_lock() -> int:

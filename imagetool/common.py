@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,16 @@ def read_json(path: Path, what: str) -> Any:
         raise ToolError(f"{rel(path)}: missing ({what})") from None
     except json.JSONDecodeError as e:
         raise ToolError(f"{rel(path)}: not valid JSON ({what}): {e}") from None
+
+
+def read_toml(path: Path, what: str) -> dict[str, Any]:
+    """A TOML file, or a ToolError naming it when it is missing or invalid."""
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ToolError(f"{rel(path)}: missing ({what})") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ToolError(f"{rel(path)}: invalid TOML: {e}") from None
 
 
 def log(msg: str) -> None:

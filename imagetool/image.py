@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -27,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from imagetool import base, ocidiff, wheels
+from imagetool import base, ocidiff, recipe, wheels
 from imagetool.common import (
     BUILD,
     ROOT,
@@ -54,12 +55,10 @@ COMPRESSION = "zstd"
 REQUIRED_FILES = [
     "Dockerfile",
     ".dockerignore",
-    "requirements-serve.txt",
-    "requirements-build.txt",
+    recipe.SERVE_LOCK,
+    recipe.BUILD_LOCK,
     "dvc.lock",
-    "models/model.joblib",
-    "models/model.json",
-    "models/metadata.json",
+    *recipe.MODEL_FILES,
     "api/__init__.py",
     "api/__main__.py",
     "api/healthcheck.py",
@@ -75,7 +74,7 @@ SOURCE_FILES = [
     "requirements-build.txt",
 ]
 SOURCE_DIRS = ["api"]
-DVC_OUTS = {"models/model.joblib": "train", "models/metadata.json": "evaluate", "models/model.json": "export"}
+DVC_OUTS = recipe.MODEL_FILES
 
 
 # --- inputs -----------------------------------------------------------------------------------
@@ -115,14 +114,18 @@ def dvc_locked_md5(dvc_lock_text: str, path: str, stage: str) -> str | None:
     return None
 
 
-def builder_identity() -> dict[str, str]:
-    """Engine, containerd and buildx versions: digests can change between BuildKit releases."""
+def builder_identity(env: dict[str, str] | None = None) -> dict[str, str]:
+    """Engine, containerd and buildx versions. Recorded as information, not as an input: the
+    Dockerfile's final stage avoids what BuildKit releases render differently, so any builder
+    that gives the locked digest is accepted."""
     try:
-        v = json.loads(run(["docker", "version", "--format", "{{json .Server}}"], capture=True).stdout)
+        v = json.loads(
+            run(["docker", "version", "--format", "{{json .Server}}"], capture=True, env=env).stdout
+        )
     except ToolError as e:
         raise ToolError(f"no Docker engine answers (run `make engine`): {e}") from None
     comps = {c["Name"].lower(): c["Version"] for c in v.get("Components") or []}
-    buildx = run(["docker", "buildx", "version"], capture=True).stdout.split()
+    buildx = run(["docker", "buildx", "version"], capture=True, env=env).stdout.split()
     return {
         "engine": str(v.get("Version", "unknown")),
         "containerd": comps.get("containerd", "unknown"),
@@ -130,14 +133,29 @@ def builder_identity() -> dict[str, str]:
     }
 
 
-def current_inputs(root: Path = ROOT, with_builder: bool = True) -> dict[str, Any]:
+DESCRIPTION = "Prediction service; digest is a function of the locked inputs"
+
+
+def image_labels(inputs: dict[str, Any]) -> dict[str, str]:
+    """The image's labels, passed with `--label` (a LABEL instruction's history text varies by
+    builder). Only input hashes: no dates, hosts or builder versions."""
+    return {
+        "org.opencontainers.image.title": "lockstep",
+        "org.opencontainers.image.description": DESCRIPTION,
+        "io.lockstep.model.md5": inputs["model_md5"],
+        "io.lockstep.requirements.sha256": inputs["requirements_sha256"],
+        "io.lockstep.base-lock.sha256": inputs["base_lock_sha256"],
+    }
+
+
+def current_inputs(root: Path = ROOT) -> dict[str, Any]:
     blk = base.validate_lock(
         read_json(root / "image/base.lock.json", "base lock"), root / "image/base.lock.json"
     )
     sources = source_files(root)
     inputs: dict[str, Any] = {
         "base_lock_sha256": file_digest(root / "image/base.lock.json"),
-        "requirements_sha256": file_digest(root / "requirements-serve.txt"),
+        "requirements_sha256": file_digest(root / recipe.SERVE_LOCK),
         "model_md5": file_digest(root / "models/model.joblib", "md5"),
         "source_tree_sha256": tree_sha256(sources),
         "sources": sources,
@@ -145,8 +163,6 @@ def current_inputs(root: Path = ROOT, with_builder: bool = True) -> dict[str, An
         "platform": PLATFORM,
         "compression": COMPRESSION,
     }
-    if with_builder:
-        inputs["builder"] = builder_identity()
     return inputs
 
 
@@ -247,9 +263,61 @@ class BuildResult:
     digest: str
     oci: ocidiff.OciImage
     seconds: float
+    cached: bool = False  # the last build's output, reused because the inputs are unchanged
 
 
-def buildx(root: Path, inputs: dict[str, Any], dest: Path, no_cache: bool) -> BuildResult:
+_STEP = re.compile(r"^#(\d+) (\[[^\]]+\] .*|exporting to .*)$")
+_DONE = re.compile(r"^#(\d+) (DONE|CACHED)(?: ([0-9.]+)s)?$")
+
+
+_OUTPUT = re.compile(r"^#(\d+) ")
+
+
+def progress_lines(line: str, steps: dict[str, str], shown: set[str]) -> list[str]:
+    """A concise version of BuildKit's plain progress: a line per Dockerfile step when it starts
+    (or "cached"), and its time when it took a second or more; the rest goes to the log only."""
+    if m := _STEP.match(line):
+        steps.setdefault(m.group(1), m.group(2))
+        return []
+    m = _OUTPUT.match(line)
+    if not m or m.group(1) not in steps or steps[m.group(1)].startswith("[internal]"):
+        return []
+    n, what = m.group(1), steps[m.group(1)]
+    out = []
+    if (done := _DONE.match(line)) and done.group(2) == "CACHED":
+        return [] if n in shown else [f"image:   cached  {what[:100]}"]
+    if n not in shown:
+        shown.add(n)
+        out.append(f"image:   {what[:110]}")
+    if done and float(done.group(3) or 0) >= 1.0:
+        label = what.split("] ", 1)[0] + "]" if what.startswith("[") else what
+        out.append(f"image:   {label} done in {done.group(3)}s")
+    return out
+
+
+def _run_buildx(cmd: list[str], env: dict[str, str], log_file: Path) -> tuple[int, list[str]]:
+    """Run buildx, writing its whole output to ``log_file`` and a concise version to stderr."""
+    steps: dict[str, str] = {}
+    shown: set[str] = set()
+    output: list[str] = []
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with (
+        log_file.open("w", encoding="utf-8") as f,
+        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) as proc,
+    ):
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            f.write(line)
+            output.append(line.rstrip("\n"))
+            for concise in progress_lines(output[-1], steps, shown):
+                log(concise)
+    return proc.returncode, output
+
+
+def buildx(
+    root: Path, inputs: dict[str, Any], dest: Path, no_cache: bool, env: dict[str, str] | None = None
+) -> BuildResult:
+    """Build the OCI tarball ``dest``; ``env`` (e.g. DOCKER_HOST) selects another engine."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(dest.name + ".tmp")
     tmp.unlink(missing_ok=True)
@@ -257,23 +325,22 @@ def buildx(root: Path, inputs: dict[str, Any], dest: Path, no_cache: bool) -> Bu
     cmd = ["docker", "buildx", "build", "--builder", "default", "--network=none", "--provenance=false"]
     cmd += ["--sbom=false", "--platform", PLATFORM, "--progress=plain", "--output", out]
     cmd += ["--build-arg", f"SOURCE_DATE_EPOCH={inputs['source_date_epoch']}"]
-    cmd += ["--build-arg", f"MODEL_MD5={inputs['model_md5']}"]
-    cmd += ["--build-arg", f"REQUIREMENTS_SHA256={inputs['requirements_sha256']}"]
-    cmd += ["--build-arg", f"BASE_LOCK_SHA256={inputs['base_lock_sha256']}"]
+    cmd += ["--build-arg", f"SERVE_LOCK={recipe.SERVE_LOCK}"]
+    for key, value in image_labels(inputs).items():
+        cmd += ["--label", f"{key}={value}"]
     if no_cache:
         cmd.append("--no-cache")
     cmd.append(str(root))
     flag = " --no-cache" if no_cache else ""
     log(f"image: docker buildx build{flag} (SOURCE_DATE_EPOCH={inputs['source_date_epoch']})")
     t0 = time.monotonic()
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)
-    seconds = time.monotonic() - t0
     log_file = dest.with_name(dest.name.split(".")[0] + ".buildx.log")
-    log_file.write_text(proc.stdout, encoding="utf-8")
-    if proc.returncode != 0:
+    returncode, output = _run_buildx(cmd, {**os.environ, **(env or {})}, log_file)
+    seconds = time.monotonic() - t0
+    if returncode != 0:
         tmp.unlink(missing_ok=True)
-        tail = "\n".join(proc.stdout.splitlines()[-30:])
-        raise ToolError(f"docker buildx build failed ({proc.returncode}); log: {rel(log_file)}:\n{tail}")
+        tail = "\n".join(output[-30:])
+        raise ToolError(f"docker buildx build failed ({returncode}); log: {rel(log_file)}:\n{tail}")
     oci = ocidiff.open_oci(tmp)
     labels = oci.config.get("config", {}).get("Labels") or {}
     if labels.get("io.lockstep.model.md5") != inputs["model_md5"]:
@@ -322,7 +389,7 @@ def up_to_date(inputs: dict[str, Any], load: bool) -> BuildResult | None:
         )
         if p.stdout.strip() != oci.digest:
             return None
-    return BuildResult(oci.digest, oci, 0.0)
+    return BuildResult(oci.digest, oci, 0.0, cached=True)
 
 
 def build(
@@ -348,6 +415,7 @@ def build(
             "digest": result.digest,
             "seconds": round(result.seconds, 1),
             "inputs": inputs,
+            "built_with": builder_identity(),
             "layers": layer_records(result.oci),
         },
     )
@@ -362,7 +430,6 @@ INPUT_MEANING = {
     "model_md5": "a changed model (models/model.joblib)",
     "source_tree_sha256": "the service source or build recipe changed",
     "source_date_epoch": "another SOURCE_DATE_EPOCH (from image/base.lock.json)",
-    "builder": "another builder (Docker engine / BuildKit / buildx): digests can differ between releases",
     "platform": "another target platform",
     "compression": "another layer compression",
 }
@@ -388,8 +455,6 @@ def input_differences(locked: dict[str, Any], now: dict[str, Any]) -> list[str]:
     """Which recorded inputs differ, each with what it means for the digest."""
     out = []
     for key, meaning in INPUT_MEANING.items():
-        if key == "builder" and "builder" not in now:
-            continue
         a, b = locked.get(key), now.get(key)
         if a == b:
             continue
@@ -427,10 +492,11 @@ def compare_with_lock(digest: str, lock_path: Path = IMAGE_LOCK) -> str:
 
 def cmd_build(args: argparse.Namespace) -> int:
     result, _ = build(no_cache=args.no_cache, load=not args.no_load, allow_untracked=args.allow_untracked)
-    log(
-        f"image: built in {result.seconds:.1f}s -> {rel(result.oci.path)}"
-        + ("" if args.no_load else f", loaded as {REPOSITORY}:latest")
-    )
+    if not result.cached:
+        log(
+            f"image: built in {result.seconds:.1f}s -> {rel(result.oci.path)}"
+            + ("" if args.no_load else f", loaded as {REPOSITORY}:latest")
+        )
     # Informational: a work in progress may differ; `make verify` is the check that fails.
     log(compare_with_lock(result.digest))
     print(result.digest)
@@ -443,6 +509,8 @@ def cmd_lock(args: argparse.Namespace) -> int:
         "comment": "Written by `make lock-image`; checked by `make verify`. Do not edit.",
         "digest": result.digest,
         "inputs": inputs,
+        # Information only (not an input): which builder produced the locked digest.
+        "built_with": builder_identity(),
         "layers": layer_records(result.oci),
     }
     write_json_atomic(IMAGE_LOCK, lock)
@@ -453,7 +521,7 @@ def cmd_lock(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     lock = validate_image_lock(read_json(IMAGE_LOCK, "image lock"))
-    diffs = input_differences(lock["inputs"], current_inputs(with_builder=args.builder))
+    diffs = input_differences(lock["inputs"], current_inputs())
     if diffs:
         raise ToolError(
             f"{rel(IMAGE_LOCK)} was recorded from other inputs:\n  "
@@ -482,7 +550,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
         reference = kept
     result = buildx(ROOT, inputs, OUT_DIR / "verify.oci.tar", no_cache=True)
     if result.digest == lock["digest"]:
-        log(f"image: verified: a --no-cache rebuild gives {result.digest} = {rel(IMAGE_LOCK)}")
+        b = builder_identity()
+        # Which builder reproduced the digest: information for whoever reads the CI logs/artefacts.
+        write_json_atomic(OUT_DIR / "verified.json", {"digest": result.digest, "built_with": b})
+        log(
+            f"image: verified: a --no-cache rebuild gives {result.digest} = {rel(IMAGE_LOCK)} "
+            f"(built with engine {b['engine']}, buildx {b['buildx']}, containerd {b['containerd']})"
+        )
         print(result.digest)
         return 0
     lines = [f"rebuild gives {result.digest}, {rel(IMAGE_LOCK)} says {lock['digest']}; all inputs are equal."]
@@ -509,7 +583,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_inputs(args: argparse.Namespace) -> int:
-    json.dump(current_inputs(with_builder=args.builder), sys.stdout, indent=2, sort_keys=True)
+    json.dump(current_inputs(), sys.stdout, indent=2, sort_keys=True)
     print()
     return 0
 
@@ -526,13 +600,6 @@ def main() -> int:
         if name in ("build", "lock", "verify"):
             sp.add_argument(
                 "--allow-untracked", action="store_true", help="let files git does not track into the context"
-            )
-        if name in ("check", "inputs"):
-            sp.add_argument(
-                "--no-builder",
-                dest="builder",
-                action="store_false",
-                help="do not ask the engine for its version",
             )
     args = p.parse_args()
     handlers = {

@@ -1,6 +1,6 @@
 """Download exactly the wheels the locks name, for the image's platform, and check them.
 
-    python -m imagetool.wheels download   # into build/wheels/, hash-checked, stale files removed
+    python -m imagetool.wheels download   # from the store into build/wheels/, hash-checked
     python -m imagetool.wheels check      # every locked package has one wheel with a locked hash
 
 The image build runs with --network=none and installs these with --no-index --require-hashes.
@@ -15,12 +15,16 @@ import argparse
 import sys
 from pathlib import Path
 
+from imagetool import recipe
 from imagetool.common import BUILD, ROOT, ToolError, file_digest, log, main_wrapper, rel, run
 from tools.locks import LockError, Requirement, normalize, parse_lock_text
 
 WHEELS = BUILD / "wheels"
-LOCK_NAMES = ("requirements-serve.txt", "requirements-build.txt")
+LOCK_NAMES = (recipe.SERVE_LOCK, recipe.BUILD_LOCK)
 LOCKS = tuple(ROOT / name for name in LOCK_NAMES)
+# What the store keeps: both serve locks (the image installs one of them, by the model's serving
+# path), and pip for the build.
+STORE_LOCK_NAMES = (*recipe.SERVE_LOCKS, recipe.BUILD_LOCK)
 
 # The image's interpreter: Debian 12's CPython 3.11 on glibc 2.36, x86_64.
 PYTHON_VERSION = "3.11"
@@ -83,15 +87,32 @@ def check_wheels(reqs: list[Requirement], folder: Path) -> list[str]:
     return problems
 
 
-def load_locks(root: Path = ROOT) -> list[Requirement]:
-    """Every entry of the runtime and build locks under `root`."""
-    reqs: list[Requirement] = []
-    for name in LOCK_NAMES:
+def load_locks(root: Path = ROOT, names: tuple[str, ...] = LOCK_NAMES) -> list[Requirement]:
+    """Every entry of the named locks under `root`, once per package (the serve locks share pins)."""
+    reqs: dict[str, Requirement] = {}
+    for name in names:
         try:
-            reqs += parse_requirements((root / name).read_text(encoding="utf-8"), name)
+            for req in parse_requirements((root / name).read_text(encoding="utf-8"), name):
+                if reqs.setdefault(req.name, req) != req:
+                    raise ToolError(f"{name}: {req.name}=={req.version} differs from another lock's pin")
         except FileNotFoundError:
             raise ToolError(f"{name}: missing") from None
-    return reqs
+    return list(reqs.values())
+
+
+def pip_download(lock_files: list[Path], dest: Path) -> None:
+    """Fetch the locked wheels for the image's platform from the package index (pip checks the
+    hashes; files already in ``dest`` are reused)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "pip", "download", "--progress-bar", "off", "--dest", str(dest)]
+    cmd += ["--only-binary=:all:", "--no-deps", "--require-hashes"]
+    cmd += ["--python-version", PYTHON_VERSION, "--implementation", "cp", "--abi", ABI, "--abi", "abi3"]
+    cmd += ["--abi", "none"]
+    for plat in [*PLATFORMS, "any"]:
+        cmd += ["--platform", plat]
+    for lock in lock_files:
+        cmd += ["-r", str(lock)]
+    run(cmd, env={"PIP_DISABLE_PIP_VERSION_CHECK": "1"}, capture=True)
 
 
 def cmd_check() -> int:
@@ -103,38 +124,32 @@ def cmd_check() -> int:
 
 
 def cmd_download() -> int:
+    """build/wheels = the image's wheels, taken from the store only (checked there and here)."""
+    from imagetool import store
+
     reqs = load_locks()
+    store.ensure(["wheels"])
     WHEELS.mkdir(parents=True, exist_ok=True)
-    # Remove what the locks no longer name, and anything whose hash is wrong: pip would
-    # otherwise accept an existing file only after its own check, and a stale file would sit
-    # in the build context.
     wanted = {r.name: r for r in reqs}
+    kept = 0
+    for path in sorted(store.STORE.joinpath("wheels").glob("*.whl")):
+        name, _ = wheel_name_version(path.name)
+        if name in wanted:
+            store.place(path, WHEELS / path.name)
+            kept += 1
+    # Remove what the image's locks no longer name (it would sit in the build context).
     for path in WHEELS.glob("*"):
         try:
-            name, version = wheel_name_version(path.name)
-            req = wanted.get(name)
-            ok = req is not None and req.version == version and file_digest(path) in req.hashes
+            stale = wheel_name_version(path.name)[0] not in wanted
         except ValueError:
-            ok = False
-        if not ok:
+            stale = True
+        if stale:
             log(f"wheels: removing {rel(path)}")
             path.unlink()
-    if not check_wheels(reqs, WHEELS):
-        log(f"wheels: {rel(WHEELS)} complete ({len(reqs)} wheels, cached)")
-        return 0
-    cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--dest", str(WHEELS)]
-    cmd += ["--only-binary=:all:", "--no-deps", "--require-hashes"]
-    cmd += ["--python-version", PYTHON_VERSION, "--implementation", "cp", "--abi", ABI, "--abi", "abi3"]
-    cmd += ["--abi", "none"]
-    for plat in [*PLATFORMS, "any"]:
-        cmd += ["--platform", plat]
-    for lock in LOCKS:
-        cmd += ["-r", str(lock)]
-    run(cmd, env={"PIP_DISABLE_PIP_VERSION_CHECK": "1"})
     problems = check_wheels(reqs, WHEELS)
     if problems:
-        raise ToolError("downloaded wheels do not match the locks:\n  " + "\n  ".join(problems))
-    log(f"wheels: {len(reqs)} wheels in {rel(WHEELS)}, all hashes match")
+        raise ToolError("wheels do not match the locks:\n  " + "\n  ".join(problems))
+    log(f"wheels: {kept} wheels from the store in {rel(WHEELS)}, all hashes match {', '.join(LOCK_NAMES)}")
     return 0
 
 

@@ -1,25 +1,41 @@
-# Hermetic, deterministic image (issue 4). Logic lives in imagetool/; see image/README.md.
+# Hermetic, deterministic image (issue 4) from durable inputs (issue 9): every external input is
+# kept by sha256 in store/ (DVC-tracked). Logic lives in imagetool/; see image/README.md.
 IMAGE_TAG ?= lockstep:latest
-# The image tests need a running engine, the base rootfs and the wheels.
-TEST_PREREQS += engine base wheels
+# The image tests need the filled store (they push it to a test remote), a running engine, the base
+# rootfs and the wheels.
+TEST_PREREQS += engine store base wheels
 RUN_PORT ?= 8000
+RUN_NAME ?= lockstep-run
 
-.PHONY: engine base lock-base wheels image lock-image verify check-image-lock run bench-build lock-build-deps
+.PHONY: store lock-store check-store rederive-base engine base lock-base wheels image lock-image verify verify-second-builder \
+	check-image-lock run stop \
+	bench-build lock-build-deps
 
-engine: ## Install (Debian: trixie's docker.io + buildx) and start the Docker engine; host tools too
-	scripts/docker-engine.sh install
-	scripts/install-host-tools.sh
+store: setup ## Complete store/ (wheels, base, engine .debs): dvc pull, else the network; says which
+	$(PY) -m imagetool.store ensure
+
+lock-store: setup ## Re-fill store/ from PyPI and the Debian mirror; rewrite image/store.lock.json, store.dvc
+	$(PY) -m imagetool.store lock
+
+rederive-base: setup ## Rebuild the base from store/base/debs only (no network); fail unless == image/base.lock.json
+	$(PY) -m imagetool.store rederive-base
+
+check-store: setup ## Fail, naming the file and both hashes, unless store/ matches image/store.lock.json
+	$(PY) -m imagetool.store check
+
+engine: setup ## Install the Docker engine from the store if none suitable (Debian), and start it
+	LOCKSTEP_PYTHON=$(abspath $(PY)) scripts/docker-engine.sh install
 	scripts/docker-engine.sh start
 
-base: setup ## Build the Debian base rootfs with mmdebstrap (cached while it matches image/base.lock.json)
-	scripts/install-host-tools.sh
+base: setup ## Base rootfs from the store into build/base (checked against image/base.lock.json)
 	$(PY) -m imagetool.base build
 
-lock-base: setup ## Rebuild the base rootfs and accept what the archive yields now into image/base.lock.json
+lock-base: setup ## Rebuild the base rootfs with mmdebstrap (network), accept it, and re-lock its store files
 	scripts/install-host-tools.sh
 	$(PY) -m imagetool.base lock
+	$(PY) -m imagetool.store lock base
 
-wheels: setup ## Download exactly the locked wheels (linux x86_64, CPython 3.11) into build/wheels, hash-checked
+wheels: setup ## The image's wheels from the store into build/wheels, hash-checked
 	$(PY) -m imagetool.wheels download
 
 image: setup engine base wheels ## Check every input, build the image, load it as $(IMAGE_TAG), print its digest
@@ -33,15 +49,22 @@ verify: setup engine base wheels ## Rebuild with --no-cache; fail, explaining wh
 
 check-image-lock: setup ## Fail if image/base.lock.json or image.lock no longer match the tree (no build)
 	$(PY) -m imagetool.base check
-	$(PY) -m imagetool.image check --no-builder
+	$(PY) -m imagetool.image check
 
 run: ## Run the image hardened: read-only root, no capabilities, no new privileges, non-root
-	docker run --rm --init=false --read-only --tmpfs /tmp:rw,noexec,nosuid,size=16m \
+	docker run --rm --name $(RUN_NAME) --init=false --read-only --tmpfs /tmp:rw,noexec,nosuid,size=16m \
 		--cap-drop=ALL --security-opt no-new-privileges --user 10001:10001 \
 		-p 127.0.0.1:$(RUN_PORT):8000 $(IMAGE_TAG)
+
+stop: ## Stop the container `make run` started (RUN_NAME, default lockstep-run)
+	@docker stop $(RUN_NAME) >/dev/null 2>&1 && echo "stopped $(RUN_NAME)" || echo "$(RUN_NAME) is not running"
 
 bench-build: setup engine base wheels ## Benchmark image builds (cold, no-change, model-only), size and start-up
 	$(PY) bench/build_bench.py
 
 lock-build-deps: setup ## Regenerate requirements-build.txt (the pip used inside the image build)
 	$(PIP_COMPILE) --upgrade --output-file requirements-build.txt requirements-build.in
+	$(PY) -m imagetool.store lock wheels
+
+verify-second-builder: setup store base wheels ## Build with a second, newer BuildKit (from the store, run beside the engine); must equal image.lock
+	$(PY) -m imagetool.second_builder verify

@@ -8,22 +8,17 @@
 #
 # Why not the host's own packages: Debian 12's docker.io (20.10) ships a BuildKit too old for
 # `--output type=oci,rewrite-timestamp=true`. Debian 13's docker.io / docker-buildx / containerd
-# install on Debian 12 (libc6 >= 2.34), so they are fetched with a separate apt state (the
-# host's sources stay untouched) and installed as local .deb files.
-#
-# The Debian mirror is read from the host's own apt sources at run time; nothing host-specific is
-# committed. Override with LOCKSTEP_DEBIAN_MIRROR=<uri>.
+# install on Debian 12 (libc6 >= 2.34). Which ones, and every dependency a fresh host lacks, are
+# kept in the store (image/engine.toml, store/engine/debs): `install` takes them from there
+# (`python -m imagetool.store install-engine`), so it needs no Debian mirror once the store is filled.
 set -euo pipefail
 
-ENGINE_SUITE="${LOCKSTEP_ENGINE_SUITE:-trixie}"
-# Pin exact versions (CI does, to match image.lock's builder) with e.g.
-# LOCKSTEP_ENGINE_PACKAGES="docker.io=26.1.5+dfsg1-9+deb13u1+b1 docker-cli=... ..."
-read -r -a ENGINE_PACKAGES <<<"${LOCKSTEP_ENGINE_PACKAGES:-docker.io docker-cli docker-buildx containerd}"
 MIN_ENGINE_MAJOR=26          # first engine whose BuildKit (0.13) has rewrite-timestamp
 LOG_DIR="${LOCKSTEP_DOCKER_LOG_DIR:-/var/log/lockstep-docker}"
-STATE_DIR="${LOCKSTEP_ENGINE_APT_DIR:-/var/cache/lockstep-engine-apt}"
 DAEMON_JSON=/etc/docker/daemon.json
 START_TIMEOUT="${LOCKSTEP_DOCKER_START_TIMEOUT:-60}"
+PYTHON="${LOCKSTEP_PYTHON:-python3}"
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 log() { printf 'docker-engine: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -52,89 +47,30 @@ engine_major() {
     echo "${v:-0}"
 }
 
-# Pinned packages (name=version) must be installed at exactly that version.
-pins_ok() {
-    local spec
-    for spec in "${ENGINE_PACKAGES[@]}"; do
-        [[ "$spec" == *=* ]] || continue
-        [[ "$(dpkg-query -W -f='${Version}' "${spec%%=*}" 2>/dev/null)" == "${spec#*=}" ]] || return 1
-    done
-}
-
 engine_ok() {
     [[ "$(engine_major)" -ge "$MIN_ENGINE_MAJOR" ]] \
         && command -v containerd >/dev/null \
-        && docker buildx version >/dev/null 2>&1 \
-        && { ! command -v dpkg-query >/dev/null || pins_ok; }
+        && docker buildx version >/dev/null 2>&1
 }
 
-# First archive URI of the host's main Debian suite (not -security/-updates), from deb822
-# *.sources files or one-line sources.list entries.
-host_mirror() {
-    if [[ -n "${LOCKSTEP_DEBIAN_MIRROR:-}" ]]; then echo "$LOCKSTEP_DEBIAN_MIRROR"; return; fi
-    local codename f uri
-    codename="$(. /etc/os-release && echo "${VERSION_CODENAME:-}")"
-    for f in /etc/apt/sources.list.d/*.sources; do
-        [[ -r "$f" ]] || continue
-        uri="$(awk -v cn="$codename" '
-            BEGIN { RS=""; FS="\n" }
-            {
-                uris=""; suites=""; types=""
-                for (i = 1; i <= NF; i++) {
-                    if ($i ~ /^URIs:/)   { uris = $i;   sub(/^URIs:[ \t]*/, "", uris) }
-                    if ($i ~ /^Suites:/) { suites = $i; sub(/^Suites:[ \t]*/, "", suites) }
-                    if ($i ~ /^Types:/)  { types = $i }
-                }
-                if (types !~ /(^|[ \t])deb([ \t]|$)/) next
-                n = split(suites, s, /[ \t]+/)
-                for (j = 1; j <= n; j++) if (s[j] == cn) { split(uris, u, /[ \t]+/); print u[1]; exit }
-            }' "$f")"
-        if [[ -n "$uri" ]]; then echo "$uri"; return; fi
-    done
-    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-        [[ -r "$f" ]] || continue
-        # deb [options] URI SUITE COMPONENTS...
-        uri="$(sed -e 's/\[[^]]*\]//' "$f" | awk -v cn="$codename" '$1 == "deb" && $3 == cn { print $2; exit }')"
-        if [[ -n "$uri" ]]; then echo "$uri"; return; fi
-    done
-    die "no Debian mirror for '$codename' in the host's apt sources; set LOCKSTEP_DEBIAN_MIRROR"
-}
+# mmdebstrap (re-deriving the base, `make lock-base`) and zstd (reading the image's layers).
+tools_ok() { command -v mmdebstrap >/dev/null && command -v zstd >/dev/null; }
 
 cmd_install() {
-    if engine_ok; then
+    if engine_ok && tools_ok; then
         log "engine already installed: $(dockerd --version), buildx $(docker buildx version | awk '{print $2}')"
         return 0
     fi
     if ! is_debian; then print_manual_install; exit 1; fi
-    [[ "$(id -u)" -eq 0 ]] || die "install needs root (apt-get install)"
-
-    local mirror keyring arch
-    mirror="$(host_mirror)"
-    keyring=/usr/share/keyrings/debian-archive-keyring.gpg
-    arch="$(dpkg --print-architecture)"
-    log "fetching ${ENGINE_PACKAGES[*]} from $ENGINE_SUITE ($mirror)"
-
-    # Separate apt state: the host's lists and sources are not touched.
-    mkdir -p "$STATE_DIR"/{lists/partial,cache/archives/partial,sources.list.d,debs}
-    echo "deb [signed-by=$keyring arch=$arch] $mirror $ENGINE_SUITE main" >"$STATE_DIR/sources.list"
-    local apt_opts=(
-        -o "Dir::Etc::SourceList=$STATE_DIR/sources.list"
-        -o "Dir::Etc::SourceParts=$STATE_DIR/sources.list.d"
-        -o "Dir::State::Lists=$STATE_DIR/lists"
-        -o "Dir::Cache=$STATE_DIR/cache"
-        -o "APT::Architecture=$arch"
-        -o "APT::Sandbox::User=root"
-    )
-    apt-get "${apt_opts[@]}" -qq update
-    rm -f "$STATE_DIR"/debs/*.deb
-    (cd "$STATE_DIR/debs" && apt-get "${apt_opts[@]}" -qq download "${ENGINE_PACKAGES[@]}")
-
-    # Dependencies (runc, tini, iptables, ...) come from the host's own suite.
-    # Others may be running apt at the same time: wait for the dpkg lock instead of failing.
-    apt-get -o DPkg::Lock::Timeout=600 -qq update
-    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
-        --no-install-recommends "$STATE_DIR"/debs/*.deb
+    [[ "$(id -u)" -eq 0 ]] || die "install needs root (dpkg)"
+    # From the store (dvc pull, or the mirror the first time: it says which), hash-checked.
+    # A host whose engine is fine (e.g. Docker's own packages) gets only the tools, so nothing
+    # here replaces or conflicts with it.
+    local only=()
+    engine_ok && only=(--tools-only)
+    (cd "$REPO" && "$PYTHON" -m imagetool.store install-engine "${only[@]}")
     engine_ok || die "engine installed but not usable: $(dockerd --version 2>&1)"
+    tools_ok || die "mmdebstrap or zstd still missing after the install"
     log "installed $(dockerd --version)"
 }
 
@@ -238,6 +174,5 @@ case "${1:-}" in
     start) cmd_start ;;
     stop) cmd_stop ;;
     status) cmd_status ;;
-    mirror) host_mirror ;;
-    *) echo "usage: $0 install|start|stop|status|mirror" >&2; exit 2 ;;
+    *) echo "usage: $0 install|start|stop|status" >&2; exit 2 ;;
 esac

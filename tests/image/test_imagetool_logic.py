@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import gzip
 import hashlib
 import io
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from imagetool import aptsources, base, image, ocidiff, wheels
+from imagetool import aptsources, base, image, ocidiff, recipe, wheels
 from imagetool.common import ToolError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -236,7 +237,6 @@ def _inputs(**over: object) -> dict[str, object]:
         "source_date_epoch": 1,
         "platform": "linux/amd64",
         "compression": "zstd",
-        "builder": {"engine": "26.1.5", "buildx": "0.13.1", "containerd": "1.7.24"},
     }
     d.update(over)
     return d
@@ -249,19 +249,29 @@ def test_input_differences_explain_what_moved() -> None:
         model_md5="n" * 32,
         sources=new_sources,
         source_tree_sha256=image.tree_sha256(new_sources),
-        builder={"engine": "27.0.0", "buildx": "0.13.1", "containerd": "1.7.24"},
     )
     diffs = "\n".join(image.input_differences(locked, now))
     assert "a changed model" in diffs
     assert "api/a.py (changed)" in diffs
     assert "api/b.py (added)" in diffs
-    assert "another builder" in diffs
-    assert "engine 26.1.5 -> 27.0.0" in diffs
     assert "base" not in diffs
 
 
 def test_equal_inputs_have_no_differences() -> None:
     assert image.input_differences(_inputs(), _inputs()) == []
+
+
+def test_builder_is_not_an_input_of_the_digest() -> None:
+    assert "builder" not in image.INPUT_MEANING
+    assert "builder" not in image.current_inputs()
+
+
+def test_final_stage_has_nothing_builders_render_differently() -> None:
+    """ARG, LABEL and EXPOSE in the final stage put builder-specific text into the config's history."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    final = dockerfile[dockerfile.rindex("\nFROM ") :]
+    instructions = {ln.split()[0] for ln in final.splitlines() if ln and not ln.startswith((" ", "#"))}
+    assert not instructions & {"ARG", "LABEL", "EXPOSE"}
 
 
 def test_committed_image_lock_is_well_formed() -> None:
@@ -274,7 +284,7 @@ def test_committed_image_lock_is_well_formed() -> None:
 
 def test_image_lock_inputs_match_the_tree() -> None:
     lock = json.loads((ROOT / "image.lock").read_text())
-    diffs = image.input_differences(lock["inputs"], image.current_inputs(with_builder=False))
+    diffs = image.input_differences(lock["inputs"], image.current_inputs())
     assert diffs == [], "image.lock is stale; run `make lock-image`"
 
 
@@ -284,14 +294,13 @@ def test_dockerignore_is_an_allow_list_of_the_image_inputs() -> None:
     allowed = {ln[1:] for ln in lines if ln.startswith("!")}
     assert allowed == {
         "api",
-        "models/model.joblib",
-        "models/model.json",
-        "models/metadata.json",
+        *recipe.MODEL_FILES,
         "dvc.lock",
-        "requirements-serve.txt",
+        "requirements-serve*.txt",  # recipe.SERVE_LOCKS: the Dockerfile picks recipe.SERVE_LOCK
         "build/base/rootfs.tar",
         "build/wheels/*.whl",
     }
+    assert all(fnmatch.fnmatch(lock, "requirements-serve*.txt") for lock in recipe.SERVE_LOCKS)
 
 
 def test_source_files_skip_bytecode_and_hidden_files(tmp_path: Path) -> None:

@@ -1,0 +1,149 @@
+"""A second, newer BuildKit, run beside the system engine, to prove the digest does not depend on it.
+
+    python -m imagetool.second_builder verify   # --no-cache build with it; must equal image.lock
+
+The engine of ``[second_builder]`` in image/engine.toml (Debian unstable's docker.io, docker-cli,
+docker-buildx and containerd) is never installed: its .debs, from the store, are unpacked with
+``dpkg -x`` into build/second-builder/root, and its containerd and dockerd run from there on their
+own sockets, data and exec roots. No bridge or iptables: the build runs with --network=none. The
+host's runc runs the build steps. Everything stops when the build is done.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from imagetool import image, store
+from imagetool.common import BUILD, ROOT, ToolError, file_digest, log, main_wrapper, read_json, rel
+
+HOME = BUILD / "second-builder"
+UNPACKED = HOME / "root"
+START_TIMEOUT = 60
+
+
+def unpack() -> Path:
+    """dpkg -x the second builder's .debs from the store (checked) into build/second-builder/root."""
+    store.ensure(["builder2"], quiet=True)
+    debs = sorted(n for n in store.load_lock() if n.startswith("builder2/debs/"))
+    stamp = HOME / "unpacked.json"
+    want = {n: file_digest(store.STORE / n) for n in debs}
+    if stamp.is_file() and json.loads(stamp.read_text(encoding="utf-8")) == want:
+        return UNPACKED
+    shutil.rmtree(UNPACKED, ignore_errors=True)
+    UNPACKED.mkdir(parents=True)
+    for name in debs:
+        subprocess.run(["dpkg", "-x", str(store.STORE / name), str(UNPACKED)], check=True)
+    stamp.write_text(json.dumps(want), encoding="utf-8")
+    return UNPACKED
+
+
+def _wait(ready: Callable[[], bool], what: str, proc: subprocess.Popen[bytes], log_file: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if ready():
+            return
+        if proc.poll() is not None:
+            tail = "\n".join(log_file.read_text(errors="replace").splitlines()[-15:])
+            raise ToolError(f"{what} exited ({proc.returncode}); {rel(log_file)}:\n{tail}")
+        time.sleep(0.3)
+    raise ToolError(f"{what} did not answer within {START_TIMEOUT}s; see {rel(log_file)}")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextmanager
+def running() -> Iterator[dict[str, str]]:
+    """Start the second builder; yields the environment (DOCKER_HOST, PATH, ...) that selects it."""
+    root = unpack()
+    HOME.mkdir(parents=True, exist_ok=True)
+    # Sockets live in a short private directory under /run (unix socket paths are limited to 108).
+    run_dir = Path(
+        tempfile.mkdtemp(prefix="lockstep-b2-", dir="/run" if os.access("/run", os.W_OK) else None)
+    )
+    csock, dsock = run_dir / "containerd.sock", run_dir / "docker.sock"
+    config = HOME / "daemon.json"
+    config.write_text(json.dumps({"features": {"containerd-snapshotter": True}}), encoding="utf-8")
+    cli_config = HOME / "cli"
+    (cli_config / "cli-plugins").mkdir(parents=True, exist_ok=True)
+    plugin = cli_config / "cli-plugins/docker-buildx"
+    plugin.unlink(missing_ok=True)
+    plugin.symlink_to(root / "usr/libexec/docker/cli-plugins/docker-buildx")
+    path = f"{root / 'usr/bin'}:{root / 'usr/sbin'}:{os.environ.get('PATH', '')}"
+    env = {**os.environ, "PATH": path}
+    logs = {name: HOME / f"{name}.log" for name in ("containerd", "dockerd")}
+    state = HOME / "state"  # images and build cache: removed afterwards (every build is --no-cache)
+    containerd = [str(root / "usr/bin/containerd"), "--address", str(csock)]
+    containerd += ["--root", str(state / "containerd"), "--state", str(run_dir / "containerd-state")]
+    dockerd = [str(root / "usr/sbin/dockerd"), "--containerd", str(csock), "--host", f"unix://{dsock}"]
+    dockerd += ["--data-root", str(state / "docker"), "--exec-root", str(run_dir / "exec")]
+    dockerd += ["--pidfile", str(run_dir / "dockerd.pid"), "--config-file", str(config)]
+    dockerd += ["--bridge=none", "--iptables=false", "--ip6tables=false"]
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        with logs["containerd"].open("ab") as out:
+            procs.append(subprocess.Popen(containerd, stdout=out, stderr=subprocess.STDOUT, env=env))
+        _wait(csock.exists, "the second builder's containerd", procs[0], logs["containerd"])
+        with logs["dockerd"].open("ab") as out:
+            procs.append(subprocess.Popen(dockerd, stdout=out, stderr=subprocess.STDOUT, env=env))
+        client = {"PATH": path, "DOCKER_HOST": f"unix://{dsock}", "DOCKER_CONFIG": str(cli_config)}
+
+        def answers() -> bool:
+            p = subprocess.run(
+                ["docker", "info"], env={**os.environ, **client}, capture_output=True, check=False
+            )
+            return p.returncode == 0
+
+        _wait(answers, "the second builder's dockerd", procs[1], logs["dockerd"])
+        yield client
+    finally:
+        for proc in reversed(procs):
+            _stop(proc)
+        shutil.rmtree(run_dir, ignore_errors=True)
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def cmd_verify() -> int:
+    lock = image.validate_image_lock(read_json(image.IMAGE_LOCK, "image lock"))
+    image.preflight()
+    inputs = image.current_inputs()
+    with running() as env:
+        who = image.builder_identity(env)
+        log(f"second builder: engine {who['engine']}, buildx {who['buildx']}, containerd {who['containerd']}")
+        result = image.buildx(ROOT, inputs, image.OUT_DIR / "second-builder.oci.tar", True, env=env)
+    if result.digest != lock["digest"]:
+        raise ToolError(
+            f"the second builder gives {result.digest}, {rel(image.IMAGE_LOCK)} says {lock['digest']}: "
+            f"the digest depends on the builder; compare the two with the layers in {rel(result.oci.path)}"
+        )
+    log(f"second builder: same digest as {rel(image.IMAGE_LOCK)} ({result.seconds:.1f}s)")
+    print(result.digest)
+    return 0
+
+
+def main() -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m imagetool.second_builder", description=__doc__.split("\n")[0])
+    p.add_argument("command", choices=["verify"])
+    p.parse_args()
+    return cmd_verify()
+
+
+if __name__ == "__main__":
+    main_wrapper(main)
