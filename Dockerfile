@@ -29,7 +29,7 @@ RUN --mount=type=bind,source=build/wheels,target=/wheels \
  && /opt/venv/bin/python "$1/pip" install --no-index --find-links=/wheels \
         --require-hashes --no-deps --only-binary=:all: --no-warn-script-location --no-compile \
         -r /tmp/requirements-serve.txt \
- && /opt/venv/bin/python -c "import numpy, uvicorn, fastapi, uvloop, httptools, orjson, yaml, prometheus_client" \
+ && /opt/venv/bin/python -c "import numpy, onnxruntime, uvicorn, fastapi, uvloop, httptools, orjson, yaml, prometheus_client" \
  && find /opt/venv/lib/python3.11/site-packages -type d -name tests -prune -exec rm -rf {} + \
  && find /opt/venv/lib/python3.11/site-packages -type f \( -name '*.pyi' -o -name '*.pxd' -o -name '*.pyx' \
         -o -name '*.h' -o -name '*.c' -o -name '*.cpp' -o -name '*.a' \) -delete \
@@ -39,18 +39,23 @@ RUN --mount=type=bind,source=build/wheels,target=/wheels \
  && mv /opt/venv /out/opt/venv \
  && cp /tmp/requirements-serve.txt /out/app/requirements-serve.txt
 
-# --- code: api/ byte-compiled like the deps (unchecked-hash: no mtimes, no re-hashing) ----------
+# --- code: api/ and the artifact contract, byte-compiled like the deps (unchecked-hash) ----------
 FROM base AS code
 COPY api /out/app/api
+COPY contract /out/app/contract
 RUN chmod -R u=rwX,go=rX /out/app \
- && python3 -m compileall -q --invalidation-mode unchecked-hash /out/app/api
+ && python3 -m compileall -q --invalidation-mode unchecked-hash /out/app/api /out/app/contract
 
-# --- model: the DVC outputs and the lock that proves them -----------------------------------------
-# Which model files: imagetool/recipe.py MODEL_FILES, let in by the .dockerignore allow-list.
+# --- model: the DVC outputs the service loads, and the lock that proves them -----------------------
+# Which model files: imagetool/recipe.py passes MODEL_FILES (the ONNX graph or the pickle, with
+# serving.json and metadata.json); the .dockerignore allow-list lets in every candidate.
 FROM base AS model
-COPY models /out/app/models/
+ARG MODEL_FILES
+COPY models /tmp/models/
 COPY dvc.lock /out/app/dvc.lock
-RUN chmod -R u=rwX,go=rX /out/app
+RUN mkdir -p /out/app/models \
+ && for f in $MODEL_FILES; do cp /tmp/models/"$f" /out/app/models/"$f"; done \
+ && chmod -R u=rwX,go=rX /out/app
 
 # --- runtime ------------------------------------------------------------------------------------
 FROM base AS runtime

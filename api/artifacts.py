@@ -57,7 +57,7 @@ class Metadata:
 @dataclass(frozen=True)
 class OnnxInput:
     name: str
-    feature: str
+    features: tuple[str, ...]  # one: an [n, 1] column; several: an [n, k] block of numeric columns
     type: str
 
 
@@ -183,19 +183,30 @@ def _parse_onnx(section: Any, path: Path, metadata: Metadata) -> OnnxGraph:
     by_feature = {f.name: f for f in metadata.features}
     inputs = []
     for i, entry in enumerate(entries):
-        if not isinstance(entry, dict) or not all(isinstance(entry.get(k), str) for k in ("name", "feature")):
-            raise ContractError(f"{path}: onnx.inputs[{i}] needs a name and a feature")
-        feature = by_feature.get(entry["feature"])
-        if feature is None:
-            raise ContractError(f"{path}: onnx.inputs[{i}] feeds {entry['feature']!r}, not a model feature")
-        allowed = _NUMERIC_INPUT_TYPES if feature.numeric else _CATEGORICAL_INPUT_TYPES
-        if entry.get("type") not in allowed:
-            raise ContractError(
-                f"{path}: onnx.inputs[{i}] ({feature.name}, {feature.kind}) has type {entry.get('type')!r}; "
-                f"the service feeds {sorted(allowed)}"
-            )
-        inputs.append(OnnxInput(entry["name"], entry["feature"], entry["type"]))
-    fed = sorted(i.feature for i in inputs)
+        names = entry.get("features") if isinstance(entry, dict) else None
+        if (
+            not isinstance(entry.get("name") if isinstance(entry, dict) else None, str)
+            or not isinstance(names, list)
+            or not names
+            or not all(isinstance(n, str) for n in names)
+        ):
+            raise ContractError(f"{path}: onnx.inputs[{i}] needs a name and a non-empty list of features")
+        features = [by_feature.get(n) for n in names]
+        unknown = [n for n, f in zip(names, features, strict=True) if f is None]
+        if unknown:
+            raise ContractError(f"{path}: onnx.inputs[{i}] feeds {unknown[0]!r}, not a model feature")
+        for feature in features:
+            assert feature is not None
+            allowed = _NUMERIC_INPUT_TYPES if feature.numeric else _CATEGORICAL_INPUT_TYPES
+            if entry.get("type") not in allowed:
+                raise ContractError(
+                    f"{path}: onnx.inputs[{i}] ({feature.name}, {feature.kind}) has type "
+                    f"{entry.get('type')!r}; the service feeds {sorted(allowed)}"
+                )
+        if len(names) > 1 and entry["type"] == "string":
+            raise ContractError(f"{path}: onnx.inputs[{i}]: categorical columns are fed one per input")
+        inputs.append(OnnxInput(entry["name"], tuple(names), entry["type"]))
+    fed = sorted(n for i in inputs for n in i.features)
     if fed != sorted(by_feature):
         raise ContractError(f"{path}: onnx.inputs must feed every feature exactly once")
     outputs = _require(section, "outputs", dict, path)
@@ -299,9 +310,15 @@ def verify_artifacts(settings: Settings) -> VerifiedArtifacts:
 
     meta_raw, meta_md5 = verified(settings.metadata_path, "metadata")
     serving_raw, serving_md5 = verified(settings.serving_path, "serving plan")
-    model_raw, model_md5 = verified(settings.model_path, "model")
     metadata = parse_metadata(meta_raw, settings.metadata_path)
     serving = parse_serving(serving_raw, settings.serving_path, metadata)
+    # The pickle is the model of record (its md5 is the served version), but on the ONNX path it is
+    # never loaded, and the image does not ship it: its md5 comes from dvc.lock alone.
+    model_raw = b""
+    if serving.path == "sklearn":
+        model_raw, model_md5 = verified(settings.model_path, "model")
+    else:
+        model_md5 = contract.locked_md5(lock, lock_path, settings.model_path)
     recorded = serving.document.get("model", {})
     if not isinstance(recorded, dict) or recorded.get("md5") != model_md5:
         shown = recorded.get("md5") if isinstance(recorded, dict) else None

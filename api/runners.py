@@ -37,7 +37,8 @@ class Runner(Protocol):
 
 
 class OnnxRunner:
-    """An onnxruntime session built from the verified graph bytes, fed one [rows, 1] array per column."""
+    """An onnxruntime session built from the verified graph bytes; numeric columns are fed as the
+    [rows, k] blocks serving.json describes, categorical ones as [rows, 1] strings."""
 
     kind = "onnx"
 
@@ -71,30 +72,33 @@ class OnnxRunner:
         unknown = [name for name in self._outputs if name not in graph_outputs]
         if unknown:
             raise ContractError(f"{where}: the graph has no output named {unknown[0]!r}")
-        by_feature = {i.feature: i for i in graph.inputs}
         numeric = [f.name for f in metadata.features if f.numeric]
-        # Numeric columns grouped by tensor type: (input names, column indices in Batch.numeric).
-        self._numeric_groups: list[tuple[list[str], np.ndarray | None, type]] = []
-        for type_name, dtype in _ONNX_DTYPES.items():
-            indices = [k for k, name in enumerate(numeric) if by_feature[name].type == type_name]
-            if indices:
-                whole = indices == list(range(len(numeric)))
-                names = [by_feature[numeric[k]].name for k in indices]
-                self._numeric_groups.append((names, None if whole else np.array(indices), dtype))
-        self._categorical_inputs = [by_feature[f.name].name for f in metadata.features if not f.numeric]
+        position = {name: k for k, name in enumerate(numeric)}
+        # Numeric inputs: (name, column indices in Batch.numeric or None for all of them in order,
+        # dtype, width); an [n, 1] input is a block of one.
+        self._numeric_inputs: list[tuple[str, np.ndarray | None, type, int]] = []
+        categorical_input = {spec.features[0]: spec.name for spec in graph.inputs if spec.type == "string"}
+        # In metadata order, as Batch.categorical holds the columns.
         self._categorical_features = [f.name for f in metadata.features if not f.numeric]
+        self._categorical_inputs = [categorical_input[name] for name in self._categorical_features]
+        for spec in graph.inputs:
+            if spec.type == "string":
+                continue
+            indices = [position[name] for name in spec.features]
+            whole = indices == list(range(len(numeric)))
+            self._numeric_inputs.append(
+                (spec.name, None if whole else np.array(indices), _ONNX_DTYPES[spec.type], len(indices))
+            )
         self._missing_string = graph.missing_string
         self._classifier = metadata.is_classifier
         self._class_index = {c: i for i, c in enumerate(metadata.classes)}
 
     def feed(self, batch: Batch) -> dict[str, np.ndarray]:
-        """Input name -> [rows, 1] array; numeric columns come from one transposed copy per type."""
+        """Input name -> array: numeric blocks sliced from the batch matrix, categories [rows, 1]."""
         feed: dict[str, np.ndarray] = {}
-        for names, indices, dtype in self._numeric_groups:
+        for name, indices, dtype, width in self._numeric_inputs:
             block = batch.numeric if indices is None else batch.numeric[:, indices]
-            # Transposed and C-contiguous: each column is then a contiguous [rows, 1] view.
-            columns: np.ndarray = np.ascontiguousarray(block.T, dtype=dtype)[:, :, None]
-            feed.update(zip(names, columns, strict=True))
+            feed[name] = np.ascontiguousarray(block, dtype=dtype).reshape(len(block), width)
         for name, feature, column in zip(
             self._categorical_inputs, self._categorical_features, batch.categorical, strict=True
         ):

@@ -28,7 +28,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import joblib  # noqa: E402
 
 from imagetool import image, ocidiff  # noqa: E402
 from imagetool.common import file_digest  # noqa: E402
@@ -56,17 +55,19 @@ def copy_repo(dest: Path) -> Path:
 
 
 def change_model(repo: Path) -> None:
-    """A retrained-looking model: same predictions, different bytes; its export names the new
-    pickle, and dvc.lock records both, as `dvc repro` would leave them."""
-    path, export = repo / "models/model.joblib", repo / "models/model.json"
-    old, old_export = file_digest(path, "md5"), file_digest(export, "md5")
-    model = joblib.load(path)
-    model.bench_marker_ = time.time_ns()
-    joblib.dump(model, path)
+    """A retrained-looking model: the same graph with other bytes (its doc string), which
+    serving.json names and dvc.lock records, as `dvc repro` would leave them."""
+    import onnx
+
+    path, serving = repo / "models/model.onnx", repo / "models/serving.json"
+    old, old_serving = file_digest(path, "md5"), file_digest(serving, "md5")
+    graph = onnx.load(path)
+    graph.doc_string = f"bench marker {time.time_ns()}"
+    onnx.save(graph, path)
     new = file_digest(path, "md5")
-    export.write_text(export.read_text().replace(old, new))
+    serving.write_text(serving.read_text().replace(old, new))
     lock = repo / "dvc.lock"
-    lock.write_text(lock.read_text().replace(old, new).replace(old_export, file_digest(export, "md5")))
+    lock.write_text(lock.read_text().replace(old, new).replace(old_serving, file_digest(serving, "md5")))
 
 
 def start_to_ready(tag: str, runs: int = 5) -> list[float]:

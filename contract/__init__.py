@@ -34,8 +34,10 @@ Formats (all JSON written with sorted keys where order carries no meaning, float
      "missing_string": str,                            # = MISSING_STRING: a categorical gap, both paths
      "onnx": {"path": "models/model.onnx", "md5": str, "opset": int,
               "precision": "double"|"float",           # what numeric inputs the graph takes
-              "inputs": [{"name": onnx input name, "feature": feature name,
-                          "type": "double"|"float"|"string"}],     # one [N, 1] tensor per feature
+              "inputs": [{"name": onnx input name, "features": [feature name, ...],
+                          "type": "double"|"float"|"string"}],
+                  # one feature: an [N, 1] tensor; several (numeric only): one [N, k] block with the
+                  # columns in that order (the export merges the converter's per-column inputs)
               "outputs": {"label": name|null, "probabilities": name|null, "value": name|null},
               "missing_string": str} | null,           # null on the exact path
      "gate": {"rows": int, "precision": "double"|"float", "measure": "absolute"|"relative",

@@ -51,30 +51,31 @@ PLATFORM = "linux/amd64"
 # zstd: as reproducible as gzip here and 3-4x faster to write, which dominates a cold build.
 COMPRESSION = "zstd"
 
-# What the build context must hold (the .dockerignore allow-list says the same).
+# What the build context must hold besides the model files (the .dockerignore allow-list says the same).
 REQUIRED_FILES = [
     "Dockerfile",
     ".dockerignore",
-    recipe.SERVE_LOCK,
     recipe.BUILD_LOCK,
     "dvc.lock",
-    *recipe.MODEL_FILES,
     "api/__init__.py",
     "api/__main__.py",
     "api/healthcheck.py",
+    "contract/__init__.py",
 ]
-# Files whose bytes are hashed into image.lock's source tree (the model has its own md5 and the
-# base tarball and wheels are covered by their locks).
+# Files whose bytes are hashed into image.lock's source tree, besides the model files the image
+# ships (the pickle has its own md5 input; the base tarball and wheels are covered by their locks).
 SOURCE_FILES = [
     "Dockerfile",
     ".dockerignore",
     "dvc.lock",
-    "models/metadata.json",
-    "models/model.json",
     "requirements-build.txt",
 ]
-SOURCE_DIRS = ["api"]
-DVC_OUTS = recipe.MODEL_FILES
+SOURCE_DIRS = ["api", "contract"]
+
+
+def required_files(root: Path) -> list[str]:
+    """Every file the build context must hold for this model."""
+    return [*REQUIRED_FILES, recipe.serve_lock(root), *recipe.model_files(root)]
 
 
 # --- inputs -----------------------------------------------------------------------------------
@@ -94,7 +95,7 @@ def _context_files(root: Path, folder: str) -> list[str]:
 
 
 def source_files(root: Path = ROOT) -> dict[str, str]:
-    files = list(SOURCE_FILES)
+    files = [*SOURCE_FILES, *(f for f in recipe.model_files(root) if f != "models/model.joblib")]
     for d in SOURCE_DIRS:
         files += _context_files(root, d)
     return {f: file_digest(root / f) for f in sorted(files) if (root / f).is_file()}
@@ -155,7 +156,7 @@ def current_inputs(root: Path = ROOT) -> dict[str, Any]:
     sources = source_files(root)
     inputs: dict[str, Any] = {
         "base_lock_sha256": file_digest(root / "image/base.lock.json"),
-        "requirements_sha256": file_digest(root / recipe.SERVE_LOCK),
+        "requirements_sha256": file_digest(root / recipe.serve_lock(root)),
         "model_md5": file_digest(root / "models/model.joblib", "md5"),
         "source_tree_sha256": tree_sha256(sources),
         "sources": sources,
@@ -187,24 +188,32 @@ def untracked_context_files(root: Path) -> list[str]:
 
 
 def export_problems(root: Path = ROOT) -> list[str]:
-    """The served export must come from the shipped pickle (the service refuses it otherwise)."""
-    export = root / "models/model.json"
+    """serving.json must name the shipped pickle and graph (the service refuses it otherwise)."""
     try:
-        source = json.loads(export.read_text(encoding="utf-8"))["source"]["md5"]
+        serving = json.loads((root / "models/serving.json").read_text(encoding="utf-8"))
+        source = serving["model"]["md5"]
+        graph = (serving.get("onnx") or {}).get("md5")
     except (OSError, ValueError, KeyError, TypeError) as e:
-        return [f"models/model.json: not a model export ({e.__class__.__name__}); run `dvc repro`"]
+        return [f"models/serving.json: not a serving plan ({e.__class__.__name__}); run `dvc repro`"]
+    problems = []
     model = file_digest(root / "models/model.joblib", "md5")
     if source != model:
-        return [
-            f"models/model.json: exported from a model with md5 {source}, not from "
+        problems.append(
+            f"models/serving.json: made from a model with md5 {source}, not from "
             f"models/model.joblib ({model}); run `dvc repro`"
-        ]
-    return []
+        )
+    onnx = file_digest(root / "models/model.onnx", "md5")
+    if graph is not None and graph != onnx:
+        problems.append(
+            f"models/serving.json: names a graph with md5 {graph}, not models/model.onnx ({onnx}); "
+            "run `dvc repro`"
+        )
+    return problems
 
 
 def preflight(root: Path = ROOT, allow_untracked: bool = False) -> None:
     problems: list[str] = []
-    missing = [f for f in REQUIRED_FILES if not (root / f).is_file()]
+    missing = [f for f in required_files(root) if not (root / f).is_file()]
     if missing:
         raise ToolError(
             "the build context is incomplete: "
@@ -220,7 +229,7 @@ def preflight(root: Path = ROOT, allow_untracked: bool = False) -> None:
             problems.append(f"{f}: not tracked by git but would go into the image (commit or delete it)")
 
     dvc_text = (root / "dvc.lock").read_text(encoding="utf-8")
-    for path, stage in DVC_OUTS.items():
+    for path, stage in recipe.model_files(root).items():
         try:
             locked = dvc_locked_md5(dvc_text, path, stage)
         except yaml.YAMLError as e:
@@ -325,7 +334,9 @@ def buildx(
     cmd = ["docker", "buildx", "build", "--builder", "default", "--network=none", "--provenance=false"]
     cmd += ["--sbom=false", "--platform", PLATFORM, "--progress=plain", "--output", out]
     cmd += ["--build-arg", f"SOURCE_DATE_EPOCH={inputs['source_date_epoch']}"]
-    cmd += ["--build-arg", f"SERVE_LOCK={recipe.SERVE_LOCK}"]
+    cmd += ["--build-arg", f"SERVE_LOCK={recipe.serve_lock(root)}"]
+    shipped = " ".join(Path(f).name for f in recipe.model_files(root))
+    cmd += ["--build-arg", f"MODEL_FILES={shipped}"]
     for key, value in image_labels(inputs).items():
         cmd += ["--label", f"{key}={value}"]
     if no_cache:

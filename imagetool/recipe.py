@@ -1,23 +1,55 @@
 """What goes into the image, in one place: the serve lock it installs and the model files it ships.
 
-The Dockerfile takes the serve lock as a build argument (`SERVE_LOCK`, in a build stage only, so the
-digest does not see how a builder renders it) and copies `models/` as the build context lets it in;
-the `.dockerignore` allow-list must name the same files (a test compares them).
-
-Issue 8 switches the serve lock by `models/serving.json`'s `"path"` (onnxruntime only, or with
-scikit-learn) and the model files to model.onnx, serving.json and metadata.json (plus model.joblib on
-the scikit-learn path): that is a change here and in `.dockerignore`. The store already keeps the
-wheels of both serve locks.
+Both follow `models/serving.json`'s `"path"` (the pipeline's export stage decides it):
+  - "onnx": the service runs models/model.onnx with onnxruntime: requirements-serve.txt, and the
+    image ships model.onnx, serving.json and metadata.json, not the pickle it never loads;
+  - "sklearn" (the exact path): requirements-serve-sklearn.txt (scikit-learn, pandas) and the
+    md5-checked pickle models/model.joblib as well.
+The Dockerfile takes both as build arguments in build stages only (SERVE_LOCK, MODEL_FILES), so
+the digest does not see how a builder renders them. The `.dockerignore` allow-list lets in every
+file either path may need (MODEL_CONTEXT; a test compares them). The store keeps the wheels of both
+serve locks, and build/wheels holds them all: pip installs only what the chosen lock names.
 """
 
 from __future__ import annotations
 
-SERVE_LOCK = "requirements-serve.txt"
-SERVE_LOCKS = ("requirements-serve.txt", "requirements-serve-sklearn.txt")
+import json
+from pathlib import Path
+
+from contract import METADATA_FILE, MODEL_FILE, ONNX_FILE, SERVING_FILE
+from imagetool.common import ToolError
+
+SERVE_LOCK_BY_PATH = {"onnx": "requirements-serve.txt", "sklearn": "requirements-serve-sklearn.txt"}
+SERVE_LOCKS = tuple(SERVE_LOCK_BY_PATH.values())
 BUILD_LOCK = "requirements-build.txt"  # pip itself, run from its wheel in a build stage only
-# The model files the image ships (DVC outputs), with the dvc.yaml stage that writes each.
-MODEL_FILES = {
-    "models/model.joblib": "train",
-    "models/metadata.json": "evaluate",
-    "models/model.json": "export",
+# Every model file the image may ship (DVC outputs), with the dvc.yaml stage that writes each.
+MODEL_CONTEXT = {
+    MODEL_FILE.as_posix(): "train",
+    METADATA_FILE.as_posix(): "evaluate",
+    ONNX_FILE.as_posix(): "export",
+    SERVING_FILE.as_posix(): "export",
 }
+
+
+def serving_path(root: Path) -> str:
+    """ "onnx" or "sklearn", as models/serving.json says."""
+    try:
+        path = json.loads((root / SERVING_FILE).read_text(encoding="utf-8"))["path"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        what = e.__class__.__name__
+        raise ToolError(f"{SERVING_FILE}: cannot read the serving path ({what}); run `dvc repro`") from None
+    if path not in SERVE_LOCK_BY_PATH:
+        raise ToolError(f"{SERVING_FILE}: path {path!r} is not one of {sorted(SERVE_LOCK_BY_PATH)}")
+    return str(path)
+
+
+def serve_lock(root: Path) -> str:
+    """The requirements lock the image installs for this model."""
+    return SERVE_LOCK_BY_PATH[serving_path(root)]
+
+
+def model_files(root: Path) -> dict[str, str]:
+    """The model files the image ships for this model -> the stage that writes each."""
+    # Each path ships only what the service loads: the graph, or the pickle (the graph is empty).
+    unused = MODEL_FILE if serving_path(root) == "onnx" else ONNX_FILE
+    return {path: stage for path, stage in MODEL_CONTEXT.items() if path != unused.as_posix()}

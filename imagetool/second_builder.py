@@ -5,7 +5,8 @@
 The engine of ``[second_builder]`` in image/engine.toml (Debian unstable's docker.io, docker-cli,
 docker-buildx and containerd) is never installed: its .debs, from the store, are unpacked with
 ``dpkg -x`` into build/second-builder/root, and its containerd and dockerd run from there on their
-own sockets, data and exec roots. No bridge or iptables: the build runs with --network=none. The
+own sockets, data and exec roots, each in a network namespace of its own. No bridge or iptables:
+the build runs with --network=none. The
 host's runc runs the build steps. Everything stops when the build is done.
 """
 
@@ -88,9 +89,20 @@ def running() -> Iterator[dict[str, str]]:
     env = {**os.environ, "PATH": path}
     logs = {name: HOME / f"{name}.log" for name in ("containerd", "dockerd")}
     state = HOME / "state"  # images and build cache: removed afterwards (every build is --no-cache)
-    containerd = [str(root / "usr/bin/containerd"), "--address", str(csock)]
+    # Each daemon in a network namespace of its own: a dockerd started with --bridge=none in the
+    # host's namespace deleted the system engine's docker0 bridge, breaking `docker run -p` for
+    # everyone. The builds need no network (--network=none); the sockets are files, reachable.
+    isolated = ["unshare", "--net", "--"]
+    containerd = [*isolated, str(root / "usr/bin/containerd"), "--address", str(csock)]
     containerd += ["--root", str(state / "containerd"), "--state", str(run_dir / "containerd-state")]
-    dockerd = [str(root / "usr/sbin/dockerd"), "--containerd", str(csock), "--host", f"unix://{dsock}"]
+    dockerd = [
+        *isolated,
+        str(root / "usr/sbin/dockerd"),
+        "--containerd",
+        str(csock),
+        "--host",
+        f"unix://{dsock}",
+    ]
     dockerd += ["--data-root", str(state / "docker"), "--exec-root", str(run_dir / "exec")]
     dockerd += ["--pidfile", str(run_dir / "dockerd.pid"), "--config-file", str(config)]
     dockerd += ["--bridge=none", "--iptables=false", "--ip6tables=false"]

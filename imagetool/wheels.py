@@ -20,7 +20,9 @@ from imagetool.common import BUILD, ROOT, ToolError, file_digest, log, main_wrap
 from tools.locks import LockError, Requirement, normalize, parse_lock_text
 
 WHEELS = BUILD / "wheels"
-LOCK_NAMES = (recipe.SERVE_LOCK, recipe.BUILD_LOCK)
+# Both serve locks: build/wheels holds every wheel either may need, and pip installs only what the
+# lock the image takes (imagetool/recipe.py) names.
+LOCK_NAMES = (*recipe.SERVE_LOCKS, recipe.BUILD_LOCK)
 LOCKS = tuple(ROOT / name for name in LOCK_NAMES)
 # What the store keeps: both serve locks (the image installs one of them, by the model's serving
 # path), and pip for the build.

@@ -61,6 +61,7 @@ class Reference:
 class Attempt:
     precision: str
     onnx: bytes | None
+    inputs: list[dict[str, Any]] | None  # serving.json's onnx.inputs for this graph
     worst: float | None
     labels_identical: bool | None
     error: str | None  # why this precision was not taken
@@ -83,23 +84,81 @@ def reference_outputs(model: Pipeline, X: pd.DataFrame, schema: Schema) -> Refer
     )
 
 
-def onnx_feed(X: pd.DataFrame, schema: Schema, precision: str) -> dict[str, npt.NDArray[Any]]:
-    """One [n, 1] input per feature: numbers in the graph's precision, categories as strings."""
-    dtype = np.float64 if precision == "double" else np.float32
+def onnx_feed(X: pd.DataFrame, inputs: list[dict[str, Any]]) -> dict[str, npt.NDArray[Any]]:
+    """The graph's feed for X, as `inputs` (serving.json's onnx.inputs) describes it: numbers in the
+    input's precision, [n, k] for a block of numeric columns; categories as [n, 1] strings."""
     feed: dict[str, npt.NDArray[Any]] = {}
-    for column in schema.features:
-        values = X[column.name]
-        if column.kind == "numeric":
-            feed[column.name] = values.to_numpy(dtype=dtype).reshape(-1, 1)
+    for spec in inputs:
+        if spec["type"] == "string":
+            [column] = spec["features"]
+            feed[spec["name"]] = np.asarray(X[column].tolist(), dtype=object).reshape(-1, 1)
         else:
-            feed[column.name] = np.asarray(values.tolist(), dtype=object).reshape(-1, 1)
+            dtype = np.float64 if spec["type"] == "double" else np.float32
+            feed[spec["name"]] = X[spec["features"]].to_numpy(dtype=dtype).reshape(len(X), -1)
     return feed
 
 
-def convert(model: Pipeline, schema: Schema, precision: str) -> bytes:
+def merge_column_inputs(graph: Any) -> dict[str, list[str]]:
+    """Replace each Concat that only joins [n, 1] graph inputs of one type by a single [n, k] input.
+
+    The converter takes one input per column and concatenates the numeric ones first thing. Fed
+    one at a time, thirty columns cost onnxruntime about 20 µs a call more than one [n, 30]
+    block (measured on the breast-cancer model: 27 µs against 8 µs a row), which is most of a
+    single-row request. The Concat's output name becomes the input's name, so no other node
+    changes. Returns {new input: the column inputs it replaces, in order}.
+    """
+    from onnx import helper
+
+    inputs = {tensor.name: tensor for tensor in graph.input}
+    uses: dict[str, int] = {}
+    for node in graph.node:
+        for name in node.input:
+            uses[name] = uses.get(name, 0) + 1
+    outputs = {tensor.name for tensor in graph.output}
+    merged: dict[str, list[str]] = {}
+    for node in list(graph.node):
+        columns = list(node.input)
+        if node.op_type != "Concat" or len(columns) < 2 or node.output[0] in outputs:
+            continue
+        axis = next((a.i for a in node.attribute if a.name == "axis"), None)
+        if axis not in (1, -1) or not all(c in inputs and uses[c] == 1 for c in columns):
+            continue
+        types = {inputs[c].type.tensor_type.elem_type for c in columns}
+        widths = {tuple(d.dim_value for d in inputs[c].type.tensor_type.shape.dim[1:]) for c in columns}
+        if len(types) != 1 or widths != {(1,)}:
+            continue
+        graph.node.remove(node)
+        for column in columns:
+            graph.input.remove(inputs[column])
+        graph.input.append(helper.make_tensor_value_info(node.output[0], types.pop(), [None, len(columns)]))
+        merged[node.output[0]] = columns
+    return merged
+
+
+def onnx_inputs(graph: Any, merged: dict[str, list[str]], schema: Schema) -> list[dict[str, Any]]:
+    """serving.json's `onnx.inputs`: each graph input, its type, and the features it takes in
+    order (one for an [n, 1] column, several for an [n, k] block of numeric columns)."""
+    from onnx import TensorProto
+
+    names = {TensorProto.DOUBLE: "double", TensorProto.FLOAT: "float", TensorProto.STRING: "string"}
+    known = set(schema.names)
+    inputs = []
+    for tensor in graph.input:
+        features = merged.get(tensor.name, [tensor.name])
+        if not set(features) <= known:
+            raise PipelineError(f"{ONNX_FILE}: graph input {tensor.name!r} feeds no feature of the schema")
+        inputs.append(
+            {"name": tensor.name, "features": features, "type": names[tensor.type.tensor_type.elem_type]}
+        )
+    return inputs
+
+
+def convert(model: Pipeline, schema: Schema, precision: str) -> tuple[bytes, list[dict[str, Any]]]:
     """skl2onnx conversion with byte-stable output: fixed target opsets, graph name and doc
     strings (the converter otherwise names the graph with a random uuid), and the opset imports
-    sorted by domain (the converter lists them in set order, which follows the hash seed)."""
+    sorted by domain (the converter lists them in set order, which follows the hash seed).
+    Per-column numeric inputs are merged into blocks (merge_column_inputs). Returns the graph's
+    bytes and its inputs as serving.json describes them."""
     from skl2onnx import convert_sklearn  # type: ignore[import-untyped]
     from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType, StringTensorType  # type: ignore[import-untyped]
 
@@ -122,11 +181,12 @@ def convert(model: Pipeline, schema: Schema, precision: str) -> bytes:
     )
     onx.doc_string = ""
     onx.graph.doc_string = ""
+    merged = merge_column_inputs(onx.graph)
     imports = sorted((o.domain, o.version) for o in onx.opset_import)
     del onx.opset_import[:]
     for domain, opset_version in imports:
         onx.opset_import.add(domain=domain, version=opset_version)
-    return bytes(onx.SerializeToString())
+    return bytes(onx.SerializeToString()), onnx_inputs(onx.graph, merged, schema)
 
 
 def run_onnx(data: bytes, feed: dict[str, npt.NDArray[Any]]) -> list[Any]:
@@ -171,21 +231,23 @@ def first_line(exc: BaseException) -> str:
 def attempt(model: Pipeline, schema: Schema, X: pd.DataFrame, ref: Reference, precision: str) -> Attempt:
     tolerance = TOLERANCES[family(model)][precision]
     try:
-        data = convert(model, schema, precision)
+        data, inputs = convert(model, schema, precision)
     except Exception as exc:
-        return Attempt(precision, None, None, None, f"conversion failed: {first_line(exc)}")
+        return Attempt(precision, None, None, None, None, f"conversion failed: {first_line(exc)}")
     try:
-        outputs = run_onnx(data, onnx_feed(X, schema, precision))
+        outputs = run_onnx(data, onnx_feed(X, inputs))
     except Exception as exc:
-        return Attempt(precision, data, None, None, f"onnxruntime cannot run the graph: {first_line(exc)}")
+        error = f"onnxruntime cannot run the graph: {first_line(exc)}"
+        return Attempt(precision, data, inputs, None, None, error)
     worst, same_labels = measure(outputs, ref)
     if same_labels is False:
-        return Attempt(precision, data, worst, False, "gate failed: labels differ from scikit-learn's")
-    if not worst <= tolerance:
         return Attempt(
-            precision, data, worst, same_labels, f"gate failed: worst difference {worst:.3g} > {tolerance:g}"
+            precision, data, inputs, worst, False, "gate failed: labels differ from scikit-learn's"
         )
-    return Attempt(precision, data, worst, same_labels, None)
+    if not worst <= tolerance:
+        error = f"gate failed: worst difference {worst:.3g} > {tolerance:g}"
+        return Attempt(precision, data, inputs, worst, same_labels, error)
+    return Attempt(precision, data, inputs, worst, same_labels, None)
 
 
 def with_probes(X_raw: pd.DataFrame, schema: Schema) -> pd.DataFrame:
@@ -258,10 +320,7 @@ def serving_document(
             "md5": md5_hex(onnx_bytes),
             "opset": opset,
             "precision": number,
-            "inputs": [
-                {"name": c.name, "feature": c.name, "type": number if c.kind == "numeric" else "string"}
-                for c in schema.features
-            ],
+            "inputs": chosen.inputs,
             "outputs": outputs,
             "missing_string": MISSING_STRING,
         }

@@ -3,6 +3,7 @@ unpickles anything before its md5 matched dvc.lock."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -82,7 +83,6 @@ def reorder_metadata_features(copy: Artifacts) -> None:
 
 
 REFUSALS = [
-    pytest.param(flip_a_byte(lambda c: c.model), "model", "has md5", id="model-md5"),
     pytest.param(flip_a_byte(lambda c: c.serving), "serving", "has md5", id="serving-md5"),
     pytest.param(flip_a_byte(lambda c: c.metadata), "metadata", "has md5", id="metadata-md5"),
     pytest.param(reorder_metadata_features, "metadata", "has md5", id="metadata-edited"),
@@ -183,6 +183,17 @@ def test_onnx_path_refuses_a_graph_it_cannot_trust(
     assert reason in str(error)
     if named:
         assert str(getattr(artifact_copy, named)) in str(error)
+
+
+def test_onnx_path_serves_without_the_pickle_it_never_loads(artifact_copy: Artifacts) -> None:
+    """The image ships no model.joblib on the ONNX path: its md5 (the version) comes from dvc.lock."""
+    if artifact_copy.serving_document()["path"] != "onnx":
+        pytest.skip("the default model does not take the ONNX path")
+    version = hashlib.md5(artifact_copy.model.read_bytes()).hexdigest()
+    artifact_copy.model.unlink()
+    with TestClient(create_app(artifact_copy.settings())) as client:
+        assert client.get("/readyz").status_code == 200
+        assert client.get("/model").json()["model_version"] == version
 
 
 def test_untampered_copy_is_served(artifact_copy: Artifacts) -> None:

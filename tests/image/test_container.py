@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-import csv
 import hashlib
+import io
 import json
 import subprocess
 import urllib.request
-from pathlib import Path
 
 import joblib
 import numpy as np
 import pytest
 
+from contract import MODEL_FILE, ONNX_FILE, SCHEMA_FILE, SERVING_FILE, TEST_CSV, load_dvc_lock, verified_bytes
+from pipeline.data import read_table
+from pipeline.features import model_input
+from pipeline.schema import read_schema
 from tests.image.conftest import ROOT, Container
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -52,35 +55,37 @@ def test_becomes_ready_and_healthcheck_passes(container: Container) -> None:
 
 
 def test_predict_matches_the_in_process_model(container: Container) -> None:
-    model = joblib.load(ROOT / "models/model.joblib")
-    meta = json.loads((ROOT / "models/metadata.json").read_text())
-    names = [f["name"] for f in meta["features"]]
-    with Path(ROOT / "data/prepared/test.csv").open() as f:
-        rows = [[float(r[n]) for n in names] for r in csv.DictReader(f)]
+    """The whole test split through the container equals scikit-learn in process (gate tolerance)."""
+    schema = read_schema(ROOT / SCHEMA_FILE)
+    test = read_table(ROOT / TEST_CSV, schema)
+    lock = load_dvc_lock(ROOT / "dvc.lock")
+    raw, _ = verified_bytes(ROOT / MODEL_FILE, lock, ROOT / "dvc.lock", "model")  # md5 before unpickling
+    model = joblib.load(io.BytesIO(raw))
+    rows = [{k: (None if v != v else v) for k, v in row.items()} for row in test.X.to_dict("records")]
     body = json.dumps({"instances": rows}).encode()
     req = urllib.request.Request(
         f"{container.url}/predict", data=body, headers={"content-type": "application/json"}
     )
     with urllib.request.urlopen(req, timeout=10) as r:
         served = json.load(r)["predictions"]
-    X = np.asarray(rows, dtype=np.float64)
-    expected_labels = [str(c) for c in model.predict(X)]
-    expected_proba = model.predict_proba(X)
+    X = model_input(test.X, schema)
+    tolerance = json.loads((ROOT / SERVING_FILE).read_text())["gate"]["tolerance"]
+    assert [p["label"] for p in served] == [str(c) for c in model.predict(X)]
     classes = [str(c) for c in model.classes_]
-    assert [p["label"] for p in served] == expected_labels
     got = np.array([[p["probabilities"][c] for c in classes] for p in served])
-    np.testing.assert_allclose(got, expected_proba, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(got, model.predict_proba(X), rtol=0, atol=tolerance)
 
 
-def test_serves_the_export_without_scikit_learn_scipy_or_joblib_installed(container: Container) -> None:
-    probe = "import importlib.util as u; print([m for m in ('sklearn', 'scipy', 'joblib') if u.find_spec(m)])"
+def test_serves_the_onnx_graph_without_scikit_learn_or_the_pickle(container: Container) -> None:
+    modules = "('sklearn', 'scipy', 'joblib', 'pandas')"
+    probe = f"import importlib.util as u; print([m for m in {modules} if u.find_spec(m)])"
     assert _exec(container.id, "python", "-c", probe).stdout.strip() == "[]"
+    listing = _exec(container.id, "python", "-c", "import os; print(sorted(os.listdir('/app/models')))")
+    assert listing.stdout.strip() == str(sorted(["metadata.json", "model.onnx", "serving.json"]))
     with urllib.request.urlopen(f"{container.url}/model", timeout=10) as r:
         doc = json.load(r)
-    assert (
-        doc["artifacts"]["export"]["md5"]
-        == hashlib.md5((ROOT / "models/model.json").read_bytes()).hexdigest()
-    )
+    assert doc["serving"]["path"] == "onnx"
+    assert doc["artifacts"]["onnx"]["md5"] == hashlib.md5((ROOT / ONNX_FILE).read_bytes()).hexdigest()
     serve_lock = hashlib.sha256((ROOT / "requirements-serve.txt").read_bytes()).hexdigest()
     assert doc["locks"]["requirements"]["sha256"] == serve_lock
     assert _inspect(container.id)["Config"]["Labels"]["io.lockstep.requirements.sha256"] == serve_lock

@@ -177,8 +177,9 @@ def test_unlocked_requirements_are_rejected(text: str, message: str) -> None:
 
 def test_committed_locks_parse() -> None:
     names = {r.name for r in wheels.load_locks()}
-    assert {"numpy", "uvicorn", "fastapi", "pip"} <= names
-    assert not {"scikit-learn", "scipy", "joblib"} & names  # the service serves the JSON export
+    assert {"numpy", "onnxruntime", "uvicorn", "fastapi", "pip", "scikit-learn"} <= names
+    onnx_path = {r.name for r in wheels.load_locks(names=("requirements-serve.txt",))}
+    assert not {"scikit-learn", "scipy", "joblib", "pandas"} & onnx_path  # only the exact path needs them
 
 
 def test_wheel_check_names_wrong_hash_missing_and_stale_files(tmp_path: Path) -> None:
@@ -294,7 +295,8 @@ def test_dockerignore_is_an_allow_list_of_the_image_inputs() -> None:
     allowed = {ln[1:] for ln in lines if ln.startswith("!")}
     assert allowed == {
         "api",
-        *recipe.MODEL_FILES,
+        "contract",
+        *recipe.MODEL_CONTEXT,
         "dvc.lock",
         "requirements-serve*.txt",  # recipe.SERVE_LOCKS: the Dockerfile picks recipe.SERVE_LOCK
         "build/base/rootfs.tar",
@@ -419,15 +421,46 @@ def test_make_image_says_whether_its_digest_is_the_locked_one(tmp_path: Path) ->
     assert "cannot compare" in image.compare_with_lock(locked, bad)
 
 
-def test_export_must_come_from_the_shipped_model(tmp_path: Path) -> None:
+def test_serving_plan_must_name_the_shipped_model_and_graph(tmp_path: Path) -> None:
     (tmp_path / "models").mkdir()
     (tmp_path / "models/model.joblib").write_bytes(b"pickle bytes")
+    (tmp_path / "models/model.onnx").write_bytes(b"graph bytes")
     md5 = hashlib.md5(b"pickle bytes").hexdigest()
-    export = tmp_path / "models/model.json"
-    export.write_text(json.dumps({"source": {"md5": md5}}))
+    graph = hashlib.md5(b"graph bytes").hexdigest()
+    serving = tmp_path / "models/serving.json"
+    serving.write_text(json.dumps({"model": {"md5": md5}, "onnx": {"md5": graph}}))
     assert image.export_problems(tmp_path) == []
-    export.write_text(json.dumps({"source": {"md5": "0" * 32}}))
+    serving.write_text(json.dumps({"model": {"md5": "0" * 32}, "onnx": {"md5": graph}}))
     [problem] = image.export_problems(tmp_path)
-    assert f"exported from a model with md5 {'0' * 32}, not from models/model.joblib ({md5})" in problem
-    export.write_text("[1, 2")
-    assert "not a model export" in image.export_problems(tmp_path)[0]
+    assert f"made from a model with md5 {'0' * 32}, not from models/model.joblib ({md5})" in problem
+    serving.write_text(json.dumps({"model": {"md5": md5}, "onnx": {"md5": "1" * 32}}))
+    [problem] = image.export_problems(tmp_path)
+    assert f"names a graph with md5 {'1' * 32}, not models/model.onnx ({graph})" in problem
+    serving.write_text("[1, 2")
+    assert "not a serving plan" in image.export_problems(tmp_path)[0]
+
+
+@pytest.mark.parametrize(
+    ("path", "lock", "ships", "leaves_out"),
+    [
+        ("onnx", "requirements-serve.txt", "models/model.onnx", "models/model.joblib"),
+        ("sklearn", "requirements-serve-sklearn.txt", "models/model.joblib", "models/model.onnx"),
+    ],
+)
+def test_recipe_follows_the_serving_path(
+    tmp_path: Path, path: str, lock: str, ships: str, leaves_out: str
+) -> None:
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models/serving.json").write_text(json.dumps({"path": path}))
+    assert recipe.serve_lock(tmp_path) == lock
+    files = recipe.model_files(tmp_path)
+    assert ships in files
+    assert leaves_out not in files
+    assert {"models/serving.json", "models/metadata.json"} <= files.keys()
+
+
+def test_recipe_refuses_an_unknown_serving_path(tmp_path: Path) -> None:
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models/serving.json").write_text(json.dumps({"path": "tensorflow"}))
+    with pytest.raises(ToolError, match="path 'tensorflow' is not one of"):
+        recipe.serve_lock(tmp_path)

@@ -27,7 +27,7 @@ def _assert_refused(repo: Path, *names: str, command: str = "build") -> str:
     return proc.stderr
 
 
-@pytest.mark.parametrize("artifact", ["models/model.joblib", "models/model.json", "models/metadata.json"])
+@pytest.mark.parametrize("artifact", ["models/model.onnx", "models/serving.json", "models/metadata.json"])
 def test_flipped_model_byte_is_refused_with_dvc_hint(repo_copy: Callable[[], Path], artifact: str) -> None:
     repo = repo_copy()
     model = repo / artifact
@@ -106,14 +106,16 @@ def test_missing_base_tarball_says_make_base(repo_copy: Callable[[], Path]) -> N
     assert "make base" in err
 
 
-def test_export_of_another_model_is_refused_even_when_dvc_lock_agrees(repo_copy: Callable[[], Path]) -> None:
+def test_serving_plan_of_another_model_is_refused_even_when_dvc_lock_agrees(
+    repo_copy: Callable[[], Path],
+) -> None:
     repo = repo_copy()
-    export = repo / "models/model.json"
-    old = hashlib.md5(export.read_bytes()).hexdigest()
-    doc = json.loads(export.read_text())
-    doc["source"]["md5"] = "0" * 32
-    export.write_text(json.dumps(doc))
+    serving = repo / "models/serving.json"
+    old = hashlib.md5(serving.read_bytes()).hexdigest()
+    doc = json.loads(serving.read_text())
+    doc["model"]["md5"] = "0" * 32
+    serving.write_text(json.dumps(doc))
     lock = repo / "dvc.lock"
-    lock.write_text(lock.read_text().replace(old, hashlib.md5(export.read_bytes()).hexdigest()))
-    err = _assert_refused(repo, "models/model.json", "models/model.joblib")
+    lock.write_text(lock.read_text().replace(old, hashlib.md5(serving.read_bytes()).hexdigest()))
+    err = _assert_refused(repo, "models/serving.json", "models/model.joblib")
     assert "dvc repro" in err

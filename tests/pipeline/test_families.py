@@ -203,14 +203,15 @@ def _feed_onnx(serving: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str,
     number = np.float64 if serving["onnx"]["precision"] == "double" else np.float32
     feed = {}
     for spec in serving["onnx"]["inputs"]:
-        values = [row[spec["feature"]] for row in rows]
+        values = [[row[name] for name in spec["features"]] for row in rows]
         if spec["type"] == "string":
             feed[spec["name"]] = np.array(
-                [serving["onnx"]["missing_string"] if v is None else v for v in values], dtype=object
-            ).reshape(-1, 1)
+                [[serving["onnx"]["missing_string"] if v is None else v for v in r] for r in values],
+                dtype=object,
+            )
         else:
-            feed[spec["name"]] = np.array([np.nan if v is None else v for v in values], dtype=number).reshape(
-                -1, 1
+            feed[spec["name"]] = np.array(
+                [[np.nan if v is None else v for v in r] for r in values], dtype=number
             )
     return feed
 

@@ -238,7 +238,11 @@ def test_export_gate_passes_a_logistic_model_in_double_with_check_rows(table: Ta
     doc, onnx_bytes = serving_document(model, _schema(), table.X, X, ref, [result], model_md5="0" * 32)
     assert doc["path"] == "onnx"
     assert onnx_bytes
-    assert [i["type"] for i in doc["onnx"]["inputs"]] == ["double", "double", "string"]
+    # The two numeric columns arrive as one [n, 2] block; the categorical one as [n, 1] strings.
+    inputs = sorted((i["type"], i["features"]) for i in doc["onnx"]["inputs"])
+    numeric = [c.name for c in _schema().features if c.kind == "numeric"]
+    categorical = [c.name for c in _schema().features if c.kind == "categorical"]
+    assert inputs == [("double", numeric), ("string", categorical)]
     # Probe rows: the test rows plus one gap per feature and one unseen level per categorical feature.
     assert doc["gate"]["rows"] == len(table.y) + 3 + 1
     assert any(None in row.values() for row in doc["check"]["rows"])
@@ -276,6 +280,9 @@ def test_committed_artifacts_agree_with_each_other(repo_root: Path) -> None:
     assert serving["model"]["md5"] == md5_hex((repo_root / "models/model.joblib").read_bytes())
     assert serving["onnx"]["md5"] == md5_hex((repo_root / "models/model.onnx").read_bytes())
     assert meta["features"] == schema["features"]
-    assert [i["feature"] for i in serving["onnx"]["inputs"]] == [f["name"] for f in meta["features"]]
+    # All 30 numeric columns arrive as one [n, 30] block, in metadata order.
+    [block] = serving["onnx"]["inputs"]
+    assert block["features"] == [f["name"] for f in meta["features"]]
+    assert block["type"] == "double"
     assert serving["classes"] == meta["classes"] == ["benign", "malignant"]
     assert meta["metrics"]["roc_auc"] > 0.95
