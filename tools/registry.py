@@ -45,7 +45,9 @@ EMPTY_BLOB = b"{}"
 _MANIFEST_ACCEPT = ", ".join(
     [OCI_MANIFEST, OCI_INDEX, "application/vnd.docker.distribution.manifest.v2+json"]
 )
-_REGISTRY = re.compile(r"(?P<host>[A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\]):(?P<port>\d{1,5})(?P<prefix>(/[a-z0-9._-]+)*)")
+_REGISTRY = re.compile(
+    r"(?P<host>[A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\]):(?P<port>\d{1,5})(?P<prefix>(/[a-z0-9._-]+)*)"
+)
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _LOOPBACK = {"127.0.0.1", "localhost", "[::1]"}
 _TIMEOUT = 60.0
@@ -281,11 +283,9 @@ def attach_sbom(reg: Registry, image_digest: str, sbom: bytes) -> str:
 def _add_to_referrers_tag(reg: Registry, subject: str, digest: str, size: int) -> None:
     tag = referrers_tag(subject)
     found = get_manifest(reg, tag, ok=(200, 404))
-    index = (
-        json.loads(found.body)
-        if found.status == 200
-        else {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}
-    )
+    index: dict[str, Any] = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}
+    if found.status == 200:
+        index = json.loads(found.body)
     if any(m.get("digest") == digest for m in index["manifests"]):
         return
     index["manifests"].append(

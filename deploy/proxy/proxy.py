@@ -39,11 +39,11 @@ MAX_BODY = 64 * 1024 * 1024
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade", "transfer-encoding"}
 
 
-class Retry(Exception):
+class RetryError(Exception):
     """The backend failed before answering: the request may go to another replica."""
 
 
-class BadRequest(Exception):
+class BadRequestError(Exception):
     def __init__(self, status: int, reason: str) -> None:
         super().__init__(reason)
         self.status, self.reason = status, reason
@@ -61,7 +61,7 @@ class Proxy:
         while True:
             with contextlib.suppress(OSError):
                 infos = await loop.getaddrinfo(UPSTREAM, UPSTREAM_PORT, type=socket.SOCK_STREAM)
-                found = sorted({info[4][0] for info in infos})
+                found = sorted({str(info[4][0]) for info in infos})
                 for gone in set(self.idle) - set(found):
                     for _, writer in self.idle.pop(gone):
                         writer.close()
@@ -84,7 +84,7 @@ class Proxy:
                 asyncio.open_connection(backend, UPSTREAM_PORT, limit=MAX_HEAD), 1.0
             )
         except (OSError, TimeoutError) as exc:
-            raise Retry(f"connect {backend}: {exc}") from None
+            raise RetryError(f"connect {backend}: {exc}") from None
         return reader, writer, False
 
     async def exchange(self, backend: str, head: bytes, body: bytes) -> tuple[bytes, bytes, bool]:
@@ -99,7 +99,7 @@ class Proxy:
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError, ValueError) as exc:
             # Nothing reached the client yet, so another replica can answer instead.
             writer.close()
-            raise Retry(f"{backend} closed before a whole response: {exc!r}") from None
+            raise RetryError(f"{backend} closed before a whole response: {exc!r}") from None
         except BaseException:
             writer.close()
             raise
@@ -123,7 +123,7 @@ class Proxy:
                 try:
                     raw, payload, _ = await self.exchange(backend, head, body)
                     return rebuild_response(raw, payload)
-                except (Retry, ConnectionError) as exc:
+                except (RetryError, ConnectionError) as exc:
                     print(f"proxy: retry: {exc}", file=sys.stderr, flush=True)
                     tried.add(backend)
             if time.monotonic() > deadline:
@@ -147,12 +147,12 @@ class Proxy:
                     method, target, version = request_line.split(" ", 2)
                     keep = headers.get("connection", "").lower() != "close" and version == "HTTP/1.1"
                     if "chunked" in headers.get("transfer-encoding", "").lower():
-                        raise BadRequest(411, "send a content-length body")
+                        raise BadRequestError(411, "send a content-length body")
                     size = int(headers.get("content-length", "0"))
                     if not 0 <= size <= MAX_BODY:
-                        raise BadRequest(413, "body too large")
+                        raise BadRequestError(413, "body too large")
                     body = await reader.readexactly(size)
-                except BadRequest as exc:
+                except BadRequestError as exc:
                     writer.write(simple_response(exc.status, exc.reason))
                     await writer.drain()
                     return
@@ -194,7 +194,7 @@ async def read_body(reader: asyncio.StreamReader, headers: dict[str, str], statu
     if "content-length" in headers:
         return await reader.readexactly(int(headers["content-length"]))
     if "chunked" in headers.get("transfer-encoding", "").lower():
-        parts = []
+        parts: list[bytes] = []
         while True:
             size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
             chunk = await reader.readexactly(size + 2)
@@ -216,7 +216,9 @@ def rebuild_response(raw: bytes, payload: bytes) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + payload
 
 
-def simple_response(status: int, text: str, content_type: str = "application/json", keep: bool = False) -> bytes:
+def simple_response(
+    status: int, text: str, content_type: str = "application/json", keep: bool = False
+) -> bytes:
     body = text.encode() if content_type == "application/json" and text.startswith("{") else None
     if body is None:
         body = json.dumps({"detail": f"proxy: {text}"}).encode()

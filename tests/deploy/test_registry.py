@@ -84,7 +84,10 @@ def test_sbom_is_attached_as_a_referrer_without_changing_the_image_digest(
     [
         (b"not json", "not a CycloneDX JSON document"),
         (b'{"bomFormat": "SPDX", "metadata": {"component": {"version": "DIGEST"}}}', "bomFormat is 'SPDX'"),
-        (b'{"bomFormat": "CycloneDX", "metadata": {"component": {"version": "sha256:0"}}}', "describes sha256:0"),
+        (
+            b'{"bomFormat": "CycloneDX", "metadata": {"component": {"version": "sha256:0"}}}',
+            "describes sha256:0",
+        ),
     ],
     ids=["not-json", "other-format", "other-image"],
 )
