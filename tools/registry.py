@@ -342,7 +342,10 @@ def main(argv: list[str]) -> int:
             try:
                 sbom = args.sbom.read_bytes()
             except OSError as exc:
-                raise RegistryError(f"{args.sbom}: cannot read the SBOM ({exc.strerror})") from None
+                raise RegistryError(
+                    f"{args.sbom}: cannot read the SBOM ({exc.strerror}); "
+                    "`make sbom` writes it (`make push SBOM=` pushes without it)"
+                ) from None
             check_sbom(sbom, args.sbom, expected)
         digest = push_image(reg, open_tarball(args.oci), expected, args.tag)
         print(f"pushed {reg.reference}@{digest}")
