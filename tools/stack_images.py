@@ -36,7 +36,7 @@ def _prometheus_binary(dest: Path) -> None:
     """usr/bin/prometheus out of the archive's `prometheus` .deb."""
     with tempfile.TemporaryDirectory() as tmp:
         # apt's sandbox user cannot write to a root-owned temporary directory.
-        os.chmod(tmp, 0o755)
+        Path(tmp).chmod(0o755)
         run(["apt-get", "download", "-qq", "prometheus"], cwd=Path(tmp), capture=True)
         [deb] = Path(tmp).glob("prometheus_*.deb")
         run(["dpkg-deb", "-x", str(deb), f"{tmp}/root"], capture=True)
@@ -57,10 +57,8 @@ def build(name: str) -> str:
         else:
             _prometheus_binary(context)
         dockerfile = DEPLOY / name / "Dockerfile"
-        run(
-            ["docker", "build", "--network=none", "-q", "-t", TAGS[name], "-f", str(dockerfile), str(context)],
-            capture=True,
-        )
+        build_cmd = ["docker", "build", "--network=none", "-q", "-t", TAGS[name], "-f", str(dockerfile)]
+        run([*build_cmd, str(context)], capture=True)
     log(f"stack-images: built {TAGS[name]}")
     return TAGS[name]
 

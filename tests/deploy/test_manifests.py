@@ -66,7 +66,8 @@ def test_check_deploy_names_a_stale_digest_and_sync_fixes_it(repo_root: Path, tm
     assert deploy.stale(digest, root) == []
     other = "sha256:" + "0" * 64
     problems = deploy.stale(other, root)
-    assert [p.split(":")[0] for p in problems] == [f"{root}/compose.yaml", f"{root}/k8s/base/kustomization.yaml"]
+    files = [p.split(":")[0] for p in problems]
+    assert files == [f"{root}/compose.yaml", f"{root}/k8s/base/kustomization.yaml"]
     for problem in problems:
         assert digest in problem
         assert other in problem
