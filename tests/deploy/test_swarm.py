@@ -150,6 +150,28 @@ def test_rolling_update_to_another_digest_and_back_fails_no_request(
     assert image.strip().endswith(f"@{pushed}")
 
 
+def running_api_containers(stack: Stack) -> list[str]:
+    label = f"label=com.docker.swarm.service.name={stack.service('api')}"
+    return run(["docker", "ps", "-q", "--filter", label, "--filter", "health=healthy"]).stdout.split()
+
+
+def test_a_killed_replica_costs_no_request(stack: Stack, predict_body: Path) -> None:
+    """SIGKILL one replica under load: its requests in flight are retried on the other one by the
+    proxy, and swarm replaces the task."""
+    [victim, *_] = running_api_containers(stack)
+    load = SteadyLoad(stack, predict_body)
+    time.sleep(2)
+    run(["docker", "kill", victim])
+    deadline = time.monotonic() + 60
+    while len(running_api_containers(stack)) < 2:
+        assert time.monotonic() < deadline, "swarm did not replace the killed replica within 60 s"
+        time.sleep(0.5)
+    time.sleep(2)
+    result = load.stop()
+    assert result.failed == 0, (asdict(result), http_json(f"{stack.url}/_proxy/stats"))
+    assert result.requests > RATE * 3
+
+
 def test_hey_report_parser_counts_errors_as_failed() -> None:
     report = (
         "Latency distribution:\n  99% in 0.0346 secs\n"
