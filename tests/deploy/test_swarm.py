@@ -21,6 +21,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 RATE = 200  # requests per second: steady, well under one replica's capacity
 RESULTS = Path(__file__).resolve().parents[2] / "build/deploy/rolling_update.json"
+KILLED = RESULTS.with_name("replica_killed.json")
 
 
 @dataclass
@@ -168,7 +169,9 @@ def test_a_killed_replica_costs_no_request(stack: Stack, predict_body: Path) -> 
         time.sleep(0.5)
     time.sleep(2)
     result = load.stop()
-    assert result.failed == 0, (asdict(result), http_json(f"{stack.url}/_proxy/stats"))
+    stats = http_json(f"{stack.url}/_proxy/stats")
+    KILLED.write_text(json.dumps({**asdict(result), "proxy": stats}, indent=2) + "\n")
+    assert result.failed == 0, (asdict(result), stats)
     assert result.requests > RATE * 3
 
 
