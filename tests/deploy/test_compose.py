@@ -3,6 +3,7 @@ rolling updates with rollback, and a Prometheus config that scrapes the api serv
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -49,3 +50,11 @@ def test_proxy_and_prometheus_find_the_api_tasks(repo_root: Path) -> None:
     assert job["metrics_path"] == "/metrics"
     [sd] = job["dns_sd_configs"]
     assert (sd["names"], sd["type"], sd["port"]) == (["tasks.api"], "A", 8000)
+
+
+def test_check_image_lock_also_checks_the_deploy_digests(repo_root: Path) -> None:
+    """CI runs `make check-image-lock`: a compose file left on an old digest must fail it."""
+    plan = subprocess.run(
+        ["make", "-n", "check-image-lock"], cwd=repo_root, capture_output=True, text=True, check=True
+    ).stdout
+    assert "-m tools.deploy check" in plan
