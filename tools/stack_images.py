@@ -44,8 +44,8 @@ def _prometheus_binary(dest: Path) -> None:
         log(f"stack-images: prometheus from {deb.name}")
 
 
-def build(name: str) -> str:
-    """Build one helper image; returns its tag."""
+def build(name: str, tag: str | None = None) -> str:
+    """Build one helper image as `tag` (default: TAGS[name]); returns the tag."""
     if name not in TAGS:
         raise ToolError(f"unknown stack image {name!r}; one of {sorted(TAGS)}")
     rootfs = _checked_rootfs()
@@ -57,10 +57,11 @@ def build(name: str) -> str:
         else:
             _prometheus_binary(context)
         dockerfile = DEPLOY / name / "Dockerfile"
-        build_cmd = ["docker", "build", "--network=none", "-q", "-t", TAGS[name], "-f", str(dockerfile)]
+        tag = tag or TAGS[name]
+        build_cmd = ["docker", "build", "--network=none", "-q", "-t", tag, "-f", str(dockerfile)]
         run([*build_cmd, str(context)], capture=True)
-    log(f"stack-images: built {TAGS[name]}")
-    return TAGS[name]
+    log(f"stack-images: built {tag}")
+    return tag
 
 
 def main() -> int:

@@ -25,6 +25,7 @@ import pytest
 from imagetool import image
 from tests.conftest import copy_repo
 from tools import deploy, registry
+from tools import stack_images as stack_images_tool
 from tools.registry import OciTarball, Registry
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -191,14 +192,21 @@ class Stack:
 
 
 @pytest.fixture(scope="session")
-def stack_images(built_image: OciTarball) -> None:
-    run([sys.executable, "-m", "tools.stack_images", "build"])
+def stack_images(built_image: OciTarball) -> Iterator[dict[str, str]]:
+    """The proxy and Prometheus images under this session's own tags (removed afterwards), as the
+    environment variables deploy/compose.yaml reads them from."""
+    tags = {
+        name: stack_images_tool.build(name, f"lockstep-{name}:test-{os.getpid()}")
+        for name in ("proxy", "prometheus")
+    }
+    yield {"LOCKSTEP_PROXY_IMAGE": tags["proxy"], "LOCKSTEP_PROMETHEUS_IMAGE": tags["prometheus"]}
+    run(["docker", "rmi", *tags.values()], check=False)
 
 
 @pytest.fixture(scope="session")
 def stack(
     swarm: None,
-    stack_images: None,
+    stack_images: dict[str, str],
     registry_server: Registry,
     pushed: str,
     tmp_path_factory: pytest.TempPathFactory,
@@ -211,6 +219,7 @@ def stack(
         "LOCKSTEP_REGISTRY": registry_server.reference.removesuffix(f"/{registry_server.repository}"),
         "LOCKSTEP_PORT": str(port),
         "LOCKSTEP_PROMETHEUS_PORT": str(prometheus_port),
+        **stack_images,
     }
     running = Stack(name, files, env, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{prometheus_port}")
     try:

@@ -44,6 +44,14 @@ class SteadyLoad:
         )  # fmt: skip
         self.started = time.monotonic()
 
+    def __enter__(self) -> SteadyLoad:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc.poll() is None:  # a failed step: no hey left behind for 600 s
+            self.proc.kill()
+            self.proc.wait()
+
     def stop(self) -> Load:
         self.proc.send_signal(signal.SIGINT)
         out, _ = self.proc.communicate(timeout=30)
@@ -114,22 +122,22 @@ def test_rolling_update_to_another_digest_and_back_fails_no_request(
     other = push_image(registry_server, params_changed_image, params_changed_image.digest)
     before = stack.model_version()
 
-    load = SteadyLoad(stack, predict_body)
-    time.sleep(2)
-    t0 = time.monotonic()
-    stack.deploy(other)
-    roll_seconds = time.monotonic() - t0
-    time.sleep(2)
-    roll = load.stop()
+    with SteadyLoad(stack, predict_body) as load:
+        time.sleep(2)
+        t0 = time.monotonic()
+        stack.deploy(other)
+        roll_seconds = time.monotonic() - t0
+        time.sleep(2)
+        roll = load.stop()
     rolled_to = stack.model_version()
 
-    load = SteadyLoad(stack, predict_body)
-    time.sleep(2)
-    t0 = time.monotonic()
-    run(["docker", "service", "rollback", "--detach=false", stack.service("api")])
-    rollback_seconds = time.monotonic() - t0
-    time.sleep(2)
-    back = load.stop()
+    with SteadyLoad(stack, predict_body) as load:
+        time.sleep(2)
+        t0 = time.monotonic()
+        run(["docker", "service", "rollback", "--detach=false", stack.service("api")])
+        rollback_seconds = time.monotonic() - t0
+        time.sleep(2)
+        back = load.stop()
 
     figures = {
         "rate_per_second": RATE,
@@ -160,15 +168,15 @@ def test_a_killed_replica_costs_no_request(stack: Stack, predict_body: Path) -> 
     """SIGKILL one replica under load: its requests in flight are retried on the other one by the
     proxy, and swarm replaces the task."""
     [victim, *_] = running_api_containers(stack)
-    load = SteadyLoad(stack, predict_body)
-    time.sleep(2)
-    run(["docker", "kill", victim])
-    deadline = time.monotonic() + 60
-    while len(running_api_containers(stack)) < 2:
-        assert time.monotonic() < deadline, "swarm did not replace the killed replica within 60 s"
-        time.sleep(0.5)
-    time.sleep(2)
-    result = load.stop()
+    with SteadyLoad(stack, predict_body) as load:
+        time.sleep(2)
+        run(["docker", "kill", victim])
+        deadline = time.monotonic() + 60
+        while len(running_api_containers(stack)) < 2:
+            assert time.monotonic() < deadline, "swarm did not replace the killed replica within 60 s"
+            time.sleep(0.5)
+        time.sleep(2)
+        result = load.stop()
     stats = http_json(f"{stack.url}/_proxy/stats")
     KILLED.write_text(json.dumps({**asdict(result), "proxy": stats}, indent=2) + "\n")
     assert result.failed == 0, (asdict(result), stats)
