@@ -1,12 +1,37 @@
-# Deploy files (deploy/): Kubernetes manifests pinned to image.lock's digest.
+# Deploy files (deploy/): Kubernetes manifests and the Swarm stack, pinned to image.lock's digest;
+# pushing the image (and its SBOM) to a registry by digest.
+STACK ?= lockstep
+SBOM ?= image/sbom.cdx.json
+# The deploy tests start a reference registry and put the stack under load with hey.
+TEST_PREREQS += deploy-tools
 
-.PHONY: check-deploy sync-deploy
+.PHONY: check-deploy sync-deploy deploy-tools push stack-images deploy-stack require-registry
 
 check-deploy: setup ## Fail if a deploy file pins another image digest than image.lock
 	$(PY) -m tools.deploy check
 
+# The deploy files are locks too: `make check-image-lock` (CI) keeps them in step with image.lock.
+check-image-lock: check-deploy
+
 sync-deploy: setup ## Pin every deploy file to image.lock's digest (after `make lock-image`)
 	$(PY) -m tools.deploy sync
+
+deploy-tools: ## Install the reference registry (docker-registry) and hey, for the deploy tests
+	@command -v docker-registry >/dev/null && command -v hey >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry hey; }
+
+require-registry:
+	@$(if $(REGISTRY),true,echo "error: set REGISTRY=host:port[/prefix], e.g. make push REGISTRY=127.0.0.1:5000" >&2; exit 2)
+
+push: require-registry setup image ## Push image.lock's image to REGISTRY=host:port[/prefix] by digest, SBOM attached (SBOM= to skip)
+	$(PY) -m tools.registry push $(REGISTRY) $(if $(SBOM),--sbom $(SBOM))
+
+stack-images: setup base ## Build the stack's proxy and Prometheus images from the Debian base
+	$(PY) -m tools.stack_images build
+
+deploy-stack: require-registry stack-images ## Deploy deploy/compose.yaml as swarm stack $(STACK), pulling from REGISTRY
+	LOCKSTEP_REGISTRY=$(REGISTRY) docker stack deploy --detach=false --resolve-image never \
+		-c deploy/compose.yaml $(STACK)
 
 .PHONY: sbom check-sbom
 sbom: setup ## Write image/sbom.cdx.json (CycloneDX) from the locks: wheels, Debian packages, model

@@ -65,11 +65,13 @@ def test_check_deploy_names_a_stale_digest_and_sync_fixes_it(repo_root: Path, tm
     digest = deploy.locked_digest(repo_root / "image.lock")
     assert deploy.stale(digest, root) == []
     other = "sha256:" + "0" * 64
-    [problem] = deploy.stale(other, root)
-    assert "kustomization.yaml" in problem
-    assert digest in problem
-    assert other in problem
-    assert deploy.sync(other, root) == [root / "k8s/base/kustomization.yaml"]
+    problems = deploy.stale(other, root)
+    files = [p.split(":")[0] for p in problems]
+    assert files == [f"{root}/compose.yaml", f"{root}/k8s/base/kustomization.yaml"]
+    for problem in problems:
+        assert digest in problem
+        assert other in problem
+    assert deploy.sync(other, root) == [root / "compose.yaml", root / "k8s/base/kustomization.yaml"]
     assert deploy.stale(other, root) == []
 
 

@@ -1,0 +1,248 @@
+"""Fixtures for the deploy tests: the engine, the image built once, a real registry on loopback
+(Debian's docker-registry, the reference registry), and a single-node swarm.
+
+Everything started here is removed again at the end of the session; the swarm is left only if
+this session created it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from imagetool import image
+from tests.conftest import copy_repo
+from tools import deploy, registry
+from tools import stack_images as stack_images_tool
+from tools.registry import OciTarball, Registry
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run(
+    cmd: list[str], cwd: Path = ROOT, check: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", **(env or {})}
+    proc = subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True, check=False)
+    if check and proc.returncode != 0:
+        pytest.fail(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def engine() -> None:
+    proc = run([str(ROOT / "scripts/docker-engine.sh"), "start"], check=False)
+    assert proc.returncode == 0, f"cannot start the Docker engine (run `make engine`): {proc.stderr}"
+
+
+@pytest.fixture(scope="session")
+def built_image(engine: None) -> OciTarball:
+    """The tree's image, built (or found up to date) as `make image` does. Not loaded: that would
+    retag the shared lockstep:latest; the tests pull it from their registry instead."""
+    for module, cmd in (("imagetool.base", "build"), ("imagetool.wheels", "download")):
+        run([sys.executable, "-m", module, cmd])
+    result, _ = image.build(ROOT, load=False)
+    return registry.open_tarball(result.oci.path)
+
+
+def _install_registry() -> str:
+    if shutil.which("docker-registry") is None:
+        run(["apt-get", "install", "-y", "-qq", "docker-registry"])
+    found = shutil.which("docker-registry")
+    assert found, "docker-registry is not installed (apt-get install docker-registry)"
+    return found
+
+
+@pytest.fixture(scope="session")
+def registry_server() -> Iterator[Registry]:
+    """The reference registry on a free loopback port with a throwaway filesystem store."""
+    binary = _install_registry()
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="lockstep-registry-") as tmp:
+        config = Path(tmp) / "config.yml"
+        config.write_text(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n"
+            f"  filesystem:\n    rootdirectory: {tmp}/store\n  delete:\n    enabled: true\n"
+            f"http:\n  addr: 127.0.0.1:{port}\n"
+        )
+        log = (Path(tmp) / "registry.log").open("w")
+        proc = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 15
+            while True:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1):
+                        break
+                except OSError:
+                    assert proc.poll() is None, (Path(tmp) / "registry.log").read_text()
+                    assert time.monotonic() < deadline, "the registry did not answer within 15 s"
+                    time.sleep(0.1)
+            yield Registry.parse(f"127.0.0.1:{port}/test")
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+            log.close()
+
+
+@pytest.fixture(scope="session")
+def pushed(registry_server: Registry, built_image: OciTarball) -> str:
+    """The tree's image pushed once; its digest."""
+    return registry.push_image(registry_server, built_image, built_image.digest, tag="latest")
+
+
+@pytest.fixture(scope="session")
+def params_changed_image(built_image: OciTarball, tmp_path_factory: pytest.TempPathFactory) -> OciTarball:
+    """A second digest from an honest input change: train.C in a repo copy, `dvc repro`, build."""
+    repo = copy_repo(tmp_path_factory.mktemp("params") / "repo", with_outputs=True)
+    (repo / "build/base").mkdir(parents=True)
+    os.link(ROOT / "build/base/rootfs.tar", repo / "build/base/rootfs.tar")
+    (repo / "build/wheels").mkdir()
+    for wheel in (ROOT / "build/wheels").glob("*.whl"):
+        os.link(wheel, repo / "build/wheels" / wheel.name)
+    run(["git", "init", "-q"], cwd=repo)
+    params = repo / "params.yaml"
+    changed = params.read_text().replace("C: 1.0", "C: 0.25", 1)
+    assert changed != params.read_text(), "params.yaml has no `C: 1.0` to change"
+    params.write_text(changed)
+    run([str(Path(sys.executable).with_name("dvc")), "repro", "-q"], cwd=repo)
+    run([sys.executable, "-m", "imagetool.image", "build", "--no-load", "--allow-untracked"], cwd=repo)
+    other = registry.open_tarball(repo / "build/image/lockstep.oci.tar")
+    assert other.digest != built_image.digest
+    return other
+
+
+def swarm_state() -> str:
+    return run(["docker", "info", "--format", "{{.Swarm.LocalNodeState}}"]).stdout.strip()
+
+
+@pytest.fixture(scope="session")
+def swarm(engine: None) -> Iterator[None]:
+    """A single-node swarm on loopback; left again at the end if this session created it."""
+    created = swarm_state() != "active"
+    if created:
+        run(["docker", "swarm", "init", "--advertise-addr", "127.0.0.1"])
+    yield
+    if created:
+        run(["docker", "swarm", "leave", "--force"], check=False)
+        # `swarm init` made this bridge for the tasks' egress; leaving does not remove it.
+        run(["docker", "network", "rm", "docker_gwbridge"], check=False)
+
+
+def http_json(url: str, timeout: float = 5.0) -> object:
+    with urllib.request.urlopen(url, timeout=timeout) as reply:
+        return json.load(reply)
+
+
+@dataclass
+class Stack:
+    """deploy/compose.yaml deployed as a swarm stack, from a copy of deploy/ pinned to a digest."""
+
+    name: str
+    files: Path
+    env: dict[str, str]
+    url: str  # the front proxy
+    prometheus_url: str
+
+    def deploy(self, digest: str) -> None:
+        """What `make sync-deploy` then `make deploy-stack` do, against the test registry."""
+        deploy.sync(digest, self.files)
+        run(
+            ["docker", "stack", "deploy", "--detach=false", "--resolve-image", "never", "-c",
+             str(self.files / "compose.yaml"), self.name],
+            env=self.env,
+        )  # fmt: skip
+        self.wait_ready()
+
+    def service(self, name: str) -> str:
+        return f"{self.name}_{name}"
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                http_json(f"{self.url}/readyz", timeout=2)
+                return
+            except OSError as exc:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"the stack's proxy at {self.url} is not ready after {timeout}s: {exc}")
+                time.sleep(0.2)
+
+    def model_version(self) -> str:
+        reply = http_json(f"{self.url}/readyz")
+        assert isinstance(reply, dict)
+        return str(reply["model_version"])
+
+
+@pytest.fixture(scope="session")
+def stack_images(built_image: OciTarball) -> Iterator[dict[str, str]]:
+    """The proxy and Prometheus images under this session's own tags (removed afterwards), as the
+    environment variables deploy/compose.yaml reads them from."""
+    tags = {
+        name: stack_images_tool.build(name, f"lockstep-{name}:test-{os.getpid()}")
+        for name in ("proxy", "prometheus")
+    }
+    yield {"LOCKSTEP_PROXY_IMAGE": tags["proxy"], "LOCKSTEP_PROMETHEUS_IMAGE": tags["prometheus"]}
+    run(["docker", "rmi", *tags.values()], check=False)
+
+
+@pytest.fixture(scope="session")
+def stack(
+    swarm: None,
+    stack_images: dict[str, str],
+    registry_server: Registry,
+    pushed: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Stack]:
+    """The stack running the tree's image (pulled from the test registry), ready behind its proxy."""
+    name = f"ship-test-{os.getpid()}"
+    files = shutil.copytree(ROOT / "deploy", tmp_path_factory.mktemp("stack") / "deploy")
+    port, prometheus_port = free_port(), free_port()
+    env = {
+        "LOCKSTEP_REGISTRY": registry_server.reference.removesuffix(f"/{registry_server.repository}"),
+        "LOCKSTEP_PORT": str(port),
+        "LOCKSTEP_PROMETHEUS_PORT": str(prometheus_port),
+        **stack_images,
+    }
+    running = Stack(name, files, env, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{prometheus_port}")
+    try:
+        running.deploy(pushed)
+        yield running
+    finally:
+        run(["docker", "stack", "rm", name], check=False)
+        deadline = time.monotonic() + 60
+        label = f"label=com.docker.stack.namespace={name}"
+        while time.monotonic() < deadline and (
+            run(["docker", "network", "ls", "-q", "--filter", label]).stdout.strip()
+            or run(["docker", "ps", "-aq", "--filter", label]).stdout.strip()
+        ):
+            time.sleep(0.5)
+        pulled = run(
+            [
+                "docker",
+                "images",
+                "--digests",
+                "--format",
+                "{{.Repository}}@{{.Digest}}",
+                registry_server.reference,
+            ]
+        ).stdout.split()
+        if pulled:
+            run(["docker", "rmi", *pulled], check=False)

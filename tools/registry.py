@@ -1,0 +1,361 @@
+"""Push the built image to a registry by digest, byte for byte, and attach the SBOM to it.
+
+    python -m tools.registry push HOST:PORT[/PREFIX] [--tag latest] [--sbom image/sbom.cdx.json]
+    python -m tools.registry referrers HOST:PORT[/PREFIX] [DIGEST]
+
+`push` uploads the blobs and the manifest of `build/image/lockstep.oci.tar` exactly as BuildKit
+wrote them (the compressed layers that `make verify` proved are the ones uploaded: nothing is
+recompressed or re-serialised), after checking that the tarball holds image.lock's digest, and then
+checks that the registry serves the manifest under that same digest. With `--sbom`, the CycloneDX
+document goes up as an OCI artifact whose `subject` is the image manifest: the image's digest does
+not change. Registries with the OCI 1.1 referrers API index it by `subject`; for the others (the
+reference registry 2.8) the referrers tag schema is kept up to date too: tag `sha256-<hex>` is an
+image index listing the artifacts that refer to the image.
+
+Plain HTTP is used for loopback registries only; anything else is HTTPS. No authentication.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import re
+import sys
+import tarfile
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from tools.deploy import DeployError, locked_digest
+
+OCI_TAR = Path("build/image/lockstep.oci.tar")
+SBOM_FILE = Path("image/sbom.cdx.json")
+REPOSITORY = "lockstep"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+SBOM_TYPE = "application/vnd.cyclonedx+json"
+# The OCI 1.1 "empty" config of artifacts that have no configuration: the two bytes `{}`.
+EMPTY_TYPE = "application/vnd.oci.empty.v1+json"
+EMPTY_BLOB = b"{}"
+_MANIFEST_ACCEPT = ", ".join(
+    [OCI_MANIFEST, OCI_INDEX, "application/vnd.docker.distribution.manifest.v2+json"]
+)
+_REGISTRY = re.compile(
+    r"(?P<host>[A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\]):(?P<port>\d{1,5})(?P<prefix>(/[a-z0-9._-]+)*)"
+)
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+_LOOPBACK = {"127.0.0.1", "localhost", "[::1]"}
+_TIMEOUT = 60.0
+
+
+class RegistryError(Exception):
+    """The registry, the image tarball or the SBOM is not as it must be; the message names which."""
+
+
+@dataclass(frozen=True)
+class Registry:
+    """One repository in one registry: `host:port[/prefix]` plus the image's repository name."""
+
+    host: str
+    prefix: str
+    repository: str = REPOSITORY
+
+    @classmethod
+    def parse(cls, text: str, repository: str = REPOSITORY) -> Registry:
+        m = _REGISTRY.fullmatch(text)
+        if not m or not 0 < int(m["port"]) < 65536:
+            raise RegistryError(f"registry {text!r} is not HOST:PORT[/PREFIX] (e.g. 127.0.0.1:5000/team)")
+        return cls(f"{m['host']}:{m['port']}", m["prefix"].lstrip("/"), repository)
+
+    @property
+    def name(self) -> str:
+        """The repository path in the registry, e.g. `team/lockstep`."""
+        return f"{self.prefix}/{self.repository}" if self.prefix else self.repository
+
+    @property
+    def reference(self) -> str:
+        """What `docker pull` and compose files name, e.g. `127.0.0.1:5000/team/lockstep`."""
+        return f"{self.host}/{self.name}"
+
+    @property
+    def base_url(self) -> str:
+        scheme = "http" if self.host.rsplit(":", 1)[0] in _LOOPBACK else "https"
+        return f"{scheme}://{self.host}/v2/{self.name}"
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+def request(
+    method: str,
+    url: str,
+    body: bytes | IO[bytes] | None = None,
+    headers: dict[str, str] | None = None,
+    ok: tuple[int, ...] = (200, 201, 202),
+) -> Reply:
+    """One HTTP exchange; a status outside `ok` (or no answer) is a RegistryError naming the URL."""
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=_TIMEOUT) as reply:
+            status, got, data = reply.status, dict(reply.headers.items()), reply.read()
+    except urllib.error.HTTPError as exc:
+        status, got, data = exc.code, dict(exc.headers.items()), exc.read()
+    except (OSError, ValueError) as exc:
+        raise RegistryError(f"{method} {url}: no answer from the registry ({exc})") from None
+    if status not in ok:
+        detail = data[:300].decode("utf-8", "replace").strip()
+        hint = "; this tool does not authenticate" if status == 401 else ""
+        raise RegistryError(f"{method} {url}: HTTP {status} {detail}{hint}")
+    return Reply(status, {k.lower(): v for k, v in got.items()}, data)
+
+
+def sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+# --- the OCI tarball ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OciTarball:
+    path: Path
+    digest: str
+    media_type: str
+    manifest: bytes  # the exact bytes the digest is the sha256 of
+
+    @property
+    def blobs(self) -> list[dict[str, Any]]:
+        doc = json.loads(self.manifest)
+        return [doc["config"], *doc["layers"]]
+
+    @contextmanager
+    def blob(self, digest: str) -> Iterator[IO[bytes]]:
+        with tarfile.open(self.path) as tf:
+            member = tf.extractfile(f"blobs/sha256/{digest.removeprefix('sha256:')}")
+            if member is None:
+                raise RegistryError(f"{self.path}: blob {digest} is not a file")
+            yield member
+
+
+def open_tarball(path: Path = OCI_TAR) -> OciTarball:
+    """The single image of an OCI tarball, its manifest digest checked against the manifest bytes."""
+    try:
+        with tarfile.open(path) as tf:
+            index = json.load(_member(tf, "index.json"))
+            [desc] = index["manifests"]
+            manifest = _member(tf, f"blobs/sha256/{desc['digest'].removeprefix('sha256:')}").read()
+    except (OSError, KeyError, ValueError, tarfile.TarError) as exc:
+        raise RegistryError(f"{path}: not a single-image OCI tarball ({exc}); run `make image`") from None
+    if sha256(manifest) != desc["digest"]:
+        raise RegistryError(f"{path}: manifest bytes do not hash to {desc['digest']}")
+    return OciTarball(path, desc["digest"], desc["mediaType"], manifest)
+
+
+def _member(tf: tarfile.TarFile, name: str) -> IO[bytes]:
+    member = tf.extractfile(name)
+    if member is None:
+        raise KeyError(name)
+    return member
+
+
+# --- push --------------------------------------------------------------------------------------
+
+
+def push_blob(reg: Registry, digest: str, size: int, data: IO[bytes] | bytes) -> bool:
+    """Upload one blob unless the registry has it (True when uploaded). The registry checks
+    the bytes against `digest` itself and refuses the upload if they differ."""
+    if request("HEAD", f"{reg.base_url}/blobs/{digest}", ok=(200, 404)).status == 200:
+        return False
+    start = request("POST", f"{reg.base_url}/blobs/uploads/", ok=(202,))
+    location = start.headers.get("location", "")
+    if location.startswith("/"):
+        location = reg.base_url.split("/v2/")[0] + location
+    sep = "&" if "?" in location else "?"
+    headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
+    request("PUT", f"{location}{sep}digest={digest}", body=data, headers=headers, ok=(201,))
+    return True
+
+
+def put_manifest(reg: Registry, ref: str, media_type: str, body: bytes) -> Reply:
+    """PUT a manifest; the registry must answer with the digest of exactly these bytes."""
+    reply = request(
+        "PUT", f"{reg.base_url}/manifests/{ref}", body=body, headers={"Content-Type": media_type}, ok=(201,)
+    )
+    said = reply.headers.get("docker-content-digest")
+    if said is not None and said != sha256(body):
+        raise RegistryError(f"{reg.reference}:{ref}: registry stored {said}, not {sha256(body)}")
+    return reply
+
+
+def get_manifest(reg: Registry, ref: str, ok: tuple[int, ...] = (200,)) -> Reply:
+    return request("GET", f"{reg.base_url}/manifests/{ref}", headers={"Accept": _MANIFEST_ACCEPT}, ok=ok)
+
+
+def push_image(reg: Registry, oci: OciTarball, expected: str, tag: str | None = None) -> str:
+    """Push the tarball's image; returns its digest, which the registry then serves unchanged."""
+    if oci.digest != expected:
+        raise RegistryError(
+            f"{oci.path} holds {oci.digest}, image.lock says {expected}: "
+            "`make image` builds the locked one (`make verify` says why they differ)"
+        )
+    for desc in oci.blobs:
+        with oci.blob(desc["digest"]) as data:
+            push_blob(reg, desc["digest"], desc["size"], data)
+    for ref in [oci.digest, *([tag] if tag else [])]:
+        put_manifest(reg, ref, oci.media_type, oci.manifest)
+    served = get_manifest(reg, tag or oci.digest).body
+    if sha256(served) != expected:
+        raise RegistryError(f"{reg.reference}: serves {sha256(served)} after the push, not {expected}")
+    return expected
+
+
+# --- the SBOM as an artifact that refers to the image -----------------------------------------
+
+
+def referrers_tag(digest: str) -> str:
+    """The referrers tag schema's tag for `digest` (OCI distribution spec 1.1)."""
+    return digest.replace(":", "-")
+
+
+def sbom_manifest(sbom: bytes, subject: dict[str, Any]) -> bytes:
+    """The artifact manifest; serialised with sorted keys, so the same SBOM gives the same digest."""
+    doc = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": SBOM_TYPE,
+        "config": {"mediaType": EMPTY_TYPE, "digest": sha256(EMPTY_BLOB), "size": len(EMPTY_BLOB)},
+        "layers": [
+            {
+                "mediaType": SBOM_TYPE,
+                "digest": sha256(sbom),
+                "size": len(sbom),
+                "annotations": {"org.opencontainers.image.title": "sbom.cdx.json"},
+            }
+        ],
+        "subject": subject,
+    }
+    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+
+
+def check_sbom(sbom: bytes, source: Path, digest: str) -> None:
+    """The SBOM must be CycloneDX JSON that describes this very image digest."""
+    try:
+        doc = json.loads(sbom)
+        described = doc["metadata"]["component"]["version"]
+        fmt = doc["bomFormat"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RegistryError(f"{source}: not a CycloneDX JSON document ({exc!r} missing)") from None
+    if fmt != "CycloneDX":
+        raise RegistryError(f"{source}: bomFormat is {fmt!r}, not 'CycloneDX'")
+    if described != digest:
+        raise RegistryError(
+            f"{source}: describes {described}, not the pushed image {digest}; run `make sbom`"
+        )
+
+
+def attach_sbom(reg: Registry, image_digest: str, sbom: bytes) -> str:
+    """Push the SBOM artifact referring to `image_digest`; returns the artifact's manifest digest."""
+    image = get_manifest(reg, image_digest)
+    subject = {
+        "mediaType": image.headers.get("content-type", OCI_MANIFEST).split(";")[0],
+        "digest": image_digest,
+        "size": len(image.body),
+    }
+    push_blob(reg, sha256(EMPTY_BLOB), len(EMPTY_BLOB), EMPTY_BLOB)
+    push_blob(reg, sha256(sbom), len(sbom), sbom)
+    manifest = sbom_manifest(sbom, subject)
+    digest = sha256(manifest)
+    reply = put_manifest(reg, digest, OCI_MANIFEST, manifest)
+    if "oci-subject" not in reply.headers:  # no referrers API: maintain the fallback tag
+        _add_to_referrers_tag(reg, image_digest, digest, len(manifest))
+    return digest
+
+
+def _add_to_referrers_tag(reg: Registry, subject: str, digest: str, size: int) -> None:
+    tag = referrers_tag(subject)
+    found = get_manifest(reg, tag, ok=(200, 404))
+    index: dict[str, Any] = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}
+    if found.status == 200:
+        index = json.loads(found.body)
+    if any(m.get("digest") == digest for m in index["manifests"]):
+        return
+    index["manifests"].append(
+        {"mediaType": OCI_MANIFEST, "digest": digest, "size": size, "artifactType": SBOM_TYPE}
+    )
+    put_manifest(reg, tag, OCI_INDEX, json.dumps(index, sort_keys=True, separators=(",", ":")).encode())
+
+
+def referrers(reg: Registry, digest: str) -> list[dict[str, Any]]:
+    """Descriptors of the artifacts referring to `digest`: the referrers API, else the tag schema."""
+    api = request("GET", f"{reg.base_url}/referrers/{digest}", headers={"Accept": OCI_INDEX}, ok=(200, 404))
+    if api.status == 200 and api.headers.get("content-type", "").startswith(OCI_INDEX):
+        found: list[dict[str, Any]] = json.loads(api.body)["manifests"]
+        return found
+    tagged = get_manifest(reg, referrers_tag(digest), ok=(200, 404))
+    return list(json.loads(tagged.body)["manifests"]) if tagged.status == 200 else []
+
+
+def fetch_blob(reg: Registry, digest: str) -> bytes:
+    """A blob, checked against its digest."""
+    data = request("GET", f"{reg.base_url}/blobs/{digest}").body
+    if sha256(data) != digest:
+        raise RegistryError(f"{reg.reference}: blob {digest} has other bytes ({sha256(data)})")
+    return data
+
+
+# --- CLI ---------------------------------------------------------------------------------------
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.registry", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    push = sub.add_parser("push", help="push build/image/lockstep.oci.tar (image.lock's digest)")
+    push.add_argument("registry", help="HOST:PORT[/PREFIX]")
+    push.add_argument("--tag", default="latest", help="also tag the manifest (default: latest)")
+    push.add_argument("--sbom", type=Path, help="attach this CycloneDX file (e.g. image/sbom.cdx.json)")
+    push.add_argument("--oci", type=Path, default=OCI_TAR, help=argparse.SUPPRESS)
+    refs = sub.add_parser("referrers", help="list the artifacts attached to the image")
+    refs.add_argument("registry", help="HOST:PORT[/PREFIX]")
+    refs.add_argument("digest", nargs="?", help="default: image.lock's digest")
+    args = parser.parse_args(argv)
+    try:
+        reg = Registry.parse(args.registry)
+        if args.command == "referrers":
+            digest = args.digest or locked_digest()
+            if not _DIGEST.fullmatch(digest):
+                raise RegistryError(f"digest {digest!r} is not sha256:<64 hex>")
+            for desc in referrers(reg, digest):
+                print(f"{desc['digest']} {desc.get('artifactType', '?')}")
+            return 0
+        expected = locked_digest()
+        sbom = None
+        if args.sbom is not None:
+            try:
+                sbom = args.sbom.read_bytes()
+            except OSError as exc:
+                raise RegistryError(
+                    f"{args.sbom}: cannot read the SBOM ({exc.strerror}); "
+                    "`make sbom` writes it (`make push SBOM=` pushes without it)"
+                ) from None
+            check_sbom(sbom, args.sbom, expected)
+        digest = push_image(reg, open_tarball(args.oci), expected, args.tag)
+        print(f"pushed {reg.reference}@{digest}")
+        if sbom is not None:
+            print(f"attached {reg.reference}@{attach_sbom(reg, digest, sbom)} (SBOM, subject {digest})")
+    except (RegistryError, DeployError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
