@@ -3,7 +3,7 @@
 # against its lock first and passes SOURCE_DATE_EPOCH and the labels. No `# syntax=` line: the
 # engine's built-in frontend is used, so the build pulls nothing. Runs with --network=none.
 #
-# Layers, least to most often changed: base rootfs | venv (+ requirements-serve.txt) | api/ | model.
+# Layers, least to most often changed: minimal root | venv (+ the serve lock) | api/ | model.
 
 # --- base: Debian 12 root filesystem from mmdebstrap (image/base.lock.json) ---------------------
 FROM scratch AS base
@@ -57,8 +57,16 @@ RUN mkdir -p /out/app/models \
  && for f in $MODEL_FILES; do cp /tmp/models/"$f" /out/app/models/"$f"; done \
  && chmod -R u=rwX,go=rX /out/app
 
+# --- runtime-root: the interpreter's package closure only (imagetool/minimal_root.py) ------------
+# No shell, perl, dpkg, coreutils or login tools, and no setuid/setgid file (the script refuses
+# one): the service needs Python and the C++ runtime, and the HEALTHCHECK runs Python too.
+FROM base AS runtime-root
+RUN --mount=type=bind,source=imagetool/minimal_root.py,target=/tmp/minimal_root.py \
+    python3 /tmp/minimal_root.py / /out
+
 # --- runtime ------------------------------------------------------------------------------------
-FROM base AS runtime
+FROM scratch AS runtime
+COPY --from=runtime-root /out/ /
 # No ARG, LABEL or EXPOSE here: BuildKit releases render those differently into the config's
 # history (`ARG X` vs `ARG X=v`, `EXPOSE map[8000/tcp:{}]` vs `EXPOSE [8000/tcp]`), which changed
 # the digest between builders. The labels come from `docker buildx build --label` (imagetool.image)

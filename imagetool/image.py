@@ -61,6 +61,7 @@ REQUIRED_FILES = [
     "api/__main__.py",
     "api/healthcheck.py",
     "contract/__init__.py",
+    "imagetool/minimal_root.py",
 ]
 # Files whose bytes are hashed into image.lock's source tree, besides the model files the image
 # ships (the pickle has its own md5 input; the base tarball and wheels are covered by their locks).
@@ -69,6 +70,7 @@ SOURCE_FILES = [
     ".dockerignore",
     "dvc.lock",
     "requirements-build.txt",
+    "imagetool/minimal_root.py",
 ]
 SOURCE_DIRS = ["api", "contract"]
 

@@ -2,7 +2,8 @@
 
 Runs inside the image build (Debian's python3, standard library only) on the base root filesystem:
 
-    python3 minimal_root.py / /out python3-minimal libpython3.11-stdlib libstdc++6 -dpkg -mawk ...
+    python3 minimal_root.py / /out      # RUNTIME_PACKAGES: what the Dockerfile's runtime stage uses
+    python3 minimal_root.py / /out python3-minimal libstdc++6 -dpkg ...
 
 It reads dpkg's database to close the named packages over Depends and Pre-Depends (leaving out
 the packages named with a leading "-": those that others depend on only for their maintainer
@@ -126,12 +127,13 @@ def copy_entry(src_root: Path, dst_root: Path, rel: str) -> None:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) < 3:
-        print("usage: minimal_root.py SRC_ROOT DEST PACKAGE... [-PACKAGE...]", file=sys.stderr)
+    if len(argv) < 2:
+        print("usage: minimal_root.py SRC_ROOT DEST [PACKAGE... -PACKAGE...]", file=sys.stderr)
         return 2
     src, dst = Path(argv[0]), Path(argv[1])
-    roots = [a for a in argv[2:] if not a.startswith("-")]
-    drop = frozenset(a[1:] for a in argv[2:] if a.startswith("-"))
+    names = argv[2:] or list(RUNTIME_PACKAGES)  # the image's own list unless told otherwise
+    roots = [a for a in names if not a.startswith("-")]
+    drop = frozenset(a[1:] for a in names if a.startswith("-"))
     installed = parse_status((src / "var/lib/dpkg/status").read_text())
     arch = installed["libc6"].get("Architecture", "amd64")
     dst.mkdir(parents=True, exist_ok=True)

@@ -4,15 +4,18 @@
     python -m tools.sbom check    # fail, naming the file, unless it equals what the locks give now
 
 Components: every wheel the image installs (version, the sha256 of the exact wheel file kept in the
-store, purl), every Debian package of the base (version, architecture, the .deb's sha256, purl) and
+store, purl), every Debian package the image keeps of the base (the runtime closure of
+imagetool.minimal_root, read from the locked rootfs; version, architecture, the .deb's sha256, purl) and
 the model artifacts (md5 from dvc.lock). The described component is the image itself, by digest.
 The serial number is a UUID derived from the content, so the same locks give the same bytes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
+import tarfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,12 +30,14 @@ from cyclonedx.validation.json import JsonStrictValidator
 from packageurl import PackageURL
 
 import contract
+from imagetool import minimal_root
 from tools.locks import LockError, normalize, parse_lock
 
 SBOM_FILE = Path("image/sbom.cdx.json")
 IMAGE_LOCK = Path("image.lock")
 BASE_LOCK = Path("image/base.lock.json")
 STORE_LOCK = Path("image/store.lock.json")
+ROOTFS = Path("build/base/rootfs.tar")
 SERVE_LOCKS = {"onnx": Path("requirements-serve.txt"), "sklearn": Path("requirements-serve-sklearn.txt")}
 DEBIAN_DISTRO = "debian-12"
 # The model artifacts the image carries, as CycloneDX component types.
@@ -57,6 +62,7 @@ class Inputs:
     base_lock: dict[str, Any]
     store_files: dict[str, dict[str, Any]]
     dvc_outs: dict[str, str]
+    runtime_packages: frozenset[str]  # the base packages the image keeps (imagetool.minimal_root)
 
 
 def _json(path: Path) -> Any:
@@ -74,18 +80,45 @@ def serve_lock_for(serving_file: Path = contract.SERVING_FILE) -> Path:
     return SERVE_LOCKS[path]
 
 
+def runtime_packages(rootfs: Path, base_lock: dict[str, Any]) -> frozenset[str]:
+    """The packages the image's runtime root keeps: minimal_root's closure over the base's own
+    dpkg database, read from the locked rootfs tarball (checked against the base lock's sha256)."""
+    expected = (base_lock.get("tarball") or {}).get("sha256")
+    try:
+        digest = hashlib.sha256()
+        with rootfs.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+        if digest.hexdigest() != expected:
+            raise SbomError(f"{rootfs}: sha256 {digest.hexdigest()} is not the base lock's {expected}")
+        with tarfile.open(rootfs) as tar:
+            member = tar.extractfile("./var/lib/dpkg/status") or tar.extractfile("var/lib/dpkg/status")
+            status = member.read().decode() if member else ""
+    except (OSError, KeyError, tarfile.TarError) as exc:
+        raise SbomError(f"{rootfs}: cannot read the base's dpkg status ({exc}); run `make base`") from None
+    names = minimal_root.RUNTIME_PACKAGES
+    roots = [n for n in names if not n.startswith("-")]
+    drop = frozenset(n[1:] for n in names if n.startswith("-"))
+    try:
+        return frozenset(minimal_root.closure(roots, minimal_root.parse_status(status), drop))
+    except SystemExit as exc:
+        raise SbomError(f"{rootfs}: {exc}") from None
+
+
 def read_inputs(root: Path = Path()) -> Inputs:
     """The locks, from the tree at `root`."""
     try:
         dvc_outs = contract.locked_outs(contract.load_dvc_lock(root / contract.DVC_LOCK_FILE))
     except contract.ContractError as exc:
         raise SbomError(str(exc)) from None
+    base_lock = _json(root / BASE_LOCK)
     return Inputs(
         image_lock=_json(root / IMAGE_LOCK),
         serve_lock=root / serve_lock_for(root / contract.SERVING_FILE),
-        base_lock=_json(root / BASE_LOCK),
+        base_lock=base_lock,
         store_files=_json(root / STORE_LOCK).get("files", {}),
         dvc_outs=dvc_outs,
+        runtime_packages=runtime_packages(root / ROOTFS, base_lock),
     )
 
 
@@ -129,7 +162,7 @@ def wheel_components(inputs: Inputs) -> list[Component]:
 
 
 def debian_components(inputs: Inputs) -> list[Component]:
-    """One library per Debian package of the base, with its architecture and .deb hash."""
+    """One library per Debian package the image keeps of the base, with its architecture and .deb hash."""
     debs = {
         name.removeprefix("base/debs/").split("_")[0]: (name, entry["sha256"])
         for name, entry in inputs.store_files.items()
@@ -137,6 +170,8 @@ def debian_components(inputs: Inputs) -> list[Component]:
     }
     components = []
     for package, version in sorted(inputs.base_lock.get("packages", {}).items()):
+        if package not in inputs.runtime_packages:
+            continue  # in the base the image is built from, not in the image
         if package not in debs:
             raise SbomError(f"{STORE_LOCK}: no stored .deb for {package} {version} ({BASE_LOCK})")
         filename, digest = debs[package]

@@ -296,6 +296,7 @@ def test_dockerignore_is_an_allow_list_of_the_image_inputs() -> None:
     assert allowed == {
         "api",
         "contract",
+        "imagetool/minimal_root.py",
         *recipe.MODEL_CONTEXT,
         "dvc.lock",
         "requirements-serve*.txt",  # recipe.SERVE_LOCKS: the Dockerfile picks recipe.SERVE_LOCK
