@@ -10,96 +10,18 @@ import os
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-import yaml
 
 from contract import md5_hex
+from tests.families import FAMILIES, Family
 
 pytestmark = pytest.mark.slow
 
 STAGES = ("prepare", "train", "evaluate", "export")
-
-
-@dataclass(frozen=True)
-class Family:
-    estimator: str
-    params: dict[str, Any]
-    data: str
-    target: str
-    path: str  # the serving path the family is expected to take
-    precision: str | None  # the graph's precision, when ONNX
-
-
-# Small ensembles keep the suite fast; the converters do not care about the tree count.
-FAMILIES = {
-    "logistic-regression": Family(
-        "sklearn.linear_model.LogisticRegression",
-        {"max_iter": 1000},
-        "penguins.csv",
-        "species",
-        "onnx",
-        "double",
-    ),
-    "random-forest": Family(
-        "sklearn.ensemble.RandomForestClassifier",
-        {"n_estimators": 20},
-        "penguins.csv",
-        "species",
-        "onnx",
-        "float",
-    ),
-    "hist-gradient-boosting": Family(
-        "sklearn.ensemble.HistGradientBoostingClassifier",
-        {"max_iter": 20},
-        "penguins.csv",
-        "species",
-        "onnx",
-        "float",
-    ),
-    "gradient-boosting": Family(
-        "sklearn.ensemble.GradientBoostingClassifier",
-        {"n_estimators": 20},
-        "penguins.csv",
-        "species",
-        "onnx",
-        "float",
-    ),
-    "hist-gradient-boosting-regressor": Family(
-        "sklearn.ensemble.HistGradientBoostingRegressor",
-        {"max_iter": 20},
-        "penguins.csv",
-        "body_mass_g",
-        "onnx",
-        "float",
-    ),
-    "random-forest-breast-cancer": Family(
-        "sklearn.ensemble.RandomForestClassifier",
-        {"n_estimators": 21},
-        "breast_cancer.csv",
-        "diagnosis",
-        "onnx",
-        "double",
-    ),
-    # 20 trees split 10/10 on one test row: scikit-learn's argmax takes the first class of the
-    # exact tie, onnxruntime's float32 sums lean the other way. Labels differ: the exact path.
-    "random-forest-vote-tie": Family(
-        "sklearn.ensemble.RandomForestClassifier",
-        {"n_estimators": 20},
-        "breast_cancer.csv",
-        "diagnosis",
-        "sklearn",
-        None,
-    ),
-    # skl2onnx has no converter for it: the exact path.
-    "nearest-centroid": Family(
-        "sklearn.neighbors.NearestCentroid", {}, "penguins.csv", "species", "sklearn", None
-    ),
-}
 
 
 def run_stage(cwd: Path, stage: str, env: dict[str, str] | None = None) -> None:
@@ -119,13 +41,7 @@ def make_workdir(root: Path, repo_root: Path, family: Family) -> Path:
     for part in ("pipeline", "contract"):
         shutil.copytree(repo_root / part, root / part, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(repo_root / "data/raw", root / "data/raw")
-    params = yaml.safe_load((repo_root / "params.yaml").read_text())
-    params["prepare"].update(
-        raw_data=f"data/raw/{family.data}", target=family.target, drop_missing_target=True
-    )
-    params["train"]["estimator"] = {"class": family.estimator, "params": family.params}
-    params["evaluate"]["positive_class"] = None
-    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    family.write_params(repo_root / "params.yaml", root / "params.yaml")
     return root
 
 
