@@ -17,7 +17,7 @@ import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from itertools import chain
+from itertools import chain, islice
 from operator import itemgetter
 from typing import Any
 
@@ -124,15 +124,40 @@ class InstanceParser:
 
     def parse(self, body: bytes) -> Batch:
         """Return the validated Batch or raise ClientError (400 malformed, 422 invalid)."""
-        batch = self._fast(body)
-        return batch if batch is not None else self._exact(body)
+        self._refuse_excess_strings(body)
+        doc, strict = self.load(body)
+        batch = self._fast(doc) if strict else None
+        # The exact path reuses the parsed document: a second parse would double a bad body's cost.
+        return batch if batch is not None else self._exact(doc)
 
-    def _fast(self, body: bytes) -> Batch | None:
-        """Validate well-formed input cheaply; None means "not sure", never "invalid"."""
+    def load(self, body: bytes) -> tuple[Any, bool]:
+        """The parsed document, and whether it is strict JSON (else it has NaN/Infinity: exact path only)."""
         try:
-            doc = orjson.loads(body)
+            return orjson.loads(body), True
         except orjson.JSONDecodeError:
-            return None
+            return self._load_for_diagnosis(body), False
+
+    def _refuse_excess_strings(self, body: bytes) -> None:
+        """Refuse, before parsing, a body with more JSON strings than any valid batch can hold.
+
+        Parsing builds an object per key, so a body within the byte limit could still cost many
+        times its size (one row of a million unknown keys). Two C-level counts give a lower bound
+        on the body's strings: each has two unescaped quotes, and subtracting every quote that
+        follows a backslash can only undercount. A valid body has at most "instances" plus, per
+        row, one key per feature and one value per categorical feature.
+        """
+        quotes = body.count(b'"') - body.count(b'\\"')
+        at_least = quotes // 2
+        at_most = 1 + self.max_rows * (self.n_features + len(self.categorical_names))
+        if at_least > at_most:
+            message = (
+                f"body has at least {at_least} JSON strings; at most {at_most} fit {self.max_rows} rows "
+                f"of {self.n_features} features"
+            )
+            raise ClientError(422, "too_many_fields", message, [problem(None, None, message)])
+
+    def _fast(self, doc: Any) -> Batch | None:
+        """Validate well-formed input cheaply; None means "not sure", never "invalid"."""
         if type(doc) is not dict or len(doc) != 1:
             return None
         instances = doc.get("instances")
@@ -197,9 +222,8 @@ class InstanceParser:
                 unknown[name] = unseen
         return Batch(n_rows, numeric, columns, missing, unknown)
 
-    def _exact(self, body: bytes) -> Batch:
-        """Validate value by value, collecting every problem with its row and field."""
-        doc = self._load_for_diagnosis(body)
+    def _exact(self, doc: Any) -> Batch:
+        """Validate value by value, collecting every problem (up to the cap) with its row and field."""
         if not isinstance(doc, dict):
             raise ClientError(
                 422,
@@ -207,7 +231,8 @@ class InstanceParser:
                 f"body must be a JSON object, got {_json_type(doc)}",
                 [problem(None, None, 'expected {"instances": [...]}')],
             )
-        problems = [problem(None, str(key), "unknown top-level field") for key in doc if key != "instances"]
+        unknown_top = (problem(None, str(key), "unknown top-level field") for key in doc if key != "instances")
+        problems = list(islice(unknown_top, MAX_REPORTED_ERRORS))
         instances = doc.get("instances")
         if "instances" not in doc:
             problems.append(problem(None, "instances", "is required"))
@@ -228,7 +253,7 @@ class InstanceParser:
         numeric = np.empty((n_rows, len(self.numeric_names)), dtype=np.float64)
         columns: list[list[str | None]] = [[None] * n_rows for _ in self.categorical_names]
         for row_index, row in enumerate(instances):
-            problems.extend(self._check_row(row_index, row, numeric, columns))
+            problems.extend(self._check_row(row_index, row, numeric, columns, MAX_REPORTED_ERRORS - len(problems)))
             if len(problems) >= MAX_REPORTED_ERRORS:
                 break
         if problems:
@@ -238,19 +263,29 @@ class InstanceParser:
         return self._batch(n_rows, numeric, list(columns))
 
     def _check_row(
-        self, row_index: int, row: Any, numeric: np.ndarray, columns: list[list[str | None]]
+        self, row_index: int, row: Any, numeric: np.ndarray, columns: list[list[str | None]], budget: int
     ) -> list[dict[str, Any]]:
-        """Problems of one row; fills its slots in `numeric` and `columns` as a side effect."""
+        """At most `budget` problems of one row; fills its slots in `numeric` and `columns` as a side effect.
+
+        Every loop stops at the budget, so the work is proportional to what is reported, not to
+        the size of the row.
+        """
         found: list[dict[str, Any]] = []
         if isinstance(row, dict):
-            found.extend(
-                problem(row_index, str(k), "unknown feature") for k in row if k not in self._positions
-            )
+            if len(row) > self.n_features + MAX_REPORTED_ERRORS:
+                # Far more keys than features: say so once, name a few, and skip the value checks.
+                found.append(
+                    problem(row_index, None, f"has {len(row)} fields; the model has {self.n_features} features")
+                )
+            unknown = (problem(row_index, str(k), "unknown feature") for k in row if k not in self._positions)
+            found.extend(islice(unknown, max(budget - len(found), 0)))
+            if len(row) > self.n_features + MAX_REPORTED_ERRORS:
+                return found
             values: list[tuple[int, Any]] = []
             for position, name in enumerate(self.names):
                 if name in row:
                     values.append((position, row[name]))
-                else:
+                elif len(found) < budget:
                     found.append(problem(row_index, name, "is required (null for a missing value)"))
         elif isinstance(row, list):
             if len(row) != self.n_features:
@@ -263,6 +298,8 @@ class InstanceParser:
             )
             return [problem(row_index, None, message)]
         for position, value in values:
+            if len(found) >= budget:
+                break
             is_numeric, index = self._slot[position]
             reason = _numeric_problem(value, self.max_abs) if is_numeric else _categorical_problem(value)
             if reason:
@@ -276,10 +313,6 @@ class InstanceParser:
     @staticmethod
     def _load_for_diagnosis(body: bytes) -> Any:
         """Parse leniently so NaN/Infinity tokens can be reported by row and field; else a 400."""
-        try:
-            return orjson.loads(body)
-        except orjson.JSONDecodeError:
-            pass
         try:
             return json.loads(body)  # accepts NaN, Infinity, -Infinity and 1e999, which orjson refuses
         except json.JSONDecodeError as exc:
