@@ -1,5 +1,6 @@
-"""`python -m api`: check the artifacts, then serve with uvicorn (uvloop + httptools)."""
+"""`python -m api`: check the artifacts, then serve with uvicorn (uvloop + httptools with read deadlines)."""
 
+import functools
 import os
 import shutil
 import sys
@@ -45,6 +46,15 @@ def main() -> int:
     import uvicorn
 
     from api.logs import log_config
+    from api.read_timeouts import ReadTimeoutProtocol
+
+    # httptools with read deadlines and a connection limit; a partial pickles, so workers get it too.
+    protocol = functools.partial(
+        ReadTimeoutProtocol,
+        header_timeout=settings.header_timeout_seconds,
+        body_timeout=settings.body_timeout_seconds,
+        max_connections=settings.max_connections,
+    )
 
     try:
         uvicorn.run(
@@ -54,7 +64,7 @@ def main() -> int:
             port=settings.port,
             workers=settings.workers,
             loop="uvloop",
-            http="httptools",
+            http=protocol,  # type: ignore[arg-type]
             lifespan="on",
             log_config=log_config(settings.log_level),
             log_level=settings.log_level,

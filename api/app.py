@@ -131,6 +131,9 @@ def create_app(settings: Settings) -> FastAPI:
         version="1",
         description="Serves the DVC-tracked model; requests are validated against its own feature list.",
         lifespan=_lifespan(state),
+        # No "/healthz/" -> "/healthz" redirects: Starlette builds their Location from the client's
+        # Host header, which would let anyone make this service point a client elsewhere.
+        redirect_slashes=False,
         # Metrics and logs are ours (Prometheus, JSON lines); FastAPI's OpenTelemetry layer stays off.
         telemetry={
             "tracing": False,

@@ -13,13 +13,23 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.errors import error_body, problem
 from api.metrics import ServiceMetrics
 
 access_log = logging.getLogger("api.access")
+log = logging.getLogger("api.middleware")
 
 # Echo a client's id only if it is short and harmless in headers and logs.
 _SAFE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:/+=-]{1,128}")
 OTHER_ROUTE = "<other>"
+# The HTTP parser accepts ~30 methods (PROPFIND, MKCOL, ...): the rest share one metrics label.
+_METRIC_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER_METHOD = "<other>"
+# No response at all: the client went away first (nginx's code for "client closed request").
+CLIENT_CLOSED = 499
+# The connection's read deadline passed before the request arrived (set by api.read_timeouts).
+READ_TIMEOUT_KEY = "lockstep.read_timeout"
+_INTERNAL_ERROR = "internal error"
 
 
 class RequestContext:
@@ -70,7 +80,7 @@ class RequestContextMiddleware:
         raw_id = _incoming_request_id(scope) or uuid.uuid4().hex.encode()
         context = RequestContext(raw_id.decode())
         scope["lockstep"] = context
-        status = 500
+        status: int | None = None
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -82,12 +92,32 @@ class RequestContextMiddleware:
         handler = self.lean.get((scope["method"], scope["path"]), self.app)
         try:
             await handler(scope, receive, send_with_id)
+        except Exception as exc:
+            # Answered here rather than by Starlette's outermost error middleware, which runs
+            # outside this one and so would send the 500 without the request id.
+            if status is not None:
+                raise  # the response has begun: the server can only drop the connection
+            log.error("unhandled error", exc_info=exc, extra={"request_id": context.request_id})
+            body = error_body(
+                500,
+                "internal_error",
+                _INTERNAL_ERROR,
+                [problem(None, None, _INTERNAL_ERROR)],
+                context.request_id,
+            )
+            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+            await send_with_id({"type": "http.response.start", "status": 500, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
         finally:
             seconds = perf_counter() - started
             path = scope["path"]
-            # Unknown paths share one label so scanners cannot blow up the metric's cardinality.
+            if status is None:
+                status = 408 if scope.get(READ_TIMEOUT_KEY) else CLIENT_CLOSED
+            # Unknown paths and methods share one label each so that scanners cannot blow up the
+            # metric's cardinality.
             route = path if path in self.routes else OTHER_ROUTE
-            self.metrics.observe_request(route, scope["method"], status, seconds)
+            method = scope["method"] if scope["method"] in _METRIC_METHODS else OTHER_METHOD
+            self.metrics.observe_request(route, method, status, seconds)
             if access_log.isEnabledFor(logging.INFO):
                 fields: dict[str, Any] = {
                     "request_id": context.request_id,

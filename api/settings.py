@@ -34,3 +34,11 @@ class Settings(BaseSettings):
     enable_ceiling_route: bool = False
     # Seconds uvicorn waits for in-flight requests after SIGTERM before closing them.
     graceful_timeout_seconds: int = Field(default=30, ge=1)
+    # Read deadlines per connection (api.read_timeouts): a client that has not sent its headers, or
+    # then its body, in time gets a 408 and is disconnected. The body's allows a full-size body over
+    # a slow link (16 MiB at ~0.6 MB/s).
+    header_timeout_seconds: float = Field(default=10.0, gt=0)
+    body_timeout_seconds: float = Field(default=30.0, gt=0)
+    # Open connections per worker; beyond it a new one gets a 503 at once. Above any legitimate
+    # client pool, it bounds file descriptors and per-connection state when clients stall.
+    max_connections: int = Field(default=4096, ge=1)

@@ -231,7 +231,9 @@ class InstanceParser:
                 f"body must be a JSON object, got {_json_type(doc)}",
                 [problem(None, None, 'expected {"instances": [...]}')],
             )
-        unknown_top = (problem(None, str(key), "unknown top-level field") for key in doc if key != "instances")
+        unknown_top = (
+            problem(None, str(key), "unknown top-level field") for key in doc if key != "instances"
+        )
         problems = list(islice(unknown_top, MAX_REPORTED_ERRORS))
         instances = doc.get("instances")
         if "instances" not in doc:
@@ -253,7 +255,9 @@ class InstanceParser:
         numeric = np.empty((n_rows, len(self.numeric_names)), dtype=np.float64)
         columns: list[list[str | None]] = [[None] * n_rows for _ in self.categorical_names]
         for row_index, row in enumerate(instances):
-            problems.extend(self._check_row(row_index, row, numeric, columns, MAX_REPORTED_ERRORS - len(problems)))
+            problems.extend(
+                self._check_row(row_index, row, numeric, columns, MAX_REPORTED_ERRORS - len(problems))
+            )
             if len(problems) >= MAX_REPORTED_ERRORS:
                 break
         if problems:
@@ -275,7 +279,9 @@ class InstanceParser:
             if len(row) > self.n_features + MAX_REPORTED_ERRORS:
                 # Far more keys than features: say so once, name a few, and skip the value checks.
                 found.append(
-                    problem(row_index, None, f"has {len(row)} fields; the model has {self.n_features} features")
+                    problem(
+                        row_index, None, f"has {len(row)} fields; the model has {self.n_features} features"
+                    )
                 )
             unknown = (problem(row_index, str(k), "unknown feature") for k in row if k not in self._positions)
             found.extend(islice(unknown, max(budget - len(found), 0)))
