@@ -6,6 +6,7 @@ columns run against a model trained on the penguins data (tests/api/test_familie
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -116,6 +117,7 @@ def check_error_body(reply: Any, status: int, row: int | None, field: str | None
     assert error["status"] == status
     assert error["message"]
     assert error["request_id"] == reply.headers["x-request-id"]
+    assert re.fullmatch(r"[0-9a-f]{32}", error["request_id"])  # generated: these requests send none
     located = [(e["row"], e["field"]) for e in error["errors"]]
     assert (row, field) in located, located
 
@@ -189,8 +191,8 @@ def test_chunked_body_over_the_limit_is_413(small_client: TestClient) -> None:
 
 
 def test_the_limit_is_enforced_while_reading() -> None:
-    """The reader stops asking for chunks as soon as the limit is passed."""
-    from api.body import read_json_body
+    """Past the limit the reader keeps nothing, drops the rest up to DRAIN_FACTOR x the limit, then stops."""
+    from api.body import DRAIN_FACTOR, read_json_body
     from api.errors import ClientError
 
     served = 0
@@ -204,7 +206,24 @@ def test_the_limit_is_enforced_while_reading() -> None:
     with pytest.raises(ClientError) as refused:
         asyncio.run(read_json_body(scope, receive, limit=2500))
     assert refused.value.status == 413
-    assert served == 3
+    assert served == DRAIN_FACTOR * 2500 // 1000 + 1  # 3 chunks to pass the limit, 8 more discarded
+
+
+def test_a_declared_oversize_body_within_the_drain_bound_is_read_and_dropped() -> None:
+    """So that clients which send the whole body before reading (urllib) get the 413, not a reset."""
+    from api.body import read_json_body
+    from api.errors import ClientError
+
+    chunks = [b"x" * 1000] * 3
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": chunks.pop(), "more_body": bool(chunks)}
+
+    scope = {"headers": [(b"content-type", b"application/json"), (b"content-length", b"3000")]}
+    with pytest.raises(ClientError) as refused:
+        asyncio.run(read_json_body(scope, receive, limit=1000))
+    assert (refused.value.status, refused.value.code) == (413, "body_too_large")
+    assert chunks == []
 
 
 def test_declared_oversize_is_refused_before_reading() -> None:
@@ -214,6 +233,7 @@ def test_declared_oversize_is_refused_before_reading() -> None:
     async def receive() -> dict[str, Any]:
         raise AssertionError("the body must not be read")
 
+    # Beyond DRAIN_FACTOR x the limit: answered at once, nothing read.
     scope = {"headers": [(b"content-type", b"application/json"), (b"content-length", b"999999")]}
     with pytest.raises(ClientError) as refused:
         asyncio.run(read_json_body(scope, receive, limit=1000))
