@@ -9,8 +9,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-# Read-only root, no capabilities, no privilege escalation; the image's USER is non-root.
-HARDENED_FLAGS = ("--read-only", "--cap-drop=ALL", "--security-opt", "no-new-privileges")
+# As `make run` (mk/image.mk): read-only root, no capabilities or new privileges, memory and pids
+# caps; the image's USER is non-root.
+HARDENED_FLAGS = (
+    "--read-only",
+    "--cap-drop=ALL",
+    "--security-opt",
+    "no-new-privileges",
+    "--memory",
+    "256m",
+    "--memory-swap",
+    "256m",
+    "--pids-limit",
+    "128",
+)
 
 
 @dataclass(frozen=True)

@@ -51,9 +51,15 @@ check-image-lock: setup ## Fail if image/base.lock.json or image.lock no longer 
 	$(PY) -m imagetool.base check
 	$(PY) -m imagetool.image check
 
-run: ## Run the image hardened: read-only root, no capabilities, no new privileges, non-root
+# Memory as deploy/ (2x the 128 MiB request sized from bench RSS); swap off so the limit is real.
+# pids: one worker and its runtime threads need ~20; the cap stops a fork or thread bomb.
+RUN_MEMORY ?= 256m
+RUN_PIDS ?= 128
+
+run: ## Run the image hardened: read-only root, no capabilities, no new privileges, non-root, memory and pids caps
 	docker run --rm --name $(RUN_NAME) --init=false --read-only --tmpfs /tmp:rw,noexec,nosuid,size=16m \
 		--cap-drop=ALL --security-opt no-new-privileges --user 10001:10001 \
+		--memory $(RUN_MEMORY) --memory-swap $(RUN_MEMORY) --pids-limit $(RUN_PIDS) \
 		-p 127.0.0.1:$(RUN_PORT):8000 $(IMAGE_TAG)
 
 stop: ## Stop the container `make run` started (RUN_NAME, default lockstep-run)
