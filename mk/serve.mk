@@ -9,3 +9,8 @@ bench: setup repro ## Benchmark /predict vs floor and ceiling per model family (
 	@command -v wrk >/dev/null && command -v hey >/dev/null || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk hey; }
 	$(PY) -m bench.serve_bench $(BENCH_ARGS)
+
+.PHONY: bench-slow-clients
+bench-slow-clients: setup repro ## 2,000 body-trickling clients beside a normal load (hey); writes bench/results/slow_clients.{json,md}
+	@command -v hey >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hey; }
+	$(PY) -m bench.slow_clients $(BENCH_ARGS)
