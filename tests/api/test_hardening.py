@@ -279,3 +279,29 @@ def test_a_trailing_slash_is_a_404_never_a_redirect_to_the_client_host(
     reply = client.request(method, path, headers={"Host": "evil.example"}, follow_redirects=False)
     assert_error(reply, 404, "not_found")
     assert "location" not in reply.headers
+
+
+def test_make_run_the_image_tests_and_compose_cap_memory_and_pids_alike() -> None:
+    """`make run`'s caps, the flags the image tests start containers with, and compose's limits agree."""
+    import yaml
+
+    from imagetool.container import HARDENED_FLAGS
+    from tests.api.support import REPO_ROOT
+
+    makefile = (REPO_ROOT / "mk/image.mk").read_text()
+    memory = re.search(r"^RUN_MEMORY \?= (\S+)$", makefile, re.M)
+    pids = re.search(r"^RUN_PIDS \?= (\S+)$", makefile, re.M)
+    assert memory
+    assert pids
+    run = makefile[makefile.index("\nrun:") :].split("\n\n")[0]
+    for flag in ("--memory $(RUN_MEMORY)", "--memory-swap $(RUN_MEMORY)", "--pids-limit $(RUN_PIDS)"):
+        assert flag in run
+    flags = " ".join(HARDENED_FLAGS)
+    assert f"--memory {memory[1]} --memory-swap {memory[1]}" in flags
+    assert f"--pids-limit {pids[1]}" in flags
+    for flag in ("--read-only", "--cap-drop=ALL", "no-new-privileges"):
+        assert flag in run
+        assert flag in flags
+    compose = yaml.safe_load((REPO_ROOT / "deploy/compose.yaml").read_text())
+    limits = compose["services"]["api"]["deploy"]["resources"]["limits"]
+    assert (limits["memory"].lower(), str(limits["pids"])) == (memory[1].lower(), pids[1])
