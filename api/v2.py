@@ -82,7 +82,8 @@ def _load(body: bytes) -> Any:
     try:
         return json.loads(body)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        message = f"malformed JSON: {exc.msg if isinstance(exc, json.JSONDecodeError) else type(exc).__name__}"
+        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else type(exc).__name__
+        message = f"malformed JSON: {reason}"
         raise ClientError(400, "malformed_json", message) from None
 
 
@@ -295,7 +296,7 @@ class V2Codec:
     @staticmethod
     def _categories(tensor: Tensor) -> list[str | None]:
         if tensor.datatype != "BYTES":
-            message = f"{tensor.where} is a categorical feature: datatype must be BYTES, got {tensor.datatype}"
+            message = f"{tensor.where} is categorical: datatype must be BYTES, got {tensor.datatype}"
             raise bad_request(message, f"{tensor.name}.datatype")
         if not set(map(type, tensor.values)) <= _TEXT_VALUES:
             message = f"{tensor.where}: BYTES data must be strings or null"
@@ -316,7 +317,8 @@ class V2Codec:
                 data = list(chain.from_iterable(scores.probabilities))
                 encoded.append({"name": name, "shape": shape, "datatype": "FP64", "data": data})
             else:
-                encoded.append({"name": name, "shape": [rows], "datatype": "FP64", "data": scores.values})
+                data = scores.values or []
+                encoded.append({"name": name, "shape": [rows], "datatype": "FP64", "data": data})
         return orjson.dumps(
             {
                 "model_name": self.name,
@@ -353,9 +355,10 @@ class V2Service:
         return {"/v2", "/v2/health/live", "/v2/health/ready", base, f"{base}/ready", self.infer_path}
 
     def codec(self, name: str, version: str | None = None) -> V2Codec:
-        """The model's codec; 404 for another name or version, 400 (the protocol's "not ready") before load."""
+        """The model's codec; 404 for another name or version, 400 (the protocol's "not ready") unloaded."""
         if name != self.name:
-            raise ClientError(404, "model_not_found", f"unknown model {safe_text(name)!r}: this server has {self.name!r}")
+            message = f"unknown model {safe_text(name)!r}: this server has {self.name!r}"
+            raise ClientError(404, "model_not_found", message)
         model = self.state.model
         if model is None:
             raise ClientError(400, "not_ready", f"model {self.name!r} is not ready")
