@@ -411,6 +411,60 @@ def _answer(body: bytes, status: int = 200) -> Response:
     return Response(body, status_code=status, media_type=JSON)
 
 
+_TENSOR: dict[str, Any] = {
+    "type": "object",
+    "required": ["name", "shape", "datatype", "data"],
+    "properties": {
+        "name": {"type": "string"},
+        "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+        "datatype": {"type": "string", "enum": sorted(DATATYPES)},
+        "data": {"type": "array"},
+        "parameters": {"type": "object"},
+    },
+}
+# The protocol's InferenceRequest; which names, datatypes and shapes this model takes is in its
+# metadata (GET /v2/models/{name}), and anything else is answered with a 400 naming it.
+_INFER_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "title": "InferenceRequest",
+                "type": "object",
+                "required": ["inputs"],
+                "properties": {
+                    "id": {"type": "string"},
+                    "parameters": {"type": "object"},
+                    "inputs": {"type": "array", "minItems": 1, "items": _TENSOR},
+                    "outputs": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["name"],
+                            "properties": {"name": {"type": "string"}},
+                        },
+                    },
+                },
+            }
+        }
+    },
+}
+_ERROR_SCHEMA = {
+    "title": "V2Error",
+    "type": "object",
+    "required": ["error"],
+    "properties": {"error": {"type": "string"}},
+}
+
+
+def _documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI responses: the protocol's error object for each refusal status."""
+    return {
+        status: {"description": "refused", "content": {"application/json": {"schema": _ERROR_SCHEMA}}}
+        for status in statuses
+    }
+
+
 def build_v2_router(service: V2Service) -> APIRouter:
     """The V2 routes, bound to one V2Service; errors leave as the protocol's error object."""
     router = APIRouter(prefix="/v2", tags=["v2"])
@@ -428,15 +482,15 @@ def build_v2_router(service: V2Service) -> APIRouter:
         """Liveness: 200 while the process serves HTTP."""
         return _answer(b'{"live":true}')
 
-    @router.get("/health/ready")
+    @router.get("/health/ready", responses=_documented(400))
     async def ready() -> Response:
         """Readiness: 200 once the model is loaded; 400 before (the protocol's 4xx for false)."""
         if service.state.model is None:
             return _answer(b'{"ready":false}', 400)
         return _answer(b'{"ready":true}')
 
-    @router.get("/models/{name}")
-    @router.get("/models/{name}/versions/{version}")
+    @router.get("/models/{name}", responses=_documented(400, 404))
+    @router.get("/models/{name}/versions/{version}", responses=_documented(400, 404))
     async def model_metadata(request: Request, name: str, version: str | None = None) -> Response:
         """Model metadata: name, versions (the model md5), platform, input and output tensors."""
         try:
@@ -444,8 +498,8 @@ def build_v2_router(service: V2Service) -> APIRouter:
         except ClientError as exc:
             return refusal(request, exc)
 
-    @router.get("/models/{name}/ready")
-    @router.get("/models/{name}/versions/{version}/ready")
+    @router.get("/models/{name}/ready", responses=_documented(400, 404))
+    @router.get("/models/{name}/versions/{version}/ready", responses=_documented(400, 404))
     async def model_ready(request: Request, name: str, version: str | None = None) -> Response:
         """Model readiness: 200 when loaded, 400 before, 404 for another model or version."""
         try:
@@ -454,8 +508,14 @@ def build_v2_router(service: V2Service) -> APIRouter:
             return refusal(request, exc)
         return _answer(b'{"ready":true}')
 
-    @router.post("/models/{name}/infer")
-    @router.post("/models/{name}/versions/{version}/infer")
+    refusals = _documented(400, 404, 413, 415, 422)
+
+    @router.post("/models/{name}/infer", responses=refusals, openapi_extra={"requestBody": _INFER_BODY})
+    @router.post(
+        "/models/{name}/versions/{version}/infer",
+        responses=refusals,
+        openapi_extra={"requestBody": _INFER_BODY},
+    )
     async def infer(request: Request, name: str, version: str | None = None) -> Response:
         """Inference: one tensor per feature, or one [N, F] numeric tensor; label/probabilities or value."""
         # The configured model's unversioned path is answered by the lean handler before routing.
