@@ -206,7 +206,8 @@ class V2Codec:
 
     def _is_matrix(self, tensors: list[Tensor]) -> bool:
         one = tensors[0]
-        return len(tensors) == 1 and len(one.shape) == 2 and one.name not in self.numeric_index
+        named_feature = one.name in self.numeric_index or one.name in self.categorical_index
+        return len(tensors) == 1 and len(one.shape) == 2 and not named_feature
 
     def _rows(self, tensor: Tensor) -> int:
         rows = tensor.shape[0]
@@ -278,9 +279,10 @@ class V2Codec:
             array = np.array(values, dtype=np.float64)
         except OverflowError:
             raise bad_request(f"{where}: a value is out of range for a 64-bit float", tensor.name) from None
-        if datatype in INT_TYPES and array.size:
+        present = array[~np.isnan(array)]  # not nanmin: an all-null tensor would warn
+        if datatype in INT_TYPES and present.size:
             info = np.iinfo(INT_TYPES[datatype])
-            if np.nanmin(array) < info.min or np.nanmax(array) > info.max:
+            if present.min() < info.min or present.max() > info.max:
                 raise bad_request(f"{where}: a value is out of {datatype}'s range", f"{tensor.name}.data")
         max_abs = self.model.parser.max_abs
         if not (np.abs(array) <= max_abs).all():  # False for NaN: null, or a NaN token

@@ -113,6 +113,8 @@ def test_infer_takes_integer_datatypes_and_null_as_a_missing_value(
         dict(t, datatype="INT64", data=[round(v) for v in t["data"]]) for t in per_feature([example], names)
     ]
     assert client.post(INFER, json={"inputs": as_int}).status_code == 200
+    as_int[0]["data"] = [None]  # a whole tensor of gaps: imputed, not an error
+    assert client.post(INFER, json={"inputs": as_int}).status_code == 200, as_int[0]
     gap = [matrix([example], names)]
     gap[0]["data"][0] = None
     reply = client.post(INFER, json={"inputs": gap})
