@@ -20,7 +20,6 @@ to numpy in one call: no per-row objects on the way.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -40,7 +39,7 @@ from api.model import ServedModel
 from api.predictions import check_finite
 from api.runners import Scores
 from api.state import ServiceState
-from api.validation import Batch
+from api.validation import Batch, InstanceParser
 
 JSON = "application/json"
 INT_TYPES = {
@@ -71,20 +70,6 @@ def error_body(exc: ClientError, scope: Scope) -> bytes:
             "request_id": context.request_id if context else None,
         }
     )
-
-
-def _load(body: bytes) -> Any:
-    """orjson, else the standard parser, which reads NaN and Infinity so they can be refused by name."""
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        pass
-    try:
-        return json.loads(body)
-    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else type(exc).__name__
-        message = f"malformed JSON: {reason}"
-        raise ClientError(400, "malformed_json", message) from None
 
 
 def _flatten(data: list[Any], shape: list[int], where: str) -> list[Any]:
@@ -374,7 +359,8 @@ class V2Service:
     async def infer(self, scope: Scope, receive: Receive, name: str, version: str | None = None) -> bytes:
         codec = self.codec(name, version)
         body = await read_json_body(_assume_json(scope), receive, self.state.settings.max_body_bytes)
-        doc = _load(body)
+        # orjson, else the standard parser, which reads NaN and Infinity so they are refused by name.
+        doc = InstanceParser._load_for_diagnosis(body)
         batch, outputs = codec.decode(doc)
         scores = codec.model.runner.predict(batch)
         check_finite(scores)
