@@ -3,8 +3,8 @@ client sends its JSON body without a Content-Type)."""
 
 from __future__ import annotations
 
+import http.client
 import json
-import urllib.error
 import urllib.request
 from typing import Any
 
@@ -13,13 +13,15 @@ import pytest
 from tests.api.support import running_server
 
 
-def post(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST")
+def post(port: int, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """POST a JSON body with no Content-Type header at all (urllib would add a form type)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
-        with urllib.request.urlopen(request, timeout=10) as reply:
-            return reply.status, json.loads(reply.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+        connection.request("POST", path, body=json.dumps(body).encode())
+        reply = connection.getresponse()
+        return reply.status, json.loads(reply.read())
+    finally:
+        connection.close()
 
 
 @pytest.mark.slow
@@ -36,13 +38,15 @@ def test_v2_infer_over_http_without_content_type(example: dict[str, Any]) -> Non
         base = f"http://127.0.0.1:{port}/v2"
         with urllib.request.urlopen(f"{base}/health/ready", timeout=10) as reply:
             assert reply.status == 200
-        status, body = post(f"{base}/models/cancer/infer", {"id": "a-1", "inputs": [tensor]})
+        status, body = post(port, "/v2/models/cancer/infer", {"id": "a-1", "inputs": [tensor]})
         assert status == 200, body
         assert body["id"] == "a-1"
         assert [o["shape"] for o in body["outputs"]] == [[2], [2, 2]]
-        status, body = post(f"{base}/models/cancer/infer", {"inputs": [dict(tensor, shape=[3, len(names)])]})
+        status, body = post(
+            port, "/v2/models/cancer/infer", {"inputs": [dict(tensor, shape=[3, len(names)])]}
+        )
         assert status == 400
         assert "shape" in body["error"]
-        status, body = post(f"{base}/models/lockstep/infer", {"inputs": [tensor]})
+        status, body = post(port, "/v2/models/lockstep/infer", {"inputs": [tensor]})
         assert status == 404
         assert "cancer" in body["error"]
