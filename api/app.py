@@ -23,6 +23,7 @@ from api.routes import CEILING_PATH, build_router
 from api.schema import patch_openapi
 from api.settings import Settings
 from api.state import ServiceState
+from api.v2 import V2Service, build_v2_router
 
 log = logging.getLogger("api.app")
 
@@ -145,11 +146,15 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.service = state
     app.include_router(build_router(state))
+    v2 = V2Service(state)
+    app.include_router(build_v2_router(v2))
     _install_error_handlers(app)
     routes = {"/healthz", "/readyz", "/model", "/metrics", "/predict", "/docs", "/openapi.json"}
     if settings.enable_ceiling_route:
         routes.add(CEILING_PATH)
+    routes |= v2.paths()
     lean = lean_routes(state, CEILING_PATH if settings.enable_ceiling_route else None)
+    lean[("POST", v2.infer_path)] = v2.lean_infer()
     app.state.lean_routes = lean
     app.add_middleware(RequestContextMiddleware, metrics=state.metrics, routes=routes, lean=lean)
 

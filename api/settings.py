@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     # One row of named features is ~0.8 kB of JSON, so the body limit admits MAX_ROWS named rows.
     max_rows: int = Field(default=10_000, ge=1)
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    # The model's name in the Open Inference Protocol (V2) paths: /v2/models/{name}/infer.
+    v2_model_name: str = Field(default="lockstep", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
     # Benchmark-only route (POST /_bench/ceiling); never enabled in production.
     enable_ceiling_route: bool = False
     # Seconds uvicorn waits for in-flight requests after SIGTERM before closing them.

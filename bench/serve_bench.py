@@ -9,6 +9,9 @@ Per family, on the same host and server stack:
   2. ceiling  - POST /_bench/ceiling: reads and validates the same single-row body, returns a constant;
   3. /predict single-row: saturated throughput, p50/p99 (wrk), and p99 at half that rate (hey, rate-capped);
   4. /predict 1,000-row batches (named and positional rows): rows/s;
+  5. POST /v2/models/lockstep/infer (Open Inference Protocol) 1,000-row batches with probabilities, and
+     the peer: MLServer 1.7.1 (bench/peer_mlserver.py, own venv) serving the same pickle, the same
+     V2 inputs, asking for predict_proba, with the same load generator settings, right after;
 plus start-up-to-ready time; with --sustain > 0, the default family's worker RSS over a sustained run
 and its batches with --batch-workers workers.
 Writes JSON (default bench/results/serve.json) and a Markdown table beside it.
@@ -46,10 +49,17 @@ sys.path.insert(0, str(REPO_ROOT))  # `python bench/serve_bench.py` as well as `
 
 from api.artifacts import parse_metadata, parse_serving  # noqa: E402
 from api.model import load_model  # noqa: E402
+from bench.peer_mlserver import mlserver, requests_for  # noqa: E402
 from tests.api.support import DEFAULT, Artifacts, train_family  # noqa: E402
 
 WRK_SCRIPT = Path(__file__).with_name("wrk_report.lua")
-TARGETS = {"single_row_vs_ceiling": 0.80, "p99_at_half_rate_ms": 10.0}
+TARGETS = {
+    "single_row_vs_ceiling": 0.80,
+    "p99_at_half_rate_ms": 10.0,
+    "predict_batch_named_rows_per_s": 250_000,
+    "v2_batch_vs_mlserver": 1.5,
+}
+V2_INFER = "/v2/models/lockstep/infer"  # the service's default V2 model name
 # Logistic regression's 1,000-row batches must be no slower than with the hand-written predictor
 # the ONNX path replaced (measured on these hosts before the change).
 LOGISTIC_BATCH_TARGETS = {"named": 100_000, "positional": 160_000}
@@ -255,6 +265,11 @@ def write_bodies(directory: Path, artifacts: Artifacts) -> dict[str, Path]:
         "batch_named": {"instances": [example] * 1000},
         "batch_positional": {"instances": [[example[n] for n in names]] * 1000},
     }
+    # The same V2 inputs MLServer takes for this pickle (per column, or one [N, F] tensor); lockstep
+    # answers label and probabilities by default, MLServer is asked for predict_proba.
+    peer = requests_for(artifacts.model, meta, 1000, proba=True)
+    bodies["batch_v2"] = {key: value for key, value in peer.items() if key != "outputs"}
+    bodies["batch_v2_mlserver"] = peer
     paths = {}
     for name, doc in bodies.items():
         paths[name] = directory / f"{name}.json"
@@ -264,7 +279,11 @@ def write_bodies(directory: Path, artifacts: Artifacts) -> dict[str, Path]:
 
 def family_rows(name: str, r: dict[str, Any]) -> list[str]:
     def batch_target(kind: str) -> str:
-        return f"≥ {LOGISTIC_BATCH_TARGETS[kind]:,}" if name == "logistic" else ""
+        if name != "logistic":
+            return ""
+        if kind == "named":
+            return f"≥ {TARGETS['predict_batch_named_rows_per_s']:,}"
+        return f"≥ {LOGISTIC_BATCH_TARGETS[kind]:,}"
 
     f, c, p, h = r["floor"], r["ceiling"], r["predict_single"], r["predict_half_rate"]
     bn, bp = r["predict_batch_named"], r["predict_batch_positional"]
@@ -291,7 +310,28 @@ def family_rows(name: str, r: dict[str, Any]) -> list[str]:
         f"| /predict, 1,000 positional rows per request | {bp['rows_per_s']:,.0f} rows/s "
         f"({bp['requests_per_s']:.0f} req/s) | {batch_target('positional')} |",
         f"| start-up to ready | {r['startup_to_ready_s']:.2f} s | |",
+        *v2_rows(r),
     ]
+
+
+def v2_rows(r: dict[str, Any]) -> list[str]:
+    v2, peer = r.get("v2_batch"), r.get("mlserver_batch_proba")
+    if not v2:
+        return []
+    rows = [
+        f"| V2 infer, 1,000 rows per request (label + probabilities) | {v2['rows_per_s']:,.0f} rows/s "
+        f"({v2['requests_per_s']:.0f} req/s, p99 {v2['p99_ms']:.1f} ms) | "
+        f"≥ {TARGETS['v2_batch_vs_mlserver']}x MLServer |"
+    ]
+    if peer:
+        rows += [
+            f"| peer: MLServer 1.7.1 V2, 1,000 rows per request (predict_proba) | {peer['rows_per_s']:,.0f} "
+            f"rows/s ({peer['requests_per_s']:.0f} req/s, p99 {peer['p99_ms']:.1f} ms) | |",
+            f"| V2 infer ÷ MLServer (rows/s) | {r['verdict']['v2_batch_vs_mlserver']:.2f} | "
+            f"≥ {TARGETS['v2_batch_vs_mlserver']} |",
+            f"| peer: MLServer start-up to ready | {peer['startup_to_ready_s']:.2f} s | |",
+        ]
+    return rows
 
 
 def table(results: dict[str, Any]) -> str:
@@ -346,6 +386,9 @@ def measure_family(
             run = wrk(f"{base}/predict", bodies[kind], 4, args.seconds)
             run["rows_per_s"] = run["requests_per_s"] * 1000
             results[f"predict_{kind}"] = run
+        run = wrk(f"{base}{V2_INFER}", bodies["batch_v2"], 4, args.seconds)
+        run["rows_per_s"] = run["requests_per_s"] * 1000
+        results["v2_batch"] = run
         if sustain:
             results["rss"] = sustained_rss(process.pid, f"{base}/predict", bodies["one"], args.sustain)
     if sustain:
@@ -361,6 +404,10 @@ def measure_family(
                 run["rows_per_s"] = run["requests_per_s"] * 1000
                 run["workers"] = args.batch_workers
                 results[f"predict_{kind}_multiworker"] = run
+    if args.peer:
+        results["mlserver_batch_proba"] = peer_batch(
+            artifacts, bodies["batch_v2_mlserver"], args.seconds, scratch
+        )
     ratio = results["predict_single"]["requests_per_s"] / results["ceiling"]["requests_per_s"]
     cpu = {key: statistics.median(results[key]["rounds_server_cpu_us_per_request"]) for key in runs}
     results["verdict"] = {
@@ -370,9 +417,29 @@ def measure_family(
         "meets_single_row_target": ratio >= TARGETS["single_row_vs_ceiling"],
         "meets_half_rate_p99_target": results["predict_half_rate"]["p99_ms"]
         <= TARGETS["p99_at_half_rate_ms"],
-        "errors": sum(results[k]["errors"] for k in results if k.startswith(("ceiling", "predict"))),
+        "meets_predict_batch_named_target": results["predict_batch_named"]["rows_per_s"]
+        >= TARGETS["predict_batch_named_rows_per_s"],
+        "errors": sum(results[k]["errors"] for k in results if k.startswith(("ceiling", "predict", "v2"))),
     }
+    if "mlserver_batch_proba" in results:
+        v2_ratio = results["v2_batch"]["rows_per_s"] / results["mlserver_batch_proba"]["rows_per_s"]
+        results["verdict"]["v2_batch_vs_mlserver"] = v2_ratio
+        results["verdict"]["meets_v2_batch_vs_mlserver_target"] = v2_ratio >= TARGETS["v2_batch_vs_mlserver"]
     return results
+
+
+def peer_batch(artifacts: Artifacts, body: Path, seconds: int, scratch: Path) -> dict[str, Any]:
+    """MLServer on the same pickle, run after lockstep's server has stopped (one at a time on the
+    shared cores): 1,000-row V2 batches with predict_proba, with the load lockstep's V2 run had."""
+    with mlserver(artifacts.model, scratch / "mlserver.log") as (url, startup):
+        infer = f"{url}/v2/models/lockstep/infer"
+        warm = wrk(infer, body, 4, 2)
+        if warm["errors"]:
+            raise SystemExit(f"MLServer refused the V2 body {body}; see {scratch / 'mlserver.log'}")
+        run = wrk(infer, body, 4, seconds)
+    run["rows_per_s"] = run["requests_per_s"] * 1000
+    run["startup_to_ready_s"] = startup
+    return run
 
 
 def main() -> int:
@@ -384,6 +451,12 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--batch-workers", type=int, default=2, help="workers for the --sustain batch runs")
     parser.add_argument("--rounds", type=int, default=3, help="alternating ceiling and /predict runs")
+    parser.add_argument(
+        "--peer",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="measure MLServer (the V2 peer baseline) on each family's model too",
+    )
     parser.add_argument(
         "--families",
         default="logistic,forest,hgb",

@@ -67,11 +67,17 @@ def test_check_deploy_names_a_stale_digest_and_sync_fixes_it(repo_root: Path, tm
     other = "sha256:" + "0" * 64
     problems = deploy.stale(other, root)
     files = [p.split(":")[0] for p in problems]
-    assert files == [f"{root}/compose.yaml", f"{root}/k8s/base/kustomization.yaml"]
+    pinned = [
+        "compose.yaml",
+        "k8s/base/kustomization.yaml",
+        "kserve/inferenceservice.yaml",
+        "kserve/servingruntime.yaml",
+    ]
+    assert files == [f"{root}/{name}" for name in pinned]
     for problem in problems:
         assert digest in problem
         assert other in problem
-    assert deploy.sync(other, root) == [root / "compose.yaml", root / "k8s/base/kustomization.yaml"]
+    assert deploy.sync(other, root) == [root / name for name in pinned]
     assert deploy.stale(other, root) == []
 
 

@@ -1,0 +1,515 @@
+"""The Open Inference Protocol (KServe "V2", Triton and Seldon's REST API) beside POST /predict.
+
+Routes: GET /v2 (server metadata), /v2/health/live, /v2/health/ready, /v2/models/{name}[/versions/{v}],
+.../ready, and POST .../infer. The model's name is `Settings.v2_model_name`; its version is the model
+md5, as /predict reports it. Errors are the protocol's `{"error": "..."}` (plus the named problems
+and request id /predict gives): 400 for a bad request, 404 for an unknown model or version.
+
+An infer request carries either one tensor per feature ([N] or [N, 1]; numbers as FP*/INT*/UINT*,
+categories as BYTES; null is a missing value, as in /predict), or, for a model whose features are all
+numeric, one [N, F] numeric tensor in feature order (any name: MLServer's and Triton's clients name
+it freely). BOOL and BYTES are never read as numbers, and a mixed model has no single-tensor form,
+since a V2 tensor has one datatype. Outputs: `label` (BYTES [N]) and `probabilities` (FP64 [N, C],
+classes as in GET /model) for a classifier, `value` (FP64 [N]) for a regressor; `outputs` in the
+request selects among them.
+
+The tensors become the same `Batch` /predict builds (missing-value and unknown-category counts
+included), scored by the same runner, checked and counted the same way. A flat FP64 `data` list goes
+to numpy in one call: no per-row objects on the way.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import chain
+from typing import Any
+
+import numpy as np
+import orjson
+from fastapi import APIRouter, Request, Response
+from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from api.body import read_json_body
+from api.errors import MAX_REPORTED_ERRORS, ClientError, problem, safe_text
+from api.middleware import request_context
+from api.model import ServedModel
+from api.predictions import check_finite
+from api.runners import Scores
+from api.state import ServiceState
+from api.validation import Batch, InstanceParser
+
+JSON = "application/json"
+INT_TYPES = {
+    f"{sign}INT{bits}": np.dtype(f"{sign.lower()}int{bits}") for sign in ("", "U") for bits in (8, 16, 32, 64)
+}
+FLOAT_TYPES = {"FP16", "FP32", "FP64"}
+NUMERIC_TYPES = FLOAT_TYPES | set(INT_TYPES)
+DATATYPES = NUMERIC_TYPES | {"BOOL", "BYTES"}
+_FLOAT_VALUES = frozenset({int, float, type(None)})
+_INT_VALUES = frozenset({int, type(None)})
+_TEXT_VALUES = frozenset({str, type(None)})
+_REQUEST_KEYS = frozenset({"id", "parameters", "inputs", "outputs"})
+_INPUT_KEYS = frozenset({"name", "shape", "datatype", "data", "parameters"})
+
+
+def bad_request(message: str, field: str | None = None) -> ClientError:
+    return ClientError(400, "invalid_v2_request", message, [problem(None, field, message)])
+
+
+def error_body(exc: ClientError, scope: Scope) -> bytes:
+    """The protocol's error object; the problems and request id are extra keys clients may ignore."""
+    context = request_context(scope)
+    return orjson.dumps(
+        {
+            "error": exc.message,
+            "code": exc.code,
+            "errors": exc.problems[:MAX_REPORTED_ERRORS],
+            "request_id": context.request_id if context else None,
+        }
+    )
+
+
+def _flatten(data: list[Any], shape: list[int], where: str) -> list[Any]:
+    """Row-major values of `data`, flat or nested as `shape` says; refuses a nesting that disagrees."""
+    depth = 0
+    while data and type(data[0]) is list:
+        size = math.prod(shape[: depth + 1])
+        if depth + 1 >= len(shape) or len(data) != size or set(map(type, data)) != {list}:
+            raise bad_request(f"{where}.data: its nesting does not match shape {shape}", f"{where}.data")
+        if set(map(len, data)) != {shape[depth + 1]}:
+            raise bad_request(f"{where}.data: its nesting does not match shape {shape}", f"{where}.data")
+        data = list(chain.from_iterable(data))
+        depth += 1
+    if len(data) != math.prod(shape):
+        raise bad_request(
+            f"{where}: shape {shape} holds {math.prod(shape)} values, data has {len(data)}", f"{where}.shape"
+        )
+    return data
+
+
+@dataclass(frozen=True)
+class Tensor:
+    name: str
+    shape: list[int]
+    datatype: str
+    values: list[Any]  # flat, row-major
+    where: str  # "inputs[i]", for messages
+
+
+def _tensor(index: int, spec: Any) -> Tensor:
+    where = f"inputs[{index}]"
+    if type(spec) is not dict:
+        raise bad_request(f"{where} must be an object with name, shape, datatype and data", where)
+    missing = [key for key in ("name", "shape", "datatype", "data") if key not in spec]
+    if missing:
+        raise bad_request(f"{where} has no {missing[0]!r}", f"{where}.{missing[0]}")
+    unknown = [str(key) for key in spec if key not in _INPUT_KEYS]
+    if unknown:
+        raise bad_request(f"{where}: unknown field {safe_text(unknown[0])!r}", f"{where}.{unknown[0]}")
+    name, shape, datatype, data = spec["name"], spec["shape"], spec["datatype"], spec["data"]
+    if type(name) is not str:
+        raise bad_request(f"{where}.name must be a string", f"{where}.name")
+    where = f"input {safe_text(name)!r}"
+    if type(shape) is not list or not all(type(d) is int and d >= 0 for d in shape) or not shape:
+        raise bad_request(f"{where}: shape must be a list of non-negative integers", f"{name}.shape")
+    if datatype not in DATATYPES:
+        message = f"{where}: unknown datatype {safe_text(datatype)!r} (one of {', '.join(sorted(DATATYPES))})"
+        raise bad_request(message, f"{name}.datatype")
+    if type(data) is not list:
+        raise bad_request(f"{where}: data must be an array (binary tensor data is not supported)", name)
+    return Tensor(name, shape, datatype, _flatten(data, shape, where), where)
+
+
+class V2Codec:
+    """Decodes infer requests into Batches and encodes Scores, for one loaded model."""
+
+    def __init__(self, model: ServedModel, name: str):
+        self.model = model
+        self.name = name
+        parser = model.parser
+        self.features = parser.features
+        self.numeric_index = {n: k for k, n in enumerate(parser.numeric_names)}
+        self.categorical_index = {n: k for k, n in enumerate(parser.categorical_names)}
+        self.all_numeric = not parser.categorical_names
+        self.classifier = model.metadata.is_classifier
+        self.output_names = ("label", "probabilities") if self.classifier else ("value",)
+        self.metadata_document = orjson.dumps(self._describe())
+
+    def _describe(self) -> dict[str, Any]:
+        def tensor(name: str, datatype: str, shape: list[int]) -> dict[str, Any]:
+            return {"name": name, "datatype": datatype, "shape": shape}
+
+        inputs = [tensor(f.name, "FP64" if f.numeric else "BYTES", [-1, 1]) for f in self.features]
+        if self.classifier:
+            outputs = [
+                tensor("label", "BYTES", [-1]),
+                tensor("probabilities", "FP64", [-1, len(self.model.classes)]),
+            ]
+        else:
+            outputs = [tensor("value", "FP64", [-1])]
+        return {
+            "name": self.name,
+            "versions": [self.model.version],
+            "platform": f"lockstep_{self.model.runner.kind}",
+            "inputs": inputs,
+            "outputs": outputs,
+            "parameters": {"classes": list(self.model.classes) if self.classifier else None},
+        }
+
+    def decode(self, doc: Any) -> tuple[Batch, tuple[str, ...]]:
+        """The request's Batch and the outputs to return, or ClientError(400) naming what is wrong."""
+        if type(doc) is not dict:
+            raise bad_request("the request must be a JSON object with 'inputs'")
+        unknown = [str(key) for key in doc if key not in _REQUEST_KEYS]
+        if unknown:
+            raise bad_request(f"unknown top-level field {safe_text(unknown[0])!r}", unknown[0])
+        if "id" in doc and type(doc["id"]) is not str:
+            raise bad_request("id must be a string", "id")
+        if "parameters" in doc and type(doc["parameters"]) is not dict:
+            raise bad_request("parameters must be an object", "parameters")
+        inputs = doc.get("inputs")
+        if type(inputs) is not list or not inputs:
+            raise bad_request("inputs must be a non-empty array of tensors", "inputs")
+        tensors = [_tensor(i, spec) for i, spec in enumerate(inputs)]
+        batch = self._matrix(tensors[0]) if self._is_matrix(tensors) else self._columns(tensors)
+        return batch, self._outputs(doc.get("outputs"))
+
+    def _outputs(self, requested: Any) -> tuple[str, ...]:
+        if requested is None:
+            return self.output_names
+        if type(requested) is not list or not all(type(o) is dict and "name" in o for o in requested):
+            raise bad_request('outputs must be an array of {"name": ...} objects', "outputs")
+        names = tuple(o["name"] for o in requested)
+        for name in names:
+            if name not in self.output_names:
+                message = f"unknown output {safe_text(name)!r}: this model has {list(self.output_names)}"
+                raise bad_request(message, "outputs")
+        return names
+
+    def _is_matrix(self, tensors: list[Tensor]) -> bool:
+        one = tensors[0]
+        named_feature = one.name in self.numeric_index or one.name in self.categorical_index
+        return len(tensors) == 1 and len(one.shape) == 2 and not named_feature
+
+    def _rows(self, tensor: Tensor) -> int:
+        rows = tensor.shape[0]
+        if not 0 < rows <= self.model.parser.max_rows:
+            message = f"{tensor.where}: {rows} rows; between 1 and {self.model.parser.max_rows} are allowed"
+            raise bad_request(message, f"{tensor.name}.shape")
+        return rows
+
+    def _matrix(self, tensor: Tensor) -> Batch:
+        """One [N, F] numeric tensor, columns in feature order."""
+        width = len(self.features)
+        if not self.all_numeric:
+            message = (
+                f"{tensor.where}: this model has categorical features, so it takes one tensor per "
+                f"feature ({', '.join(f.name for f in self.features)}), not one [N, F] tensor"
+            )
+            raise bad_request(message, tensor.name)
+        if tensor.shape[1] != width:
+            message = f"{tensor.where}: shape {tensor.shape} must be [N, {width}] (one column per feature)"
+            raise bad_request(message, f"{tensor.name}.shape")
+        rows = self._rows(tensor)
+        numeric = self._numbers(tensor).reshape(rows, width)
+        return self.model.parser._batch(rows, numeric, [])
+
+    def _columns(self, tensors: list[Tensor]) -> Batch:
+        """One [N] or [N, 1] tensor per feature."""
+        by_name: dict[str, Tensor] = {}
+        for tensor in tensors:
+            if tensor.name in by_name:
+                raise bad_request(f"{tensor.where} is given twice", tensor.name)
+            if tensor.name not in self.numeric_index and tensor.name not in self.categorical_index:
+                known = ", ".join(f.name for f in self.features)
+                raise bad_request(f"unknown {tensor.where}: the model's inputs are {known}", tensor.name)
+            by_name[tensor.name] = tensor
+        absent = [f.name for f in self.features if f.name not in by_name]
+        if absent:
+            message = f"missing input {absent[0]!r} (one tensor per feature; null for a missing value)"
+            raise bad_request(message, absent[0])
+        first = tensors[0]
+        rows = self._rows(first)
+        for tensor in tensors:
+            if tensor.shape not in ([rows], [rows, 1]):
+                message = f"{tensor.where}: shape {tensor.shape} must be [{rows}] or [{rows}, 1]"
+                raise bad_request(message, f"{tensor.name}.shape")
+        numeric = np.empty((rows, len(self.numeric_index)), dtype=np.float64)
+        for name, k in self.numeric_index.items():
+            numeric[:, k] = self._numbers(by_name[name])
+        columns: list[Sequence[str | None]] = [
+            self._categories(by_name[name]) for name in self.categorical_index
+        ]
+        return self.model.parser._batch(rows, numeric, columns)
+
+    def _numbers(self, tensor: Tensor) -> np.ndarray:
+        """The tensor's values as float64 (null -> NaN, a missing value); refuses what /predict refuses."""
+        where, datatype, values = tensor.where, tensor.datatype, tensor.values
+        if datatype not in NUMERIC_TYPES:
+            raise bad_request(
+                f"{where} is a numeric feature: datatype must be FP16/32/64, INT* or UINT*, got {datatype}",
+                f"{tensor.name}.datatype",
+            )
+        allowed = _FLOAT_VALUES if datatype in FLOAT_TYPES else _INT_VALUES
+        # Exact types: a bool is not a number here, and numpy would turn "1.5" into 1.5.
+        if not set(map(type, values)) <= allowed:
+            wrong = next(v for v in values if type(v) not in allowed)
+            kind = "numbers" if datatype in FLOAT_TYPES else "integers"
+            message = f"{where}: {datatype} data must be {kind} or null, got {safe_text(orjson_repr(wrong))}"
+            raise bad_request(message, f"{tensor.name}.data")
+        try:
+            array = np.array(values, dtype=np.float64)
+        except OverflowError:
+            raise bad_request(f"{where}: a value is out of range for a 64-bit float", tensor.name) from None
+        present = array[~np.isnan(array)]  # not nanmin: an all-null tensor would warn
+        if datatype in INT_TYPES and present.size:
+            info = np.iinfo(INT_TYPES[datatype])
+            if present.min() < info.min or present.max() > info.max:
+                raise bad_request(f"{where}: a value is out of {datatype}'s range", f"{tensor.name}.data")
+        max_abs = self.model.parser.max_abs
+        if not (np.abs(array) <= max_abs).all():  # False for NaN: null, or a NaN token
+            bad = np.flatnonzero(~(np.abs(array) <= max_abs))
+            index = next((int(i) for i in bad if values[i] is not None), None)
+            if index is not None:
+                value = float(array[index])
+                reason = "must be finite" if not math.isfinite(value) else f"must be within ±{max_abs:g}"
+                message = f"{where}: data[{index}] {reason}, got {value}"
+                raise bad_request(message, f"{tensor.name}.data")
+        return array
+
+    @staticmethod
+    def _categories(tensor: Tensor) -> list[str | None]:
+        if tensor.datatype != "BYTES":
+            message = f"{tensor.where} is categorical: datatype must be BYTES, got {tensor.datatype}"
+            raise bad_request(message, f"{tensor.name}.datatype")
+        if not set(map(type, tensor.values)) <= _TEXT_VALUES:
+            message = f"{tensor.where}: BYTES data must be strings or null"
+            raise bad_request(message, f"{tensor.name}.data")
+        return tensor.values
+
+    def encode(self, scores: Scores, outputs: tuple[str, ...], rows: int, request_id: str | None) -> bytes:
+        encoded = []
+        for name in outputs:
+            if name == "label":
+                assert scores.labels is not None
+                classes = self.model.classes
+                data: list[Any] = [classes[i] for i in scores.labels]
+                encoded.append({"name": name, "shape": [rows], "datatype": "BYTES", "data": data})
+            elif name == "probabilities":
+                assert scores.probabilities is not None
+                shape = [rows, len(self.model.classes)]
+                data = list(chain.from_iterable(scores.probabilities))
+                encoded.append({"name": name, "shape": shape, "datatype": "FP64", "data": data})
+            else:
+                data = scores.values or []
+                encoded.append({"name": name, "shape": [rows], "datatype": "FP64", "data": data})
+        return orjson.dumps(
+            {
+                "model_name": self.name,
+                "model_version": self.model.version,
+                "id": request_id,
+                "outputs": encoded,
+            }
+        )
+
+
+def orjson_repr(value: Any) -> str:
+    """A value as the client wrote it (JSON), for messages."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return repr(value)
+
+
+class V2Service:
+    """The V2 endpoints of one app: they answer from the state's model, once the lifespan loaded it."""
+
+    def __init__(self, state: ServiceState):
+        self.state = state
+        self.name = state.settings.v2_model_name
+        self._codec: V2Codec | None = None
+
+    @property
+    def infer_path(self) -> str:
+        return f"/v2/models/{self.name}/infer"
+
+    def paths(self) -> set[str]:
+        """Concrete paths, for the request metrics' route label."""
+        base = f"/v2/models/{self.name}"
+        return {"/v2", "/v2/health/live", "/v2/health/ready", base, f"{base}/ready", self.infer_path}
+
+    def codec(self, name: str, version: str | None = None) -> V2Codec:
+        """The model's codec; 404 for another name or version, 400 (the protocol's "not ready") unloaded."""
+        if name != self.name:
+            message = f"unknown model {safe_text(name)!r}: this server has {self.name!r}"
+            raise ClientError(404, "model_not_found", message)
+        model = self.state.model
+        if model is None:
+            raise ClientError(400, "not_ready", f"model {self.name!r} is not ready")
+        if version is not None and version != model.version:
+            message = f"model {self.name!r} has no version {safe_text(version)!r}; it serves {model.version}"
+            raise ClientError(404, "version_not_found", message)
+        if self._codec is None or self._codec.model is not model:
+            self._codec = V2Codec(model, self.name)
+        return self._codec
+
+    async def infer(self, scope: Scope, receive: Receive, name: str, version: str | None = None) -> bytes:
+        codec = self.codec(name, version)
+        body = await read_json_body(_assume_json(scope), receive, self.state.settings.max_body_bytes)
+        # orjson, else the standard parser, which reads NaN and Infinity so they are refused by name.
+        doc = InstanceParser._load_for_diagnosis(body)
+        batch, outputs = codec.decode(doc)
+        scores = codec.model.runner.predict(batch)
+        check_finite(scores)
+        self.state.metrics.observe_predictions(batch, scores.labels)
+        context = request_context(scope)
+        if context is not None:
+            context.rows = batch.rows
+        request_id = doc.get("id") if "id" in doc else (context.request_id if context else None)
+        return codec.encode(scores, outputs, batch.rows, request_id)
+
+    def lean_infer(self) -> ASGIApp:
+        """POST /v2/models/{name}/infer as raw ASGI, dispatched before FastAPI's routing (as /predict is)."""
+
+        async def app(scope: Scope, receive: Receive, send: Send) -> None:
+            try:
+                status, body = 200, await self.infer(scope, receive, self.name)
+            except ClientError as exc:
+                status, body = exc.status, error_body(exc, scope)
+            except ClientDisconnect:
+                return
+            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+
+        return app
+
+
+def _assume_json(scope: Scope) -> Scope:
+    """V2 clients (Triton's among them) may send a JSON body with no Content-Type: read it as JSON."""
+    if any(name == b"content-type" for name, _ in scope["headers"]):
+        return scope
+    return {**scope, "headers": [*scope["headers"], (b"content-type", b"application/json")]}
+
+
+def _answer(body: bytes, status: int = 200) -> Response:
+    return Response(body, status_code=status, media_type=JSON)
+
+
+_TENSOR: dict[str, Any] = {
+    "type": "object",
+    "required": ["name", "shape", "datatype", "data"],
+    "properties": {
+        "name": {"type": "string"},
+        "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+        "datatype": {"type": "string", "enum": sorted(DATATYPES)},
+        "data": {"type": "array"},
+        "parameters": {"type": "object"},
+    },
+}
+# The protocol's InferenceRequest; which names, datatypes and shapes this model takes is in its
+# metadata (GET /v2/models/{name}), and anything else is answered with a 400 naming it.
+_INFER_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "title": "InferenceRequest",
+                "type": "object",
+                "required": ["inputs"],
+                "properties": {
+                    "id": {"type": "string"},
+                    "parameters": {"type": "object"},
+                    "inputs": {"type": "array", "minItems": 1, "items": _TENSOR},
+                    "outputs": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["name"],
+                            "properties": {"name": {"type": "string"}},
+                        },
+                    },
+                },
+            }
+        }
+    },
+}
+_ERROR_SCHEMA = {
+    "title": "V2Error",
+    "type": "object",
+    "required": ["error"],
+    "properties": {"error": {"type": "string"}},
+}
+
+
+def _documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI responses: the protocol's error object for each refusal status."""
+    return {
+        status: {"description": "refused", "content": {"application/json": {"schema": _ERROR_SCHEMA}}}
+        for status in statuses
+    }
+
+
+def build_v2_router(service: V2Service) -> APIRouter:
+    """The V2 routes, bound to one V2Service; errors leave as the protocol's error object."""
+    router = APIRouter(prefix="/v2", tags=["v2"])
+
+    def refusal(request: Request, exc: ClientError) -> Response:
+        return _answer(error_body(exc, request.scope), exc.status)
+
+    @router.get("")
+    async def server_metadata() -> Response:
+        """Server metadata: name, version and the protocol extensions supported (none)."""
+        return _answer(orjson.dumps({"name": "lockstep", "version": "1", "extensions": []}))
+
+    @router.get("/health/live")
+    async def live() -> Response:
+        """Liveness: 200 while the process serves HTTP."""
+        return _answer(b'{"live":true}')
+
+    @router.get("/health/ready", responses=_documented(400))
+    async def ready() -> Response:
+        """Readiness: 200 once the model is loaded; 400 before (the protocol's 4xx for false)."""
+        if service.state.model is None:
+            return _answer(b'{"ready":false}', 400)
+        return _answer(b'{"ready":true}')
+
+    @router.get("/models/{name}", responses=_documented(400, 404))
+    @router.get("/models/{name}/versions/{version}", responses=_documented(400, 404))
+    async def model_metadata(request: Request, name: str, version: str | None = None) -> Response:
+        """Model metadata: name, versions (the model md5), platform, input and output tensors."""
+        try:
+            return _answer(service.codec(name, version).metadata_document)
+        except ClientError as exc:
+            return refusal(request, exc)
+
+    @router.get("/models/{name}/ready", responses=_documented(400, 404))
+    @router.get("/models/{name}/versions/{version}/ready", responses=_documented(400, 404))
+    async def model_ready(request: Request, name: str, version: str | None = None) -> Response:
+        """Model readiness: 200 when loaded, 400 before, 404 for another model or version."""
+        try:
+            service.codec(name, version)
+        except ClientError as exc:
+            return refusal(request, exc)
+        return _answer(b'{"ready":true}')
+
+    refusals = _documented(400, 404, 413, 415, 422)
+
+    @router.post("/models/{name}/infer", responses=refusals, openapi_extra={"requestBody": _INFER_BODY})
+    @router.post(
+        "/models/{name}/versions/{version}/infer",
+        responses=refusals,
+        openapi_extra={"requestBody": _INFER_BODY},
+    )
+    async def infer(request: Request, name: str, version: str | None = None) -> Response:
+        """Inference: one tensor per feature, or one [N, F] numeric tensor; label/probabilities or value."""
+        # The configured model's unversioned path is answered by the lean handler before routing.
+        try:
+            return _answer(await service.infer(request.scope, request.receive, name, version))
+        except ClientError as exc:
+            return refusal(request, exc)
+
+    return router
