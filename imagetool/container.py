@@ -17,9 +17,9 @@ HARDENED_FLAGS = (
     "--security-opt",
     "no-new-privileges",
     "--memory",
-    "256m",
+    "336m",
     "--memory-swap",
-    "256m",
+    "336m",
     "--pids-limit",
     "128",
 )

@@ -51,9 +51,9 @@ check-image-lock: setup ## Fail if image/base.lock.json or image.lock no longer 
 	$(PY) -m imagetool.base check
 	$(PY) -m imagetool.image check
 
-# Memory as deploy/ (2x the 128 MiB request sized from bench RSS); swap off so the limit is real.
+# Memory as deploy/ (2x the 168 MiB request, itself 1.5x the bench's measured RSS); swap off so the limit is real.
 # pids: one worker and its runtime threads need ~20; the cap stops a fork or thread bomb.
-RUN_MEMORY ?= 256m
+RUN_MEMORY ?= 336m
 RUN_PIDS ?= 128
 
 run: ## Run the image hardened: read-only root, no capabilities, no new privileges, non-root, memory and pids caps
