@@ -76,7 +76,7 @@ def dependencies(root: Path = Path()) -> list[dict[str, Any]]:
     deps: dict[str, dict[str, str]] = {}
     for name, digest in (inputs.get("sources") or {}).items():
         deps[name] = {"sha256": digest}
-    serve_lock = serve_lock_for(root / contract.SERVING_FILE)
+    serve_lock = serve_lock_for(root)
     for path in (serve_lock, BUILD_LOCK, Path("image/base.lock.json"), STORE_LOCK):
         deps[str(path)] = {"sha256": _sha256_file(root / path)}
     # The stored files the build reads: the wheels both locks allow, and the base root filesystem.

@@ -17,18 +17,13 @@ from pathlib import Path
 
 import yaml
 
-from contract import DVC_LOCK_FILE
+from contract import DVC_LOCK_FILE, locked_outs
 
 
 def _outs(text: str | None) -> dict[str, str]:
     """path -> md5 of every stage output in a dvc.lock text (empty for no lock)."""
     doc = yaml.safe_load(text) if text else None
-    stages = doc.get("stages") if isinstance(doc, dict) else None
-    outs: dict[str, str] = {}
-    for stage in (stages or {}).values():
-        for out in (stage or {}).get("outs") or []:
-            outs[str(out.get("path"))] = str(out.get("md5"))
-    return outs
+    return locked_outs(doc) if isinstance(doc, dict) and isinstance(doc.get("stages"), dict) else {}
 
 
 def drift(before: str | None, after: str | None) -> list[str]:

@@ -30,7 +30,8 @@ from cyclonedx.validation.json import JsonStrictValidator
 from packageurl import PackageURL
 
 import contract
-from imagetool import minimal_root
+from imagetool import minimal_root, recipe
+from imagetool.common import ToolError
 from tools.locks import LockError, normalize, parse_lock
 
 SBOM_FILE = Path("image/sbom.cdx.json")
@@ -38,7 +39,6 @@ IMAGE_LOCK = Path("image.lock")
 BASE_LOCK = Path("image/base.lock.json")
 STORE_LOCK = Path("image/store.lock.json")
 ROOTFS = Path("build/base/rootfs.tar")
-SERVE_LOCKS = {"onnx": Path("requirements-serve.txt"), "sklearn": Path("requirements-serve-sklearn.txt")}
 DEBIAN_DISTRO = "debian-12"
 # The model artifacts the image carries, as CycloneDX component types.
 MODEL_FILES = {
@@ -72,12 +72,12 @@ def _json(path: Path) -> Any:
         raise SbomError(f"{path}: cannot read ({exc})") from None
 
 
-def serve_lock_for(serving_file: Path = contract.SERVING_FILE) -> Path:
-    """The serve lock the image installs: the exact (scikit-learn) path needs the larger one."""
-    path = _json(serving_file).get("path") if serving_file.exists() else "onnx"
-    if path not in SERVE_LOCKS:
-        raise SbomError(f"{serving_file}: path {path!r} is not one of {sorted(SERVE_LOCKS)}")
-    return SERVE_LOCKS[path]
+def serve_lock_for(root: Path) -> Path:
+    """The serve lock the image installs for the model at `root` (imagetool.recipe decides it)."""
+    try:
+        return Path(recipe.serve_lock(root))
+    except ToolError as exc:
+        raise SbomError(str(exc)) from None
 
 
 def runtime_packages(rootfs: Path, base_lock: dict[str, Any]) -> frozenset[str]:
@@ -114,7 +114,7 @@ def read_inputs(root: Path = Path()) -> Inputs:
     base_lock = _json(root / BASE_LOCK)
     return Inputs(
         image_lock=_json(root / IMAGE_LOCK),
-        serve_lock=root / serve_lock_for(root / contract.SERVING_FILE),
+        serve_lock=root / serve_lock_for(root),
         base_lock=base_lock,
         store_files=_json(root / STORE_LOCK).get("files", {}),
         dvc_outs=dvc_outs,
