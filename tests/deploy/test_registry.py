@@ -362,56 +362,75 @@ def assert_pushed_with_sbom(reg: Registry, credentials: Credentials, digest: str
     assert registry.fetch_blob(authed, layer["digest"]) == (tree / "sbom.cdx.json").read_bytes()
 
 
-@pytest.mark.parametrize("fixture", ["htpasswd_registry", "token_registry"], ids=["basic", "bearer"])
-def test_push_without_credentials_fails_in_one_line_naming_the_registry(
-    fixture: str, request: pytest.FixtureRequest, built_image: OciTarball, locked_tree: Path
-) -> None:
-    found = request.getfixturevalue(fixture)
-    reg = found[0] if isinstance(found, tuple) else found
-    proc = run_cli(push_args(reg, built_image), locked_tree, locked_tree / "docker")
-    assert_one_line_401(proc, reg, f"set {ENV_USERNAME} and {ENV_PASSWORD}, or `docker login {reg.host}`")
-    assert proc.stdout == ""
+@pytest.fixture(params=["htpasswd_registry", "token_registry"], ids=["basic", "bearer"])
+def secured(request: pytest.FixtureRequest) -> Registry:
+    """Each registry that wants credentials, anonymous."""
+    found = request.getfixturevalue(request.param)
+    return found[0] if isinstance(found, tuple) else found  # type: ignore[no-any-return]
 
 
-def test_push_with_basic_credentials_gives_the_locked_digest_and_the_sbom(
+@pytest.fixture(scope="module")
+def basic_pushed(
     htpasswd_registry: Registry, registry_credentials: Credentials, built_image: OciTarball, locked_tree: Path
-) -> None:
-    proc = run_cli(
+) -> subprocess.CompletedProcess[str]:
+    """`python -m tools.registry push` to the htpasswd registry, credentials from the environment."""
+    return run_cli(
         push_args(htpasswd_registry, built_image),
         locked_tree,
         locked_tree / "docker",
         **secret_env(registry_credentials),
     )
-    assert proc.returncode == 0, proc.stderr
-    assert f"pushed {htpasswd_registry.reference}@{built_image.digest}" in proc.stdout
-    assert registry_credentials.password not in proc.stdout + proc.stderr
+
+
+def test_push_without_credentials_fails_in_one_line_naming_the_registry(
+    secured: Registry, built_image: OciTarball, locked_tree: Path
+) -> None:
+    proc = run_cli(push_args(secured, built_image), locked_tree, locked_tree / "docker")
+    assert_one_line_401(
+        proc, secured, f"set {ENV_USERNAME} and {ENV_PASSWORD}, or `docker login {secured.host}`"
+    )
+    assert proc.stdout == ""
+
+
+def test_push_with_basic_credentials_gives_the_locked_digest_and_the_sbom(
+    htpasswd_registry: Registry,
+    registry_credentials: Credentials,
+    built_image: OciTarball,
+    locked_tree: Path,
+    basic_pushed: subprocess.CompletedProcess[str],
+) -> None:
+    assert basic_pushed.returncode == 0, basic_pushed.stderr
+    assert f"pushed {htpasswd_registry.reference}@{built_image.digest}" in basic_pushed.stdout
+    assert registry_credentials.password not in basic_pushed.stdout + basic_pushed.stderr
     assert_pushed_with_sbom(htpasswd_registry, registry_credentials, built_image.digest, locked_tree)
 
 
 def test_docker_login_credentials_are_used_when_the_environment_has_none(
-    htpasswd_registry: Registry, registry_credentials: Credentials, locked_tree: Path, tmp_path: Path
+    htpasswd_registry: Registry,
+    registry_credentials: Credentials,
+    locked_tree: Path,
+    tmp_path: Path,
+    basic_pushed: subprocess.CompletedProcess[str],
 ) -> None:
     auth = _b64(f"{registry_credentials.username}:{registry_credentials.password}")
     config = _config(tmp_path, {"auths": {htpasswd_registry.host: {"auth": auth}}})
-    # after the push above; referrers reads the same authenticated way
     proc = run_cli(["referrers", f"{htpasswd_registry.host}/{htpasswd_registry.prefix}"], locked_tree, config)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.endswith(f" {registry.SBOM_TYPE}\n")
+    assert proc.stdout.endswith(f" {registry.SBOM_TYPE}\n")  # the SBOM basic_pushed attached
 
 
-@pytest.mark.parametrize("fixture", ["htpasswd_registry", "token_registry"], ids=["basic", "bearer"])
 def test_wrong_password_is_refused_in_one_line_without_the_password(
-    fixture: str, request: pytest.FixtureRequest, registry_credentials: Credentials, locked_tree: Path
+    secured: Registry, registry_credentials: Credentials, locked_tree: Path
 ) -> None:
-    found = request.getfixturevalue(fixture)
-    reg = found[0] if isinstance(found, tuple) else found
     wrong = "not-" + registry_credentials.password
     env = secret_env(registry_credentials, wrong)
-    proc = run_cli(["referrers", f"{reg.host}/{reg.prefix}"], locked_tree, locked_tree / "docker", **env)
+    proc = run_cli(
+        ["referrers", f"{secured.host}/{secured.prefix}"], locked_tree, locked_tree / "docker", **env
+    )
     assert proc.returncode == 2
     [line] = proc.stderr.splitlines()
     assert f"credentials from {ENV_USERNAME}/{ENV_PASSWORD} (user {registry_credentials.username!r})" in line
-    assert reg.host in line
+    assert secured.host in line
     assert "401" in line
     assert wrong not in proc.stdout + proc.stderr
 
