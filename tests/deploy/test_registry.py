@@ -11,7 +11,9 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -25,6 +27,7 @@ from tools.registry_client import (
     ENV_USERNAME,
     Session,
     docker_config_credentials,
+    exchange,
     find_credentials,
     parse_challenge,
 )
@@ -451,3 +454,44 @@ def test_push_with_bearer_token_flow_gives_the_locked_digest_and_the_sbom(
     assert_pushed_with_sbom(reg, registry_credentials, built_image.digest, locked_tree)
     # The registry's challenges drove the flow: its service, and the push scope for this repository.
     assert {"service": [SERVICE], "scope": [f"repository:{reg.name}:pull,push"]} in tokens.requests
+
+
+def test_credentials_are_not_sent_along_a_redirect() -> None:
+    """Registries redirect blob downloads to storage hosts: the Authorization stays with the registry."""
+    seen: dict[str, str | None] = {}
+
+    class Storage(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen[self.path] = self.headers.get("Authorization")
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    class Registry307(Storage):
+        def do_GET(self) -> None:
+            seen[self.path] = self.headers.get("Authorization")
+            self.send_response(307)
+            self.send_header("Location", f"http://127.0.0.1:{storage.server_address[1]}/blob")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    storage, front = (
+        ThreadingHTTPServer(("127.0.0.1", 0), Storage),
+        ThreadingHTTPServer(("127.0.0.1", 0), Registry307),
+    )
+    for server in (storage, front):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        reply = exchange(
+            "GET", f"http://127.0.0.1:{front.server_address[1]}/v2/x/blobs/y", authorization="Basic c2VjcmV0"
+        )
+    finally:
+        for server in (storage, front):
+            server.shutdown()
+            server.server_close()
+    assert reply.body == b"ok"
+    assert seen == {"/v2/x/blobs/y": "Basic c2VjcmV0", "/blob": None}
