@@ -21,7 +21,7 @@ deploy-tools: ## Install the reference registry (docker-registry), htpasswd (bcr
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry apache2-utils hey; }
 
 require-registry:
-	@$(if $(REGISTRY),true,echo "error: set REGISTRY=host:port[/prefix], e.g. make push REGISTRY=127.0.0.1:5000" >&2; exit 2)
+	@$(if $(REGISTRY),true,echo "error: set REGISTRY=host:port[/prefix] or name.domain[/prefix], e.g. make push REGISTRY=127.0.0.1:5000" >&2; exit 2)
 
 push: require-registry setup image ## Push image.lock's image to REGISTRY=host[:port][/prefix] by digest, SBOM attached (SBOM= to skip); credentials: REGISTRY_USERNAME/REGISTRY_PASSWORD or docker login
 	$(PY) -m tools.registry push $(REGISTRY) $(if $(SBOM),--sbom $(SBOM))

@@ -34,7 +34,15 @@ from pathlib import Path
 from typing import IO, Any
 
 from tools.deploy import DeployError, locked_digest
-from tools.registry_client import LOOPBACK, Credentials, RegistryError, Reply, Session, find_credentials
+from tools.registry_client import (
+    LOOPBACK,
+    CredentialLookup,
+    Credentials,
+    RegistryError,
+    Reply,
+    Session,
+    find_credentials,
+)
 
 __all__ = ["Credentials", "Registry", "RegistryError", "Reply"]
 
@@ -73,7 +81,10 @@ class Registry:
 
     @classmethod
     def parse(
-        cls, text: str, repository: str = REPOSITORY, credentials: Credentials | None = None
+        cls,
+        text: str,
+        repository: str = REPOSITORY,
+        credentials: Credentials | CredentialLookup | None = None,
     ) -> Registry:
         m = _REGISTRY.fullmatch(text)
         port_ok = m is not None and (0 < int(m["port"]) < 65536 if m["port"] else "." in m["host"])
@@ -332,7 +343,7 @@ def main(argv: list[str]) -> int:
         if args.command == "reference":
             print(f"{reg.reference}@{locked_digest()}")
             return 0
-        reg = Registry.parse(args.registry, credentials=find_credentials(reg.host))
+        reg = Registry.parse(args.registry, credentials=find_credentials)  # asked at a 401 only
         if args.command == "referrers":
             digest = args.digest or locked_digest()
             if not _DIGEST.fullmatch(digest):

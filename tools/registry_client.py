@@ -27,10 +27,10 @@ import re
 import subprocess
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeAlias
 from urllib.parse import urlencode, urlsplit
 
 ENV_USERNAME = "REGISTRY_USERNAME"
@@ -64,6 +64,8 @@ class Credentials:
 
 
 # --- where credentials come from ---------------------------------------------------------------
+
+CredentialLookup: TypeAlias = Callable[[str], Credentials | None]  # host -> credentials
 
 
 def find_credentials(host: str, environ: Mapping[str, str] = os.environ) -> Credentials | None:
@@ -184,10 +186,18 @@ def _rewind(body: bytes | IO[bytes] | None) -> None:
 class Session:
     """Requests to one registry host; answers its 401 challenges with the credentials, if any."""
 
-    def __init__(self, host: str, credentials: Credentials | None = None):
+    def __init__(self, host: str, credentials: Credentials | CredentialLookup | None = None):
         self.host = host
-        self.credentials = credentials
+        self._credentials = credentials
         self._authorization: str | None = None  # sent with every request once a challenge was met
+
+    @property
+    def credentials(self) -> Credentials | None:
+        """Looked up at the first challenge: a registry that asks for none needs none (and a broken
+        docker config or credential helper does not stop a push to it)."""
+        if callable(self._credentials):
+            self._credentials = self._credentials(self.host)
+        return self._credentials
 
     def request(
         self,

@@ -495,3 +495,20 @@ def test_credentials_are_not_sent_along_a_redirect() -> None:
             server.server_close()
     assert reply.body == b"ok"
     assert seen == {"/v2/x/blobs/y": "Basic c2VjcmV0", "/blob": None}
+
+
+def test_credentials_are_looked_up_only_when_a_registry_asks(
+    registry_server: Registry, htpasswd_registry: Registry, locked_tree: Path, tmp_path: Path
+) -> None:
+    """A docker config naming a helper that is not installed stops nothing on an open registry."""
+    config = _config(tmp_path, {"credsStore": "lockstep-absent-helper"})
+    open_run = run_cli(["referrers", f"{registry_server.host}/{registry_server.prefix}"], locked_tree, config)
+    assert open_run.returncode == 0, open_run.stderr
+    secured_run = run_cli(
+        ["referrers", f"{htpasswd_registry.host}/{htpasswd_registry.prefix}"], locked_tree, config
+    )
+    assert secured_run.returncode == 2
+    assert (
+        "names credential helper docker-credential-lockstep-absent-helper, which did not run"
+        in secured_run.stderr
+    )
