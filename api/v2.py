@@ -4,6 +4,8 @@ Routes: GET /v2 (server metadata), /v2/health/live, /v2/health/ready, /v2/models
 .../ready, and POST .../infer. The model's name is `Settings.v2_model_name`; its version is the model
 md5, as /predict reports it. Errors are the protocol's `{"error": "..."}` (plus the named problems
 and request id /predict gives): 400 for a bad request, 404 for an unknown model or version.
+Bodies follow the specification (kserve/open-inference-protocol, specification/protocol/
+inference_rest.md and open_inference_rest.yaml); tests/api/test_v2_spec.py checks them against it.
 
 An infer request carries either one tensor per feature ([N] or [N, 1]; numbers as FP*/INT*/UINT*,
 categories as BYTES; null is a missing value, as in /predict), or, for a model whose features are all
@@ -53,6 +55,9 @@ _INT_VALUES = frozenset({int, type(None)})
 _TEXT_VALUES = frozenset({str, type(None)})
 _REQUEST_KEYS = frozenset({"id", "parameters", "inputs", "outputs"})
 _INPUT_KEYS = frozenset({"name", "shape", "datatype", "data", "parameters"})
+# The specification's platform names are "<project>_<format>"; onnx_onnxv1 is its own name for an
+# ONNX model run by ONNX Runtime.
+PLATFORMS = {"onnx": "onnx_onnxv1", "sklearn": "sklearn_joblib"}
 
 
 def bad_request(message: str, field: str | None = None) -> ClientError:
@@ -120,6 +125,8 @@ def _tensor(index: int, spec: Any) -> Tensor:
         raise bad_request(message, f"{name}.datatype")
     if type(data) is not list:
         raise bad_request(f"{where}: data must be an array (binary tensor data is not supported)", name)
+    if type(spec.get("parameters", {})) is not dict:
+        raise bad_request(f"{where}: parameters must be an object", f"{name}.parameters")
     return Tensor(name, shape, datatype, _flatten(data, shape, where), where)
 
 
@@ -150,13 +157,14 @@ class V2Codec:
             ]
         else:
             outputs = [tensor("value", "FP64", [-1])]
+        # The specification's metadata has no `parameters` (and a parameter value is never a list):
+        # the probabilities' column order is GET /model's `classes`.
         return {
             "name": self.name,
             "versions": [self.model.version],
-            "platform": f"lockstep_{self.model.runner.kind}",
+            "platform": PLATFORMS.get(self.model.runner.kind, f"lockstep_{self.model.runner.kind}"),
             "inputs": inputs,
             "outputs": outputs,
-            "parameters": {"classes": list(self.model.classes) if self.classifier else None},
         }
 
     def decode(self, doc: Any) -> tuple[Batch, tuple[str, ...]]:
@@ -180,13 +188,19 @@ class V2Codec:
     def _outputs(self, requested: Any) -> tuple[str, ...]:
         if requested is None:
             return self.output_names
-        if type(requested) is not list or not all(type(o) is dict and "name" in o for o in requested):
-            raise bad_request('outputs must be an array of {"name": ...} objects', "outputs")
+        if type(requested) is not list or not all(
+            type(o) is dict and type(o.get("name")) is str and type(o.get("parameters", {})) is dict
+            for o in requested
+        ):
+            message = 'outputs must be an array of {"name": string, "parameters": object (optional)}'
+            raise bad_request(message, "outputs")
         names = tuple(o["name"] for o in requested)
         for name in names:
             if name not in self.output_names:
                 message = f"unknown output {safe_text(name)!r}: this model has {list(self.output_names)}"
                 raise bad_request(message, "outputs")
+        if len(set(names)) != len(names):
+            raise bad_request("outputs: an output is requested twice", "outputs")
         return names
 
     def _is_matrix(self, tensors: list[Tensor]) -> bool:
@@ -306,14 +320,11 @@ class V2Codec:
             else:
                 data = scores.values or []
                 encoded.append({"name": name, "shape": [rows], "datatype": "FP64", "data": data})
-        return orjson.dumps(
-            {
-                "model_name": self.name,
-                "model_version": self.model.version,
-                "id": request_id,
-                "outputs": encoded,
-            }
-        )
+        response: dict[str, Any] = {"model_name": self.name, "model_version": self.model.version}
+        if request_id is not None:  # a string in the specification: absent rather than null
+            response["id"] = request_id
+        response["outputs"] = encoded
+        return orjson.dumps(response)
 
 
 def orjson_repr(value: Any) -> str:
@@ -429,7 +440,7 @@ _INFER_BODY = {
                         "items": {
                             "type": "object",
                             "required": ["name"],
-                            "properties": {"name": {"type": "string"}},
+                            "properties": {"name": {"type": "string"}, "parameters": {"type": "object"}},
                         },
                     },
                 },
@@ -473,6 +484,8 @@ def build_v2_router(service: V2Service) -> APIRouter:
     @router.get("/health/ready", responses=_documented(400))
     async def ready() -> Response:
         """Readiness: 200 once the model is loaded; 400 before (the protocol's 4xx for false)."""
+        # `ready`, as KServe, Triton and MLServer answer: the specification's text shows `live` here,
+        # a copy of the liveness object (its OpenAPI file gives these probes no body at all).
         if service.state.model is None:
             return _answer(b'{"ready":false}', 400)
         return _answer(b'{"ready":true}')
@@ -491,10 +504,10 @@ def build_v2_router(service: V2Service) -> APIRouter:
     async def model_ready(request: Request, name: str, version: str | None = None) -> Response:
         """Model readiness: 200 when loaded, 400 before, 404 for another model or version."""
         try:
-            service.codec(name, version)
+            codec = service.codec(name, version)
         except ClientError as exc:
             return refusal(request, exc)
-        return _answer(b'{"ready":true}')
+        return _answer(orjson.dumps({"name": codec.name, "ready": True}))
 
     refusals = _documented(400, 404, 413, 415, 422)
 

@@ -16,14 +16,14 @@ check-image-lock: check-deploy
 sync-deploy: setup ## Pin every deploy file to image.lock's digest (after `make lock-image`)
 	$(PY) -m tools.deploy sync
 
-deploy-tools: ## Install the reference registry (docker-registry) and hey, for the deploy tests
-	@command -v docker-registry >/dev/null && command -v hey >/dev/null || \
-		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry hey; }
+deploy-tools: ## Install the reference registry (docker-registry), htpasswd (bcrypt entries for its auth) and hey
+	@command -v docker-registry >/dev/null && command -v htpasswd >/dev/null && command -v hey >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry apache2-utils hey; }
 
 require-registry:
-	@$(if $(REGISTRY),true,echo "error: set REGISTRY=host:port[/prefix], e.g. make push REGISTRY=127.0.0.1:5000" >&2; exit 2)
+	@$(if $(REGISTRY),true,echo "error: set REGISTRY=host:port[/prefix] or name.domain[/prefix], e.g. make push REGISTRY=127.0.0.1:5000" >&2; exit 2)
 
-push: require-registry setup image ## Push image.lock's image to REGISTRY=host:port[/prefix] by digest, SBOM attached (SBOM= to skip)
+push: require-registry setup image ## Push image.lock's image to REGISTRY=host[:port][/prefix] by digest, SBOM attached (SBOM= to skip); credentials: REGISTRY_USERNAME/REGISTRY_PASSWORD or docker login
 	$(PY) -m tools.registry push $(REGISTRY) $(if $(SBOM),--sbom $(SBOM))
 
 stack-images: setup base ## Build the stack's proxy and Prometheus images from the Debian base

@@ -2,6 +2,7 @@
 
     python -m tools.provenance write [OUT]            # default build/provenance.intoto.json
     python -m tools.provenance verify FILE [--image REF]
+    python -m tools.provenance predicate FILE [OUT]   # default build/provenance.predicate.json
 
 The subject is the image digest that image.lock records; the resolved dependencies are every input
 with its hash: each source file the build copies (sha256, as image.lock records them), the locks
@@ -10,7 +11,9 @@ root filesystem; sha256), the DVC outputs (md5 from dvc.lock) and, in a git chec
 The builder's versions are information (runDetails), not inputs: any builder that reproduces the
 digest is as good as another. `verify` rebuilds the statement from the tree and names every
 dependency that differs; with --image it also checks the local image's digest.
-Signing is left to the caller (cosign in CI, keyless; `cosign attest-blob --key` locally).
+`predicate` writes the statement's SLSA predicate alone, once `verify` passes: what `cosign attest
+--type slsaprovenance1 --predicate` takes (cosign writes the statement itself, with the image it
+attests as subject). Signing is left to cosign: keyless in CI, `--key` locally (README, Deploy).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ BUILD_TYPE = "urn:lockstep:build:oci-image:v1"
 BUILDER_ID = "urn:lockstep:builder:docker-buildx-network-none"
 BUILD_LOCK = Path("requirements-build.txt")
 DEFAULT_OUT = Path("build/provenance.intoto.json")
+PREDICATE_OUT = Path("build/provenance.predicate.json")
 
 
 class ProvenanceError(Exception):
@@ -183,6 +187,9 @@ def main(argv: list[str]) -> int:
     check = sub.add_parser("verify")
     check.add_argument("file", type=Path)
     check.add_argument("--image", help="also check this local image's digest (e.g. lockstep:latest)")
+    pred = sub.add_parser("predicate", help="the SLSA predicate alone, for cosign attest --predicate")
+    pred.add_argument("file", type=Path)
+    pred.add_argument("out", nargs="?", type=Path, default=PREDICATE_OUT)
     args = parser.parse_args(argv)
     try:
         if args.command == "write":
@@ -191,7 +198,13 @@ def main(argv: list[str]) -> int:
             args.out.write_text(text)
             print(f"provenance: wrote {args.out}")
             return 0
-        problems = verify(_json(args.file), image=args.image)
+        doc = _json(args.file)
+        problems = verify(doc, image=args.image if args.command == "verify" else None)
+        if args.command == "predicate" and not problems:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(doc["predicate"], indent=2, sort_keys=True) + "\n")
+            print(f"provenance: wrote {args.out} (the predicate of {args.file}, {PREDICATE_TYPE})")
+            return 0
     except ProvenanceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

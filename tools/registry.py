@@ -2,6 +2,7 @@
 
     python -m tools.registry push HOST:PORT[/PREFIX] [--tag latest] [--sbom image/sbom.cdx.json]
     python -m tools.registry referrers HOST:PORT[/PREFIX] [DIGEST]
+    python -m tools.registry reference HOST:PORT[/PREFIX]    # REGISTRY/lockstep@<image.lock's digest>
 
 `push` uploads the blobs and the manifest of `build/image/lockstep.oci.tar` exactly as BuildKit
 wrote them (the compressed layers that `make verify` proved are the ones uploaded: nothing is
@@ -12,7 +13,10 @@ not change. Registries with the OCI 1.1 referrers API index it by `subject`; for
 reference registry 2.8) the referrers tag schema is kept up to date too: tag `sha256-<hex>` is an
 image index listing the artifacts that refer to the image.
 
-Plain HTTP is used for loopback registries only; anything else is HTTPS. No authentication.
+REGISTRY is `HOST:PORT[/PREFIX]`, or `NAME.DOMAIN[/PREFIX]` for a registry on HTTPS's port
+(`ghcr.io/owner/repo`). Plain HTTP is used for loopback registries only; anything else is HTTPS.
+A registry that asks for credentials gets them from REGISTRY_USERNAME/REGISTRY_PASSWORD or docker's
+`config.json` (tools/registry_client.py: Basic and the Bearer token flow), never from the command line.
 """
 
 from __future__ import annotations
@@ -23,15 +27,24 @@ import json
 import re
 import sys
 import tarfile
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from tools.deploy import DeployError, locked_digest
+from tools.registry_client import (
+    LOOPBACK,
+    CredentialLookup,
+    Credentials,
+    RegistryError,
+    Reply,
+    Session,
+    find_credentials,
+)
+
+__all__ = ["Credentials", "Registry", "RegistryError", "Reply"]
 
 OCI_TAR = Path("build/image/lockstep.oci.tar")
 SBOM_FILE = Path("image/sbom.cdx.json")
@@ -45,32 +58,43 @@ EMPTY_BLOB = b"{}"
 _MANIFEST_ACCEPT = ", ".join(
     [OCI_MANIFEST, OCI_INDEX, "application/vnd.docker.distribution.manifest.v2+json"]
 )
+# A port, or a dotted name (HTTPS's port): `localhost/x` or `lockstep/x` would be a repository, not a host.
 _REGISTRY = re.compile(
-    r"(?P<host>[A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\]):(?P<port>\d{1,5})(?P<prefix>(/[a-z0-9._-]+)*)"
+    r"(?P<host>[A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\])(:(?P<port>\d{1,5}))?(?P<prefix>(/[a-z0-9._-]+)*)"
 )
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
-_LOOPBACK = {"127.0.0.1", "localhost", "[::1]"}
-_TIMEOUT = 60.0
-
-
-class RegistryError(Exception):
-    """The registry, the image tarball or the SBOM is not as it must be; the message names which."""
 
 
 @dataclass(frozen=True)
 class Registry:
-    """One repository in one registry: `host:port[/prefix]` plus the image's repository name."""
+    """One repository in one registry: `host[:port][/prefix]` plus the image's repository name, and
+    the session that talks to it (with credentials, if any)."""
 
     host: str
     prefix: str
     repository: str = REPOSITORY
+    session: Session | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.session is None:  # anonymous until given credentials (Registry.parse)
+            object.__setattr__(self, "session", Session(self.host))
 
     @classmethod
-    def parse(cls, text: str, repository: str = REPOSITORY) -> Registry:
+    def parse(
+        cls,
+        text: str,
+        repository: str = REPOSITORY,
+        credentials: Credentials | CredentialLookup | None = None,
+    ) -> Registry:
         m = _REGISTRY.fullmatch(text)
-        if not m or not 0 < int(m["port"]) < 65536:
-            raise RegistryError(f"registry {text!r} is not HOST:PORT[/PREFIX] (e.g. 127.0.0.1:5000/team)")
-        return cls(f"{m['host']}:{m['port']}", m["prefix"].lstrip("/"), repository)
+        port_ok = m is not None and (0 < int(m["port"]) < 65536 if m["port"] else "." in m["host"])
+        if not m or not port_ok:
+            raise RegistryError(
+                f"registry {text!r} is not HOST:PORT[/PREFIX] or NAME.DOMAIN[/PREFIX] "
+                "(e.g. 127.0.0.1:5000/team, ghcr.io/owner/repo)"
+            )
+        host = f"{m['host']}:{m['port']}" if m["port"] else m["host"]
+        return cls(host, m["prefix"].lstrip("/"), repository, Session(host, credentials))
 
     @property
     def name(self) -> str:
@@ -84,38 +108,21 @@ class Registry:
 
     @property
     def base_url(self) -> str:
-        scheme = "http" if self.host.rsplit(":", 1)[0] in _LOOPBACK else "https"
+        hostname = self.host.rsplit(":", 1)[0] if not self.host.endswith("]") else self.host
+        scheme = "http" if hostname.strip("[]") in LOOPBACK else "https"
         return f"{scheme}://{self.host}/v2/{self.name}"
 
-
-@dataclass(frozen=True)
-class Reply:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-
-def request(
-    method: str,
-    url: str,
-    body: bytes | IO[bytes] | None = None,
-    headers: dict[str, str] | None = None,
-    ok: tuple[int, ...] = (200, 201, 202),
-) -> Reply:
-    """One HTTP exchange; a status outside `ok` (or no answer) is a RegistryError naming the URL."""
-    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
-    try:
-        with urllib.request.urlopen(req, timeout=_TIMEOUT) as reply:
-            status, got, data = reply.status, dict(reply.headers.items()), reply.read()
-    except urllib.error.HTTPError as exc:
-        status, got, data = exc.code, dict(exc.headers.items()), exc.read()
-    except (OSError, ValueError) as exc:
-        raise RegistryError(f"{method} {url}: no answer from the registry ({exc})") from None
-    if status not in ok:
-        detail = data[:300].decode("utf-8", "replace").strip()
-        hint = "; this tool does not authenticate" if status == 401 else ""
-        raise RegistryError(f"{method} {url}: HTTP {status} {detail}{hint}")
-    return Reply(status, {k.lower(): v for k, v in got.items()}, data)
+    def request(
+        self,
+        method: str,
+        url: str,
+        body: bytes | IO[bytes] | None = None,
+        headers: dict[str, str] | None = None,
+        ok: tuple[int, ...] = (200, 201, 202),
+    ) -> Reply:
+        """One exchange through the session (authenticated when challenged); RegistryError outside `ok`."""
+        assert self.session is not None  # __post_init__
+        return self.session.request(method, url, body, headers, ok)
 
 
 def sha256(data: bytes) -> str:
@@ -173,21 +180,21 @@ def _member(tf: tarfile.TarFile, name: str) -> IO[bytes]:
 def push_blob(reg: Registry, digest: str, size: int, data: IO[bytes] | bytes) -> bool:
     """Upload one blob unless the registry has it (True when uploaded). The registry checks
     the bytes against `digest` itself and refuses the upload if they differ."""
-    if request("HEAD", f"{reg.base_url}/blobs/{digest}", ok=(200, 404)).status == 200:
+    if reg.request("HEAD", f"{reg.base_url}/blobs/{digest}", ok=(200, 404)).status == 200:
         return False
-    start = request("POST", f"{reg.base_url}/blobs/uploads/", ok=(202,))
+    start = reg.request("POST", f"{reg.base_url}/blobs/uploads/", ok=(202,))
     location = start.headers.get("location", "")
     if location.startswith("/"):
         location = reg.base_url.split("/v2/")[0] + location
     sep = "&" if "?" in location else "?"
     headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
-    request("PUT", f"{location}{sep}digest={digest}", body=data, headers=headers, ok=(201,))
+    reg.request("PUT", f"{location}{sep}digest={digest}", body=data, headers=headers, ok=(201,))
     return True
 
 
 def put_manifest(reg: Registry, ref: str, media_type: str, body: bytes) -> Reply:
     """PUT a manifest; the registry must answer with the digest of exactly these bytes."""
-    reply = request(
+    reply = reg.request(
         "PUT", f"{reg.base_url}/manifests/{ref}", body=body, headers={"Content-Type": media_type}, ok=(201,)
     )
     said = reply.headers.get("docker-content-digest")
@@ -197,7 +204,7 @@ def put_manifest(reg: Registry, ref: str, media_type: str, body: bytes) -> Reply
 
 
 def get_manifest(reg: Registry, ref: str, ok: tuple[int, ...] = (200,)) -> Reply:
-    return request("GET", f"{reg.base_url}/manifests/{ref}", headers={"Accept": _MANIFEST_ACCEPT}, ok=ok)
+    return reg.request("GET", f"{reg.base_url}/manifests/{ref}", headers={"Accept": _MANIFEST_ACCEPT}, ok=ok)
 
 
 def push_image(reg: Registry, oci: OciTarball, expected: str, tag: str | None = None) -> str:
@@ -296,7 +303,9 @@ def _add_to_referrers_tag(reg: Registry, subject: str, digest: str, size: int) -
 
 def referrers(reg: Registry, digest: str) -> list[dict[str, Any]]:
     """Descriptors of the artifacts referring to `digest`: the referrers API, else the tag schema."""
-    api = request("GET", f"{reg.base_url}/referrers/{digest}", headers={"Accept": OCI_INDEX}, ok=(200, 404))
+    api = reg.request(
+        "GET", f"{reg.base_url}/referrers/{digest}", headers={"Accept": OCI_INDEX}, ok=(200, 404)
+    )
     if api.status == 200 and api.headers.get("content-type", "").startswith(OCI_INDEX):
         found: list[dict[str, Any]] = json.loads(api.body)["manifests"]
         return found
@@ -306,7 +315,7 @@ def referrers(reg: Registry, digest: str) -> list[dict[str, Any]]:
 
 def fetch_blob(reg: Registry, digest: str) -> bytes:
     """A blob, checked against its digest."""
-    data = request("GET", f"{reg.base_url}/blobs/{digest}").body
+    data = reg.request("GET", f"{reg.base_url}/blobs/{digest}").body
     if sha256(data) != digest:
         raise RegistryError(f"{reg.reference}: blob {digest} has other bytes ({sha256(data)})")
     return data
@@ -319,16 +328,22 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.registry", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     push = sub.add_parser("push", help="push build/image/lockstep.oci.tar (image.lock's digest)")
-    push.add_argument("registry", help="HOST:PORT[/PREFIX]")
+    push.add_argument("registry", help="HOST:PORT[/PREFIX] or NAME.DOMAIN[/PREFIX]")
     push.add_argument("--tag", default="latest", help="also tag the manifest (default: latest)")
     push.add_argument("--sbom", type=Path, help="attach this CycloneDX file (e.g. image/sbom.cdx.json)")
     push.add_argument("--oci", type=Path, default=OCI_TAR, help=argparse.SUPPRESS)
     refs = sub.add_parser("referrers", help="list the artifacts attached to the image")
-    refs.add_argument("registry", help="HOST:PORT[/PREFIX]")
+    refs.add_argument("registry", help="HOST:PORT[/PREFIX] or NAME.DOMAIN[/PREFIX]")
     refs.add_argument("digest", nargs="?", help="default: image.lock's digest")
+    ref = sub.add_parser("reference", help="print REGISTRY/lockstep@<image.lock's digest> (what to sign)")
+    ref.add_argument("registry", help="HOST:PORT[/PREFIX] or NAME.DOMAIN[/PREFIX]")
     args = parser.parse_args(argv)
     try:
         reg = Registry.parse(args.registry)
+        if args.command == "reference":
+            print(f"{reg.reference}@{locked_digest()}")
+            return 0
+        reg = Registry.parse(args.registry, credentials=find_credentials)  # asked at a 401 only
         if args.command == "referrers":
             digest = args.digest or locked_digest()
             if not _DIGEST.fullmatch(digest):

@@ -291,21 +291,3 @@ def test_the_model_name_is_a_setting(example: dict[str, Any]) -> None:
         assert other.post("/v2/models/breast-cancer/infer", json=body).status_code == 200
         assert other.post(INFER, json=body).status_code == 404
         assert other.get("/v2/models/breast-cancer").json()["name"] == "breast-cancer"
-
-
-# The inference request example in the protocol's REST specification (kserve's "required_api"),
-# written for a model with inputs input0 and input1: parsed as V2, refused for this model by name.
-SPEC_EXAMPLE_REQUEST = {
-    "id": "42",
-    "inputs": [
-        {"name": "input0", "shape": [2, 2], "datatype": "UINT32", "data": [1, 2, 3, 4]},
-        {"name": "input1", "shape": [3], "datatype": "BOOL", "data": [True]},
-    ],
-    "outputs": [{"name": "output0"}],
-}
-
-
-def test_the_specifications_example_request_is_refused_by_name(client: TestClient) -> None:
-    reply = client.post(INFER, json=SPEC_EXAMPLE_REQUEST)
-    assert reply.status_code == 400, reply.text
-    assert "input1" in reply.json()["error"] or "input0" in reply.json()["error"]

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,9 +27,10 @@ import pytest
 
 from imagetool import image
 from tests.conftest import copy_repo
+from tests.deploy.token_server import ISSUER, SERVICE, SigningKey, TokenServer, token_server, write_bundle
 from tools import deploy, registry
 from tools import stack_images as stack_images_tool
-from tools.registry import OciTarball, Registry
+from tools.registry import Credentials, OciTarball, Registry
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -63,43 +67,93 @@ def built_image(engine: None) -> OciTarball:
     return registry.open_tarball(result.oci.path)
 
 
-def _install_registry() -> str:
-    if shutil.which("docker-registry") is None:
-        run(["apt-get", "install", "-y", "-qq", "docker-registry"])
-    found = shutil.which("docker-registry")
-    assert found, "docker-registry is not installed (apt-get install docker-registry)"
+def _install(binary: str, package: str) -> str:
+    if shutil.which(binary) is None:
+        run(["apt-get", "install", "-y", "-qq", package])
+    found = shutil.which(binary)
+    assert found, f"{binary} is not installed (apt-get install {package})"
     return found
+
+
+@contextmanager
+def _serve_registry(tmp: Path, auth: str = "") -> Iterator[Registry]:
+    """The reference registry on a free loopback port with a filesystem store under `tmp`;
+    `auth` is the config's `auth:` section (none: anonymous)."""
+    binary = _install("docker-registry", "docker-registry")
+    port = free_port()
+    config = tmp / "config.yml"
+    config.write_text(
+        "version: 0.1\nlog:\n  level: warn\nstorage:\n"
+        f"  filesystem:\n    rootdirectory: {tmp}/store\n  delete:\n    enabled: true\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n{auth}"
+    )
+    log = (tmp / "registry.log").open("w")
+    proc = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1):
+                    break
+            except urllib.error.HTTPError as exc:
+                if exc.code != 401:  # 401: up, and asking for credentials
+                    pytest.fail(f"the registry answers /v2/ with {exc.code}")
+                break
+            except OSError:
+                assert proc.poll() is None, (tmp / "registry.log").read_text()
+                assert time.monotonic() < deadline, "the registry did not answer within 15 s"
+                time.sleep(0.1)
+        yield Registry.parse(f"127.0.0.1:{port}/test")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        log.close()
 
 
 @pytest.fixture(scope="session")
 def registry_server() -> Iterator[Registry]:
     """The reference registry on a free loopback port with a throwaway filesystem store."""
-    binary = _install_registry()
-    port = free_port()
-    with tempfile.TemporaryDirectory(prefix="lockstep-registry-") as tmp:
-        config = Path(tmp) / "config.yml"
-        config.write_text(
-            "version: 0.1\nlog:\n  level: warn\nstorage:\n"
-            f"  filesystem:\n    rootdirectory: {tmp}/store\n  delete:\n    enabled: true\n"
-            f"http:\n  addr: 127.0.0.1:{port}\n"
+    with tempfile.TemporaryDirectory(prefix="lockstep-registry-") as tmp, _serve_registry(Path(tmp)) as reg:
+        yield reg
+
+
+@pytest.fixture(scope="session")
+def registry_credentials() -> Credentials:
+    return Credentials("lockstep-ci", secrets.token_urlsafe(18), "the test")
+
+
+@pytest.fixture(scope="session")
+def htpasswd_registry(registry_credentials: Credentials) -> Iterator[Registry]:
+    """The reference registry with `auth: htpasswd` (bcrypt, the only format it reads; made by
+    Apache's htpasswd). Anonymous: tests give it credentials where they mean to."""
+    htpasswd = _install("htpasswd", "apache2-utils")
+    with tempfile.TemporaryDirectory(prefix="lockstep-registry-basic-") as tmp:
+        line = subprocess.run(
+            [htpasswd, "-niB", "-C", "4", registry_credentials.username],
+            input=registry_credentials.password, capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        (Path(tmp) / "htpasswd").write_text(line)
+        auth = f"auth:\n  htpasswd:\n    realm: lockstep-test\n    path: {tmp}/htpasswd\n"
+        with _serve_registry(Path(tmp), auth) as reg:
+            yield reg
+
+
+@pytest.fixture(scope="session")
+def token_registry(registry_credentials: Credentials) -> Iterator[tuple[Registry, TokenServer]]:
+    """The reference registry with `auth: token`, trusting a test key whose tokens the test's own
+    token server (real HTTP on loopback) hands out for the test credentials."""
+    key = SigningKey.generate()
+    with (
+        tempfile.TemporaryDirectory(prefix="lockstep-registry-token-") as tmp,
+        token_server(key, registry_credentials.username, registry_credentials.password) as tokens,
+    ):
+        bundle = write_bundle(key, Path(tmp) / "root.pem")
+        auth = (
+            f"auth:\n  token:\n    realm: {tokens.url}\n    service: {SERVICE}\n"
+            f"    issuer: {ISSUER}\n    rootcertbundle: {bundle}\n"
         )
-        log = (Path(tmp) / "registry.log").open("w")
-        proc = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + 15
-            while True:
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1):
-                        break
-                except OSError:
-                    assert proc.poll() is None, (Path(tmp) / "registry.log").read_text()
-                    assert time.monotonic() < deadline, "the registry did not answer within 15 s"
-                    time.sleep(0.1)
-            yield Registry.parse(f"127.0.0.1:{port}/test")
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
-            log.close()
+        with _serve_registry(Path(tmp), auth) as reg:
+            yield reg, tokens
 
 
 @pytest.fixture(scope="session")

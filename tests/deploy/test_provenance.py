@@ -98,3 +98,26 @@ def test_cli_writes_then_verifies_and_exits_1_on_a_tampered_statement(
     run = cli("verify", str(out))
     assert run.returncode == 1
     assert f"{out}: subject" in run.stderr
+
+
+def test_cli_predicate_is_the_verified_statements_predicate_alone(repo_root: Path, tmp_path: Path) -> None:
+    """What `cosign attest --type slsaprovenance1 --predicate` takes; refused for a tampered statement."""
+    statement_file, out = tmp_path / "provenance.json", tmp_path / "predicate.json"
+    statement = provenance.statement(repo_root)
+    statement_file.write_text(json.dumps(statement))
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "tools.provenance", "predicate", *args],
+            cwd=repo_root, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+
+    assert cli(str(statement_file), str(out)).returncode == 0
+    assert json.loads(out.read_text()) == statement["predicate"]
+    statement["subject"][0]["digest"]["sha256"] = "f" * 64
+    statement_file.write_text(json.dumps(statement))
+    out.unlink()
+    run = cli(str(statement_file), str(out))
+    assert run.returncode == 1
+    assert f"{statement_file}: subject" in run.stderr
+    assert not out.exists()

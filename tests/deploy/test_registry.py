@@ -1,19 +1,36 @@
 """`make push`: the registry serves exactly the built manifest and layers, the SBOM is attached as an
-artifact referring to the image without changing its digest, and the pulled image runs."""
+artifact referring to the image without changing its digest, and the pulled image runs; to a registry
+that wants credentials (the reference registry with htpasswd, and with a token server: the Bearer
+flow) the push authenticates with them, and without them fails in one line naming the registry."""
 
 from __future__ import annotations
 
+import base64
 import json
+import os
+import re
 import subprocess
 import sys
+import threading
 import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from imagetool.container import hardened_container
+from tests.deploy.token_server import SERVICE, TokenServer
 from tools import registry
-from tools.registry import OciTarball, Registry, RegistryError
+from tools.registry import Credentials, OciTarball, Registry, RegistryError
+from tools.registry_client import (
+    ENV_PASSWORD,
+    ENV_USERNAME,
+    Session,
+    docker_config_credentials,
+    exchange,
+    find_credentials,
+    parse_challenge,
+)
 
 pytestmark = pytest.mark.docker
 
@@ -97,15 +114,40 @@ def test_sbom_check_names_what_is_wrong(document: bytes, message: str) -> None:
         registry.check_sbom(document.replace(b"DIGEST", digest.encode()), Path("sbom.json"), digest)
 
 
-@pytest.mark.parametrize("text", ["localhost", "127.0.0.1:99999", "host:5000/Upper", "http://h:5000"])
+@pytest.mark.parametrize(
+    "text",
+    ["localhost", "lockstep/team", "127.0.0.1:99999", "host:5000/Upper", "http://h:5000", "ghcr.io/Owner"],
+)
 def test_cli_rejects_a_malformed_registry_with_exit_2(text: str, repo_root: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "tools.registry", "push", text],
         cwd=repo_root, capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert proc.returncode == 2
-    assert f"registry {text!r} is not HOST:PORT[/PREFIX]" in proc.stderr
+    assert f"registry {text!r} is not HOST:PORT[/PREFIX] or NAME.DOMAIN[/PREFIX]" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "base_url"),
+    [
+        ("ghcr.io/owner/repo", "https://ghcr.io/v2/owner/repo/lockstep"),
+        ("registry.example.com:5000", "https://registry.example.com:5000/v2/lockstep"),
+        ("127.0.0.1:5000/team", "http://127.0.0.1:5000/v2/team/lockstep"),
+        ("[::1]:5000", "http://[::1]:5000/v2/lockstep"),
+    ],
+)
+def test_registry_without_a_port_is_https_on_its_default_port(text: str, base_url: str) -> None:
+    assert Registry.parse(text).base_url == base_url
+
+
+def test_cli_reference_is_the_registry_and_image_lock_digest(repo_root: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "tools.registry", "reference", "ghcr.io/owner/repo"],
+        cwd=repo_root, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    digest = json.loads((repo_root / "image.lock").read_text())["digest"]
+    assert proc.stdout == f"ghcr.io/owner/repo/lockstep@{digest}\n"
 
 
 def test_cli_names_an_unreachable_registry_with_exit_2(repo_root: Path) -> None:
@@ -129,3 +171,344 @@ def test_pulled_image_runs_and_predicts(registry_server: Registry, pushed: str) 
             assert model
     finally:
         subprocess.run(["docker", "rmi", ref], capture_output=True, check=False)
+
+
+# --- authentication: where credentials come from -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ('Basic realm="lockstep-test"', ("basic", {"realm": "lockstep-test"})),
+        (
+            'Bearer realm="https://ghcr.io/token",service="ghcr.io",scope="repository:o/r/lockstep:pull,push"',
+            (
+                "bearer",
+                {
+                    "realm": "https://ghcr.io/token",
+                    "service": "ghcr.io",
+                    "scope": "repository:o/r/lockstep:pull,push",
+                },
+            ),
+        ),
+        ("", ("", {})),
+    ],
+    ids=["basic", "bearer", "none"],
+)
+def test_challenge_is_parsed_with_quoted_commas(header: str, expected: tuple[str, dict[str, str]]) -> None:
+    assert parse_challenge(header) == expected
+
+
+def _config(tmp_path: Path, doc: object) -> Path:
+    (tmp_path / "config.json").write_text(json.dumps(doc))
+    return tmp_path
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+@pytest.mark.parametrize(
+    "auths",
+    [
+        {"ghcr.io": {"auth": _b64("user:pa:ss")}},
+        {"https://ghcr.io": {"auth": _b64("user:pa:ss")}},
+        {"https://ghcr.io/v1/": {"username": "user", "password": "pa:ss"}},
+    ],
+    ids=["host", "url", "fields"],
+)
+def test_docker_login_credentials_are_found_for_the_host(tmp_path: Path, auths: dict[str, object]) -> None:
+    found = docker_config_credentials("ghcr.io", _config(tmp_path, {"auths": auths}) / "config.json")
+    assert found is not None
+    assert (found.username, found.password) == ("user", "pa:ss")
+    assert "pa:ss" not in repr(found)
+    assert "pa:ss" not in found.source
+
+
+def test_docker_config_without_the_host_gives_no_credentials(tmp_path: Path) -> None:
+    config = _config(tmp_path, {"auths": {"other.example.com": {"auth": _b64("u:p")}}})
+    assert find_credentials("ghcr.io", {"DOCKER_CONFIG": str(config)}) is None
+    assert find_credentials("ghcr.io", {"DOCKER_CONFIG": str(tmp_path / "absent")}) is None
+
+
+def test_environment_credentials_come_before_docker_config(tmp_path: Path) -> None:
+    config = _config(tmp_path, {"auths": {"ghcr.io": {"auth": _b64("config:user")}}})
+    environ = {ENV_USERNAME: "env", ENV_PASSWORD: "secret", "DOCKER_CONFIG": str(config)}
+    found = find_credentials("ghcr.io", environ)
+    assert found is not None
+    assert (found.username, found.password, found.source) == (
+        "env",
+        "secret",
+        f"{ENV_USERNAME}/{ENV_PASSWORD}",
+    )
+
+
+def test_credential_helper_named_by_docker_config_is_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    helper = tmp_path / "bin" / "docker-credential-lockstep-test"
+    helper.parent.mkdir()
+    # A real helper program: the host on stdin (no newline, as docker writes it), {Username, Secret} out.
+    helper.write_text(
+        '#!/bin/sh\n[ "$1" = get ] && [ "$(cat)" = ghcr.io ] && '
+        'echo \'{"ServerURL": "ghcr.io", "Username": "helped", "Secret": "s3"}\'\n'
+    )
+    helper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{helper.parent}:{os.environ['PATH']}")
+    environ = {
+        "DOCKER_CONFIG": str(_config(tmp_path, {"auths": {"ghcr.io": {}}, "credsStore": "lockstep-test"}))
+    }
+    found = find_credentials("ghcr.io", environ)
+    assert found is not None
+    assert (found.username, found.password, found.source) == ("helped", "s3", helper.name)
+    assert find_credentials("other.example.com", environ) is None  # the helper has nothing for it
+
+
+@pytest.mark.parametrize(
+    ("environ", "config", "message"),
+    [
+        (
+            {ENV_USERNAME: "u"},
+            None,
+            f"{ENV_USERNAME} and {ENV_PASSWORD} go together, and {ENV_PASSWORD} is not set",
+        ),
+        (
+            {ENV_PASSWORD: "p"},
+            None,
+            f"{ENV_USERNAME} and {ENV_PASSWORD} go together, and {ENV_USERNAME} is not set",
+        ),
+        ({}, "{not json", "config.json: docker's configuration is not JSON"),
+        (
+            {},
+            {"auths": {"ghcr.io": {"auth": "%%%"}}},
+            "auths['ghcr.io'].auth is not base64 of `username:password`",
+        ),
+        ({}, {"auths": {"ghcr.io": {"auth": _b64("nocolon")}}}, "is not base64 of `username:password`"),
+    ],
+    ids=["username-only", "password-only", "config-not-json", "auth-not-base64", "auth-without-colon"],
+)
+def test_bad_credential_sources_are_named(
+    tmp_path: Path, environ: dict[str, str], config: object, message: str
+) -> None:
+    if config is not None:
+        (tmp_path / "config.json").write_text(config if isinstance(config, str) else json.dumps(config))
+    with pytest.raises(RegistryError, match=re.escape(message)):
+        find_credentials("ghcr.io", {**environ, "DOCKER_CONFIG": str(tmp_path)})
+
+
+def test_credentials_are_not_sent_to_a_plain_http_token_realm() -> None:
+    session = Session("registry.example.com", Credentials("u", "p", "the test"))
+    with pytest.raises(
+        RegistryError, match=re.escape("token realm 'http://auth.example.com/token' is not an HTTPS URL")
+    ):
+        session._answer('Bearer realm="http://auth.example.com/token",service="s",scope="repository:x:pull"')
+
+
+# --- authentication against the reference registry ---------------------------------------------
+
+
+def run_cli(args: list[str], cwd: Path, docker_config: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """`python -m tools.registry ...` with only the credentials given here (none from this host)."""
+    base = {k: v for k, v in os.environ.items() if k not in (ENV_USERNAME, ENV_PASSWORD, "DOCKER_CONFIG")}
+    root = Path(__file__).resolve().parents[2]
+    full = {**base, "PYTHONPATH": str(root), "DOCKER_CONFIG": str(docker_config), **env}
+    return subprocess.run(
+        [sys.executable, "-m", "tools.registry", *args],
+        cwd=cwd,
+        env=full,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def locked_tree(built_image: OciTarball, repo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory where `image.lock` names the built image (the tree's own image.lock when the tree
+    is locked) and `sbom.cdx.json` describes it: where the CLI pushes from."""
+    tree = tmp_path_factory.mktemp("locked")
+    lock = json.loads((repo_root / "image.lock").read_text())
+    (tree / "image.lock").write_text(json.dumps({**lock, "digest": built_image.digest}))
+    committed = repo_root / registry.SBOM_FILE
+    sbom = committed.read_bytes() if committed.is_file() else b"{}"
+    if json.loads(sbom).get("metadata", {}).get("component", {}).get("version") != built_image.digest:
+        sbom = fake_sbom(built_image.digest)  # the tree is not locked: an SBOM of this build
+    (tree / "sbom.cdx.json").write_bytes(sbom)
+    (tree / "docker").mkdir()  # an empty DOCKER_CONFIG: no credentials from this host
+    return tree
+
+
+def push_args(reg: Registry, built_image: OciTarball) -> list[str]:
+    return ["push", f"{reg.host}/{reg.prefix}", "--oci", str(built_image.path), "--sbom", "sbom.cdx.json"]
+
+
+def secret_env(credentials: Credentials, password: str | None = None) -> dict[str, str]:
+    return {ENV_USERNAME: credentials.username, ENV_PASSWORD: password or credentials.password}
+
+
+def assert_one_line_401(proc: subprocess.CompletedProcess[str], reg: Registry, *words: str) -> None:
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    [line] = proc.stderr.splitlines()
+    assert line.startswith(f"error: {reg.host}: HTTP 401 Unauthorized"), line
+    for word in words:
+        assert word in line
+
+
+def assert_pushed_with_sbom(reg: Registry, credentials: Credentials, digest: str, tree: Path) -> None:
+    """What the registry itself reports, asked with the credentials."""
+    authed = Registry.parse(f"{reg.host}/{reg.prefix}", credentials=credentials)
+    assert registry.get_manifest(authed, "latest").headers["docker-content-digest"] == digest
+    [found] = registry.referrers(authed, digest)
+    assert found["artifactType"] == registry.SBOM_TYPE
+    layer = json.loads(registry.get_manifest(authed, found["digest"]).body)["layers"][0]
+    assert registry.fetch_blob(authed, layer["digest"]) == (tree / "sbom.cdx.json").read_bytes()
+
+
+@pytest.fixture(params=["htpasswd_registry", "token_registry"], ids=["basic", "bearer"])
+def secured(request: pytest.FixtureRequest) -> Registry:
+    """Each registry that wants credentials, anonymous."""
+    found = request.getfixturevalue(request.param)
+    return found[0] if isinstance(found, tuple) else found  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+def basic_pushed(
+    htpasswd_registry: Registry, registry_credentials: Credentials, built_image: OciTarball, locked_tree: Path
+) -> subprocess.CompletedProcess[str]:
+    """`python -m tools.registry push` to the htpasswd registry, credentials from the environment."""
+    return run_cli(
+        push_args(htpasswd_registry, built_image),
+        locked_tree,
+        locked_tree / "docker",
+        **secret_env(registry_credentials),
+    )
+
+
+def test_push_without_credentials_fails_in_one_line_naming_the_registry(
+    secured: Registry, built_image: OciTarball, locked_tree: Path
+) -> None:
+    proc = run_cli(push_args(secured, built_image), locked_tree, locked_tree / "docker")
+    assert_one_line_401(
+        proc, secured, f"set {ENV_USERNAME} and {ENV_PASSWORD}, or `docker login {secured.host}`"
+    )
+    assert proc.stdout == ""
+
+
+def test_push_with_basic_credentials_gives_the_locked_digest_and_the_sbom(
+    htpasswd_registry: Registry,
+    registry_credentials: Credentials,
+    built_image: OciTarball,
+    locked_tree: Path,
+    basic_pushed: subprocess.CompletedProcess[str],
+) -> None:
+    assert basic_pushed.returncode == 0, basic_pushed.stderr
+    assert f"pushed {htpasswd_registry.reference}@{built_image.digest}" in basic_pushed.stdout
+    assert registry_credentials.password not in basic_pushed.stdout + basic_pushed.stderr
+    assert_pushed_with_sbom(htpasswd_registry, registry_credentials, built_image.digest, locked_tree)
+
+
+def test_docker_login_credentials_are_used_when_the_environment_has_none(
+    htpasswd_registry: Registry,
+    registry_credentials: Credentials,
+    locked_tree: Path,
+    tmp_path: Path,
+    basic_pushed: subprocess.CompletedProcess[str],
+) -> None:
+    auth = _b64(f"{registry_credentials.username}:{registry_credentials.password}")
+    config = _config(tmp_path, {"auths": {htpasswd_registry.host: {"auth": auth}}})
+    proc = run_cli(["referrers", f"{htpasswd_registry.host}/{htpasswd_registry.prefix}"], locked_tree, config)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.endswith(f" {registry.SBOM_TYPE}\n")  # the SBOM basic_pushed attached
+
+
+def test_wrong_password_is_refused_in_one_line_without_the_password(
+    secured: Registry, registry_credentials: Credentials, locked_tree: Path
+) -> None:
+    wrong = "not-" + registry_credentials.password
+    env = secret_env(registry_credentials, wrong)
+    proc = run_cli(
+        ["referrers", f"{secured.host}/{secured.prefix}"], locked_tree, locked_tree / "docker", **env
+    )
+    assert proc.returncode == 2
+    [line] = proc.stderr.splitlines()
+    assert f"credentials from {ENV_USERNAME}/{ENV_PASSWORD} (user {registry_credentials.username!r})" in line
+    assert secured.host in line
+    assert "401" in line
+    assert wrong not in proc.stdout + proc.stderr
+
+
+def test_push_with_bearer_token_flow_gives_the_locked_digest_and_the_sbom(
+    token_registry: tuple[Registry, TokenServer],
+    registry_credentials: Credentials,
+    built_image: OciTarball,
+    locked_tree: Path,
+) -> None:
+    reg, tokens = token_registry
+    proc = run_cli(
+        push_args(reg, built_image), locked_tree, locked_tree / "docker", **secret_env(registry_credentials)
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert f"pushed {reg.reference}@{built_image.digest}" in proc.stdout
+    assert registry_credentials.password not in proc.stdout + proc.stderr
+    assert_pushed_with_sbom(reg, registry_credentials, built_image.digest, locked_tree)
+    # The registry's challenges drove the flow: its service, and the push scope for this repository.
+    assert {"service": [SERVICE], "scope": [f"repository:{reg.name}:pull,push"]} in tokens.requests
+
+
+def test_credentials_are_not_sent_along_a_redirect() -> None:
+    """Registries redirect blob downloads to storage hosts: the Authorization stays with the registry."""
+    seen: dict[str, str | None] = {}
+
+    class Storage(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen[self.path] = self.headers.get("Authorization")
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    class Registry307(Storage):
+        def do_GET(self) -> None:
+            seen[self.path] = self.headers.get("Authorization")
+            self.send_response(307)
+            self.send_header("Location", f"http://127.0.0.1:{storage.server_address[1]}/blob")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    storage, front = (
+        ThreadingHTTPServer(("127.0.0.1", 0), Storage),
+        ThreadingHTTPServer(("127.0.0.1", 0), Registry307),
+    )
+    for server in (storage, front):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        reply = exchange(
+            "GET", f"http://127.0.0.1:{front.server_address[1]}/v2/x/blobs/y", authorization="Basic c2VjcmV0"
+        )
+    finally:
+        for server in (storage, front):
+            server.shutdown()
+            server.server_close()
+    assert reply.body == b"ok"
+    assert seen == {"/v2/x/blobs/y": "Basic c2VjcmV0", "/blob": None}
+
+
+def test_credentials_are_looked_up_only_when_a_registry_asks(
+    registry_server: Registry, htpasswd_registry: Registry, locked_tree: Path, tmp_path: Path
+) -> None:
+    """A docker config naming a helper that is not installed stops nothing on an open registry."""
+    config = _config(tmp_path, {"credsStore": "lockstep-absent-helper"})
+    open_run = run_cli(["referrers", f"{registry_server.host}/{registry_server.prefix}"], locked_tree, config)
+    assert open_run.returncode == 0, open_run.stderr
+    secured_run = run_cli(
+        ["referrers", f"{htpasswd_registry.host}/{htpasswd_registry.prefix}"], locked_tree, config
+    )
+    assert secured_run.returncode == 2
+    assert (
+        "names credential helper docker-credential-lockstep-absent-helper, which did not run"
+        in secured_run.stderr
+    )
