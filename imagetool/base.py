@@ -14,6 +14,7 @@ timestamp-based stdlib ``.pyc`` stay valid.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import os
 import re
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from imagetool import aptsources
+from imagetool import aptsources, inrelease
 from imagetool.common import (
     BUILD,
     ROOT,
@@ -145,19 +146,27 @@ class Built:
     packages: dict[str, str]
 
 
-def resolve_sources(definition: dict[str, Any]) -> list[aptsources.Source]:
+def resolve_sources(definition: dict[str, Any], etc_apt: Path = Path("/etc/apt")) -> list[aptsources.Source]:
+    """The apt sources the base comes from; refused (InputError) if one weakens verification."""
     if definition["sources"] == "host":
         try:
-            return aptsources.sources_for_suite(
-                aptsources.host_sources(), definition["suite"], definition["components"]
+            picked = aptsources.sources_for_suite(
+                aptsources.host_sources(etc_apt), definition["suite"], definition["components"]
             )
         except LookupError as e:
             raise ToolError(f"{e}; set `sources` in {rel(DEFINITION)}") from None
-    return aptsources.parse_one_line("\n".join(definition["sources"]))
+        return aptsources.check_sources(picked)
+    given = [
+        dataclasses.replace(src, origin=f"{rel(DEFINITION)}: sources[{i}]")
+        for i, line in enumerate(definition["sources"])
+        for src in aptsources.parse_one_line(line)
+    ]
+    return aptsources.check_sources(given)
 
 
-def release_epoch(sources: list[aptsources.Source]) -> int:
-    """Newest Release ``Date`` among the sources: the archive state the packages come from."""
+def release_epoch(sources: list[aptsources.Source], now: float | None = None) -> int:
+    """Newest signature-checked Release ``Date`` among the sources: the archive state the
+    packages come from."""
     dates = []
     for src in sources:
         if not src.uri.startswith(("http://", "https://", "file:")):
@@ -165,9 +174,10 @@ def release_epoch(sources: list[aptsources.Source]) -> int:
         url = f"{src.uri}/dists/{src.suite}/InRelease"
         try:
             with urllib.request.urlopen(url, timeout=60) as r:
-                dates.append(aptsources.release_date(r.read().decode("utf-8", "replace")))
-        except (OSError, ValueError) as e:
+                data = r.read()
+        except OSError as e:
             raise ToolError(f"cannot read {url}: {e}") from None
+        dates.append(inrelease.release_date(inrelease.verified_text(data, src, url), src.suite, url, now))
     return max(dates)
 
 

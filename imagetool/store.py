@@ -219,9 +219,10 @@ def _refuse_network(what: str) -> None:
 
 def host_suite_sources(suite: str) -> list[aptsources.Source]:
     try:
-        return aptsources.sources_for_suite(aptsources.host_sources(), suite, ["main"])
+        picked = aptsources.sources_for_suite(aptsources.host_sources(), suite, ["main"])
     except LookupError as e:
         raise ToolError(f"{e}: the store is filled from the host's Debian mirror") from None
+    return aptsources.check_sources(picked)
 
 
 def engine_apt(definition: dict[str, Any]) -> AptState:
