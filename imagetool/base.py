@@ -115,6 +115,18 @@ def package_changes(locked: dict[str, str], now: dict[str, str]) -> list[str]:
     return out
 
 
+def drift_explanation(locked_packages: dict[str, str], built_packages: dict[str, str]) -> str:
+    """Why a base built now is not the locked one, for a person: the packages that moved, or
+    that none did."""
+    moved = package_changes(locked_packages, built_packages)
+    if moved:
+        return f"{len(moved)} packages differ from {rel(LOCK)}:\n" + "\n".join(moved)
+    return (
+        f"the same package versions as {rel(LOCK)}, other bytes: another mmdebstrap or dpkg, "
+        "or a non-deterministic build (compare the two tarballs with diffoscope)"
+    )
+
+
 def validate_lock(lock: Any, path: Path = LOCK) -> dict[str, Any]:
     """Check a base lock's shape; an edited or truncated lock is refused, naming the file."""
     problems = []
@@ -308,7 +320,7 @@ def cmd_lock() -> int:
         epoch = old["source_date_epoch"]
         built = mmdebstrap(definition, sources, epoch, tmp)
         if built.packages != old["packages"]:
-            log("base: packages moved:\n" + "\n".join(package_changes(old["packages"], built.packages)))
+            log("base: packages moved: " + drift_explanation(old["packages"], built.packages))
             built = None
     if built is None:
         epoch = release_epoch(sources)
