@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import subprocess
 import tempfile
 import time
@@ -18,10 +19,11 @@ from datetime import datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 
+from imagetool.apt import KEYRING
 from imagetool.aptsources import Source
 from imagetool.common import ToolError
 
-DEBIAN_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
+DEBIAN_KEYRING = Path(KEYRING)
 # OpenPGP hash algorithm ids (RFC 4880 9.4) apt no longer accepts: MD5, SHA-1, RIPEMD-160.
 WEAK_HASHES = {"1", "2", "3"}
 
@@ -49,7 +51,7 @@ def _binary_keyring(path: Path, into: Path) -> Path:
         raise ToolError(f"keyring {path}: cannot read it ({e.strerror})") from None
     if not data.lstrip().startswith(b"-----BEGIN PGP PUBLIC KEY BLOCK-----"):
         return path
-    body = data.decode("ascii", "replace").split("\n\n", 1)[-1].split("-----END")[0]
+    body = re.split(r"\r?\n\r?\n", data.decode("ascii", "replace"), maxsplit=1)[-1].split("-----END")[0]
     lines = [ln.strip() for ln in body.splitlines() if ln.strip() and not ln.startswith("=")]
     into.write_bytes(base64.b64decode("".join(lines)))
     return into

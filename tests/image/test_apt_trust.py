@@ -8,7 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -228,18 +228,21 @@ def test_signed_by_fingerprints_limit_the_keys_accepted(fingerprints: str, refus
 
 
 @pytest.fixture(scope="module")
-def foreign_key(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def foreign_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A GnuPG home with a fresh signing key that no Debian keyring holds."""
     if shutil.which("gpg") is None:
         pytest.skip("gpg (Debian package gpg) is not installed")
     home = tmp_path_factory.mktemp("gnupg")
     home.chmod(0o700)
-    subprocess.run(
-        ["gpg", "--batch", "--passphrase", "", "--quick-gen-key", "Not Debian <x@example.invalid>", "ed25519",
-         "sign", "never"],
-        env={**os.environ, "GNUPGHOME": str(home)}, capture_output=True, check=True,
-    )  # fmt: skip
-    return home
+    try:
+        subprocess.run(
+            ["gpg", "--batch", "--passphrase", "", "--quick-gen-key", "Not Debian <x@example.invalid>",
+             "ed25519", "sign", "never"],
+            env={**os.environ, "GNUPGHOME": str(home)}, capture_output=True, check=True,
+        )  # fmt: skip
+        yield home
+    finally:  # gpg started an agent for this home: leave no process behind
+        subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], capture_output=True)
 
 
 def _gpg(home: Path, *args: str, data: bytes = b"") -> bytes:
