@@ -36,6 +36,11 @@ HARDENED_FLAGS = (
 )
 
 
+def make(root: Path, *args: str) -> list[str]:
+    """A quiet `make` in ``root`` whose output is only the recipe's, also when run under make."""
+    return ["make", "-s", "--no-print-directory", "-C", str(root), *args]
+
+
 def make_variables(name: str, port: int, tag: str) -> list[str]:
     return [f"RUN_NAME={name}", f"RUN_PORT={port}", f"IMAGE_TAG={tag}"]
 
@@ -43,7 +48,7 @@ def make_variables(name: str, port: int, tag: str) -> list[str]:
 def make_run_command(name: str, port: int, tag: str, root: Path = ROOT) -> list[str]:
     """The `docker run` command `make run` would execute (``make -n``), as arguments."""
     out = subprocess.run(
-        ["make", "-s", "-n", "-C", str(root), "run", *make_variables(name, port, tag)],
+        make(root, "-n", "run", *make_variables(name, port, tag)),
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     return shlex.split(out.replace("\\\n", " "))
@@ -107,14 +112,14 @@ def made_run(tag: str, name: str, port: int, root: Path = ROOT, timeout: float =
     """`make run` itself (its recipe, RUN_NAME/RUN_PORT/IMAGE_TAG overridden), until ready;
     stopped with `make stop` on exit."""
     started = time.monotonic()
-    cmd = ["make", "-s", "-C", str(root), "run", *make_variables(name, port, tag)]
+    cmd = make(root, "run", *make_variables(name, port, tag))
     # The container's log goes to a file: a pipe nobody reads would fill and stall it.
     with tempfile.TemporaryFile("w+") as output, subprocess.Popen(cmd, stdout=output, stderr=output) as proc:
         try:
             ready = wait_ready(f"http://127.0.0.1:{port}", name, timeout, proc, output)
             yield Container(name, f"http://127.0.0.1:{port}", ready - started)
         finally:
-            stop = ["make", "-s", "-C", str(root), "stop", f"RUN_NAME={name}"]
+            stop = make(root, "stop", f"RUN_NAME={name}")
             subprocess.run(stop, capture_output=True, check=False)
             try:
                 proc.wait(timeout=30)

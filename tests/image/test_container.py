@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from contract import MODEL_FILE, ONNX_FILE, SCHEMA_FILE, SERVING_FILE, TEST_CSV, load_dvc_lock, verified_bytes
-from imagetool.container import HARDENED_FLAGS, Container, made_run, make_run_command
+from imagetool.container import HARDENED_FLAGS, Container, made_run, make, make_run_command
 from pipeline.data import read_table
 from pipeline.features import model_input
 from pipeline.schema import read_schema
@@ -90,7 +90,7 @@ def inside(container: Container) -> dict[str, Any]:
 
 def _make_variable(name: str) -> str:
     """A variable's value as make sees it (mk/image.mk's defaults)."""
-    cmd = ["make", "-s", "-C", str(ROOT), "--eval", "print-%: ; @echo $($*)", f"print-{name}"]
+    cmd = make(ROOT, "--eval", "print-%: ; @echo $($*)", f"print-{name}")
     return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip()
 
 
@@ -150,14 +150,10 @@ def test_make_stop_stops_what_make_run_started(locked_image: str) -> None:
     name = f"lockstep-test-stop-{os.getpid()}"
     with made_run(locked_image, name, free_port()) as running:
         assert _inspect(running.id)["State"]["Running"] is True
-        stop = subprocess.run(
-            ["make", "-s", "-C", str(ROOT), "stop", f"RUN_NAME={name}"], capture_output=True, text=True
-        )
+        stop = subprocess.run(make(ROOT, "stop", f"RUN_NAME={name}"), capture_output=True, text=True)
         assert stop.stdout.strip() == f"stopped {name}"
         assert _removed_within(name, seconds=10)  # --rm: removed, not just stopped
-    again = subprocess.run(
-        ["make", "-s", "-C", str(ROOT), "stop", f"RUN_NAME={name}"], capture_output=True, text=True
-    )
+    again = subprocess.run(make(ROOT, "stop", f"RUN_NAME={name}"), capture_output=True, text=True)
     assert again.stdout.strip() == f"{name} is not running"
 
 
