@@ -30,6 +30,7 @@ from imagetool import aptsources, inrelease
 from imagetool.common import (
     BUILD,
     ROOT,
+    InputError,
     ToolError,
     canonical_json,
     file_digest,
@@ -70,12 +71,32 @@ def load_definition(path: Path = DEFINITION) -> dict[str, Any]:
     missing = REQUIRED_KEYS - data.keys()
     unknown = data.keys() - REQUIRED_KEYS
     if missing or unknown:
-        raise ToolError(f"{rel(path)}: missing keys {sorted(missing)}, unknown keys {sorted(unknown)}")
+        raise InputError(f"{rel(path)}: missing keys {sorted(missing)}, unknown keys {sorted(unknown)}")
     if data["sources"] != "host" and not (
         isinstance(data["sources"], list) and all(isinstance(s, str) for s in data["sources"])
     ):
-        raise ToolError(f'{rel(path)}: sources must be "host" or a list of one-line apt sources')
+        raise InputError(f'{rel(path)}: sources must be "host" or a list of one-line apt sources')
+    if data["sources"] != "host":
+        given_sources(data["sources"], path)  # refused before anything is built or locked
     return data
+
+
+def given_sources(lines: list[str], path: Path = DEFINITION) -> list[aptsources.Source]:
+    """The one-line sources a definition names; an InputError names each line that is not one, or
+    that weakens verification."""
+    given, problems = [], []
+    for i, line in enumerate(lines):
+        parsed = aptsources.parse_one_line(line)
+        if len(parsed) != 1 or "\n" in line.strip():
+            problems.append(
+                f"{rel(path)}: sources[{i}]: {line!r} is not one `deb [options] URI SUITE COMPONENT...` line"
+            )
+            continue
+        given.append(dataclasses.replace(parsed[0], origin=f"{rel(path)}: sources[{i}]"))
+    problems += [p for src in given for p in aptsources.source_problems(src)]
+    if problems:
+        raise InputError("\n".join(problems))
+    return given
 
 
 def definition_sha256(definition: dict[str, Any]) -> str:
@@ -168,12 +189,7 @@ def resolve_sources(definition: dict[str, Any], etc_apt: Path = Path("/etc/apt")
         except LookupError as e:
             raise ToolError(f"{e}; set `sources` in {rel(DEFINITION)}") from None
         return aptsources.check_sources(picked)
-    given = [
-        dataclasses.replace(src, origin=f"{rel(DEFINITION)}: sources[{i}]")
-        for i, line in enumerate(definition["sources"])
-        for src in aptsources.parse_one_line(line)
-    ]
-    return aptsources.check_sources(given)
+    return given_sources(definition["sources"])
 
 
 def release_epoch(sources: list[aptsources.Source], now: float | None = None) -> int:

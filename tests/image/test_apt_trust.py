@@ -3,6 +3,7 @@ the archive date is read from a signature-checked InRelease (a real one, and tam
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -17,6 +18,7 @@ from imagetool import base, inrelease
 from imagetool.aptsources import Source
 from imagetool.common import InputError, ToolError
 from tests.conftest import copy_repo
+from tests.image.conftest import ROOT
 
 FIXTURE = Path(__file__).parent / "fixtures/bookworm-security.InRelease"
 FIXTURE_DATE = 1795480473  # Tue, 24 Nov 2026 00:34:33 UTC: the fixture's signed Date
@@ -127,7 +129,31 @@ def test_inline_signed_by_key_is_refused_with_what_to_do(tmp_path: Path) -> None
         base.resolve_sources(_definition("host"), etc_apt=tmp_path)
 
 
-def test_lock_base_refuses_a_trusted_source_with_exit_2_and_writes_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "line",
+    [
+        "deb-src http://deb.example/debian bookworm main",
+        "http://deb.example/debian bookworm main",
+        "deb http://deb.example/debian",
+        "deb http://a.example/d bookworm main\ndeb http://b.example/d bookworm main",
+    ],
+)
+def test_given_source_that_is_not_one_deb_line_is_refused(tmp_path: Path, line: str) -> None:
+    toml = tmp_path / "base.toml"
+    toml.write_text(
+        (ROOT / "image/base.toml").read_text().replace('sources = "host"', f"sources = [{json.dumps(line)}]")
+    )
+    with pytest.raises(InputError) as err:
+        base.load_definition(toml)
+    assert str(err.value) == (
+        f"{toml}: sources[0]: {line!r} is not one `deb [options] URI SUITE COMPONENT...` line"
+    )
+
+
+@pytest.mark.parametrize("command", ["lock", "check"])
+def test_base_cli_refuses_a_trusted_source_with_exit_2_and_writes_nothing(
+    tmp_path: Path, command: str
+) -> None:
     """The real CLI, in a copy of the repository: refused before any network or mmdebstrap run."""
     repo = copy_repo(tmp_path / "repo")
     toml = repo / "image/base.toml"
@@ -138,7 +164,7 @@ def test_lock_base_refuses_a_trusted_source_with_exit_2_and_writes_nothing(tmp_p
     )
     lock_before = (repo / "image/base.lock.json").read_bytes()
     proc = subprocess.run(
-        [sys.executable, "-m", "imagetool.base", "lock"],
+        [sys.executable, "-m", "imagetool.base", command],
         cwd=repo,
         capture_output=True,
         text=True,
