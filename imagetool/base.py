@@ -14,6 +14,7 @@ timestamp-based stdlib ``.pyc`` stay valid.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import os
 import re
@@ -25,10 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from imagetool import aptsources
+from imagetool import aptsources, inrelease
 from imagetool.common import (
     BUILD,
     ROOT,
+    InputError,
     ToolError,
     canonical_json,
     file_digest,
@@ -69,12 +71,32 @@ def load_definition(path: Path = DEFINITION) -> dict[str, Any]:
     missing = REQUIRED_KEYS - data.keys()
     unknown = data.keys() - REQUIRED_KEYS
     if missing or unknown:
-        raise ToolError(f"{rel(path)}: missing keys {sorted(missing)}, unknown keys {sorted(unknown)}")
+        raise InputError(f"{rel(path)}: missing keys {sorted(missing)}, unknown keys {sorted(unknown)}")
     if data["sources"] != "host" and not (
         isinstance(data["sources"], list) and all(isinstance(s, str) for s in data["sources"])
     ):
-        raise ToolError(f'{rel(path)}: sources must be "host" or a list of one-line apt sources')
+        raise InputError(f'{rel(path)}: sources must be "host" or a list of one-line apt sources')
+    if data["sources"] != "host":
+        given_sources(data["sources"], path)  # refused before anything is built or locked
     return data
+
+
+def given_sources(lines: list[str], path: Path = DEFINITION) -> list[aptsources.Source]:
+    """The one-line sources a definition names; an InputError names each line that is not one, or
+    that weakens verification."""
+    given, problems = [], []
+    for i, line in enumerate(lines):
+        parsed = aptsources.parse_one_line(line)
+        if len(parsed) != 1 or "\n" in line.strip():
+            problems.append(
+                f"{rel(path)}: sources[{i}]: {line!r} is not one `deb [options] URI SUITE COMPONENT...` line"
+            )
+            continue
+        given.append(dataclasses.replace(parsed[0], origin=f"{rel(path)}: sources[{i}]"))
+    problems += [p for src in given for p in aptsources.source_problems(src)]
+    if problems:
+        raise InputError("\n".join(problems))
+    return given
 
 
 def definition_sha256(definition: dict[str, Any]) -> str:
@@ -114,6 +136,18 @@ def package_changes(locked: dict[str, str], now: dict[str, str]) -> list[str]:
     return out
 
 
+def drift_explanation(locked_packages: dict[str, str], built_packages: dict[str, str]) -> str:
+    """Why a base built now is not the locked one, for a person: the packages that moved, or
+    that none did."""
+    moved = package_changes(locked_packages, built_packages)
+    if moved:
+        return f"{len(moved)} packages differ from {rel(LOCK)}:\n" + "\n".join(moved)
+    return (
+        f"the same package versions as {rel(LOCK)}, other bytes: another mmdebstrap or dpkg, "
+        "or a non-deterministic build (compare the two tarballs with diffoscope)"
+    )
+
+
 def validate_lock(lock: Any, path: Path = LOCK) -> dict[str, Any]:
     """Check a base lock's shape; an edited or truncated lock is refused, naming the file."""
     problems = []
@@ -145,19 +179,22 @@ class Built:
     packages: dict[str, str]
 
 
-def resolve_sources(definition: dict[str, Any]) -> list[aptsources.Source]:
+def resolve_sources(definition: dict[str, Any], etc_apt: Path = Path("/etc/apt")) -> list[aptsources.Source]:
+    """The apt sources the base comes from; refused (InputError) if one weakens verification."""
     if definition["sources"] == "host":
         try:
-            return aptsources.sources_for_suite(
-                aptsources.host_sources(), definition["suite"], definition["components"]
+            picked = aptsources.sources_for_suite(
+                aptsources.host_sources(etc_apt), definition["suite"], definition["components"]
             )
         except LookupError as e:
             raise ToolError(f"{e}; set `sources` in {rel(DEFINITION)}") from None
-    return aptsources.parse_one_line("\n".join(definition["sources"]))
+        return aptsources.check_sources(picked)
+    return given_sources(definition["sources"])
 
 
-def release_epoch(sources: list[aptsources.Source]) -> int:
-    """Newest Release ``Date`` among the sources: the archive state the packages come from."""
+def release_epoch(sources: list[aptsources.Source], now: float | None = None) -> int:
+    """Newest signature-checked Release ``Date`` among the sources: the archive state the
+    packages come from."""
     dates = []
     for src in sources:
         if not src.uri.startswith(("http://", "https://", "file:")):
@@ -165,9 +202,10 @@ def release_epoch(sources: list[aptsources.Source]) -> int:
         url = f"{src.uri}/dists/{src.suite}/InRelease"
         try:
             with urllib.request.urlopen(url, timeout=60) as r:
-                dates.append(aptsources.release_date(r.read().decode("utf-8", "replace")))
-        except (OSError, ValueError) as e:
+                data = r.read()
+        except OSError as e:
             raise ToolError(f"cannot read {url}: {e}") from None
+        dates.append(inrelease.release_date(inrelease.verified_text(data, src, url), src.suite, url, now))
     return max(dates)
 
 
@@ -298,7 +336,7 @@ def cmd_lock() -> int:
         epoch = old["source_date_epoch"]
         built = mmdebstrap(definition, sources, epoch, tmp)
         if built.packages != old["packages"]:
-            log("base: packages moved:\n" + "\n".join(package_changes(old["packages"], built.packages)))
+            log("base: packages moved: " + drift_explanation(old["packages"], built.packages))
             built = None
     if built is None:
         epoch = release_epoch(sources)

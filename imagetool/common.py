@@ -20,6 +20,10 @@ class ToolError(Exception):
     """A failure explained for a person: printed without a traceback, exit status 1."""
 
 
+class InputError(ToolError):
+    """Bad input (a file, field or value the user or the host gave): exit status 2."""
+
+
 def rel(path: Path) -> str:
     """Path as shown in messages: relative to the repository when inside it."""
     try:
@@ -98,9 +102,13 @@ def run(
 
 
 def main_wrapper(fn: Any) -> None:
-    """Run a CLI entry point; a ToolError becomes one readable line and exit status 1."""
+    """Run a CLI entry point; a ToolError becomes one readable line and exit status 1 (2 for an
+    InputError)."""
     try:
         code = fn()
+    except InputError as e:
+        log(f"error: {e}")
+        sys.exit(2)
     except ToolError as e:
         log(f"error: {e}")
         sys.exit(1)

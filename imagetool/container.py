@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
+import shlex
 import subprocess
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
 
-# As `make run` (mk/image.mk): read-only root, no capabilities or new privileges, memory and pids
-# caps; the image's USER is non-root.
+from imagetool.common import ROOT
+
+# Exactly the flags of `make run` (mk/image.mk) with its default RUN_MEMORY and RUN_PIDS:
+# tests/image/test_container.py compares them with `make -n run`, so there is one truth.
 HARDENED_FLAGS = (
+    "--init=false",
     "--read-only",
+    "--tmpfs",
+    "/tmp:rw,noexec,nosuid,size=16m",
     "--cap-drop=ALL",
     "--security-opt",
     "no-new-privileges",
+    "--user",
+    "10001:10001",
     "--memory",
     "336m",
     "--memory-swap",
@@ -25,6 +36,24 @@ HARDENED_FLAGS = (
 )
 
 
+def make(root: Path, *args: str) -> list[str]:
+    """A quiet `make` in ``root`` whose output is only the recipe's, also when run under make."""
+    return ["make", "-s", "--no-print-directory", "-C", str(root), *args]
+
+
+def make_variables(name: str, port: int, tag: str) -> list[str]:
+    return [f"RUN_NAME={name}", f"RUN_PORT={port}", f"IMAGE_TAG={tag}"]
+
+
+def make_run_command(name: str, port: int, tag: str, root: Path = ROOT) -> list[str]:
+    """The `docker run` command `make run` would execute (``make -n``), as arguments."""
+    out = subprocess.run(
+        make(root, "-n", "run", *make_variables(name, port, tag)),
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return shlex.split(out.replace("\\\n", " "))
+
+
 @dataclass(frozen=True)
 class Container:
     id: str
@@ -32,10 +61,23 @@ class Container:
     ready_seconds: float  # from `docker run` to the first 200 from /readyz
 
 
-def wait_ready(url: str, cid: str, timeout: float = 30.0) -> float:
-    """Poll /readyz until it answers 200; returns the monotonic time it did."""
+def wait_ready(
+    url: str,
+    cid: str,
+    timeout: float = 30.0,
+    starter: subprocess.Popen[bytes] | None = None,
+    starter_output: IO[str] | None = None,
+) -> float:
+    """Poll /readyz until it answers 200; returns the monotonic time it did. Fails at once if
+    ``starter`` (the process running the container, its output in ``starter_output``) ends first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if starter is not None and starter.poll() is not None:
+            said = ""
+            if starter_output is not None:
+                starter_output.seek(0)
+                said = starter_output.read()[-2000:]
+            raise RuntimeError(f"{starter.args!r} exited ({starter.returncode}):\n{said}")
         try:
             with urllib.request.urlopen(f"{url}/readyz", timeout=1) as reply:
                 if reply.status == 200:
@@ -63,3 +105,24 @@ def hardened_container(tag: str, timeout: float = 30.0) -> Iterator[Container]:
         yield Container(cid, url, ready - started)
     finally:
         subprocess.run(["docker", "rm", "-f", cid], capture_output=True, check=False)
+
+
+@contextmanager
+def made_run(tag: str, name: str, port: int, root: Path = ROOT, timeout: float = 30.0) -> Iterator[Container]:
+    """`make run` itself (its recipe, RUN_NAME/RUN_PORT/IMAGE_TAG overridden), until ready;
+    stopped with `make stop` on exit."""
+    started = time.monotonic()
+    cmd = make(root, "run", *make_variables(name, port, tag))
+    # The container's log goes to a file: a pipe nobody reads would fill and stall it.
+    with tempfile.TemporaryFile("w+") as output, subprocess.Popen(cmd, stdout=output, stderr=output) as proc:
+        try:
+            ready = wait_ready(f"http://127.0.0.1:{port}", name, timeout, proc, output)
+            yield Container(name, f"http://127.0.0.1:{port}", ready - started)
+        finally:
+            stop = make(root, "stop", f"RUN_NAME={name}")
+            subprocess.run(stop, capture_output=True, check=False)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
+                proc.wait(timeout=30)

@@ -489,6 +489,22 @@ def input_differences(locked: dict[str, Any], now: dict[str, Any]) -> list[str]:
     return out
 
 
+def _builder_text(b: dict[str, str]) -> str:
+    return ", ".join(f"{k} {b.get(k, 'unknown')}" for k in ("engine", "buildx", "containerd"))
+
+
+def builder_difference(locked: Any, now: dict[str, str]) -> str:
+    """One line comparing the builder image.lock records (information, not an input) with this one."""
+    if not isinstance(locked, dict):
+        return f"{rel(IMAGE_LOCK)} does not record its builder; this host builds with {_builder_text(now)}."
+    if {k: locked.get(k) for k in now} == now:
+        return f"Same builder as {rel(IMAGE_LOCK)} ({_builder_text(now)}): the layers below differ."
+    return (
+        f"The builder differs: {rel(IMAGE_LOCK)} was built with {_builder_text(locked)}; this host builds "
+        f"with {_builder_text(now)}."
+    )
+
+
 def compare_with_lock(digest: str, lock_path: Path = IMAGE_LOCK) -> str:
     """One line saying whether `digest` is the one the committed image lock records."""
     try:
@@ -573,6 +589,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print(result.digest)
         return 0
     lines = [f"rebuild gives {result.digest}, {rel(IMAGE_LOCK)} says {lock['digest']}; all inputs are equal."]
+    lines.append(builder_difference(lock.get("built_with"), builder_identity()))
     for i, (a, b) in enumerate(zip(lock.get("layers", []), layer_records(result.oci), strict=False)):
         if a["digest"] != b["digest"]:
             lines.append(f"  layer {i} differs from the lock [{b['created_by']}]")

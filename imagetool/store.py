@@ -219,9 +219,10 @@ def _refuse_network(what: str) -> None:
 
 def host_suite_sources(suite: str) -> list[aptsources.Source]:
     try:
-        return aptsources.sources_for_suite(aptsources.host_sources(), suite, ["main"])
+        picked = aptsources.sources_for_suite(aptsources.host_sources(), suite, ["main"])
     except LookupError as e:
         raise ToolError(f"{e}: the store is filled from the host's Debian mirror") from None
+    return aptsources.check_sources(picked)
 
 
 def engine_apt(definition: dict[str, Any]) -> AptState:
@@ -305,10 +306,9 @@ def fetch_rootfs() -> str:
         how = "built by mmdebstrap from the Debian mirror (network)"
     if built.sha256 != lock["tarball"]["sha256"]:
         tmp.unlink(missing_ok=True)
-        moved = base.package_changes(lock["packages"], built.packages)
         raise ToolError(
             f"{how.split(' (')[0]}, the base is not {rel(base.LOCK)}'s (sha256 {built.sha256}, locked "
-            f"{lock['tarball']['sha256']}); {len(moved)} packages differ:\n" + "\n".join(moved)
+            f"{lock['tarball']['sha256']}); " + base.drift_explanation(lock["packages"], built.packages)
         )
     tmp.replace(dest)
     return how
@@ -469,7 +469,8 @@ def cmd_rederive_base() -> int:
     if built.sha256 != lock["tarball"]["sha256"]:
         raise ToolError(
             f"{rel(out)}: re-derived from {rel(STORE)}/base/debs with sha256 {built.sha256}, but "
-            f"{rel(base.LOCK)} locks {lock['tarball']['sha256']}"
+            f"{rel(base.LOCK)} locks {lock['tarball']['sha256']}; "
+            + base.drift_explanation(lock["packages"], built.packages)
         )
     out.unlink()
     log(f"store: re-derived the base from {rel(STORE)}/base/debs = {rel(base.LOCK)} (sha256 {built.sha256})")

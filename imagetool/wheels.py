@@ -137,7 +137,10 @@ def cmd_download() -> int:
     for path in sorted(store.STORE.joinpath("wheels").glob("*.whl")):
         name, _ = wheel_name_version(path.name)
         if name in wanted:
-            store.place(path, WHEELS / path.name)
+            dest = WHEELS / path.name
+            if dest.is_file() and not dest.samefile(path) and (got := file_digest(dest)) != file_digest(path):
+                log(f"wheels: replacing {rel(dest)} (sha256 {got} is not the locked one) from the store")
+            store.place(path, dest)
             kept += 1
     # Remove what the image's locks no longer name (it would sit in the build context).
     for path in WHEELS.glob("*"):

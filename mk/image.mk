@@ -56,6 +56,8 @@ check-image-lock: setup ## Fail if image/base.lock.json or image.lock no longer 
 RUN_MEMORY ?= 336m
 RUN_PIDS ?= 128
 
+# imagetool/container.py's HARDENED_FLAGS are these flags with the defaults above: the image tests
+# compare them with `make -n run`, and start their container with this recipe.
 run: ## Run the image hardened: read-only root, no capabilities, no new privileges, non-root, memory and pids caps
 	docker run --rm --name $(RUN_NAME) --init=false --read-only --tmpfs /tmp:rw,noexec,nosuid,size=16m \
 		--cap-drop=ALL --security-opt no-new-privileges --user 10001:10001 \

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from imagetool import image, ocidiff
-from imagetool.container import Container, hardened_container
+from imagetool.container import Container, made_run
 from tests.conftest import copy_repo
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -92,13 +93,26 @@ def locked_builds(built_inputs: None, tmp_path_factory: pytest.TempPathFactory) 
     return LockedBuild(a.oci, b.oci, locked["digest"])
 
 
+def free_port() -> int:
+    """A loopback port nothing listens on now (the kernel's pick)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 @pytest.fixture(scope="session")
-def container(locked_builds: LockedBuild) -> Iterator[Container]:
-    """The locked image, loaded and started hardened (as `make run` does), until ready."""
+def locked_image(locked_builds: LockedBuild) -> Iterator[str]:
+    """The locked build loaded into the engine under a tag of this test process."""
     tag = f"lockstep:test-{os.getpid()}"
     image.load_and_tag(image.BuildResult(locked_builds.first.digest, locked_builds.first, 0.0), [tag])
     try:
-        with hardened_container(tag) as running:
-            yield running
+        yield tag
     finally:
         subprocess.run(["docker", "rmi", tag], capture_output=True, check=False)
+
+
+@pytest.fixture(scope="session")
+def container(locked_image: str) -> Iterator[Container]:
+    """The locked image started by `make run` itself (its flags, its recipe) until ready."""
+    with made_run(locked_image, f"lockstep-test-{os.getpid()}", free_port()) as running:
+        yield running

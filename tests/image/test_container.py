@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
+import os
 import stat
 import subprocess
 import tarfile
+import time
 import urllib.request
+from typing import Any
 
 import joblib
 import numpy as np
 import pytest
 
 from contract import MODEL_FILE, ONNX_FILE, SCHEMA_FILE, SERVING_FILE, TEST_CSV, load_dvc_lock, verified_bytes
+from imagetool.container import HARDENED_FLAGS, Container, made_run, make, make_run_command
 from pipeline.data import read_table
 from pipeline.features import model_input
 from pipeline.schema import read_schema
-from tests.image.conftest import ROOT, Container
+from tests.image.conftest import ROOT, free_port
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -32,23 +37,124 @@ def _exec(cid: str, *cmd: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["docker", "exec", cid, *cmd], capture_output=True, text=True, check=False)
 
 
-def test_container_runs_as_non_root_numeric_user(container: Container) -> None:
-    assert _inspect(container.id)["Config"]["User"] == "10001:10001"
-    assert _exec(container.id, "python", "-c", "import os; print(os.getuid())").stdout.strip() == "10001"
+# Run inside the container (the image has no shell): what the process can and cannot do, as JSON.
+PROBE = """
+import json, os, subprocess
+
+def errno_of(fn):
+    try:
+        fn()
+        return 0
+    except OSError as e:
+        return e.errno
+
+def write(path):
+    with open(path, "w") as f:
+        f.write("#!/usr/bin/python3\\n")
+
+def run_from_tmp():
+    os.chmod("/tmp/probe", 0o755)
+    subprocess.run(["/tmp/probe"], check=True)
+
+def first(*paths):
+    for p in paths:
+        if os.path.exists(p):
+            return open(p).read().strip()
+    return None
+
+status = dict(line.split(":", 1) for line in open("/proc/self/status").read().splitlines())
+print(json.dumps({
+    "uid": os.getuid(), "gid": os.getgid(), "groups": os.getgroups(),
+    "write_root": errno_of(lambda: write("/probe")),
+    "write_app": errno_of(lambda: write("/app/probe")),
+    "write_etc": errno_of(lambda: write("/etc/probe")),
+    "write_tmp": errno_of(lambda: write("/tmp/probe")),
+    "exec_tmp": errno_of(run_from_tmp),
+    "status": {k: v.strip() for k, v in status.items()},
+    # cgroup v2, else v1 (these hosts mount v1 controllers)
+    "memory_max": first("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"),
+    "memory_swap": first(
+        "/sys/fs/cgroup/memory.swap.max", "/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes"
+    ),
+    "pids_max": first("/sys/fs/cgroup/pids.max", "/sys/fs/cgroup/pids/pids.max"),
+}))
+"""
 
 
-def test_root_filesystem_is_read_only(container: Container) -> None:
-    assert _inspect(container.id)["HostConfig"]["ReadonlyRootfs"] is True
-    proc = _exec(container.id, "python", "-c", "open('/app/probe', 'w')")
-    assert proc.returncode != 0
-    assert "Read-only file system" in proc.stderr
+@pytest.fixture(scope="module")
+def inside(container: Container) -> dict[str, Any]:
+    proc = _exec(container.id, "python", "-c", PROBE)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)  # type: ignore[no-any-return]
 
 
-def test_all_capabilities_are_dropped(container: Container) -> None:
-    status = _exec(container.id, "python", "-c", "print(open('/proc/1/status').read())").stdout
-    caps = {line.split(":")[0]: line.split()[1] for line in status.splitlines() if line.startswith("Cap")}
-    assert caps["CapEff"] == caps["CapPrm"] == caps["CapBnd"] == "0000000000000000"
-    assert "no-new-privileges" in _inspect(container.id)["HostConfig"]["SecurityOpt"]
+def _make_variable(name: str) -> str:
+    """A variable's value as make sees it (mk/image.mk's defaults)."""
+    cmd = make(ROOT, "--eval", "print-%: ; @echo $($*)", f"print-{name}")
+    return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def _bytes(docker_size: str) -> int:
+    units = {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    return int(docker_size[:-1]) * units[docker_size[-1].lower()]
+
+
+def test_make_run_starts_the_image_with_exactly_the_hardened_flags() -> None:
+    """One truth: imagetool.container's HARDENED_FLAGS are `make run`'s, as make would run them."""
+    cmd = make_run_command("lockstep-x", 18000, "some/image:tag")
+    assert cmd == [
+        "docker", "run", "--rm", "--name", "lockstep-x", *HARDENED_FLAGS,
+        "-p", "127.0.0.1:18000:8000", "some/image:tag",
+    ]  # fmt: skip
+
+
+def test_container_runs_as_non_root_numeric_user(inside: dict[str, Any]) -> None:
+    assert (inside["uid"], inside["gid"], inside["groups"]) == (10001, 10001, [10001])
+
+
+def test_root_filesystem_is_read_only(inside: dict[str, Any]) -> None:
+    assert inside["write_root"] == inside["write_app"] == inside["write_etc"] == errno.EROFS
+
+
+def test_tmp_is_writable_but_nothing_there_can_be_executed(inside: dict[str, Any]) -> None:
+    assert inside["write_tmp"] == 0
+    assert inside["exec_tmp"] == errno.EACCES
+
+
+def test_no_capabilities_no_new_privileges_and_a_seccomp_filter(inside: dict[str, Any]) -> None:
+    status = inside["status"]
+    for cap in ("CapEff", "CapPrm", "CapBnd", "CapAmb"):
+        assert status[cap] == "0000000000000000", cap
+    assert status["NoNewPrivs"] == "1"
+    assert status["Seccomp"] == "2"  # filter mode: the engine's default profile
+
+
+def test_memory_and_pids_caps_are_make_runs(inside: dict[str, Any]) -> None:
+    memory = _bytes(_make_variable("RUN_MEMORY"))
+    assert int(inside["memory_max"]) == memory
+    # swap off: v1 counts memory+swap (= memory), v2 swap alone (0)
+    assert int(inside["memory_swap"]) in (memory, 0)
+    assert int(inside["pids_max"]) == int(_make_variable("RUN_PIDS"))
+
+
+def _removed_within(name: str, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if subprocess.run(["docker", "inspect", name], capture_output=True, check=False).returncode != 0:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_make_stop_stops_what_make_run_started(locked_image: str) -> None:
+    name = f"lockstep-test-stop-{os.getpid()}"
+    with made_run(locked_image, name, free_port()) as running:
+        assert _inspect(running.id)["State"]["Running"] is True
+        stop = subprocess.run(make(ROOT, "stop", f"RUN_NAME={name}"), capture_output=True, text=True)
+        assert stop.stdout.strip() == f"stopped {name}"
+        assert _removed_within(name, seconds=10)  # --rm: removed, not just stopped
+    again = subprocess.run(make(ROOT, "stop", f"RUN_NAME={name}"), capture_output=True, text=True)
+    assert again.stdout.strip() == f"{name} is not running"
 
 
 def test_becomes_ready_and_healthcheck_passes(container: Container) -> None:

@@ -72,12 +72,6 @@ def test_sources_for_suite_without_the_suite_is_an_error() -> None:
         aptsources.sources_for_suite(aptsources.parse_deb822(DEB822), "trixie", ["main"])
 
 
-def test_release_date_is_read_as_unix_time() -> None:
-    assert aptsources.release_date("Origin: Debian\nDate: Sat, 01 Jan 2000 00:00:00 UTC\n") == 946684800
-    with pytest.raises(ValueError, match="Date"):
-        aptsources.release_date("Origin: Debian\n")
-
-
 # --- base lock -----------------------------------------------------------------------------------
 
 STATUS = """\
