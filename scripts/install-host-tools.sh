@@ -3,6 +3,7 @@
 #   mmdebstrap          builds the base root filesystem from Debian packages
 #   diffoscope-minimal  file-level diff when `make verify` finds two builds differ
 #   zstd                reads the image's zstd-compressed layers (size, layer diffs)
+#   gpg                 the InRelease trust tests sign with a throwaway key (gpgv, which checks, comes with apt)
 # Idempotent: installs only what is missing. Elsewhere than Debian, says what to install.
 set -euo pipefail
 
@@ -10,6 +11,7 @@ need=()
 command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
 command -v diffoscope >/dev/null || need+=(diffoscope-minimal)
 command -v zstd >/dev/null || need+=(zstd)
+command -v gpg >/dev/null || need+=(gpg)
 [[ ${#need[@]} -eq 0 ]] && exit 0
 
 if [[ ! -r /etc/debian_version ]] || ! command -v apt-get >/dev/null; then
