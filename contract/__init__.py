@@ -127,15 +127,21 @@ def read_bytes(path: Path, what: str) -> bytes:
 def _yaml_problem(exc: yaml.YAMLError) -> str:
     """Where and what, on one line: PyYAML's own message spans several."""
     mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or exc.__class__.__name__
-    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark else str(problem)
+    if mark is None:  # e.g. bytes that are not UTF-8
+        return (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
+    return f"line {mark.line + 1}, column {mark.column + 1}: {getattr(exc, 'problem', None) or 'invalid'}"
 
 
 def load_dvc_lock(lock_path: Path = DVC_LOCK_FILE) -> dict[str, Any]:
-    """Parse dvc.lock, refusing (one line naming the field) anything but a mapping of stages whose
-    `outs` are lists of {path, md5?}: every reader after this can trust that shape."""
+    """Read and parse dvc.lock (parse_dvc_lock)."""
+    return parse_dvc_lock(read_bytes(lock_path, "DVC lock file"), lock_path)
+
+
+def parse_dvc_lock(text: bytes | str, lock_path: Path) -> dict[str, Any]:
+    """Parse a dvc.lock text, refusing (one line naming `lock_path` and the field) anything but a
+    mapping of stages whose `outs` are lists of {path, md5?}: every reader can trust that shape."""
     try:
-        doc = yaml.load(read_bytes(lock_path, "DVC lock file"), Loader=_SAFE_LOADER)
+        doc = yaml.load(text, Loader=_SAFE_LOADER)
     except yaml.YAMLError as exc:
         raise ContractError(f"{lock_path} is not valid YAML ({_yaml_problem(exc)})") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("stages"), dict):

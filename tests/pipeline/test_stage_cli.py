@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.conftest import lock_stage_outputs
+
 pytestmark = pytest.mark.slow
 
 STAGE_OUTPUTS = {
@@ -41,7 +43,8 @@ def edit_params(workdir: Path, change: Callable[[dict[str, Any]], object]) -> No
 
 
 def run_stage(cwd: Path, stage: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
+    """`python -m pipeline STAGE`, then, if it succeeded, its outputs' lock entry as DVC writes it."""
+    proc = subprocess.run(
         [sys.executable, "-m", "pipeline", stage],
         cwd=cwd,
         capture_output=True,
@@ -49,6 +52,9 @@ def run_stage(cwd: Path, stage: str) -> subprocess.CompletedProcess[str]:
         timeout=300,
         check=False,
     )
+    if proc.returncode == 0:
+        lock_stage_outputs(cwd, stage)
+    return proc
 
 
 def assert_clean_failure(proc: subprocess.CompletedProcess[str], *fragments: str) -> None:
