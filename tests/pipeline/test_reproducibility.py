@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -14,7 +15,7 @@ import pytest
 import yaml
 
 from contract import load_dvc_lock, locked_outs
-from tests.conftest import lock_stage_outputs, venv_bin
+from tests.conftest import lock_stage_outputs, malicious_pickle, venv_bin
 
 pytestmark = pytest.mark.slow
 
@@ -189,6 +190,53 @@ def test_dvc_push_then_pull_restores_outputs_from_a_local_remote(
     assert pulled.returncode == 0, pulled.stderr
     assert md5(repo / "models/model.joblib") == before
     assert dvc(repo, "status", "--json").stdout.strip() == "{}"
+
+
+def test_a_poisoned_remote_is_refused_by_dvc_verify_and_by_the_md5_check(
+    repo_copy: Callable[[], Path], tmp_path: Path
+) -> None:
+    """A remote whose model object was swapped for a pickle that runs code. Without `verify`,
+    `dvc pull` checks the swapped bytes out and `dvc status` calls them up to date; the stages
+    that load the model (here run by `dvc repro`) refuse it before unpickling. With
+    `verify true`, `dvc pull` re-hashes what it fetched and checks nothing out."""
+    repo = repo_copy()
+    assert dvc(repo, "repro").returncode == 0
+    remote = tmp_path / "remote"
+    assert dvc(repo, "remote", "add", "--local", "-d", "store", str(remote)).returncode == 0
+    assert dvc(repo, "push").returncode == 0
+    model = repo / "models/model.joblib"
+    locked = md5(model)
+    marker = tmp_path / "payload-ran"
+    payload = malicious_pickle(marker)
+    stored = remote / "files/md5" / locked[:2] / locked[2:]
+    stored.chmod(0o644)
+    stored.write_bytes(payload)
+    stored.chmod(0o444)  # as DVC leaves its objects
+
+    def pull_afresh() -> subprocess.CompletedProcess[str]:
+        model.unlink(missing_ok=True)
+        shutil.rmtree(repo / ".dvc/cache")
+        return dvc(repo, "pull", "models/model.joblib")
+
+    pulled = pull_afresh()
+    assert pulled.returncode == 0, pulled.stderr
+    assert md5(model) == hashlib.md5(payload).hexdigest()  # DVC trusted the remote
+    # The other outputs are out of the emptied cache; the model's stage is "up to date".
+    assert "train" not in json.loads(dvc(repo, "status", "--json").stdout)
+    rerun = dvc(repo, "repro", "--force", "--single-item", "evaluate")
+    assert rerun.returncode != 0
+    refusal = (
+        f"error: model models/model.joblib has md5 {hashlib.md5(payload).hexdigest()} "
+        f"but dvc.lock records {locked}: refusing to load it"
+    )
+    assert refusal in rerun.stderr.splitlines(), rerun.stderr
+    assert not marker.exists()
+
+    assert dvc(repo, "remote", "modify", "--local", "store", "verify", "true").returncode == 0
+    verified = pull_afresh()
+    assert verified.returncode != 0
+    assert not model.exists()
+    assert not marker.exists()
 
 
 def test_a_params_change_reruns_training_and_changes_the_model(repo_copy: Callable[[], Path]) -> None:
