@@ -21,7 +21,7 @@ from contract import DVC_LOCK_FILE, ContractError, locked_outs, parse_dvc_lock
 def _outs(text: str | bytes | None, lock: Path) -> dict[str, str]:
     """path -> md5 of every stage output in a dvc.lock text (empty for no lock); ContractError
     names `lock` and the field if the text is malformed."""
-    return locked_outs(parse_dvc_lock(text, lock)) if text else {}
+    return locked_outs(parse_dvc_lock(text, lock)) if text is not None else {}
 
 
 def drift(before: str | bytes | None, after: str | bytes | None, lock: Path = DVC_LOCK_FILE) -> list[str]:
