@@ -243,23 +243,20 @@ def test_stage_refuses_a_model_dvc_lock_does_not_record(
     assert_no_outputs(trained, stage)
 
 
-@pytest.mark.parametrize("case", bad_lock_params())
-def test_evaluate_refuses_a_malformed_lock_naming_the_field(trained: Path, case: BadLock) -> None:
-    lock = trained / "dvc.lock"
-    lock.write_bytes(case.spoil(lock.read_bytes()))
-    proc = run_stage(trained, "evaluate")
-    assert_clean_failure(proc)
-    assert proc.stderr.strip() == f"error: {case.expected('dvc.lock', MODEL)}"
-    assert_no_outputs(trained, "evaluate")
+# evaluate against every malformed lock; export (the same loader) against one refused on parsing
+# and one refused on looking up the model's entry.
+MALFORMED_LOCK_RUNS = [
+    *(pytest.param("evaluate", p.values[0], id=f"evaluate-{p.id}") for p in bad_lock_params()),
+    pytest.param("export", BAD_LOCKS["not-yaml"], id="export-not-yaml"),
+    pytest.param("export", BAD_LOCKS["out-without-md5"], id="export-out-without-md5"),
+]
 
 
-@pytest.mark.parametrize(
-    "case", [BAD_LOCKS["not-yaml"], BAD_LOCKS["out-without-md5"]], ids=["load", "lookup"]
-)
-def test_export_refuses_a_malformed_lock_naming_the_field(trained: Path, case: BadLock) -> None:
+@pytest.mark.parametrize(("stage", "case"), MALFORMED_LOCK_RUNS)
+def test_stage_refuses_a_malformed_lock_naming_the_field(trained: Path, stage: str, case: BadLock) -> None:
     lock = trained / "dvc.lock"
     lock.write_bytes(case.spoil(lock.read_bytes()))
-    proc = run_stage(trained, "export")
+    proc = run_stage(trained, stage)
     assert_clean_failure(proc)
     assert proc.stderr.strip() == f"error: {case.expected('dvc.lock', MODEL)}"
-    assert_no_outputs(trained, "export")
+    assert_no_outputs(trained, stage)
