@@ -240,6 +240,9 @@ def test_a_poisoned_remote_is_refused_by_dvc_verify_and_by_the_md5_check(
 
 
 def test_a_params_change_reruns_training_and_changes_the_model(repo_copy: Callable[[], Path]) -> None:
+    """Also what the md5-before-unpickle check inside `dvc repro` rests on: evaluate and export
+    load the new model only if DVC recorded its md5 in dvc.lock when train finished, before they
+    ran (DVC writes the lock stage by stage)."""
     repo = repo_copy()
     assert dvc(repo, "repro").returncode == 0
     before = md5(repo / "models/model.joblib")
@@ -248,8 +251,14 @@ def test_a_params_change_reruns_training_and_changes_the_model(repo_copy: Callab
     proc = dvc(repo, "repro")
     assert proc.returncode == 0, proc.stderr
     assert "Running stage 'train'" in proc.stdout
+    assert "Running stage 'evaluate'" in proc.stdout
+    assert "Running stage 'export'" in proc.stdout
     assert "Running stage 'prepare'" not in proc.stdout
-    assert md5(repo / "models/model.joblib") != before
+    after = md5(repo / "models/model.joblib")
+    assert after != before
+    assert locked(repo / "dvc.lock")["models/model.joblib"] == after
+    serving = json.loads((repo / "models/serving.json").read_text())
+    assert serving["model"]["md5"] == after  # export loaded the new model, not a refusal
 
 
 def test_dvc_exp_run_switches_the_estimator_class_as_the_readme_shows(repo_copy: Callable[[], Path]) -> None:
