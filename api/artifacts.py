@@ -195,10 +195,11 @@ def _parse_onnx(section: Any, path: Path, metadata: Metadata) -> OnnxGraph:
         unknown = [n for n, f in zip(names, features, strict=True) if f is None]
         if unknown:
             raise ContractError(f"{path}: onnx.inputs[{i}] feeds {unknown[0]!r}, not a model feature")
+        input_type = entry.get("type")
         for feature in features:
             assert feature is not None
             allowed = _NUMERIC_INPUT_TYPES if feature.numeric else _CATEGORICAL_INPUT_TYPES
-            if entry.get("type") not in allowed:
+            if not isinstance(input_type, str) or input_type not in allowed:
                 raise ContractError(
                     f"{path}: onnx.inputs[{i}] ({feature.name}, {feature.kind}) has type "
                     f"{entry.get('type')!r}; the service feeds {sorted(allowed)}"
@@ -246,6 +247,8 @@ def parse_serving(raw: bytes, path: Path, metadata: Metadata) -> ServingPlan:
     if doc.get("task", metadata.task) != metadata.task:
         raise ContractError(f"{path}: task {doc.get('task')!r} differs from the metadata's {metadata.task!r}")
     classes = doc.get("classes")
+    if classes is not None and not isinstance(classes, list):
+        raise ContractError(f"{path}: classes must be a list or null")
     if metadata.is_classifier and classes is not None and [str(c) for c in classes] != list(metadata.classes):
         raise ContractError(f"{path}: classes {classes} differ from the metadata's {list(metadata.classes)}")
     onnx = _parse_onnx(doc.get("onnx"), path, metadata) if serving_path == "onnx" else None
@@ -272,7 +275,7 @@ def parse_serving(raw: bytes, path: Path, metadata: Metadata) -> ServingPlan:
         and (
             not isinstance(labels, list)
             or len(labels) != len(rows)
-            or not set(labels) <= set(metadata.classes)
+            or not all(isinstance(label, str) and label in metadata.classes for label in labels)
         )
     ):
         raise ContractError(f"{path}: check.labels must name one of the classes per check row")
@@ -319,11 +322,10 @@ def verify_artifacts(settings: Settings) -> VerifiedArtifacts:
         model_raw, model_md5 = verified(settings.model_path, "model")
     else:
         model_md5 = contract.locked_md5(lock, lock_path, settings.model_path)
-    recorded = serving.document.get("model", {})
-    if not isinstance(recorded, dict) or recorded.get("md5") != model_md5:
-        shown = recorded.get("md5") if isinstance(recorded, dict) else None
+    recorded = _require(serving.document, "model", dict, settings.serving_path)
+    if recorded.get("md5") != model_md5:
         raise ContractError(
-            f"{settings.serving_path} was written for a model with md5 {shown}, "
+            f"{settings.serving_path} was written for a model with md5 {recorded.get('md5')}, "
             f"not for {settings.model_path} ({model_md5}): run `dvc repro`"
         )
     md5s = {"model": model_md5, "serving": serving_md5, "metadata": meta_md5}

@@ -55,12 +55,18 @@ def ensure_venv() -> Path:
 
 
 @contextmanager
-def mlserver(model_path: Path, log_path: Path) -> Iterator[tuple[str, float]]:
-    """MLServer with one process serving `model_path`; yields its base URL and start-up seconds."""
+def mlserver(model_path: Path, lock_path: Path, log_path: Path) -> Iterator[tuple[str, float]]:
+    """MLServer with one process serving `model_path`; yields its base URL and start-up seconds.
+    MLServer unpickles what it is given: it gets a private copy of bytes whose md5 matched dvc.lock."""
+    from contract import load_dvc_lock, verified_bytes
+
+    model_bytes, _ = verified_bytes(model_path, load_dvc_lock(lock_path), lock_path, "model")
     venv = ensure_venv()
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="mlserver-") as tmp:
         folder = Path(tmp)
+        model_copy = folder / model_path.name
+        model_copy.write_bytes(model_bytes)
         settings = {
             "http_port": port,
             "grpc_port": free_port(),
@@ -75,7 +81,7 @@ def mlserver(model_path: Path, log_path: Path) -> Iterator[tuple[str, float]]:
                 {
                     "name": MODEL_NAME,
                     "implementation": "mlserver_sklearn.SKLearnModel",
-                    "parameters": {"uri": str(model_path.resolve())},
+                    "parameters": {"uri": str(model_copy)},
                 }
             )
         )
@@ -132,11 +138,13 @@ def matrix_request(rows: list[list[float]], *, proba: bool) -> dict[str, Any]:
     return request
 
 
-def requests_for(model_path: Path, metadata: dict[str, Any], n: int, *, proba: bool) -> dict[str, Any]:
+def requests_for(
+    model_path: Path, lock_path: Path, metadata: dict[str, Any], n: int, *, proba: bool
+) -> dict[str, Any]:
     """The V2 body MLServer needs for this pickle: per column if it was fitted on named columns."""
-    import joblib
+    from contract import load_verified_pickle
 
-    model = joblib.load(model_path)  # the bench's own copy; md5 checked by the caller
+    model, _ = load_verified_pickle(model_path, lock_path)  # md5 before unpickling
     example = metadata["example"]
     features = metadata["features"]
     if getattr(model, "feature_names_in_", None) is not None:
@@ -149,9 +157,10 @@ def main() -> int:
 
     metadata = json.loads((REPO_ROOT / "models/metadata.json").read_text())
     model_path = REPO_ROOT / "models/model.joblib"
+    lock_path = REPO_ROOT / "dvc.lock"
     out = REPO_ROOT / "build" / "peers"
     out.mkdir(parents=True, exist_ok=True)
-    with mlserver(model_path, out / "mlserver.log") as (url, startup):
+    with mlserver(model_path, lock_path, out / "mlserver.log") as (url, startup):
         results: dict[str, Any] = {"startup_to_ready_s": startup}
         infer = f"{url}/v2/models/{MODEL_NAME}/infer"
         for name, n, proba in (
@@ -160,7 +169,7 @@ def main() -> int:
             ("batch_proba", 1000, True),
         ):
             body = out / f"mlserver_{name}.json"
-            body.write_text(json.dumps(requests_for(model_path, metadata, n, proba=proba)))
+            body.write_text(json.dumps(requests_for(model_path, lock_path, metadata, n, proba=proba)))
             with urllib.request.urlopen(
                 urllib.request.Request(
                     infer, data=body.read_bytes(), headers={"Content-Type": "application/json"}

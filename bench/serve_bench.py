@@ -40,7 +40,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import joblib
 import numpy as np
 import orjson
 
@@ -50,6 +49,7 @@ sys.path.insert(0, str(REPO_ROOT))  # `python bench/serve_bench.py` as well as `
 from api.artifacts import parse_metadata, parse_serving  # noqa: E402
 from api.model import load_model  # noqa: E402
 from bench.peer_mlserver import mlserver, requests_for  # noqa: E402
+from contract import load_verified_pickle  # noqa: E402
 from tests.api.support import DEFAULT, Artifacts, train_family  # noqa: E402
 
 WRK_SCRIPT = Path(__file__).with_name("wrk_report.lua")
@@ -105,7 +105,7 @@ def in_process_floor(artifacts: Artifacts) -> dict[str, Any]:
         if not f.numeric:
             frame[f.name] = frame[f.name].where(frame[f.name].notna(), plan.missing_string)
     big = pd.concat([frame] * 1000, ignore_index=True)
-    model = joblib.load(artifacts.model)
+    model, _ = load_verified_pickle(artifacts.model, artifacts.lock)  # md5 before unpickling
     predict = model.predict_proba if meta.is_classifier else model.predict
     served = load_model(artifacts.settings(max_rows=1000))
     one = served.parser.parse(orjson.dumps({"instances": [example]}))
@@ -267,7 +267,7 @@ def write_bodies(directory: Path, artifacts: Artifacts) -> dict[str, Path]:
     }
     # The same V2 inputs MLServer takes for this pickle (per column, or one [N, F] tensor); lockstep
     # answers label and probabilities by default, MLServer is asked for predict_proba.
-    peer = requests_for(artifacts.model, meta, 1000, proba=True)
+    peer = requests_for(artifacts.model, artifacts.lock, meta, 1000, proba=True)
     bodies["batch_v2"] = {key: value for key, value in peer.items() if key != "outputs"}
     bodies["batch_v2_mlserver"] = peer
     paths = {}
@@ -431,7 +431,7 @@ def measure_family(
 def peer_batch(artifacts: Artifacts, body: Path, seconds: int, scratch: Path) -> dict[str, Any]:
     """MLServer on the same pickle, run after lockstep's server has stopped (one at a time on the
     shared cores): 1,000-row V2 batches with predict_proba, with the load lockstep's V2 run had."""
-    with mlserver(artifacts.model, scratch / "mlserver.log") as (url, startup):
+    with mlserver(artifacts.model, artifacts.lock, scratch / "mlserver.log") as (url, startup):
         infer = f"{url}/v2/models/lockstep/infer"
         warm = wrk(infer, body, 4, 2)
         if warm["errors"]:

@@ -13,7 +13,9 @@ Formats (all JSON written with sorted keys where order carries no meaning, float
                    "missing": bool}]}                  # whether the raw data had gaps in it
 
 `models/model.joblib` (stage train): the fitted scikit-learn Pipeline (preprocessing built from the
-    schema, then the estimator params.yaml names). Loaded only after its md5 matched dvc.lock.
+    schema, then the estimator params.yaml names). Loaded only after its md5 matched dvc.lock:
+    `load_verified_pickle` everywhere outside the service (stages, tools, tests, benchmarks);
+    `dvc repro` records train's outputs in dvc.lock before evaluate and export run.
 
 `models/metadata.json` (stage evaluate): what the service shows and validates against,
     {"schema_version": 2, "target": str, "task": "binary"|"multiclass"|"regression",
@@ -67,6 +69,8 @@ Formats (all JSON written with sorted keys where order carries no meaning, float
 from __future__ import annotations
 
 import hashlib
+import io
+import re
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +105,8 @@ SERVING_SCHEMA_VERSION = 1
 
 # libyaml's safe loader parses dvc.lock ~10x faster than the pure-Python one (start-up time).
 _SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_FILE_MD5 = re.compile(r"[0-9a-f]{32}")
+_LOCKED_MD5 = re.compile(r"[0-9a-f]{32}(\.dir)?")  # DVC marks a directory's md5 with ".dir"
 
 
 class ContractError(RuntimeError):
@@ -120,45 +126,72 @@ def read_bytes(path: Path, what: str) -> bytes:
         raise ContractError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
 
 
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """Where and what, on one line: PyYAML's own message spans several."""
+    mark = getattr(exc, "problem_mark", None)
+    if mark is None:  # e.g. bytes that are not UTF-8
+        return (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
+    return f"line {mark.line + 1}, column {mark.column + 1}: {getattr(exc, 'problem', None) or 'invalid'}"
+
+
 def load_dvc_lock(lock_path: Path = DVC_LOCK_FILE) -> dict[str, Any]:
-    """Parse dvc.lock, refusing anything that is not a mapping of stages."""
+    """Read and parse dvc.lock (parse_dvc_lock)."""
+    return parse_dvc_lock(read_bytes(lock_path, "DVC lock file"), lock_path)
+
+
+def parse_dvc_lock(text: bytes | str, lock_path: Path) -> dict[str, Any]:
+    """Parse a dvc.lock text, refusing (one line naming `lock_path` and the field) anything but a
+    mapping of stages whose `outs` are lists of {path, md5?}: every reader can trust that shape."""
     try:
-        doc = yaml.load(read_bytes(lock_path, "DVC lock file"), Loader=_SAFE_LOADER)
+        doc = yaml.load(text, Loader=_SAFE_LOADER)
     except yaml.YAMLError as exc:
-        raise ContractError(f"{lock_path} is not valid YAML: {exc.__class__.__name__}") from None
+        raise ContractError(f"{lock_path} is not valid YAML ({_yaml_problem(exc)})") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("stages"), dict):
         raise ContractError(f"{lock_path} has no 'stages' mapping")
+    for name, stage in doc["stages"].items():
+        where = f"{lock_path}: stages.{name}"
+        if not isinstance(stage, dict):
+            raise ContractError(f"{where} is not a mapping")
+        outs = stage.get("outs", [])  # a stage may have no outputs
+        if not isinstance(outs, list):
+            raise ContractError(f"{where}.outs is not a list")
+        for i, out in enumerate(outs):
+            if not isinstance(out, dict) or not isinstance(out.get("path"), str):
+                raise ContractError(f"{where}.outs[{i}] has no path")
+            # md5 may be absent (DVC records an etag for some cloud outputs); present, it must be one.
+            md5 = out.get("md5")
+            if md5 is not None and not (isinstance(md5, str) and _LOCKED_MD5.fullmatch(md5)):
+                raise ContractError(f"{where}.outs[{i}] ({out['path']}): md5 {md5!r} is not an md5")
     return doc
 
 
 def locked_md5(lock: dict[str, Any], lock_path: Path, target: Path) -> str:
-    """The md5 dvc.lock records for `target` as a stage output; outs paths are relative to the lock."""
+    """The md5 dvc.lock records for the file `target` as a stage output (outs paths are relative
+    to the lock). `lock` comes from load_dvc_lock, which checked its shape."""
     wanted = target.resolve()
     base = lock_path.resolve().parent
-    for stage in lock["stages"].values():
-        if not isinstance(stage, dict):
-            continue
-        for out in stage.get("outs") or []:
-            if not isinstance(out, dict) or "path" not in out:
-                continue
-            if (base / str(out["path"])).resolve() == wanted:
+    for name, stage in lock["stages"].items():
+        for i, out in enumerate(stage.get("outs", [])):
+            if (base / out["path"]).resolve() == wanted:
                 md5 = out.get("md5")
-                if not isinstance(md5, str) or len(md5) != 32:
-                    raise ContractError(f"{lock_path} entry for {target} has no md5")
+                if not isinstance(md5, str) or not _FILE_MD5.fullmatch(md5):
+                    raise ContractError(
+                        f"{lock_path}: stages.{name}.outs[{i}] ({out['path']}) has no file md5 "
+                        f"(found {md5!r}): refusing {target}"
+                    )
                 return md5
     raise ContractError(f"{lock_path} has no entry for {target}: refusing an untracked file")
 
 
 def locked_outs(lock: dict[str, Any]) -> dict[str, str]:
-    """path -> md5 of every stage output that dvc.lock records (paths as written in the lock)."""
-    outs: dict[str, str] = {}
-    for stage in lock["stages"].values():
-        if not isinstance(stage, dict):
-            continue
-        for out in stage.get("outs") or []:
-            if isinstance(out, dict) and isinstance(out.get("md5"), str) and "path" in out:
-                outs[str(out["path"])] = out["md5"]
-    return outs
+    """path -> md5 of every stage output that dvc.lock records (paths as written in the lock);
+    `lock` comes from load_dvc_lock."""
+    return {
+        out["path"]: out["md5"]
+        for stage in lock["stages"].values()
+        for out in stage.get("outs", [])
+        if "md5" in out
+    }
 
 
 def verified_bytes(path: Path, lock: dict[str, Any], lock_path: Path, what: str) -> tuple[bytes, str]:
@@ -175,3 +208,20 @@ def verified_bytes(path: Path, lock: dict[str, Any], lock_path: Path, what: str)
             f"{what} {path} has md5 {actual} but {lock_path} records {expected}: refusing to load it"
         )
     return data, actual
+
+
+def load_verified_pickle(path: Path, lock_path: Path = DVC_LOCK_FILE, what: str = "model") -> tuple[Any, str]:
+    """Unpickle `path` only if its bytes have the md5 dvc.lock records for it; return the object
+    and that md5. Every pickle loaded outside the service goes through here, so a poisoned DVC
+    remote or a swapped file is refused (one line naming the file and both md5s) before any of
+    its code can run. The bytes hashed are the bytes unpickled: the file is read once."""
+    data, md5 = verified_bytes(path, load_dvc_lock(lock_path), lock_path, what)
+    import joblib  # not at import: the service's ONNX path has no joblib
+
+    try:
+        return joblib.load(io.BytesIO(data)), md5
+    except Exception as exc:  # the locked bytes, but not loadable here (a library missing or too old)
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise ContractError(
+            f"{what} {path} matches {lock_path} but cannot be unpickled: {exc.__class__.__name__}: {first}"
+        ) from None

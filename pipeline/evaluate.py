@@ -6,7 +6,6 @@ import sys
 from importlib.metadata import version
 from typing import Any
 
-import joblib
 import numpy as np
 import numpy.typing as npt
 import pandas as pd  # type: ignore[import-untyped]  # no pandas-stubs in the dev lock
@@ -24,6 +23,7 @@ from contract import (
     ROC_FILE,
     SCHEMA_FILE,
     TEST_CSV,
+    load_verified_pickle,
 )
 from pipeline.data import Table, read_table, write_json
 from pipeline.errors import PipelineError
@@ -145,7 +145,7 @@ def main() -> None:
     params = load_params()
     schema = read_schema(SCHEMA_FILE)
     test = read_table(TEST_CSV, schema)
-    model = joblib.load(MODEL_FILE)
+    model, _ = load_verified_pickle(MODEL_FILE)  # its md5 must be dvc.lock's first
     if list(getattr(model, "feature_names_in_", [])) != schema.names:
         raise PipelineError(f"{MODEL_FILE}: its features differ from {SCHEMA_FILE}'s: re-run train")
     X = model_input(test.X, schema)

@@ -10,12 +10,10 @@ the exact path: `models/model.onnx` is written empty and the service runs the md
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from importlib.metadata import version
 from typing import Any
 
-import joblib
 import numpy as np
 import numpy.typing as npt
 import pandas as pd  # type: ignore[import-untyped]  # no pandas-stubs in the dev lock
@@ -29,6 +27,7 @@ from contract import (
     SERVING_FILE,
     SERVING_SCHEMA_VERSION,
     TEST_CSV,
+    load_verified_pickle,
     md5_hex,
 )
 from pipeline.data import atomic_write, read_table, write_json
@@ -360,11 +359,7 @@ def serving_document(
 def main() -> None:
     schema = read_schema(SCHEMA_FILE)
     test = read_table(TEST_CSV, schema)
-    try:
-        raw = MODEL_FILE.read_bytes()
-    except OSError as exc:
-        raise PipelineError(f"{MODEL_FILE}: cannot read: {exc.strerror}") from None
-    model = joblib.load(io.BytesIO(raw))  # the bytes whose md5 is recorded
+    model, model_md5 = load_verified_pickle(MODEL_FILE)  # its md5 must be dvc.lock's first
     X = model_input(with_probes(test.X, schema), schema)
     ref = reference_outputs(model, X, schema)
     attempts: list[Attempt] = []
@@ -372,7 +367,7 @@ def main() -> None:
         attempts.append(attempt(model, schema, X, ref, precision))
         if attempts[-1].passed:
             break
-    doc, onnx_bytes = serving_document(model, schema, test.X, X, ref, attempts, md5_hex(raw))
+    doc, onnx_bytes = serving_document(model, schema, test.X, X, ref, attempts, model_md5)
     with atomic_write(ONNX_FILE, "wb") as fh:
         fh.write(onnx_bytes)
     write_json(SERVING_FILE, doc)

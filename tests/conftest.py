@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
+import pickle
 import shutil
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # What a fresh clone would not have (paths from the repo root, and names anywhere).
@@ -34,6 +38,44 @@ def copy_repo(dest: Path, *, with_outputs: bool = False, with_store: bool = Fals
 
     shutil.copytree(REPO_ROOT, dest, ignore=ignore)
     return dest
+
+
+def stage_outputs(stage: str) -> list[str]:
+    """The files dvc.yaml declares as `stage`'s outputs (outs, metrics and plots)."""
+    declared = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"][stage]
+    entries = [e for key in ("outs", "metrics", "plots") for e in declared.get(key, [])]
+    return [e if isinstance(e, str) else next(iter(e)) for e in entries]
+
+
+def lock_stage_outputs(workdir: Path, stage: str) -> None:
+    """Record `stage`'s outputs in workdir/dvc.lock from their real bytes, as `dvc repro` does
+    after each stage: tests that run stages without DVC give the next stage the lock entry its
+    md5 check (contract.load_verified_pickle) needs, instead of skipping that check."""
+    lock_file = workdir / "dvc.lock"
+    lock: dict[str, Any] = (
+        yaml.safe_load(lock_file.read_text()) if lock_file.exists() else {"schema": "2.0", "stages": {}}
+    )
+    outs = []
+    for path in stage_outputs(stage):
+        data = (workdir / path).read_bytes()
+        outs.append({"path": path, "hash": "md5", "md5": hashlib.md5(data).hexdigest(), "size": len(data)})
+    lock["stages"][stage] = {"cmd": f"python -m pipeline {stage}", "outs": outs}
+    lock_file.write_text(yaml.safe_dump(lock, sort_keys=False))
+
+
+class _OpensAFile:
+    """Unpickling this calls open(path, "w"): a stand-in for code a poisoned pickle would run."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, tuple[str, str]]:
+        return open, (str(self.path), "w")
+
+
+def malicious_pickle(marker: Path) -> bytes:
+    """A pickle whose loading creates `marker`: if the file exists, the payload ran."""
+    return pickle.dumps(_OpensAFile(marker))
 
 
 def venv_bin(name: str) -> str:

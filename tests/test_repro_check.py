@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from contract import MODEL_FILE
+from tests.malformed_locks import BadLock, bad_lock_params
 from tools.repro_check import drift
 
 LOCK = """schema: '2.0'
@@ -70,3 +71,24 @@ def test_check_repro_fails_when_the_committed_lock_does_not_reproduce(
     assert run.returncode == 1, run.stderr
     assert "`dvc repro` changed dvc.lock" in run.stderr
     assert f"{MODEL_FILE}: md5 {'f' * 32} -> " in run.stderr
+
+
+@pytest.mark.parametrize("case", bad_lock_params(at_load_only=True))
+def test_check_repro_refuses_a_malformed_committed_lock_naming_the_field(
+    case: BadLock, repo_root: Path, tmp_path: Path
+) -> None:
+    """Exit 2 and one line, before `dvc repro` runs (cwd is no DVC repository: it could not)."""
+    lock = tmp_path / "dvc.lock"
+    lock.write_bytes(case.spoil((repo_root / "dvc.lock").read_bytes()))
+    run = subprocess.run(
+        [sys.executable, "-m", "tools.repro_check", str(lock)],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(repo_root)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.strip() == f"error: {case.expected(lock, MODEL_FILE)}"
+    assert run.stdout == ""

@@ -15,22 +15,20 @@ import subprocess
 import sys
 from pathlib import Path
 
-import yaml
-
-from contract import DVC_LOCK_FILE, locked_outs
+from contract import DVC_LOCK_FILE, ContractError, locked_outs, parse_dvc_lock
 
 
-def _outs(text: str | None) -> dict[str, str]:
-    """path -> md5 of every stage output in a dvc.lock text (empty for no lock)."""
-    doc = yaml.safe_load(text) if text else None
-    return locked_outs(doc) if isinstance(doc, dict) and isinstance(doc.get("stages"), dict) else {}
+def _outs(text: str | bytes | None, lock: Path) -> dict[str, str]:
+    """path -> md5 of every stage output in a dvc.lock text (empty for no lock); ContractError
+    names `lock` and the field if the text is malformed."""
+    return locked_outs(parse_dvc_lock(text, lock)) if text is not None else {}
 
 
-def drift(before: str | None, after: str | None) -> list[str]:
+def drift(before: str | bytes | None, after: str | bytes | None, lock: Path = DVC_LOCK_FILE) -> list[str]:
     """One line per difference between two dvc.lock texts: changed, new or vanished outputs."""
     if before == after:
         return []
-    old, new = _outs(before), _outs(after)
+    old, new = _outs(before, lock), _outs(after, lock)
     lines = [
         f"{path}: md5 {old.get(path, '(none)')} -> {new.get(path, '(none)')}"
         for path in sorted(old.keys() | new.keys())
@@ -42,11 +40,20 @@ def drift(before: str | None, after: str | None) -> list[str]:
 
 def main(argv: list[str]) -> int:
     lock = Path(argv[0]) if argv else DVC_LOCK_FILE
-    before = lock.read_text() if lock.exists() else None
+    before = lock.read_bytes() if lock.exists() else None
+    try:
+        _outs(before, lock)  # a malformed committed lock: say which field, before DVC trips on it
+    except ContractError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     run = subprocess.run(["dvc", "repro"], check=False)
     if run.returncode != 0:
         return run.returncode
-    changes = drift(before, lock.read_text() if lock.exists() else None)
+    try:
+        changes = drift(before, lock.read_bytes() if lock.exists() else None, lock)
+    except ContractError as exc:  # what `dvc repro` wrote: not expected, but one line all the same
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if changes:
         print(
             f"error: `dvc repro` changed {lock}; the committed pipeline does not reproduce:", file=sys.stderr

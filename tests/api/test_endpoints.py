@@ -6,10 +6,10 @@ import hashlib
 import re
 from typing import Any
 
-import joblib
 import pandas as pd
 import pytest
 
+from contract import load_verified_pickle
 from tests.api.support import DEFAULT, TestClient, imported_after_serving
 
 MODEL_MD5 = re.compile(r"^[0-9a-f]{32}$")
@@ -73,7 +73,7 @@ def test_predict_named_instance(
     assert list(probabilities) == metadata["classes"]
     tolerance = DEFAULT.serving_document()["gate"]["tolerance"]
     # By value: what scikit-learn itself says for this row, within the export gate's tolerance.
-    model = joblib.load(DEFAULT.model)
+    model, _ = load_verified_pickle(DEFAULT.model, DEFAULT.lock)  # md5 before unpickling
     frame = pd.DataFrame([example])
     expected = dict(zip(map(str, model.classes_), model.predict_proba(frame)[0], strict=True))
     assert list(probabilities) == list(expected)

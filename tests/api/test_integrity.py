@@ -18,6 +18,7 @@ import pytest
 from api.app import create_app
 from contract import ContractError
 from tests.api.support import REPO_ROOT, Artifacts, TestClient
+from tests.malformed_locks import BAD_LOCKS, BadLock
 
 Tamper = Callable[[Artifacts], None]
 
@@ -140,6 +141,12 @@ ONNX_REFUSALS = [
         id="onnx-input-type",
     ),
     pytest.param(
+        edit_serving(lambda d: d["onnx"]["inputs"][0].update(type=[])),
+        "",
+        "has type []; the service feeds",
+        id="onnx-input-type-a-list",
+    ),
+    pytest.param(
         relock_raw(lambda c: c.onnx, b"not an onnx graph"),
         "",
         "describes an ONNX graph with md5",
@@ -228,3 +235,139 @@ def test_bad_setting_is_one_line(artifact_copy: Artifacts) -> None:
     assert done.returncode == 2
     [line] = done.stderr.strip().splitlines()
     assert line.startswith("lockstep: bad setting LOCKSTEP_PORT: ")
+
+
+# Malformed artifacts whose md5 dvc.lock does record (a bad export, or a hand edit and `dvc commit`):
+# the exact one-line refusal, naming the file and the field; {metadata} and {serving} are the paths.
+MALFORMED_DOCUMENTS = [
+    pytest.param(
+        relock_raw(lambda c: c.metadata, b"{not json"), "{metadata} is not valid JSON", id="metadata-not-json"
+    ),
+    pytest.param(
+        relock_raw(lambda c: c.metadata, b"[]"), "{metadata} is not a JSON object", id="metadata-a-list"
+    ),
+    pytest.param(
+        edit_metadata(lambda d: d.pop("features")),
+        "{metadata}: features is missing or not a list",
+        id="metadata-no-features",
+    ),
+    pytest.param(
+        edit_metadata(lambda d: d.update(features={})),
+        "{metadata}: features is missing or not a list",
+        id="metadata-features-an-object",
+    ),
+    pytest.param(
+        edit_metadata(lambda d: d["features"][0].update(name=5)),
+        "{metadata}: features[0] has no name",
+        id="metadata-feature-name-a-number",
+    ),
+    pytest.param(
+        edit_metadata(lambda d: d.pop("task")),
+        "{metadata}: task None is not one of ('binary', 'multiclass', 'regression')",
+        id="metadata-no-task",
+    ),
+    pytest.param(
+        edit_metadata(lambda d: d.update(classes="benign")),
+        "{metadata}: classes is missing or not a list",
+        id="metadata-classes-a-string",
+    ),
+    pytest.param(
+        edit_metadata(lambda d: d.pop("example")),
+        "{metadata}: example is missing or not an object",
+        id="metadata-no-example",
+    ),
+    pytest.param(
+        edit_metadata(lambda d: d.update(example=[])),
+        "{metadata}: example is missing or not an object",
+        id="metadata-example-a-list",
+    ),
+    pytest.param(
+        relock_raw(lambda c: c.serving, b"{not json"), "{serving} is not valid JSON", id="serving-not-json"
+    ),
+    pytest.param(
+        relock_raw(lambda c: c.serving, b"[1]"), "{serving} is not a JSON object", id="serving-a-list"
+    ),
+    pytest.param(
+        edit_serving(lambda d: d.pop("path")),
+        "{serving}: path None is not one of ('onnx', 'sklearn')",
+        id="serving-no-path",
+    ),
+    pytest.param(
+        edit_serving(lambda d: d.update(classes=5)),
+        "{serving}: classes must be a list or null",
+        id="serving-classes-a-number",
+    ),
+    pytest.param(
+        edit_serving(lambda d: d.pop("gate")),
+        "{serving}: gate is missing or not an object",
+        id="serving-no-gate",
+    ),
+    pytest.param(
+        edit_serving(lambda d: d.update(gate=[])),
+        "{serving}: gate is missing or not an object",
+        id="serving-gate-a-list",
+    ),
+    pytest.param(
+        edit_serving(lambda d: d.pop("missing_string")),
+        "{serving}: missing_string must be a string",
+        id="serving-no-missing-string",
+    ),
+    pytest.param(
+        edit_serving(lambda d: d["check"].update(rows="all")),
+        "{serving}: check.rows must be a non-empty list of objects",
+        id="serving-check-rows-a-string",
+    ),
+    pytest.param(
+        edit_serving(lambda d: d["check"]["labels"].__setitem__(0, [])),
+        "{serving}: check.labels must name one of the classes per check row",
+        id="serving-check-label-a-list",
+    ),
+    pytest.param(
+        edit_serving(lambda d: d.pop("model")),
+        "{serving}: model is missing or not an object",
+        id="serving-no-model",
+    ),
+]
+
+
+def malformed_lock(case: BadLock) -> Tamper:
+    def tamper(copy: Artifacts) -> None:
+        copy.lock.write_bytes(case.spoil(copy.lock.read_bytes()))
+
+    return tamper
+
+
+def expected_refusal(copy: Artifacts, message: str) -> str:
+    return message.format(metadata=copy.metadata, serving=copy.serving, lock=copy.lock, model=copy.model)
+
+
+STARTUP_REFUSALS = [
+    *MALFORMED_DOCUMENTS,
+    *(
+        pytest.param(malformed_lock(case), case.message, id=f"lock-{name}")
+        for name, case in BAD_LOCKS.items()
+    ),
+]
+
+
+@pytest.mark.parametrize(("tamper", "message"), STARTUP_REFUSALS)
+def test_lifespan_refuses_malformed_artifacts_with_the_exact_line(
+    artifact_copy: Artifacts, monkeypatch: pytest.MonkeyPatch, tamper: Tamper, message: str
+) -> None:
+    tamper(artifact_copy)
+    assert str(refused(artifact_copy, monkeypatch)) == expected_refusal(artifact_copy, message)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("tamper", "message"), STARTUP_REFUSALS)
+def test_python_m_api_refuses_malformed_artifacts_with_exit_2_and_the_exact_line(
+    artifact_copy: Artifacts, tamper: Tamper, message: str
+) -> None:
+    tamper(artifact_copy)
+    env = {**os.environ, **artifact_copy.env(), "LOCKSTEP_PORT": "0"}
+    done = subprocess.run(
+        [sys.executable, "-m", "api"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    assert done.stderr == f"lockstep: refusing to start: {expected_refusal(artifact_copy, message)}\n"
+    assert done.stdout == ""

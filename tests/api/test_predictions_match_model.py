@@ -6,10 +6,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import joblib
 import numpy as np
 import pandas as pd
 
+from contract import load_verified_pickle
 from tests.api.support import DEFAULT, Artifacts, TestClient
 
 
@@ -41,7 +41,7 @@ def assert_within_gate(served: Any, expected: Any, gate: dict[str, Any]) -> None
 
 
 def served_agree_with_in_process(client: TestClient, artifacts: Artifacts) -> None:
-    model = joblib.load(artifacts.model)
+    model, _ = load_verified_pickle(artifacts.model, artifacts.lock)  # md5 before unpickling
     frame, rows = split_rows(artifacts)
     gate = artifacts.serving_document()["gate"]
     positional = [list(row.values()) for row in rows]

@@ -14,11 +14,17 @@ import time
 import urllib.request
 from typing import Any
 
-import joblib
 import numpy as np
 import pytest
 
-from contract import MODEL_FILE, ONNX_FILE, SCHEMA_FILE, SERVING_FILE, TEST_CSV, load_dvc_lock, verified_bytes
+from contract import (
+    MODEL_FILE,
+    ONNX_FILE,
+    SCHEMA_FILE,
+    SERVING_FILE,
+    TEST_CSV,
+    load_verified_pickle,
+)
 from imagetool.container import HARDENED_FLAGS, Container, made_run, make, make_run_command
 from pipeline.data import read_table
 from pipeline.features import model_input
@@ -166,9 +172,7 @@ def test_predict_matches_the_in_process_model(container: Container) -> None:
     """The whole test split through the container equals scikit-learn in process (gate tolerance)."""
     schema = read_schema(ROOT / SCHEMA_FILE)
     test = read_table(ROOT / TEST_CSV, schema)
-    lock = load_dvc_lock(ROOT / "dvc.lock")
-    raw, _ = verified_bytes(ROOT / MODEL_FILE, lock, ROOT / "dvc.lock", "model")  # md5 before unpickling
-    model = joblib.load(io.BytesIO(raw))
+    model, _ = load_verified_pickle(ROOT / MODEL_FILE, ROOT / "dvc.lock")  # md5 before unpickling
     rows = [{k: (None if v != v else v) for k, v in row.items()} for row in test.X.to_dict("records")]
     body = json.dumps({"instances": rows}).encode()
     req = urllib.request.Request(

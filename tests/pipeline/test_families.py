@@ -4,7 +4,6 @@ export, and the gate's verdict; then the check rows fed the way the service feed
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
@@ -16,7 +15,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from contract import md5_hex
+from contract import load_verified_pickle, md5_hex
+from tests.conftest import lock_stage_outputs
 from tests.families import FAMILIES, Family
 
 pytestmark = pytest.mark.slow
@@ -35,6 +35,7 @@ def run_stage(cwd: Path, stage: str, env: dict[str, str] | None = None) -> None:
         check=False,
     )
     assert proc.returncode == 0, f"{stage}: {proc.stderr}"
+    lock_stage_outputs(cwd, stage)  # as dvc repro does: the next stage checks the model's md5
 
 
 def make_workdir(root: Path, repo_root: Path, family: Family) -> Path:
@@ -178,11 +179,8 @@ def test_check_rows_fed_by_the_contract_reproduce_sklearn(trained: tuple[Family,
             assert [str(v) for v in outputs[names["label"]].reshape(-1)] == serving["check"]["labels"]
         assert diff.max() <= serving["gate"]["tolerance"]
     else:
-        import joblib
-
-        raw = (workdir / "models/model.joblib").read_bytes()
-        assert md5_hex(raw) == serving["model"]["md5"]
-        model = joblib.load(io.BytesIO(raw))
+        model, model_md5 = load_verified_pickle(workdir / "models/model.joblib", workdir / "dvc.lock")
+        assert model_md5 == serving["model"]["md5"]
         X = _sklearn_frame(meta, serving, rows)
         assert model.predict(X).tolist() == serving["check"]["labels"]
         # Not bit for bit: the stage ran on the pinned SSE kernel, this process on the CPU's own.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -14,7 +15,7 @@ import pytest
 import yaml
 
 from contract import load_dvc_lock, locked_outs
-from tests.conftest import venv_bin
+from tests.conftest import lock_stage_outputs, malicious_pickle, venv_bin
 
 pytestmark = pytest.mark.slow
 
@@ -65,6 +66,7 @@ def run_stages(workdir: Path, stages: tuple[str, ...], env: dict[str, str]) -> N
             check=True,
             timeout=300,
         )
+        lock_stage_outputs(workdir, stage)  # as dvc repro does: export checks the model's md5
 
 
 def copy_sources(repo_root: Path, dest: Path, *, prepared: bool) -> Path:
@@ -190,7 +192,57 @@ def test_dvc_push_then_pull_restores_outputs_from_a_local_remote(
     assert dvc(repo, "status", "--json").stdout.strip() == "{}"
 
 
+def test_a_poisoned_remote_is_refused_by_dvc_verify_and_by_the_md5_check(
+    repo_copy: Callable[[], Path], tmp_path: Path
+) -> None:
+    """A remote whose model object was swapped for a pickle that runs code. Without `verify`,
+    `dvc pull` checks the swapped bytes out and `dvc status` calls them up to date; the stages
+    that load the model (here run by `dvc repro`) refuse it before unpickling. With
+    `verify true`, `dvc pull` re-hashes what it fetched and checks nothing out."""
+    repo = repo_copy()
+    assert dvc(repo, "repro").returncode == 0
+    remote = tmp_path / "remote"
+    assert dvc(repo, "remote", "add", "--local", "-d", "store", str(remote)).returncode == 0
+    assert dvc(repo, "push").returncode == 0
+    model = repo / "models/model.joblib"
+    locked = md5(model)
+    marker = tmp_path / "payload-ran"
+    payload = malicious_pickle(marker)
+    stored = remote / "files/md5" / locked[:2] / locked[2:]
+    stored.chmod(0o644)
+    stored.write_bytes(payload)
+    stored.chmod(0o444)  # as DVC leaves its objects
+
+    def pull_afresh() -> subprocess.CompletedProcess[str]:
+        model.unlink(missing_ok=True)
+        shutil.rmtree(repo / ".dvc/cache")
+        return dvc(repo, "pull", "models/model.joblib")
+
+    pulled = pull_afresh()
+    assert pulled.returncode == 0, pulled.stderr
+    assert md5(model) == hashlib.md5(payload).hexdigest()  # DVC trusted the remote
+    # The other outputs are out of the emptied cache; the model's stage is "up to date".
+    assert "train" not in json.loads(dvc(repo, "status", "--json").stdout)
+    rerun = dvc(repo, "repro", "--force", "--single-item", "evaluate")
+    assert rerun.returncode != 0
+    refusal = (
+        f"error: model models/model.joblib has md5 {hashlib.md5(payload).hexdigest()} "
+        f"but dvc.lock records {locked}: refusing to load it"
+    )
+    assert refusal in rerun.stderr.splitlines(), rerun.stderr
+    assert not marker.exists()
+
+    assert dvc(repo, "remote", "modify", "--local", "store", "verify", "true").returncode == 0
+    verified = pull_afresh()
+    assert verified.returncode != 0
+    assert not model.exists()
+    assert not marker.exists()
+
+
 def test_a_params_change_reruns_training_and_changes_the_model(repo_copy: Callable[[], Path]) -> None:
+    """Also what the md5-before-unpickle check inside `dvc repro` rests on: evaluate and export
+    load the new model only if DVC recorded its md5 in dvc.lock when train finished, before they
+    ran (DVC writes the lock stage by stage)."""
     repo = repo_copy()
     assert dvc(repo, "repro").returncode == 0
     before = md5(repo / "models/model.joblib")
@@ -199,8 +251,14 @@ def test_a_params_change_reruns_training_and_changes_the_model(repo_copy: Callab
     proc = dvc(repo, "repro")
     assert proc.returncode == 0, proc.stderr
     assert "Running stage 'train'" in proc.stdout
+    assert "Running stage 'evaluate'" in proc.stdout
+    assert "Running stage 'export'" in proc.stdout
     assert "Running stage 'prepare'" not in proc.stdout
-    assert md5(repo / "models/model.joblib") != before
+    after = md5(repo / "models/model.joblib")
+    assert after != before
+    assert locked(repo / "dvc.lock")["models/model.joblib"] == after
+    serving = json.loads((repo / "models/serving.json").read_text())
+    assert serving["model"]["md5"] == after  # export loaded the new model, not a refusal
 
 
 def test_dvc_exp_run_switches_the_estimator_class_as_the_readme_shows(repo_copy: Callable[[], Path]) -> None:

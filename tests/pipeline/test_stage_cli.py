@@ -13,6 +13,10 @@ from typing import Any
 import pytest
 import yaml
 
+from contract import md5_hex
+from tests.conftest import lock_stage_outputs, malicious_pickle
+from tests.malformed_locks import BAD_LOCKS, BadLock, bad_lock_params
+
 pytestmark = pytest.mark.slow
 
 STAGE_OUTPUTS = {
@@ -41,7 +45,8 @@ def edit_params(workdir: Path, change: Callable[[dict[str, Any]], object]) -> No
 
 
 def run_stage(cwd: Path, stage: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
+    """`python -m pipeline STAGE`, then, if it succeeded, its outputs' lock entry as DVC writes it."""
+    proc = subprocess.run(
         [sys.executable, "-m", "pipeline", stage],
         cwd=cwd,
         capture_output=True,
@@ -49,6 +54,9 @@ def run_stage(cwd: Path, stage: str) -> subprocess.CompletedProcess[str]:
         timeout=300,
         check=False,
     )
+    if proc.returncode == 0:
+        lock_stage_outputs(cwd, stage)
+    return proc
 
 
 def assert_clean_failure(proc: subprocess.CompletedProcess[str], *fragments: str) -> None:
@@ -166,3 +174,89 @@ def test_launcher_rejects_an_unknown_stage(workdir: Path) -> None:
     proc = run_stage(workdir, "deploy")
     assert proc.returncode == 2
     assert "usage: python -m pipeline {prepare,train,evaluate,export}" in proc.stderr
+
+
+@pytest.fixture(scope="module")
+def trained_once(tmp_path_factory: pytest.TempPathFactory, repo_root: Path) -> Path:
+    """prepare and train run once, their outputs locked as dvc repro locks them."""
+    workdir = tmp_path_factory.mktemp("trained")
+    for part in ("pipeline", "contract"):
+        shutil.copytree(repo_root / part, workdir / part, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(repo_root / "data/raw", workdir / "data/raw")
+    shutil.copy(repo_root / "params.yaml", workdir / "params.yaml")
+    for stage in ("prepare", "train"):
+        assert run_stage(workdir, stage).returncode == 0
+    return workdir
+
+
+@pytest.fixture
+def trained(trained_once: Path, tmp_path: Path) -> Path:
+    """A private copy of trained_once, free to tamper with."""
+    return Path(shutil.copytree(trained_once, tmp_path / "trained"))
+
+
+MODEL = "models/model.joblib"
+MODEL_READERS = ["evaluate", "export"]
+
+
+@pytest.mark.parametrize("stage", MODEL_READERS)
+def test_stage_refuses_a_pickle_that_differs_from_the_lock_before_it_runs(trained: Path, stage: str) -> None:
+    """A swapped model (a poisoned DVC remote): exit 2, one line naming the file and both md5s,
+    nothing written, and the pickle's payload never ran."""
+    locked = md5_hex((trained / MODEL).read_bytes())
+    marker = trained / "payload-ran"
+    payload = malicious_pickle(marker)
+    (trained / MODEL).write_bytes(payload)
+    proc = run_stage(trained, stage)
+    assert_clean_failure(proc)
+    assert proc.stderr.strip() == (
+        f"error: model {MODEL} has md5 {md5_hex(payload)} but dvc.lock records {locked}: refusing to load it"
+    )
+    assert not marker.exists()
+    assert_no_outputs(trained, stage)
+
+
+@pytest.mark.parametrize("stage", MODEL_READERS)
+@pytest.mark.parametrize(
+    ("unlock", "message"),
+    [
+        pytest.param(
+            lambda lock: lock.write_text(lock.read_text().split("  train:")[0]),
+            f"dvc.lock has no entry for {MODEL}: refusing an untracked file",
+            id="no-entry",
+        ),
+        pytest.param(
+            Path.unlink, "cannot read DVC lock file dvc.lock: No such file or directory", id="no-lock"
+        ),
+    ],
+)
+def test_stage_refuses_a_model_dvc_lock_does_not_record(
+    trained: Path, stage: str, unlock: Callable[[Path], object], message: str
+) -> None:
+    marker = trained / "payload-ran"
+    (trained / MODEL).write_bytes(malicious_pickle(marker))
+    unlock(trained / "dvc.lock")
+    proc = run_stage(trained, stage)
+    assert_clean_failure(proc)
+    assert proc.stderr.strip() == f"error: {message}"
+    assert not marker.exists()
+    assert_no_outputs(trained, stage)
+
+
+# evaluate against every malformed lock; export (the same loader) against one refused on parsing
+# and one refused on looking up the model's entry.
+MALFORMED_LOCK_RUNS = [
+    *(pytest.param("evaluate", p.values[0], id=f"evaluate-{p.id}") for p in bad_lock_params()),
+    pytest.param("export", BAD_LOCKS["not-yaml"], id="export-not-yaml"),
+    pytest.param("export", BAD_LOCKS["out-without-md5"], id="export-out-without-md5"),
+]
+
+
+@pytest.mark.parametrize(("stage", "case"), MALFORMED_LOCK_RUNS)
+def test_stage_refuses_a_malformed_lock_naming_the_field(trained: Path, stage: str, case: BadLock) -> None:
+    lock = trained / "dvc.lock"
+    lock.write_bytes(case.spoil(lock.read_bytes()))
+    proc = run_stage(trained, stage)
+    assert_clean_failure(proc)
+    assert proc.stderr.strip() == f"error: {case.expected('dvc.lock', MODEL)}"
+    assert_no_outputs(trained, stage)
