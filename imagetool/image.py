@@ -26,8 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+import contract
 from imagetool import base, ocidiff, recipe, wheels
 from imagetool.common import (
     BUILD,
@@ -105,16 +104,6 @@ def source_files(root: Path = ROOT) -> dict[str, str]:
 
 def tree_sha256(sources: dict[str, str]) -> str:
     return hashlib.sha256(json.dumps(sources, sort_keys=True).encode()).hexdigest()
-
-
-def dvc_locked_md5(dvc_lock_text: str, path: str, stage: str) -> str | None:
-    """md5 that dvc.lock records for output ``path`` of ``stage`` (None if absent)."""
-    data = yaml.safe_load(dvc_lock_text) or {}
-    for out in (data.get("stages", {}).get(stage, {}) or {}).get("outs", []) or []:
-        if out.get("path") == path:
-            md5 = out.get("md5")
-            return str(md5) if md5 else None
-    return None
 
 
 def builder_identity(env: dict[str, str] | None = None) -> dict[str, str]:
@@ -213,6 +202,29 @@ def export_problems(root: Path = ROOT) -> list[str]:
     return problems
 
 
+def model_md5_problems(root: Path) -> list[str]:
+    """Each model file the image takes whose md5 differs from dvc.lock's (read by the contract's
+    reader, so training, serving and building agree on one shape of dvc.lock)."""
+    problems: list[str] = []
+    try:
+        locked_by_path = contract.locked_outs(contract.load_dvc_lock(root / "dvc.lock"))
+    except contract.ContractError as e:
+        raise ToolError(str(e)) from None
+    for path, stage in recipe.model_files(root).items():
+        locked = locked_by_path.get(path)
+        if locked is None:
+            problems.append(f"dvc.lock: no md5 for {path} in stage {stage!r}")
+            continue
+        actual = file_digest(root / path, "md5")
+        if actual != locked:
+            problems.append(
+                f"{path}: md5 {actual} does not match dvc.lock ({locked}); "
+                "run `dvc repro` to rebuild it or `dvc pull` to fetch the locked one"
+            )
+
+    return problems
+
+
 def preflight(root: Path = ROOT, allow_untracked: bool = False) -> None:
     problems: list[str] = []
     missing = [f for f in required_files(root) if not (root / f).is_file()]
@@ -230,22 +242,7 @@ def preflight(root: Path = ROOT, allow_untracked: bool = False) -> None:
         for f in untracked_context_files(root):
             problems.append(f"{f}: not tracked by git but would go into the image (commit or delete it)")
 
-    dvc_text = (root / "dvc.lock").read_text(encoding="utf-8")
-    for path, stage in recipe.model_files(root).items():
-        try:
-            locked = dvc_locked_md5(dvc_text, path, stage)
-        except yaml.YAMLError as e:
-            raise ToolError(f"dvc.lock: not valid YAML: {e}") from None
-        if locked is None:
-            problems.append(f"dvc.lock: no md5 for {path} in stage {stage!r}")
-            continue
-        actual = file_digest(root / path, "md5")
-        if actual != locked:
-            problems.append(
-                f"{path}: md5 {actual} does not match dvc.lock ({locked}); "
-                "run `dvc repro` to rebuild it or `dvc pull` to fetch the locked one"
-            )
-
+    problems += model_md5_problems(root)
     problems += export_problems(root)
 
     blk_path = root / "image/base.lock.json"

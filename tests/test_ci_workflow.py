@@ -90,7 +90,10 @@ def test_dvc_remote_and_its_credentials_come_from_secrets(workflow: dict[Any, An
     env = workflow["env"]
     for name in ("DVC_REMOTE_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         assert env[name] == f"${{{{ secrets.{name} }}}}"
-    assert any("dvc remote add --local --default" in s and "$DVC_REMOTE_URL" in s for s in _runs(workflow))
+    adds = [s for s in _runs(workflow) if "dvc remote add --local --default" in s and "$DVC_REMOTE_URL" in s]
+    assert adds
+    # DVC re-hashes what it pulls only with `verify`: a poisoned remote is then refused at pull time.
+    assert all("dvc remote modify --local ci verify true" in s for s in adds)
 
 
 def test_no_engine_version_is_pinned_for_the_digest(workflow: dict[Any, Any]) -> None:

@@ -201,24 +201,11 @@ def test_wheel_check_names_wrong_hash_missing_and_stale_files(tmp_path: Path) ->
 
 # --- image inputs and lock -----------------------------------------------------------------------
 
-DVC_LOCK = """\
-schema: '2.0'
-stages:
-  train:
-    cmd: python -m pipeline.train
-    outs:
-    - path: models/model.joblib
-      hash: md5
-      md5: 3dc3b76a1c7c44883b5cdeae853ab622
-      size: 2353
-"""
 
-
-def test_dvc_lock_md5_of_an_output() -> None:
-    assert (
-        image.dvc_locked_md5(DVC_LOCK, "models/model.joblib", "train") == "3dc3b76a1c7c44883b5cdeae853ab622"
-    )
-    assert image.dvc_locked_md5(DVC_LOCK, "models/metadata.json", "evaluate") is None
+def test_preflight_reads_dvc_lock_through_the_contract(tmp_path: Path) -> None:
+    (tmp_path / "dvc.lock").write_text("stages: [not, a, mapping]\n")
+    with pytest.raises(ToolError, match=r"dvc.lock has no 'stages' mapping"):
+        image.model_md5_problems(tmp_path)
 
 
 def _inputs(**over: object) -> dict[str, object]:
