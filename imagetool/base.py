@@ -1,8 +1,8 @@
 """The image's base root filesystem: a Debian tarball built by mmdebstrap, locked by content.
 
-    python -m imagetool.base build   # from the store (store/base/rootfs.tar), checked against the lock
-    python -m imagetool.base lock    # (re)build with mmdebstrap and record what the archive yields now
-    python -m imagetool.base check   # lock well-formed and matching image/base.toml (no build)
+    python -m imagetool base build   # from the store (store/base/rootfs.tar), checked against the lock
+    python -m imagetool base lock    # (re)build with mmdebstrap and record what the archive yields now
+    python -m imagetool base check   # lock well-formed and matching image/base.toml (no build)
 
 Determinism: mmdebstrap with SOURCE_DATE_EPOCH gives a bit-identical tarball for the same
 packages. The epoch is the archive's own Release ``Date`` at lock time (an input, not the clock),
@@ -228,7 +228,7 @@ def read_packages(tarball: Path) -> dict[str, str]:
 
 def mmdebstrap(definition: dict[str, Any], sources: list[aptsources.Source], epoch: int, out: Path) -> Built:
     if shutil.which("mmdebstrap") is None:
-        raise ToolError("mmdebstrap: not installed; run scripts/install-host-tools.sh (or `make engine`)")
+        raise ToolError("mmdebstrap: not installed; `python -m imagetool engine host-tools` installs it")
     out.parent.mkdir(parents=True, exist_ok=True)
     DEB_CACHE.mkdir(parents=True, exist_ok=True)
     cache = shlex.quote(str(DEB_CACHE))
@@ -344,7 +344,7 @@ def cmd_lock() -> int:
     tmp.replace(TARBALL)
     CANDIDATE.unlink(missing_ok=True)
     lock = {
-        "comment": "Written by `make lock-base` (python -m imagetool.base lock); do not edit.",
+        "comment": "Written by `make lock-base` (python -m imagetool base lock); do not edit.",
         "definition_sha256": dsha,
         "suite": definition["suite"],
         "source_date_epoch": epoch,
@@ -358,7 +358,7 @@ def cmd_lock() -> int:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(prog="python -m imagetool.base", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m imagetool base", description=__doc__.split("\n")[0])
     p.add_argument("command", choices=["build", "lock", "check"])
     args = p.parse_args()
     return {"build": cmd_build, "lock": cmd_lock, "check": cmd_check}[args.command]()

@@ -1,10 +1,10 @@
 """Build the service image from locked inputs, record its digest, and prove it rebuilds.
 
-    python -m imagetool.image build [--no-cache] [--no-load]   # check inputs, build, load, tag
-    python -m imagetool.image lock                             # build and write image.lock
-    python -m imagetool.image verify                           # --no-cache rebuild == image.lock?
-    python -m imagetool.image check                            # image.lock inputs == the tree (no build)
-    python -m imagetool.image inputs                           # print the current inputs as JSON
+    python -m imagetool image build [--no-cache] [--no-load]   # check inputs, build, load, tag
+    python -m imagetool image lock                             # build and write image.lock
+    python -m imagetool image verify                           # --no-cache rebuild == image.lock?
+    python -m imagetool image check                            # image.lock inputs == the tree (no build)
+    python -m imagetool image inputs                           # print the current inputs as JSON
 
 Every input is checked before BuildKit starts; a failure names the file and nothing is built,
 loaded, tagged or recorded. The digest printed is the OCI manifest digest: what `docker push`
@@ -68,7 +68,7 @@ SOURCE_FILES = [
     "Dockerfile",
     ".dockerignore",
     "dvc.lock",
-    "requirements-build.txt",
+    "requirements/build.txt",
     "imagetool/minimal_root.py",
 ]
 SOURCE_DIRS = ["api", "contract"]
@@ -436,7 +436,7 @@ def build(
 
 INPUT_MEANING = {
     "base_lock_sha256": "the Debian base moved (image/base.lock.json changed)",
-    "requirements_sha256": "the Python dependencies changed (requirements-serve.txt)",
+    "requirements_sha256": "the Python dependencies changed (requirements/serve.txt)",
     "model_md5": "a changed model (models/model.joblib)",
     "source_tree_sha256": "the service source or build recipe changed",
     "source_date_epoch": "another SOURCE_DATE_EPOCH (from image/base.lock.json)",
@@ -616,7 +616,7 @@ def cmd_inputs(args: argparse.Namespace) -> int:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(prog="python -m imagetool.image", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m imagetool image", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     for name in ("build", "lock", "verify", "check", "inputs"):
         sp = sub.add_parser(name)

@@ -1,15 +1,15 @@
 """The store: every external input of the image and of its builder, kept by sha256.
 
-    python -m imagetool.store ensure [GROUP...]   # complete the store: dvc pull, else fetch (says which)
-    python -m imagetool.store check               # every file present and equal to the lock (no network)
-    python -m imagetool.store lock                # re-fill from the network; rewrite image/store.lock.json
-    python -m imagetool.store install-engine [--root DIR]   # engine .debs from the store, no mirror
-    python -m imagetool.store rederive-base       # rebuild the base from store/base/debs, offline
-    python -m imagetool.store status              # files, size, what is missing
+    python -m imagetool store ensure [GROUP...]   # complete the store: dvc pull, else fetch (says which)
+    python -m imagetool store check               # every file present and equal to the lock (no network)
+    python -m imagetool store lock                # re-fill from the network; rewrite image/store.lock.json
+    python -m imagetool store install-engine [--root DIR]   # engine .debs from the store, no mirror
+    python -m imagetool store rederive-base       # rebuild the base from store/base/debs, offline
+    python -m imagetool store status              # files, size, what is missing
 
 Layout of ``store/`` (a DVC-tracked folder, ``store.dvc``: `dvc push` / `dvc pull` carry it):
 
-    wheels/*.whl         every wheel of requirements-serve.txt, -serve-sklearn.txt and -build.txt
+    wheels/*.whl         every wheel of requirements/serve.txt, -serve-sklearn.txt and -build.txt
     base/rootfs.tar      the base root filesystem (image/base.lock.json's tarball.sha256)
     base/debs/*.deb      the Debian packages it is made of, at the locked versions: the rootfs is
                          re-derived from them offline (mmdebstrap) when it is missing
@@ -449,7 +449,7 @@ def cmd_lock(groups: list[str]) -> int:
     write_json_atomic(
         LOCK,
         {
-            "comment": "Written by `make lock-store` (python -m imagetool.store lock); do not edit.",
+            "comment": "Written by `make lock-store` (python -m imagetool store lock); do not edit.",
             "engine_definition": load_engine_definition(),
             "tools_closure": tools_closure,
             "files": dict(sorted(files.items())),
@@ -563,7 +563,7 @@ def cmd_install_engine(root: Path, tools_only: bool = False) -> int:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(prog="python -m imagetool.store", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m imagetool store", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     for name in ("ensure", "lock"):
         sp = sub.add_parser(name)

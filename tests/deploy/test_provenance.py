@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import contract
-from tools import provenance
+from imagetool import provenance
 
 
 def deps(statement: dict[str, object]) -> dict[str, dict[str, str]]:
@@ -43,7 +43,7 @@ def test_every_input_is_a_resolved_dependency_with_its_hash(repo_root: Path) -> 
     store = json.loads((repo_root / "image/store.lock.json").read_text())["files"]
     assert found["store/base/rootfs.tar"] == {"sha256": store["base/rootfs.tar"]["sha256"]}
     assert any(name.startswith("store/wheels/numpy-") for name in found)
-    for lock_file in ("requirements-build.txt", "image/base.lock.json", "image/store.lock.json"):
+    for lock_file in ("requirements/build.txt", "image/base.lock.json", "image/store.lock.json"):
         assert lock_file in found
 
 
@@ -83,7 +83,7 @@ def test_cli_writes_then_verifies_and_exits_1_on_a_tampered_statement(
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "tools.provenance", *args],
+            [sys.executable, "-m", "imagetool", "provenance", *args],
             cwd=repo_root,
             capture_output=True,
             text=True,
@@ -108,7 +108,7 @@ def test_cli_predicate_is_the_verified_statements_predicate_alone(repo_root: Pat
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "tools.provenance", "predicate", *args],
+            [sys.executable, "-m", "imagetool", "provenance", "predicate", *args],
             cwd=repo_root, capture_output=True, text=True, check=False,
         )  # fmt: skip
 

@@ -18,11 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from imagetool import registry
 from imagetool.container import hardened_container
-from tests.deploy.token_server import SERVICE, TokenServer
-from tools import registry
-from tools.registry import Credentials, OciTarball, Registry, RegistryError
-from tools.registry_client import (
+from imagetool.registry import Credentials, OciTarball, Registry, RegistryError
+from imagetool.registry_client import (
     ENV_PASSWORD,
     ENV_USERNAME,
     Session,
@@ -31,12 +30,13 @@ from tools.registry_client import (
     find_credentials,
     parse_challenge,
 )
+from tests.deploy.token_server import SERVICE, TokenServer
 
 pytestmark = pytest.mark.docker
 
 
 def fake_sbom(digest: str) -> bytes:
-    """A minimal CycloneDX document describing `digest` (the real one comes from tools.sbom)."""
+    """A minimal CycloneDX document describing `digest` (the real one comes from imagetool.sbom)."""
     doc = {"bomFormat": "CycloneDX", "specVersion": "1.6", "metadata": {"component": {"version": digest}}}
     return json.dumps(doc).encode()
 
@@ -120,7 +120,7 @@ def test_sbom_check_names_what_is_wrong(document: bytes, message: str) -> None:
 )
 def test_cli_rejects_a_malformed_registry_with_exit_2(text: str, repo_root: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "tools.registry", "push", text],
+        [sys.executable, "-m", "imagetool", "registry", "push", text],
         cwd=repo_root, capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert proc.returncode == 2
@@ -143,7 +143,7 @@ def test_registry_without_a_port_is_https_on_its_default_port(text: str, base_ur
 
 def test_cli_reference_is_the_registry_and_image_lock_digest(repo_root: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "tools.registry", "reference", "ghcr.io/owner/repo"],
+        [sys.executable, "-m", "imagetool", "registry", "reference", "ghcr.io/owner/repo"],
         cwd=repo_root, capture_output=True, text=True, check=True,
     )  # fmt: skip
     digest = json.loads((repo_root / "image.lock").read_text())["digest"]
@@ -152,7 +152,7 @@ def test_cli_reference_is_the_registry_and_image_lock_digest(repo_root: Path) ->
 
 def test_cli_names_an_unreachable_registry_with_exit_2(repo_root: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "tools.registry", "referrers", "127.0.0.1:9", "sha256:" + "a" * 64],
+        [sys.executable, "-m", "imagetool", "registry", "referrers", "127.0.0.1:9", "sha256:" + "a" * 64],
         cwd=repo_root, capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert proc.returncode == 2
@@ -308,12 +308,12 @@ def test_credentials_are_not_sent_to_a_plain_http_token_realm() -> None:
 
 
 def run_cli(args: list[str], cwd: Path, docker_config: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    """`python -m tools.registry ...` with only the credentials given here (none from this host)."""
+    """`python -m imagetool registry ...` with only the credentials given here (none from this host)."""
     base = {k: v for k, v in os.environ.items() if k not in (ENV_USERNAME, ENV_PASSWORD, "DOCKER_CONFIG")}
     root = Path(__file__).resolve().parents[2]
     full = {**base, "PYTHONPATH": str(root), "DOCKER_CONFIG": str(docker_config), **env}
     return subprocess.run(
-        [sys.executable, "-m", "tools.registry", *args],
+        [sys.executable, "-m", "imagetool", "registry", *args],
         cwd=cwd,
         env=full,
         capture_output=True,
@@ -376,7 +376,7 @@ def secured(request: pytest.FixtureRequest) -> Registry:
 def basic_pushed(
     htpasswd_registry: Registry, registry_credentials: Credentials, built_image: OciTarball, locked_tree: Path
 ) -> subprocess.CompletedProcess[str]:
-    """`python -m tools.registry push` to the htpasswd registry, credentials from the environment."""
+    """`python -m imagetool registry push` to the htpasswd registry, credentials from the environment."""
     return run_cli(
         push_args(htpasswd_registry, built_image),
         locked_tree,

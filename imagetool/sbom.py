@@ -1,7 +1,7 @@
 """The image's SBOM (CycloneDX 1.6 JSON), made from the locks alone: no clock, no random serial.
 
-    python -m tools.sbom write    # image/sbom.cdx.json from the locks
-    python -m tools.sbom check    # fail, naming the file, unless it equals what the locks give now
+    python -m imagetool sbom write    # image/sbom.cdx.json from the locks
+    python -m imagetool sbom check    # fail, naming the file, unless it equals what the locks give now
 
 Components: every wheel the image installs (version, the sha256 of the exact wheel file kept in the
 store, purl), every Debian package the image keeps of the base (the runtime closure of
@@ -32,7 +32,7 @@ from packageurl import PackageURL
 import contract
 from imagetool import minimal_root, recipe
 from imagetool.common import ToolError
-from tools.locks import LockError, normalize, parse_lock
+from imagetool.locks import LockError, normalize, parse_lock
 
 SBOM_FILE = Path("image/sbom.cdx.json")
 IMAGE_LOCK = Path("image.lock")
@@ -251,7 +251,7 @@ def build(inputs: Inputs) -> str:
 
 def main(argv: list[str]) -> int:
     if argv not in (["write"], ["check"]):
-        print("usage: python -m tools.sbom {write,check}", file=sys.stderr)
+        print("usage: python -m imagetool sbom {write,check}", file=sys.stderr)
         return 2
     try:
         text = build(read_inputs())
