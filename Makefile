@@ -13,19 +13,21 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 PIP_COMPILE := $(VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
 	--no-emit-index-url --no-emit-find-links
 
-# Fragments add their own targets, and append to TEST_PREREQS what the tests need running.
+# One fragment per workflow (mk/<group>.mk, its targets under a `##@ <group>` heading); `make help`
+# lists the groups in this order. Fragments append to TEST_PREREQS what the tests need running.
+HELP_GROUPS := train serve image deploy develop
 TEST_PREREQS :=
 include $(wildcard mk/*.mk)
 
 .PHONY: help
-help: ## Show this help (colours only on a terminal)
-	@if [ -t 1 ]; then on=$$'\033[36m'; off=$$'\033[0m'; else on=; off=; fi; \
-	awk -v on="$$on" -v off="$$off" 'BEGIN {FS = ":.*## "} \
-		/^[a-zA-Z0-9_-]+:.*## / {printf "  %s%-22s%s %s\n", on, $$1, off, $$2}' $(MAKEFILE_LIST)
+help: ## List the targets by workflow (`make` alone does this)
+	@awk -v groups="$(HELP_GROUPS)" -f mk/help.awk $(MAKEFILE_LIST)
 
 .PHONY: all
 all: ## Set up, fill the store, install the engine, retrain, build the image; a line per step, a summary
 	@python3 -m imagetool all
+
+##@ develop
 
 .PHONY: setup
 setup: $(VENV)/.installed ## Create .venv and install the hash-pinned dev lock into it
@@ -50,17 +52,9 @@ check-lock: setup ## Fail, naming the file, if a lock no longer matches what its
 	$(PY) -m imagetool locks check requirements.txt requirements/dev.txt requirements/serve.txt requirements/serve-sklearn.txt \
 		requirements/build.txt
 
-.PHONY: repro
-repro: setup ## Run the DVC pipeline (prepare -> train -> evaluate, export); no-op when up to date
-	$(VENV)/bin/dvc repro
-
 .PHONY: test
 test: setup check-repro $(TEST_PREREQS) ## Run the whole test suite (installs and starts everything it needs)
 	$(PY) -m pytest
-
-.PHONY: check-repro
-check-repro: setup ## Run the DVC pipeline; fail, naming each output, if that changed dvc.lock
-	$(PY) -m imagetool repro-check
 
 .PHONY: lint
 lint: setup ## ruff and mypy

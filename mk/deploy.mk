@@ -1,3 +1,4 @@
+##@ deploy
 # Deploy files (deploy/): Kubernetes manifests and the Swarm stack, pinned to image.lock's digest;
 # pushing the image (and its SBOM) to a registry by digest.
 STACK ?= lockstep

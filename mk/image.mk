@@ -1,11 +1,13 @@
-# Hermetic, deterministic image (issue 4) from durable inputs (issue 9): every external input is
-# kept by sha256 in store/ (DVC-tracked). Logic lives in imagetool/; see image/README.md.
+##@ image
+# The hermetic, deterministic image: every external input is kept by sha256 in store/
+# (DVC-tracked), every build input is checked against its lock. Logic lives in imagetool/
+# (`python -m imagetool --help`); see image/README.md.
 IMAGE_TAG ?= lockstep:latest
+RUN_PORT ?= 8000
+RUN_NAME ?= lockstep-run
 # The image tests need the filled store (they push it to a test remote), a running engine, the base
 # rootfs and the wheels.
 TEST_PREREQS += engine store base wheels
-RUN_PORT ?= 8000
-RUN_NAME ?= lockstep-run
 
 .PHONY: store lock-store check-store rederive-base engine base lock-base wheels image lock-image verify verify-second-builder \
 	check-image-lock run stop \
@@ -68,7 +70,7 @@ stop: ## Stop the container `make run` started (RUN_NAME, default lockstep-run)
 	@docker stop $(RUN_NAME) >/dev/null 2>&1 && echo "stopped $(RUN_NAME)" || echo "$(RUN_NAME) is not running"
 
 bench-build: setup engine base wheels ## Benchmark image builds (cold, no-change, model-only), size and start-up
-	$(PY) bench/build_bench.py
+	$(PY) -m bench.build_bench
 
 lock-build-deps: setup ## Regenerate requirements/build.txt (the pip used inside the image build)
 	$(PIP_COMPILE) --upgrade --output-file requirements/build.txt requirements/build.in
