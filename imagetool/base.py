@@ -26,26 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from imagetool import aptsources, inrelease
-from imagetool.common import (
-    BUILD,
-    ROOT,
-    InputError,
-    ToolError,
-    canonical_json,
-    file_digest,
-    log,
-    main_wrapper,
-    read_json,
-    read_toml,
-    rel,
-    run,
-    write_json_atomic,
-)
+from imagetool import aptsources, common, inrelease
+from imagetool.common import ROOT, InputError, ToolError, file_digest, log, read_json, rel, run
 
 DEFINITION = ROOT / "image" / "base.toml"
 LOCK = ROOT / "image" / "base.lock.json"
-BASE_DIR = BUILD / "base"
+BASE_DIR = common.BUILD / "base"
 TARBALL = BASE_DIR / "rootfs.tar"
 CANDIDATE = BASE_DIR / "rootfs.candidate.tar"
 DEB_CACHE = BASE_DIR / "debs"
@@ -67,7 +53,7 @@ REQUIRED_KEYS = {
 
 
 def load_definition(path: Path = DEFINITION) -> dict[str, Any]:
-    data = read_toml(path, "base definition")
+    data = common.read_toml(path, "base definition")
     missing = REQUIRED_KEYS - data.keys()
     unknown = data.keys() - REQUIRED_KEYS
     if missing or unknown:
@@ -103,7 +89,7 @@ def definition_sha256(definition: dict[str, Any]) -> str:
     """Hash of the definition's meaning (comments and key order do not count)."""
     import hashlib
 
-    return hashlib.sha256(canonical_json(definition).encode()).hexdigest()
+    return hashlib.sha256(common.canonical_json(definition).encode()).hexdigest()
 
 
 def parse_dpkg_status(text: str) -> dict[str, str]:
@@ -352,7 +338,7 @@ def cmd_lock() -> int:
         "tools": tool_versions(),
         "packages": built.packages,
     }
-    write_json_atomic(LOCK, lock)
+    common.write_json_atomic(LOCK, lock)
     log(f"base: wrote {rel(LOCK)}: {len(built.packages)} packages, sha256:{built.sha256}, epoch {epoch}")
     return 0
 
@@ -365,4 +351,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    main_wrapper(main)
+    common.main_wrapper(main)

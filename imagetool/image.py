@@ -27,22 +27,11 @@ from pathlib import Path
 from typing import Any
 
 import contract
-from imagetool import base, ocidiff, recipe, wheels
-from imagetool.common import (
-    BUILD,
-    ROOT,
-    ToolError,
-    file_digest,
-    log,
-    main_wrapper,
-    read_json,
-    rel,
-    run,
-    write_json_atomic,
-)
+from imagetool import base, common, ocidiff, recipe, wheels
+from imagetool.common import ROOT, ToolError, file_digest, log, read_json, rel, run
 
 IMAGE_LOCK = ROOT / "image.lock"
-OUT_DIR = BUILD / "image"
+OUT_DIR = common.BUILD / "image"
 OCI_TAR = OUT_DIR / "lockstep.oci.tar"
 LAST_BUILD = OUT_DIR / "last-build.json"
 REPOSITORY = "lockstep"
@@ -419,7 +408,7 @@ def build(
     result = buildx(root, inputs, dest, no_cache)
     if load:
         load_and_tag(result, [f"{REPOSITORY}:latest", f"{REPOSITORY}:{result.digest.split(':')[1][:12]}"])
-    write_json_atomic(
+    common.write_json_atomic(
         LAST_BUILD,
         {
             "digest": result.digest,
@@ -539,7 +528,7 @@ def cmd_lock(args: argparse.Namespace) -> int:
         "built_with": builder_identity(),
         "layers": layer_records(result.oci),
     }
-    write_json_atomic(IMAGE_LOCK, lock)
+    common.write_json_atomic(IMAGE_LOCK, lock)
     log(f"image: wrote {rel(IMAGE_LOCK)}")
     print(result.digest)
     return 0
@@ -578,7 +567,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if result.digest == lock["digest"]:
         b = builder_identity()
         # Which builder reproduced the digest: information for whoever reads the CI logs/artefacts.
-        write_json_atomic(OUT_DIR / "verified.json", {"digest": result.digest, "built_with": b})
+        common.write_json_atomic(OUT_DIR / "verified.json", {"digest": result.digest, "built_with": b})
         log(
             f"image: verified: a --no-cache rebuild gives {result.digest} = {rel(IMAGE_LOCK)} "
             f"(built with engine {b['engine']}, buildx {b['buildx']}, containerd {b['containerd']})"
@@ -640,4 +629,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    main_wrapper(main)
+    common.main_wrapper(main)

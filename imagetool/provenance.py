@@ -28,7 +28,7 @@ from typing import Any
 
 import contract
 from imagetool.locks import LockError, parse_lock
-from imagetool.sbom import IMAGE_LOCK, STORE_LOCK, serve_lock_for
+from imagetool.sbom import IMAGE_LOCK, STORE_LOCK, read_json, serve_lock_for
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
@@ -44,10 +44,7 @@ class ProvenanceError(Exception):
 
 
 def _json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ProvenanceError(f"{path}: cannot read ({exc})") from None
+    return read_json(path, ProvenanceError)
 
 
 def _sha256_file(path: Path) -> str:

@@ -65,11 +65,12 @@ class Inputs:
     runtime_packages: frozenset[str]  # the base packages the image keeps (imagetool.minimal_root)
 
 
-def _json(path: Path) -> Any:
+def read_json(path: Path, error: type[Exception] = SbomError) -> Any:
+    """A JSON file, or ``error`` naming it (the SBOM and provenance writers each raise their own)."""
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise SbomError(f"{path}: cannot read ({exc})") from None
+        raise error(f"{path}: cannot read ({exc})") from None
 
 
 def serve_lock_for(root: Path) -> Path:
@@ -111,12 +112,12 @@ def read_inputs(root: Path = Path()) -> Inputs:
         dvc_outs = contract.locked_outs(contract.load_dvc_lock(root / contract.DVC_LOCK_FILE))
     except contract.ContractError as exc:
         raise SbomError(str(exc)) from None
-    base_lock = _json(root / BASE_LOCK)
+    base_lock = read_json(root / BASE_LOCK)
     return Inputs(
-        image_lock=_json(root / IMAGE_LOCK),
+        image_lock=read_json(root / IMAGE_LOCK),
         serve_lock=root / serve_lock_for(root),
         base_lock=base_lock,
-        store_files=_json(root / STORE_LOCK).get("files", {}),
+        store_files=read_json(root / STORE_LOCK).get("files", {}),
         dvc_outs=dvc_outs,
         runtime_packages=runtime_packages(root / ROOTFS, base_lock),
     )

@@ -33,20 +33,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from imagetool import aptsources, base, wheels
+from imagetool import aptsources, base, common, wheels
 from imagetool.apt import AptState, deb_file_version
-from imagetool.common import (
-    BUILD,
-    ROOT,
-    ToolError,
-    file_digest,
-    log,
-    main_wrapper,
-    read_json,
-    read_toml,
-    rel,
-    write_json_atomic,
-)
+from imagetool.common import BUILD, ROOT, ToolError, file_digest, log, read_json, rel
 
 STORE = ROOT / "store"
 STORE_DVC = ROOT / "store.dvc"
@@ -85,7 +74,7 @@ def load_lock(path: Path = LOCK) -> dict[str, dict[str, Any]]:
 
 
 def load_engine_definition(path: Path = ENGINE_DEFINITION) -> dict[str, Any]:
-    data = read_toml(path, "engine definition")
+    data = common.read_toml(path, "engine definition")
     for key in ("host_suite", "suite", "packages", "tools"):
         if key not in data:
             raise ToolError(f"{rel(path)}: missing key {key!r}")
@@ -446,7 +435,7 @@ def cmd_lock(groups: list[str]) -> int:
     for name in sorted(wanted):
         path = STORE / name
         files[name] = {"sha256": file_digest(path), "bytes": path.stat().st_size}
-    write_json_atomic(
+    common.write_json_atomic(
         LOCK,
         {
             "comment": "Written by `make lock-store` (python -m imagetool store lock); do not edit.",
@@ -593,4 +582,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    main_wrapper(main)
+    common.main_wrapper(main)

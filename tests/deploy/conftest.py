@@ -30,6 +30,7 @@ from imagetool import stack_images as stack_images_tool
 from imagetool.registry import Credentials, OciTarball, Registry
 from tests.conftest import copy_repo
 from tests.deploy.token_server import ISSUER, SERVICE, SigningKey, TokenServer, token_server, write_bundle
+from tests.image.conftest import link_build_inputs
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,6 +49,20 @@ def run(
     if check and proc.returncode != 0:
         pytest.fail(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def imagetool(
+    *args: str, cwd: Path = ROOT, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`python -m imagetool ARGS` in ``cwd``; the caller checks the exit code."""
+    return subprocess.run(
+        [sys.executable, "-m", "imagetool", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -165,11 +180,7 @@ def pushed(registry_server: Registry, built_image: OciTarball) -> str:
 def params_changed_image(built_image: OciTarball, tmp_path_factory: pytest.TempPathFactory) -> OciTarball:
     """A second digest from an honest input change: train.C in a repo copy, `dvc repro`, build."""
     repo = copy_repo(tmp_path_factory.mktemp("params") / "repo", with_outputs=True)
-    (repo / "build/base").mkdir(parents=True)
-    os.link(ROOT / "build/base/rootfs.tar", repo / "build/base/rootfs.tar")
-    (repo / "build/wheels").mkdir()
-    for wheel in (ROOT / "build/wheels").glob("*.whl"):
-        os.link(wheel, repo / "build/wheels" / wheel.name)
+    link_build_inputs(repo)
     run(["git", "init", "-q"], cwd=repo)
     params = repo / "params.yaml"
     changed = params.read_text().replace("C: 1.0", "C: 0.25", 1)

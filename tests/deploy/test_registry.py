@@ -10,7 +10,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import threading
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -30,6 +29,7 @@ from imagetool.registry_client import (
     find_credentials,
     parse_challenge,
 )
+from tests.deploy.conftest import imagetool
 from tests.deploy.token_server import SERVICE, TokenServer
 
 pytestmark = pytest.mark.docker
@@ -119,10 +119,7 @@ def test_sbom_check_names_what_is_wrong(document: bytes, message: str) -> None:
     ["localhost", "lockstep/team", "127.0.0.1:99999", "host:5000/Upper", "http://h:5000", "ghcr.io/Owner"],
 )
 def test_cli_rejects_a_malformed_registry_with_exit_2(text: str, repo_root: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "imagetool", "registry", "push", text],
-        cwd=repo_root, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+    proc = imagetool("registry", "push", text, cwd=repo_root)
     assert proc.returncode == 2
     assert f"registry {text!r} is not HOST:PORT[/PREFIX] or NAME.DOMAIN[/PREFIX]" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -142,19 +139,14 @@ def test_registry_without_a_port_is_https_on_its_default_port(text: str, base_ur
 
 
 def test_cli_reference_is_the_registry_and_image_lock_digest(repo_root: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "imagetool", "registry", "reference", "ghcr.io/owner/repo"],
-        cwd=repo_root, capture_output=True, text=True, check=True,
-    )  # fmt: skip
+    proc = imagetool("registry", "reference", "ghcr.io/owner/repo", cwd=repo_root)
+    assert proc.returncode == 0, proc.stderr
     digest = json.loads((repo_root / "image.lock").read_text())["digest"]
     assert proc.stdout == f"ghcr.io/owner/repo/lockstep@{digest}\n"
 
 
 def test_cli_names_an_unreachable_registry_with_exit_2(repo_root: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "imagetool", "registry", "referrers", "127.0.0.1:9", "sha256:" + "a" * 64],
-        cwd=repo_root, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+    proc = imagetool("registry", "referrers", "127.0.0.1:9", "sha256:" + "a" * 64, cwd=repo_root)
     assert proc.returncode == 2
     assert "127.0.0.1:9" in proc.stderr
     assert "no answer from the registry" in proc.stderr
@@ -312,14 +304,7 @@ def run_cli(args: list[str], cwd: Path, docker_config: Path, **env: str) -> subp
     base = {k: v for k, v in os.environ.items() if k not in (ENV_USERNAME, ENV_PASSWORD, "DOCKER_CONFIG")}
     root = Path(__file__).resolve().parents[2]
     full = {**base, "PYTHONPATH": str(root), "DOCKER_CONFIG": str(docker_config), **env}
-    return subprocess.run(
-        [sys.executable, "-m", "imagetool", "registry", *args],
-        cwd=cwd,
-        env=full,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    return imagetool("registry", *args, cwd=cwd, env=full)
 
 
 @pytest.fixture(scope="module")

@@ -52,17 +52,22 @@ def built_inputs(engine: None) -> None:
         assert proc.returncode == 0, proc.stderr
 
 
+def link_build_inputs(dest: Path) -> None:
+    """Hard-link this tree's base rootfs and wheels into a repo copy: no copy of ~200 MB per test."""
+    (dest / "build/base").mkdir(parents=True)
+    os.link(ROOT / "build/base/rootfs.tar", dest / "build/base/rootfs.tar")
+    (dest / "build/wheels").mkdir()
+    for whl in (ROOT / "build/wheels").glob("*.whl"):
+        os.link(whl, dest / "build/wheels" / whl.name)
+
+
 @pytest.fixture
 def repo_copy(tmp_path: Path, built_inputs: None) -> Callable[[], Path]:
     """Factory: a committed git copy of the repo with its model and (hard-linked) build inputs."""
 
     def make() -> Path:
         dest = copy_repo(tmp_path / f"repo{len(list(tmp_path.iterdir()))}", with_outputs=True)
-        (dest / "build/base").mkdir(parents=True)
-        os.link(ROOT / "build/base/rootfs.tar", dest / "build/base/rootfs.tar")
-        (dest / "build/wheels").mkdir()
-        for whl in (ROOT / "build/wheels").glob("*.whl"):
-            os.link(whl, dest / "build/wheels" / whl.name)
+        link_build_inputs(dest)
         _run(["git", "init", "-q"], cwd=dest)
         _run(["git", "add", "-A"], cwd=dest)
         _run(
