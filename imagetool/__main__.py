@@ -56,7 +56,8 @@ def main(argv: list[str]) -> int:
         print(f"error: unknown verb {name!r}\n\n{usage()}", end="", file=sys.stderr)
         return 2
     if verb.module == "engine":
-        # The engine's setup is one shell script: it must run before any venv exists.
+        # One shell script: it starts daemons (setsid, pid files) and runs dpkg/apt-get, which a
+        # shell says directly; the image and deploy test sessions start the engine through it.
         os.execv("/usr/bin/env", ["env", "bash", str(ENGINE_SCRIPT), *args])
     sys.argv = [f"python -m imagetool {name}", *verb.fixed_args, *args]
     runpy.run_module(f"imagetool.{verb.module}", run_name="__main__", alter_sys=True)
