@@ -64,3 +64,9 @@ def test_readme_layout_lists_every_verb(repo_root: Path) -> None:
     readme = (repo_root / "README.md").read_text()
     for name in VERBS:
         assert re.search(rf"^{re.escape(name)}  +\S", readme, re.M), name
+
+
+def test_engine_verb_runs_the_engine_script(repo_root: Path, engine: None) -> None:
+    proc = imagetool(repo_root, "engine", "status")
+    assert proc.returncode == 0, proc.stderr
+    assert "docker-engine: running: server " in proc.stderr
