@@ -1,5 +1,5 @@
 # lockstep prediction service: a hermetic, deterministic image.
-# Build with `make image` (python -m imagetool.image build), never by hand: it checks every input
+# Build with `make image` (python -m imagetool image build), never by hand: it checks every input
 # against its lock first and passes SOURCE_DATE_EPOCH and the labels. No `# syntax=` line: the
 # engine's built-in frontend is used, so the build pulls nothing. Runs with --network=none.
 #
@@ -11,7 +11,7 @@ ADD build/base/rootfs.tar /
 
 # --- serve-lock: the lock the image installs (imagetool/recipe.py passes SERVE_LOCK) -------------
 FROM scratch AS serve-lock
-ARG SERVE_LOCK=requirements-serve.txt
+ARG SERVE_LOCK=requirements/serve.txt
 COPY ${SERVE_LOCK} /requirements-serve.txt
 
 # --- deps: the locked wheels into /opt/venv, by a pip that never reaches the final image --------

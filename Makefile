@@ -1,5 +1,5 @@
 # lockstep: `make` lists the targets. Recipes stay thin; the logic lives in Python
-# modules (pipeline/, tools/, imagetool/, api/) that have tests.
+# modules (pipeline/, imagetool/, api/) that have tests.
 .DEFAULT_GOAL := help
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -9,63 +9,58 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # dvc.yaml's commands say `python`: it must be the venv's, with the locked libraries.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
-# Lock files must carry no host index/find-links lines (see tools/locks.py).
+# Lock files must carry no host index/find-links lines (see imagetool/locks.py).
 PIP_COMPILE := $(VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
 	--no-emit-index-url --no-emit-find-links
 
-# Fragments add their own targets, and append to TEST_PREREQS what the tests need running.
+# One fragment per workflow (mk/<group>.mk, its targets under a `##@ <group>` heading); `make help`
+# lists the groups in this order. Fragments append to TEST_PREREQS what the tests need running.
+HELP_GROUPS := train serve image deploy develop
 TEST_PREREQS :=
 include $(wildcard mk/*.mk)
 
 .PHONY: help
-help: ## Show this help (colours only on a terminal)
-	@if [ -t 1 ]; then on=$$'\033[36m'; off=$$'\033[0m'; else on=; off=; fi; \
-	awk -v on="$$on" -v off="$$off" 'BEGIN {FS = ":.*## "} \
-		/^[a-zA-Z0-9_-]+:.*## / {printf "  %s%-22s%s %s\n", on, $$1, off, $$2}' $(MAKEFILE_LIST)
+help: ## List the targets by workflow (`make` alone does this)
+	@awk -v groups="$(HELP_GROUPS)" -f mk/help.awk $(MAKEFILE_LIST)
 
 .PHONY: all
 all: ## Set up, fill the store, install the engine, retrain, build the image; a line per step, a summary
-	@python3 -m imagetool.steps all
+	@python3 -m imagetool all
+
+##@ develop
 
 .PHONY: setup
 setup: $(VENV)/.installed ## Create .venv and install the hash-pinned dev lock into it
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements/dev.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --require-hashes --no-deps -r requirements-dev.txt
+	$(PY) -m pip install --quiet --require-hashes --no-deps -r requirements/dev.txt
 	@touch $@
 
 .PHONY: lock
-lock: setup ## Regenerate every requirements*.txt (runtime, dev, image, image-build pip) from its .in file
+lock: setup ## Regenerate every lock (requirements.txt, requirements/*.txt) from its .in file
 	$(PIP_COMPILE) --upgrade --output-file requirements.txt requirements.in
-	$(PIP_COMPILE) --upgrade --output-file requirements-dev.txt requirements-dev.in
-	$(PIP_COMPILE) --output-file requirements-serve.txt requirements-serve.in  # pins come from requirements.txt
-	$(PIP_COMPILE) --output-file requirements-serve-sklearn.txt requirements-serve-sklearn.in
-	$(PIP_COMPILE) --upgrade --output-file requirements-build.txt requirements-build.in
-	$(PY) -m imagetool.store lock wheels  # the store keeps exactly the locked wheels
+	$(PIP_COMPILE) --upgrade --output-file requirements/dev.txt requirements/dev.in
+	$(PIP_COMPILE) --output-file requirements/serve.txt requirements/serve.in  # pins come from requirements.txt
+	$(PIP_COMPILE) --output-file requirements/serve-sklearn.txt requirements/serve-sklearn.in
+	$(PIP_COMPILE) --upgrade --output-file requirements/build.txt requirements/build.in
+	$(PIP_COMPILE) --output-file requirements/mlserver.txt requirements/mlserver.in  # the bench's peer, in its own venv
+	$(PY) -m imagetool store lock wheels  # the store keeps exactly the locked wheels
 
 .PHONY: check-lock
 check-lock: setup ## Fail, naming the file, if a lock no longer matches what its .in resolves to
-	$(PY) -m tools.locks check requirements.txt requirements-dev.txt requirements-serve.txt requirements-serve-sklearn.txt \
-		requirements-build.txt
-
-.PHONY: repro
-repro: setup ## Run the DVC pipeline (prepare -> train -> evaluate, export); no-op when up to date
-	$(VENV)/bin/dvc repro
+	$(PY) -m imagetool locks check requirements.txt requirements/dev.txt requirements/serve.txt requirements/serve-sklearn.txt \
+		requirements/build.txt
 
 .PHONY: test
 test: setup check-repro $(TEST_PREREQS) ## Run the whole test suite (installs and starts everything it needs)
 	$(PY) -m pytest
 
-.PHONY: check-repro
-check-repro: setup ## Run the DVC pipeline; fail, naming each output, if that changed dvc.lock
-	$(PY) -m tools.repro_check
-
 .PHONY: lint
 lint: setup ## ruff and mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy contract pipeline tools api imagetool
+	$(VENV)/bin/mypy contract pipeline api imagetool
 
 .PHONY: clean
 clean: ## Remove the venv and build outputs (not the DVC cache)

@@ -25,13 +25,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-
-from imagetool import image, ocidiff  # noqa: E402
-from imagetool.common import file_digest  # noqa: E402
-from imagetool.container import hardened_container  # noqa: E402
+from imagetool import image, ocidiff
+from imagetool.common import ROOT, file_digest
+from imagetool.container import hardened_container
 
 RESULTS = ROOT / "bench/results/build_bench.json"
 TARGETS = {"cold_build_s": 90.0, "no_change_rebuild_s": 5.0, "image_mb": 350.0, "start_to_ready_s": 2.0}

@@ -2,7 +2,7 @@
 
 `make bench` runs it in the same session as lockstep, on the same host and load generator, so the
 ratio between them means something. MLServer lives in its own venv (build/peers/mlserver, from the
-hash-locked bench/requirements-mlserver.txt) because its pins (FastAPI, grpc, ...) are not ours.
+hash-locked requirements/mlserver.txt) because its pins (FastAPI, grpc, ...) are not ours.
 
     python -m bench.peer_mlserver        # set up the venv if needed, serve, print the figures
 
@@ -28,7 +28,7 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 VENV = REPO_ROOT / "build" / "peers" / "mlserver"
-LOCK = Path(__file__).with_name("requirements-mlserver.txt")
+LOCK = Path(__file__).resolve().parent.parent / "requirements" / "mlserver.txt"
 MODEL_NAME = "lockstep"
 
 

@@ -1,8 +1,8 @@
 """The image's base root filesystem: a Debian tarball built by mmdebstrap, locked by content.
 
-    python -m imagetool.base build   # from the store (store/base/rootfs.tar), checked against the lock
-    python -m imagetool.base lock    # (re)build with mmdebstrap and record what the archive yields now
-    python -m imagetool.base check   # lock well-formed and matching image/base.toml (no build)
+    python -m imagetool base build   # from the store (store/base/rootfs.tar), checked against the lock
+    python -m imagetool base lock    # (re)build with mmdebstrap and record what the archive yields now
+    python -m imagetool base check   # lock well-formed and matching image/base.toml (no build)
 
 Determinism: mmdebstrap with SOURCE_DATE_EPOCH gives a bit-identical tarball for the same
 packages. The epoch is the archive's own Release ``Date`` at lock time (an input, not the clock),
@@ -26,26 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from imagetool import aptsources, inrelease
-from imagetool.common import (
-    BUILD,
-    ROOT,
-    InputError,
-    ToolError,
-    canonical_json,
-    file_digest,
-    log,
-    main_wrapper,
-    read_json,
-    read_toml,
-    rel,
-    run,
-    write_json_atomic,
-)
+from imagetool import aptsources, common, inrelease
+from imagetool.common import ROOT, InputError, ToolError, file_digest, log, read_json, rel, run
 
 DEFINITION = ROOT / "image" / "base.toml"
 LOCK = ROOT / "image" / "base.lock.json"
-BASE_DIR = BUILD / "base"
+BASE_DIR = common.BUILD / "base"
 TARBALL = BASE_DIR / "rootfs.tar"
 CANDIDATE = BASE_DIR / "rootfs.candidate.tar"
 DEB_CACHE = BASE_DIR / "debs"
@@ -67,7 +53,7 @@ REQUIRED_KEYS = {
 
 
 def load_definition(path: Path = DEFINITION) -> dict[str, Any]:
-    data = read_toml(path, "base definition")
+    data = common.read_toml(path, "base definition")
     missing = REQUIRED_KEYS - data.keys()
     unknown = data.keys() - REQUIRED_KEYS
     if missing or unknown:
@@ -103,7 +89,7 @@ def definition_sha256(definition: dict[str, Any]) -> str:
     """Hash of the definition's meaning (comments and key order do not count)."""
     import hashlib
 
-    return hashlib.sha256(canonical_json(definition).encode()).hexdigest()
+    return hashlib.sha256(common.canonical_json(definition).encode()).hexdigest()
 
 
 def parse_dpkg_status(text: str) -> dict[str, str]:
@@ -228,7 +214,7 @@ def read_packages(tarball: Path) -> dict[str, str]:
 
 def mmdebstrap(definition: dict[str, Any], sources: list[aptsources.Source], epoch: int, out: Path) -> Built:
     if shutil.which("mmdebstrap") is None:
-        raise ToolError("mmdebstrap: not installed; run scripts/install-host-tools.sh (or `make engine`)")
+        raise ToolError("mmdebstrap: not installed; `python -m imagetool engine host-tools` installs it")
     out.parent.mkdir(parents=True, exist_ok=True)
     DEB_CACHE.mkdir(parents=True, exist_ok=True)
     cache = shlex.quote(str(DEB_CACHE))
@@ -344,7 +330,7 @@ def cmd_lock() -> int:
     tmp.replace(TARBALL)
     CANDIDATE.unlink(missing_ok=True)
     lock = {
-        "comment": "Written by `make lock-base` (python -m imagetool.base lock); do not edit.",
+        "comment": "Written by `make lock-base` (python -m imagetool base lock); do not edit.",
         "definition_sha256": dsha,
         "suite": definition["suite"],
         "source_date_epoch": epoch,
@@ -352,17 +338,17 @@ def cmd_lock() -> int:
         "tools": tool_versions(),
         "packages": built.packages,
     }
-    write_json_atomic(LOCK, lock)
+    common.write_json_atomic(LOCK, lock)
     log(f"base: wrote {rel(LOCK)}: {len(built.packages)} packages, sha256:{built.sha256}, epoch {epoch}")
     return 0
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(prog="python -m imagetool.base", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m imagetool base", description=__doc__.split("\n")[0])
     p.add_argument("command", choices=["build", "lock", "check"])
     args = p.parse_args()
     return {"build": cmd_build, "lock": cmd_lock, "check": cmd_check}[args.command]()
 
 
 if __name__ == "__main__":
-    main_wrapper(main)
+    common.main_wrapper(main)

@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,23 +52,23 @@ def write_json_atomic(path: Path, data: Any) -> None:
     tmp.replace(path)
 
 
-def read_json(path: Path, what: str) -> Any:
+def _read(path: Path, what: str, parse: Callable[[str], Any], bad: type[Exception], says: str) -> Any:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return parse(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ToolError(f"{rel(path)}: missing ({what})") from None
-    except json.JSONDecodeError as e:
-        raise ToolError(f"{rel(path)}: not valid JSON ({what}): {e}") from None
+    except bad as e:
+        raise ToolError(f"{rel(path)}: {says}: {e}") from None
+
+
+def read_json(path: Path, what: str) -> Any:
+    return _read(path, what, json.loads, json.JSONDecodeError, f"not valid JSON ({what})")
 
 
 def read_toml(path: Path, what: str) -> dict[str, Any]:
     """A TOML file, or a ToolError naming it when it is missing or invalid."""
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ToolError(f"{rel(path)}: missing ({what})") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ToolError(f"{rel(path)}: invalid TOML: {e}") from None
+    data: dict[str, Any] = _read(path, what, tomllib.loads, tomllib.TOMLDecodeError, "invalid TOML")
+    return data
 
 
 def log(msg: str) -> None:

@@ -1,10 +1,10 @@
 """Build the service image from locked inputs, record its digest, and prove it rebuilds.
 
-    python -m imagetool.image build [--no-cache] [--no-load]   # check inputs, build, load, tag
-    python -m imagetool.image lock                             # build and write image.lock
-    python -m imagetool.image verify                           # --no-cache rebuild == image.lock?
-    python -m imagetool.image check                            # image.lock inputs == the tree (no build)
-    python -m imagetool.image inputs                           # print the current inputs as JSON
+    python -m imagetool image build [--no-cache] [--no-load]   # check inputs, build, load, tag
+    python -m imagetool image lock                             # build and write image.lock
+    python -m imagetool image verify                           # --no-cache rebuild == image.lock?
+    python -m imagetool image check                            # image.lock inputs == the tree (no build)
+    python -m imagetool image inputs                           # print the current inputs as JSON
 
 Every input is checked before BuildKit starts; a failure names the file and nothing is built,
 loaded, tagged or recorded. The digest printed is the OCI manifest digest: what `docker push`
@@ -27,22 +27,11 @@ from pathlib import Path
 from typing import Any
 
 import contract
-from imagetool import base, ocidiff, recipe, wheels
-from imagetool.common import (
-    BUILD,
-    ROOT,
-    ToolError,
-    file_digest,
-    log,
-    main_wrapper,
-    read_json,
-    rel,
-    run,
-    write_json_atomic,
-)
+from imagetool import base, common, ocidiff, recipe, wheels
+from imagetool.common import ROOT, ToolError, file_digest, log, read_json, rel, run
 
 IMAGE_LOCK = ROOT / "image.lock"
-OUT_DIR = BUILD / "image"
+OUT_DIR = common.BUILD / "image"
 OCI_TAR = OUT_DIR / "lockstep.oci.tar"
 LAST_BUILD = OUT_DIR / "last-build.json"
 REPOSITORY = "lockstep"
@@ -68,7 +57,7 @@ SOURCE_FILES = [
     "Dockerfile",
     ".dockerignore",
     "dvc.lock",
-    "requirements-build.txt",
+    "requirements/build.txt",
     "imagetool/minimal_root.py",
 ]
 SOURCE_DIRS = ["api", "contract"]
@@ -419,7 +408,7 @@ def build(
     result = buildx(root, inputs, dest, no_cache)
     if load:
         load_and_tag(result, [f"{REPOSITORY}:latest", f"{REPOSITORY}:{result.digest.split(':')[1][:12]}"])
-    write_json_atomic(
+    common.write_json_atomic(
         LAST_BUILD,
         {
             "digest": result.digest,
@@ -436,7 +425,7 @@ def build(
 
 INPUT_MEANING = {
     "base_lock_sha256": "the Debian base moved (image/base.lock.json changed)",
-    "requirements_sha256": "the Python dependencies changed (requirements-serve.txt)",
+    "requirements_sha256": "the Python dependencies changed (requirements/serve.txt)",
     "model_md5": "a changed model (models/model.joblib)",
     "source_tree_sha256": "the service source or build recipe changed",
     "source_date_epoch": "another SOURCE_DATE_EPOCH (from image/base.lock.json)",
@@ -539,7 +528,7 @@ def cmd_lock(args: argparse.Namespace) -> int:
         "built_with": builder_identity(),
         "layers": layer_records(result.oci),
     }
-    write_json_atomic(IMAGE_LOCK, lock)
+    common.write_json_atomic(IMAGE_LOCK, lock)
     log(f"image: wrote {rel(IMAGE_LOCK)}")
     print(result.digest)
     return 0
@@ -578,7 +567,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if result.digest == lock["digest"]:
         b = builder_identity()
         # Which builder reproduced the digest: information for whoever reads the CI logs/artefacts.
-        write_json_atomic(OUT_DIR / "verified.json", {"digest": result.digest, "built_with": b})
+        common.write_json_atomic(OUT_DIR / "verified.json", {"digest": result.digest, "built_with": b})
         log(
             f"image: verified: a --no-cache rebuild gives {result.digest} = {rel(IMAGE_LOCK)} "
             f"(built with engine {b['engine']}, buildx {b['buildx']}, containerd {b['containerd']})"
@@ -616,7 +605,7 @@ def cmd_inputs(args: argparse.Namespace) -> int:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(prog="python -m imagetool.image", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m imagetool image", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     for name in ("build", "lock", "verify", "check", "inputs"):
         sp = sub.add_parser(name)
@@ -640,4 +629,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    main_wrapper(main)
+    common.main_wrapper(main)

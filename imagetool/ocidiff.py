@@ -105,7 +105,7 @@ def layer_bytes(image: OciImage, index: int) -> bytes:
     if media.endswith("+zstd"):
         if shutil.which("zstd") is None:
             raise ToolError(
-                "zstd: not installed (needed to read zstd layers); run scripts/install-host-tools.sh"
+                "zstd: not installed (it reads zstd layers); `python -m imagetool engine host-tools`"
             )
         return subprocess.run(["zstd", "-dcq"], input=blob, capture_output=True, check=True).stdout
     return blob
@@ -200,7 +200,7 @@ def layer_label(config: dict[str, Any], index: int) -> str:
 
 def _diffoscope(a: bytes, b: bytes, name: str, workdir: Path, limit: int = 4000) -> list[str]:
     if shutil.which("diffoscope") is None:
-        return ["    (install diffoscope for a content diff: scripts/install-host-tools.sh)"]
+        return ["    (install diffoscope for a content diff: `python -m imagetool engine host-tools`)"]
     workdir.mkdir(parents=True, exist_ok=True)
     base = name.replace("/", "_")
     fa, fb = workdir / f"a_{base}", workdir / f"b_{base}"

@@ -1,9 +1,9 @@
 """What goes into the image, in one place: the serve lock it installs and the model files it ships.
 
 Both follow `models/serving.json`'s `"path"` (the pipeline's export stage decides it):
-  - "onnx": the service runs models/model.onnx with onnxruntime: requirements-serve.txt, and the
+  - "onnx": the service runs models/model.onnx with onnxruntime: requirements/serve.txt, and the
     image ships model.onnx, serving.json and metadata.json, not the pickle it never loads;
-  - "sklearn" (the exact path): requirements-serve-sklearn.txt (scikit-learn, pandas) and the
+  - "sklearn" (the exact path): requirements/serve-sklearn.txt (scikit-learn, pandas) and the
     md5-checked pickle models/model.joblib as well.
 The Dockerfile takes both as build arguments in build stages only (SERVE_LOCK, MODEL_FILES), so
 the digest does not see how a builder renders them. The `.dockerignore` allow-list lets in every
@@ -19,9 +19,9 @@ from pathlib import Path
 from contract import METADATA_FILE, MODEL_FILE, ONNX_FILE, SERVING_FILE
 from imagetool.common import ToolError
 
-SERVE_LOCK_BY_PATH = {"onnx": "requirements-serve.txt", "sklearn": "requirements-serve-sklearn.txt"}
+SERVE_LOCK_BY_PATH = {"onnx": "requirements/serve.txt", "sklearn": "requirements/serve-sklearn.txt"}
 SERVE_LOCKS = tuple(SERVE_LOCK_BY_PATH.values())
-BUILD_LOCK = "requirements-build.txt"  # pip itself, run from its wheel in a build stage only
+BUILD_LOCK = "requirements/build.txt"  # pip itself, run from its wheel in a build stage only
 # Every model file the image may ship (DVC outputs), with the dvc.yaml stage that writes each.
 MODEL_CONTEXT = {
     MODEL_FILE.as_posix(): "train",

@@ -1,6 +1,6 @@
 """A second, newer BuildKit, run beside the system engine, to prove the digest does not depend on it.
 
-    python -m imagetool.second_builder verify   # --no-cache build with it; must equal image.lock
+    python -m imagetool second-builder verify   # --no-cache build with it; must equal image.lock
 
 The engine of ``[second_builder]`` in image/engine.toml (Debian unstable's docker.io, docker-cli,
 docker-buildx and containerd) is never installed: its .debs, from the store, are unpacked with
@@ -151,7 +151,7 @@ def cmd_verify() -> int:
 def main() -> int:
     import argparse
 
-    p = argparse.ArgumentParser(prog="python -m imagetool.second_builder", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m imagetool second-builder", description=__doc__.split("\n")[0])
     p.add_argument("command", choices=["verify"])
     p.parse_args()
     return cmd_verify()

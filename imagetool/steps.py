@@ -1,7 +1,7 @@
 """`make all` as a new user sees it: one line per step saying what it does, the tools' own output
 indented beneath, a note when a step is quiet for a while, its time, and a summary at the end.
 
-    python3 -m imagetool.steps all      # run by `make all` with the system python3 (stdlib only:
+    python3 -m imagetool all      # run by `make all` with the system python3 (stdlib only:
                                         # the venv does not exist before the first step)
 """
 
@@ -119,7 +119,7 @@ def summary(root: Path = ROOT) -> list[str]:
 
 def main(argv: list[str]) -> int:
     if argv[1:] != ["all"]:
-        print("usage: python3 -m imagetool.steps all", file=sys.stderr)
+        print("usage: python3 -m imagetool all", file=sys.stderr)
         return 2
 
     def out(line: str) -> None:

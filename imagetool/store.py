@@ -1,15 +1,15 @@
 """The store: every external input of the image and of its builder, kept by sha256.
 
-    python -m imagetool.store ensure [GROUP...]   # complete the store: dvc pull, else fetch (says which)
-    python -m imagetool.store check               # every file present and equal to the lock (no network)
-    python -m imagetool.store lock                # re-fill from the network; rewrite image/store.lock.json
-    python -m imagetool.store install-engine [--root DIR]   # engine .debs from the store, no mirror
-    python -m imagetool.store rederive-base       # rebuild the base from store/base/debs, offline
-    python -m imagetool.store status              # files, size, what is missing
+    python -m imagetool store ensure [GROUP...]   # complete the store: dvc pull, else fetch (says which)
+    python -m imagetool store check               # every file present and equal to the lock (no network)
+    python -m imagetool store lock                # re-fill from the network; rewrite image/store.lock.json
+    python -m imagetool store install-engine [--root DIR]   # engine .debs from the store, no mirror
+    python -m imagetool store rederive-base       # rebuild the base from store/base/debs, offline
+    python -m imagetool store status              # files, size, what is missing
 
 Layout of ``store/`` (a DVC-tracked folder, ``store.dvc``: `dvc push` / `dvc pull` carry it):
 
-    wheels/*.whl         every wheel of requirements-serve.txt, -serve-sklearn.txt and -build.txt
+    wheels/*.whl         every wheel of requirements/serve.txt, -serve-sklearn.txt and -build.txt
     base/rootfs.tar      the base root filesystem (image/base.lock.json's tarball.sha256)
     base/debs/*.deb      the Debian packages it is made of, at the locked versions: the rootfs is
                          re-derived from them offline (mmdebstrap) when it is missing
@@ -33,20 +33,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from imagetool import aptsources, base, wheels
+from imagetool import aptsources, base, common, wheels
 from imagetool.apt import AptState, deb_file_version
-from imagetool.common import (
-    BUILD,
-    ROOT,
-    ToolError,
-    file_digest,
-    log,
-    main_wrapper,
-    read_json,
-    read_toml,
-    rel,
-    write_json_atomic,
-)
+from imagetool.common import BUILD, ROOT, ToolError, file_digest, log, read_json, rel
 
 STORE = ROOT / "store"
 STORE_DVC = ROOT / "store.dvc"
@@ -85,7 +74,7 @@ def load_lock(path: Path = LOCK) -> dict[str, dict[str, Any]]:
 
 
 def load_engine_definition(path: Path = ENGINE_DEFINITION) -> dict[str, Any]:
-    data = read_toml(path, "engine definition")
+    data = common.read_toml(path, "engine definition")
     for key in ("host_suite", "suite", "packages", "tools"):
         if key not in data:
             raise ToolError(f"{rel(path)}: missing key {key!r}")
@@ -446,10 +435,10 @@ def cmd_lock(groups: list[str]) -> int:
     for name in sorted(wanted):
         path = STORE / name
         files[name] = {"sha256": file_digest(path), "bytes": path.stat().st_size}
-    write_json_atomic(
+    common.write_json_atomic(
         LOCK,
         {
-            "comment": "Written by `make lock-store` (python -m imagetool.store lock); do not edit.",
+            "comment": "Written by `make lock-store` (python -m imagetool store lock); do not edit.",
             "engine_definition": load_engine_definition(),
             "tools_closure": tools_closure,
             "files": dict(sorted(files.items())),
@@ -563,7 +552,7 @@ def cmd_install_engine(root: Path, tools_only: bool = False) -> int:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(prog="python -m imagetool.store", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m imagetool store", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     for name in ("ensure", "lock"):
         sp = sub.add_parser(name)
@@ -593,4 +582,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    main_wrapper(main)
+    common.main_wrapper(main)

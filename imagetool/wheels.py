@@ -1,11 +1,11 @@
 """Download exactly the wheels the locks name, for the image's platform, and check them.
 
-    python -m imagetool.wheels download   # from the store into build/wheels/, hash-checked
-    python -m imagetool.wheels check      # every locked package has one wheel with a locked hash
+    python -m imagetool wheels download   # from the store into build/wheels/, hash-checked
+    python -m imagetool wheels check      # every locked package has one wheel with a locked hash
 
 The image build runs with --network=none and installs these with --no-index --require-hashes.
-The locks: requirements-serve.txt (the service's dependencies, installed into /opt/venv; pinned
-to requirements.txt's versions and hashes) and requirements-build.txt (pip itself, run from its
+The locks: requirements/serve.txt (the service's dependencies, installed into /opt/venv; pinned
+to requirements.txt's versions and hashes) and requirements/build.txt (pip itself, run from its
 wheel in a build stage only).
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from imagetool import recipe
 from imagetool.common import BUILD, ROOT, ToolError, file_digest, log, main_wrapper, rel, run
-from tools.locks import LockError, Requirement, normalize, parse_lock_text
+from imagetool.locks import LockError, Requirement, normalize, parse_lock_text
 
 WHEELS = BUILD / "wheels"
 # Both serve locks: build/wheels holds every wheel either may need, and pip installs only what the
@@ -40,7 +40,7 @@ PLATFORMS = [f"manylinux_2_{m}_x86_64" for m in range(GLIBC_MINOR_MAX, 4, -1)] +
 
 
 def parse_requirements(text: str, source: str = "requirements") -> list[Requirement]:
-    """The entries of a hash-pinned lock (tools.locks enforces the rules), in file order."""
+    """The entries of a hash-pinned lock (imagetool.locks enforces the rules), in file order."""
     try:
         return list(parse_lock_text(text, source).values())
     except LockError as exc:
@@ -159,7 +159,7 @@ def cmd_download() -> int:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(prog="python -m imagetool.wheels", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m imagetool wheels", description=__doc__.split("\n")[0])
     p.add_argument("command", choices=["download", "check"])
     args = p.parse_args()
     return cmd_download() if args.command == "download" else cmd_check()

@@ -1,3 +1,4 @@
+##@ deploy
 # Deploy files (deploy/): Kubernetes manifests and the Swarm stack, pinned to image.lock's digest;
 # pushing the image (and its SBOM) to a registry by digest.
 STACK ?= lockstep
@@ -8,13 +9,13 @@ TEST_PREREQS += deploy-tools
 .PHONY: check-deploy sync-deploy deploy-tools push stack-images deploy-stack require-registry
 
 check-deploy: setup ## Fail if a deploy file pins another image digest than image.lock
-	$(PY) -m tools.deploy check
+	$(PY) -m imagetool deploy check
 
 # The deploy files are locks too: `make check-image-lock` (CI) keeps them in step with image.lock.
 check-image-lock: check-deploy
 
 sync-deploy: setup ## Pin every deploy file to image.lock's digest (after `make lock-image`)
-	$(PY) -m tools.deploy sync
+	$(PY) -m imagetool deploy sync
 
 deploy-tools: ## Install the reference registry (docker-registry), htpasswd (bcrypt entries for its auth) and hey
 	@command -v docker-registry >/dev/null && command -v htpasswd >/dev/null && command -v hey >/dev/null || \
@@ -24,10 +25,10 @@ require-registry:
 	@$(if $(REGISTRY),true,echo "error: set REGISTRY=host:port[/prefix] or name.domain[/prefix], e.g. make push REGISTRY=127.0.0.1:5000" >&2; exit 2)
 
 push: require-registry setup image ## Push image.lock's image to REGISTRY=host[:port][/prefix] by digest, SBOM attached (SBOM= to skip); credentials: REGISTRY_USERNAME/REGISTRY_PASSWORD or docker login
-	$(PY) -m tools.registry push $(REGISTRY) $(if $(SBOM),--sbom $(SBOM))
+	$(PY) -m imagetool registry push $(REGISTRY) $(if $(SBOM),--sbom $(SBOM))
 
 stack-images: setup base ## Build the stack's proxy and Prometheus images from the Debian base
-	$(PY) -m tools.stack_images build
+	$(PY) -m imagetool stack-images build
 
 deploy-stack: require-registry stack-images ## Deploy deploy/compose.yaml as swarm stack $(STACK), pulling from REGISTRY
 	LOCKSTEP_REGISTRY=$(REGISTRY) docker stack deploy --detach=false --resolve-image never \
@@ -35,14 +36,14 @@ deploy-stack: require-registry stack-images ## Deploy deploy/compose.yaml as swa
 
 .PHONY: sbom check-sbom
 sbom: setup ## Write image/sbom.cdx.json (CycloneDX) from the locks: wheels, Debian packages, model
-	$(PY) -m tools.sbom write
+	$(PY) -m imagetool sbom write
 
 check-sbom: setup ## Fail unless image/sbom.cdx.json is exactly what the locks give
-	$(PY) -m tools.sbom check
+	$(PY) -m imagetool sbom check
 
 .PHONY: provenance verify-provenance
 provenance: setup ## Write build/provenance.intoto.json: SLSA v1 provenance of image.lock's digest
-	$(PY) -m tools.provenance write
+	$(PY) -m imagetool provenance write
 
 verify-provenance: setup ## Check build/provenance.intoto.json against the tree and the local image
-	$(PY) -m tools.provenance verify build/provenance.intoto.json --image lockstep:latest
+	$(PY) -m imagetool provenance verify build/provenance.intoto.json --image lockstep:latest

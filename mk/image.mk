@@ -1,55 +1,57 @@
-# Hermetic, deterministic image (issue 4) from durable inputs (issue 9): every external input is
-# kept by sha256 in store/ (DVC-tracked). Logic lives in imagetool/; see image/README.md.
+##@ image
+# The hermetic, deterministic image: every external input is kept by sha256 in store/
+# (DVC-tracked), every build input is checked against its lock. Logic lives in imagetool/
+# (`python -m imagetool --help`); see image/README.md.
 IMAGE_TAG ?= lockstep:latest
+RUN_PORT ?= 8000
+RUN_NAME ?= lockstep-run
 # The image tests need the filled store (they push it to a test remote), a running engine, the base
 # rootfs and the wheels.
 TEST_PREREQS += engine store base wheels
-RUN_PORT ?= 8000
-RUN_NAME ?= lockstep-run
 
 .PHONY: store lock-store check-store rederive-base engine base lock-base wheels image lock-image verify verify-second-builder \
 	check-image-lock run stop \
 	bench-build lock-build-deps
 
 store: setup ## Complete store/ (wheels, base, engine .debs): dvc pull, else the network; says which
-	$(PY) -m imagetool.store ensure
+	$(PY) -m imagetool store ensure
 
 lock-store: setup ## Re-fill store/ from PyPI and the Debian mirror; rewrite image/store.lock.json, store.dvc
-	$(PY) -m imagetool.store lock
+	$(PY) -m imagetool store lock
 
 rederive-base: setup ## Rebuild the base from store/base/debs only (no network); fail unless == image/base.lock.json
-	$(PY) -m imagetool.store rederive-base
+	$(PY) -m imagetool store rederive-base
 
 check-store: setup ## Fail, naming the file and both hashes, unless store/ matches image/store.lock.json
-	$(PY) -m imagetool.store check
+	$(PY) -m imagetool store check
 
 engine: setup ## Install the Docker engine from the store if none suitable (Debian), and start it
-	LOCKSTEP_PYTHON=$(abspath $(PY)) scripts/docker-engine.sh install
-	scripts/docker-engine.sh start
+	LOCKSTEP_PYTHON=$(abspath $(PY)) $(PY) -m imagetool engine install
+	$(PY) -m imagetool engine start
 
 base: setup ## Base rootfs from the store into build/base (checked against image/base.lock.json)
-	$(PY) -m imagetool.base build
+	$(PY) -m imagetool base build
 
 lock-base: setup ## Rebuild the base rootfs with mmdebstrap (network), accept it, and re-lock its store files
-	scripts/install-host-tools.sh
-	$(PY) -m imagetool.base lock
-	$(PY) -m imagetool.store lock base
+	$(PY) -m imagetool engine host-tools
+	$(PY) -m imagetool base lock
+	$(PY) -m imagetool store lock base
 
 wheels: setup ## The image's wheels from the store into build/wheels, hash-checked
-	$(PY) -m imagetool.wheels download
+	$(PY) -m imagetool wheels download
 
 image: setup engine base wheels ## Check every input, build the image, load it as $(IMAGE_TAG), print its digest
-	$(PY) -m imagetool.image build
+	$(PY) -m imagetool image build
 
 lock-image: setup engine base wheels ## Build the image and record its digest and inputs in image.lock
-	$(PY) -m imagetool.image lock
+	$(PY) -m imagetool image lock
 
 verify: setup engine base wheels ## Rebuild with --no-cache; fail, explaining why, unless the digest equals image.lock
-	$(PY) -m imagetool.image verify
+	$(PY) -m imagetool image verify
 
 check-image-lock: setup ## Fail if image/base.lock.json or image.lock no longer match the tree (no build)
-	$(PY) -m imagetool.base check
-	$(PY) -m imagetool.image check
+	$(PY) -m imagetool base check
+	$(PY) -m imagetool image check
 
 # Memory as deploy/ (2x the 168 MiB request, itself 1.5x the bench's measured RSS); swap off so the limit is real.
 # pids: one worker and its runtime threads need ~20; the cap stops a fork or thread bomb.
@@ -68,11 +70,11 @@ stop: ## Stop the container `make run` started (RUN_NAME, default lockstep-run)
 	@docker stop $(RUN_NAME) >/dev/null 2>&1 && echo "stopped $(RUN_NAME)" || echo "$(RUN_NAME) is not running"
 
 bench-build: setup engine base wheels ## Benchmark image builds (cold, no-change, model-only), size and start-up
-	$(PY) bench/build_bench.py
+	$(PY) -m bench.build_bench
 
-lock-build-deps: setup ## Regenerate requirements-build.txt (the pip used inside the image build)
-	$(PIP_COMPILE) --upgrade --output-file requirements-build.txt requirements-build.in
-	$(PY) -m imagetool.store lock wheels
+lock-build-deps: setup ## Regenerate requirements/build.txt (the pip used inside the image build)
+	$(PIP_COMPILE) --upgrade --output-file requirements/build.txt requirements/build.in
+	$(PY) -m imagetool store lock wheels
 
 verify-second-builder: setup store base wheels ## Build with a second, newer BuildKit (from the store, run beside the engine); must equal image.lock
-	$(PY) -m imagetool.second_builder verify
+	$(PY) -m imagetool second-builder verify

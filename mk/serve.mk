@@ -1,4 +1,6 @@
-# Prediction service (api/): run it locally, benchmark it over HTTP.
+##@ serve
+# The prediction service (api/): serve it from the tree, benchmark it over HTTP. The built image
+# runs with `make run` (image).
 
 .PHONY: serve
 serve: setup repro ## Serve the model on 127.0.0.1:8000 (python -m api; LOCKSTEP_* env vars configure it)

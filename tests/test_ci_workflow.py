@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tools import provenance
+from imagetool import provenance
 
 WORKFLOW = Path(".github/workflows/ci.yml")
 
@@ -107,7 +107,7 @@ def test_hosted_runner_docker_verifies_with_the_containerd_image_store(workflow:
     script = "\n".join(_runs(workflow, "hosted-docker"))
     assert '"containerd-snapshotter": true' in script
     assert "systemctl restart docker" in script
-    assert "python -m imagetool.image verify" in script
+    assert "python -m imagetool image verify" in script
     assert "make engine" not in script
 
 
@@ -173,7 +173,7 @@ def test_image_step_names_the_lowercased_ghcr_repository_at_image_lock_digest(
     workflow: dict[Any, Any], repo_root: Path, tmp_path: Path
 ) -> None:
     """The step's own script, run here: GITHUB_ENV gets REGISTRY and IMAGE = REGISTRY/lockstep@digest."""
-    [script] = [s for s in _runs(workflow, "publish") if "tools.registry reference" in s]
+    [script] = [s for s in _runs(workflow, "publish") if "imagetool registry reference" in s]
     github_env = tmp_path / "github_env"
     env = {**os.environ, "GITHUB_REPOSITORY": "Some-Owner/Lockstep", "GITHUB_ENV": str(github_env)}
     env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
@@ -213,8 +213,11 @@ def test_slsaprovenance1_is_the_predicate_type_make_provenance_writes(workflow: 
     script = _publish_script(workflow)
     for command in ("make provenance", "make verify-provenance", "make check-sbom"):
         assert command in script
-    assert "tools.provenance predicate build/provenance.intoto.json build/provenance.predicate.json" in script
-    assert script.index("tools.provenance predicate") < script.index("cosign attest")
+    assert (
+        "imagetool provenance predicate build/provenance.intoto.json build/provenance.predicate.json"
+        in script
+    )
+    assert script.index("imagetool provenance predicate") < script.index("cosign attest")
 
 
 def test_verification_expects_this_workflows_identity_and_github_s_issuer(

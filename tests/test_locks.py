@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from tools.locks import LockError, Requirement, check, constraint_problems, diff_locks, parse_lock
+from imagetool.locks import LockError, Requirement, check, constraint_problems, diff_locks, parse_lock
 
-LOCKS = ["requirements.txt", "requirements-dev.txt", "requirements-serve.txt", "requirements-build.txt"]
+LOCKS = ["requirements.txt", "requirements/dev.txt", "requirements/serve.txt", "requirements/build.txt"]
 
 
 @pytest.mark.parametrize("name", LOCKS)
@@ -22,14 +22,14 @@ def test_committed_lock_pins_and_hashes_every_requirement(repo_root: Path, name:
 
 def test_dev_lock_uses_exactly_the_runtime_versions(repo_root: Path) -> None:
     runtime = parse_lock(repo_root / "requirements.txt")
-    dev = parse_lock(repo_root / "requirements-dev.txt")
+    dev = parse_lock(repo_root / "requirements/dev.txt")
     mismatched = {n: (r.version, dev[n].version) for n, r in runtime.items() if dev[n].version != r.version}
     assert mismatched == {}
 
 
 def test_image_lock_is_the_service_subset_of_the_runtime_lock(repo_root: Path) -> None:
-    serve = parse_lock(repo_root / "requirements-serve.txt")
-    assert constraint_problems(repo_root / "requirements-serve.txt", repo_root / "requirements.txt") == []
+    serve = parse_lock(repo_root / "requirements/serve.txt")
+    assert constraint_problems(repo_root / "requirements/serve.txt", repo_root / "requirements.txt") == []
     assert set(serve) < set(parse_lock(repo_root / "requirements.txt"))
     assert {"fastapi", "uvicorn", "numpy", "orjson"} <= set(serve)
     assert not {"scikit-learn", "scipy", "joblib"} & set(serve)

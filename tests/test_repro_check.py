@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from contract import MODEL_FILE
+from imagetool.repro_check import drift
 from tests.malformed_locks import BadLock, bad_lock_params
-from tools.repro_check import drift
 
 LOCK = """schema: '2.0'
 stages:
@@ -60,7 +60,7 @@ def test_check_repro_fails_when_the_committed_lock_does_not_reproduce(
     lock.write_text(yaml.safe_dump(doc, sort_keys=False))
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     run = subprocess.run(
-        [sys.executable, "-m", "tools.repro_check"],
+        [sys.executable, "-m", "imagetool", "repro-check"],
         cwd=repo,
         env=env,
         capture_output=True,
@@ -81,7 +81,7 @@ def test_check_repro_refuses_a_malformed_committed_lock_naming_the_field(
     lock = tmp_path / "dvc.lock"
     lock.write_bytes(case.spoil((repo_root / "dvc.lock").read_bytes()))
     run = subprocess.run(
-        [sys.executable, "-m", "tools.repro_check", str(lock)],
+        [sys.executable, "-m", "imagetool", "repro-check", str(lock)],
         cwd=tmp_path,
         env={**os.environ, "PYTHONPATH": str(repo_root)},
         capture_output=True,

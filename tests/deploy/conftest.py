@@ -25,12 +25,12 @@ from pathlib import Path
 
 import pytest
 
-from imagetool import image
+from imagetool import deploy, image, registry
+from imagetool import stack_images as stack_images_tool
+from imagetool.registry import Credentials, OciTarball, Registry
 from tests.conftest import copy_repo
 from tests.deploy.token_server import ISSUER, SERVICE, SigningKey, TokenServer, token_server, write_bundle
-from tools import deploy, registry
-from tools import stack_images as stack_images_tool
-from tools.registry import Credentials, OciTarball, Registry
+from tests.image.conftest import link_build_inputs
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -51,9 +51,23 @@ def run(
     return proc
 
 
+def imagetool(
+    *args: str, cwd: Path = ROOT, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`python -m imagetool ARGS` in ``cwd``; the caller checks the exit code."""
+    return subprocess.run(
+        [sys.executable, "-m", "imagetool", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
 @pytest.fixture(scope="session")
 def engine() -> None:
-    proc = run([str(ROOT / "scripts/docker-engine.sh"), "start"], check=False)
+    proc = run([sys.executable, "-m", "imagetool", "engine", "start"], check=False)
     assert proc.returncode == 0, f"cannot start the Docker engine (run `make engine`): {proc.stderr}"
 
 
@@ -61,8 +75,8 @@ def engine() -> None:
 def built_image(engine: None) -> OciTarball:
     """The tree's image, built (or found up to date) as `make image` does. Not loaded: that would
     retag the shared lockstep:latest; the tests pull it from their registry instead."""
-    for module, cmd in (("imagetool.base", "build"), ("imagetool.wheels", "download")):
-        run([sys.executable, "-m", module, cmd])
+    for verb in (("base", "build"), ("wheels", "download")):
+        run([sys.executable, "-m", "imagetool", *verb])
     result, _ = image.build(ROOT, load=False)
     return registry.open_tarball(result.oci.path)
 
@@ -166,18 +180,14 @@ def pushed(registry_server: Registry, built_image: OciTarball) -> str:
 def params_changed_image(built_image: OciTarball, tmp_path_factory: pytest.TempPathFactory) -> OciTarball:
     """A second digest from an honest input change: train.C in a repo copy, `dvc repro`, build."""
     repo = copy_repo(tmp_path_factory.mktemp("params") / "repo", with_outputs=True)
-    (repo / "build/base").mkdir(parents=True)
-    os.link(ROOT / "build/base/rootfs.tar", repo / "build/base/rootfs.tar")
-    (repo / "build/wheels").mkdir()
-    for wheel in (ROOT / "build/wheels").glob("*.whl"):
-        os.link(wheel, repo / "build/wheels" / wheel.name)
+    link_build_inputs(repo)
     run(["git", "init", "-q"], cwd=repo)
     params = repo / "params.yaml"
     changed = params.read_text().replace("C: 1.0", "C: 0.25", 1)
     assert changed != params.read_text(), "params.yaml has no `C: 1.0` to change"
     params.write_text(changed)
     run([str(Path(sys.executable).with_name("dvc")), "repro", "-q"], cwd=repo)
-    run([sys.executable, "-m", "imagetool.image", "build", "--no-load", "--allow-untracked"], cwd=repo)
+    run([sys.executable, "-m", "imagetool", "image", "build", "--no-load", "--allow-untracked"], cwd=repo)
     other = registry.open_tarball(repo / "build/image/lockstep.oci.tar")
     assert other.digest != built_image.digest
     return other

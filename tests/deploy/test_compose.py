@@ -57,4 +57,4 @@ def test_check_image_lock_also_checks_the_deploy_digests(repo_root: Path) -> Non
     plan = subprocess.run(
         ["make", "-n", "check-image-lock"], cwd=repo_root, capture_output=True, text=True, check=True
     ).stdout
-    assert "-m tools.deploy check" in plan
+    assert "-m imagetool deploy check" in plan

@@ -13,9 +13,9 @@ import pytest
 import yaml
 
 from api.app import create_app
+from imagetool import deploy
 from tests.api.support import DEFAULT, TestClient
 from tests.deploy.test_manifests import KUBERNETES_VERSION
-from tools import deploy
 
 KSERVE = Path("deploy/kserve")
 # PredictorSpec fields that are KServe's own (ComponentExtensionSpec and the model spec); the rest
@@ -78,7 +78,7 @@ def test_both_pin_the_image_lock_digest(
     for image in (isvc["spec"]["predictor"]["model"]["image"], container["image"]):
         assert image == f"lockstep@{digest}"
     assert deploy.stale(digest, repo_root / "deploy") == []
-    # And tools.deploy sees them: another digest is reported in both files.
+    # And imagetool.deploy sees them: another digest is reported in both files.
     other = deploy.stale("sha256:" + "0" * 64, repo_root / "deploy")
     assert {line.split(":")[0] for line in other} >= {
         str(repo_root / KSERVE / "inferenceservice.yaml"),

@@ -13,7 +13,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tools import deploy
+from imagetool import deploy
 
 KUBERNETES_VERSION = "1.33.0"  # the schemas kubernetes-validate ships for this release
 BASE = Path("deploy/k8s/base")

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 import contract
-from tools import provenance
+from imagetool import provenance
+from tests.deploy.conftest import imagetool
 
 
 def deps(statement: dict[str, object]) -> dict[str, dict[str, str]]:
@@ -43,7 +43,7 @@ def test_every_input_is_a_resolved_dependency_with_its_hash(repo_root: Path) -> 
     store = json.loads((repo_root / "image/store.lock.json").read_text())["files"]
     assert found["store/base/rootfs.tar"] == {"sha256": store["base/rootfs.tar"]["sha256"]}
     assert any(name.startswith("store/wheels/numpy-") for name in found)
-    for lock_file in ("requirements-build.txt", "image/base.lock.json", "image/store.lock.json"):
+    for lock_file in ("requirements/build.txt", "image/base.lock.json", "image/store.lock.json"):
         assert lock_file in found
 
 
@@ -82,13 +82,7 @@ def test_cli_writes_then_verifies_and_exits_1_on_a_tampered_statement(
     out = tmp_path / "provenance.json"
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "tools.provenance", *args],
-            cwd=repo_root,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        return imagetool("provenance", *args, cwd=repo_root)
 
     assert cli("write", str(out)).returncode == 0
     assert cli("verify", str(out)).returncode == 0
@@ -107,10 +101,7 @@ def test_cli_predicate_is_the_verified_statements_predicate_alone(repo_root: Pat
     statement_file.write_text(json.dumps(statement))
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "tools.provenance", "predicate", *args],
-            cwd=repo_root, capture_output=True, text=True, check=False,
-        )  # fmt: skip
+        return imagetool("provenance", "predicate", *args, cwd=repo_root)
 
     assert cli(str(statement_file), str(out)).returncode == 0
     assert json.loads(out.read_text()) == statement["predicate"]

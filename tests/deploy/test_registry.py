@@ -10,7 +10,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import threading
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,11 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from imagetool import registry
 from imagetool.container import hardened_container
-from tests.deploy.token_server import SERVICE, TokenServer
-from tools import registry
-from tools.registry import Credentials, OciTarball, Registry, RegistryError
-from tools.registry_client import (
+from imagetool.registry import Credentials, OciTarball, Registry, RegistryError
+from imagetool.registry_client import (
     ENV_PASSWORD,
     ENV_USERNAME,
     Session,
@@ -31,12 +29,14 @@ from tools.registry_client import (
     find_credentials,
     parse_challenge,
 )
+from tests.deploy.conftest import imagetool
+from tests.deploy.token_server import SERVICE, TokenServer
 
 pytestmark = pytest.mark.docker
 
 
 def fake_sbom(digest: str) -> bytes:
-    """A minimal CycloneDX document describing `digest` (the real one comes from tools.sbom)."""
+    """A minimal CycloneDX document describing `digest` (the real one comes from imagetool.sbom)."""
     doc = {"bomFormat": "CycloneDX", "specVersion": "1.6", "metadata": {"component": {"version": digest}}}
     return json.dumps(doc).encode()
 
@@ -119,10 +119,7 @@ def test_sbom_check_names_what_is_wrong(document: bytes, message: str) -> None:
     ["localhost", "lockstep/team", "127.0.0.1:99999", "host:5000/Upper", "http://h:5000", "ghcr.io/Owner"],
 )
 def test_cli_rejects_a_malformed_registry_with_exit_2(text: str, repo_root: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "tools.registry", "push", text],
-        cwd=repo_root, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+    proc = imagetool("registry", "push", text, cwd=repo_root)
     assert proc.returncode == 2
     assert f"registry {text!r} is not HOST:PORT[/PREFIX] or NAME.DOMAIN[/PREFIX]" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -142,19 +139,14 @@ def test_registry_without_a_port_is_https_on_its_default_port(text: str, base_ur
 
 
 def test_cli_reference_is_the_registry_and_image_lock_digest(repo_root: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "tools.registry", "reference", "ghcr.io/owner/repo"],
-        cwd=repo_root, capture_output=True, text=True, check=True,
-    )  # fmt: skip
+    proc = imagetool("registry", "reference", "ghcr.io/owner/repo", cwd=repo_root)
+    assert proc.returncode == 0, proc.stderr
     digest = json.loads((repo_root / "image.lock").read_text())["digest"]
     assert proc.stdout == f"ghcr.io/owner/repo/lockstep@{digest}\n"
 
 
 def test_cli_names_an_unreachable_registry_with_exit_2(repo_root: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "tools.registry", "referrers", "127.0.0.1:9", "sha256:" + "a" * 64],
-        cwd=repo_root, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+    proc = imagetool("registry", "referrers", "127.0.0.1:9", "sha256:" + "a" * 64, cwd=repo_root)
     assert proc.returncode == 2
     assert "127.0.0.1:9" in proc.stderr
     assert "no answer from the registry" in proc.stderr
@@ -308,18 +300,11 @@ def test_credentials_are_not_sent_to_a_plain_http_token_realm() -> None:
 
 
 def run_cli(args: list[str], cwd: Path, docker_config: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    """`python -m tools.registry ...` with only the credentials given here (none from this host)."""
+    """`python -m imagetool registry ...` with only the credentials given here (none from this host)."""
     base = {k: v for k, v in os.environ.items() if k not in (ENV_USERNAME, ENV_PASSWORD, "DOCKER_CONFIG")}
     root = Path(__file__).resolve().parents[2]
     full = {**base, "PYTHONPATH": str(root), "DOCKER_CONFIG": str(docker_config), **env}
-    return subprocess.run(
-        [sys.executable, "-m", "tools.registry", *args],
-        cwd=cwd,
-        env=full,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    return imagetool("registry", *args, cwd=cwd, env=full)
 
 
 @pytest.fixture(scope="module")
@@ -376,7 +361,7 @@ def secured(request: pytest.FixtureRequest) -> Registry:
 def basic_pushed(
     htpasswd_registry: Registry, registry_credentials: Credentials, built_image: OciTarball, locked_tree: Path
 ) -> subprocess.CompletedProcess[str]:
-    """`python -m tools.registry push` to the htpasswd registry, credentials from the environment."""
+    """`python -m imagetool registry push` to the htpasswd registry, credentials from the environment."""
     return run_cli(
         push_args(htpasswd_registry, built_image),
         locked_tree,

@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 
 import contract
-from tools import sbom
-from tools.locks import parse_lock
+from imagetool import sbom
+from imagetool.locks import parse_lock
 
 TREE_FILES = (
     "image.lock",
     "dvc.lock",
-    "requirements-serve.txt",
-    "requirements-serve-sklearn.txt",
+    "requirements/serve.txt",
+    "requirements/serve-sklearn.txt",
     "image/base.lock.json",
     "image/store.lock.json",
     str(contract.SERVING_FILE),

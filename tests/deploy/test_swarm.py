@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from imagetool.registry import OciTarball, Registry, push_image
 from tests.deploy.conftest import Stack, http_json, run
-from tools.registry import OciTarball, Registry, push_image
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

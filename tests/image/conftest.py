@@ -30,8 +30,8 @@ def _run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedP
 
 
 def imagetool_cli(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m imagetool.image ARGS`` inside ``repo`` (its own copy of imagetool)."""
-    return _run([sys.executable, "-m", "imagetool.image", *args], cwd=repo, check=False)
+    """Run ``python -m imagetool image ARGS`` inside ``repo`` (its own copy of imagetool)."""
+    return _run([sys.executable, "-m", "imagetool", "image", *args], cwd=repo, check=False)
 
 
 def dvc(repo: Path, *args: str) -> None:
@@ -40,16 +40,25 @@ def dvc(repo: Path, *args: str) -> None:
 
 @pytest.fixture(scope="session")
 def engine() -> None:
-    proc = subprocess.run([str(ROOT / "scripts/docker-engine.sh"), "start"], capture_output=True, text=True)
+    proc = _run([sys.executable, "-m", "imagetool", "engine", "start"], cwd=ROOT, check=False)
     assert proc.returncode == 0, f"cannot start the Docker engine (run `make engine`): {proc.stderr}"
 
 
 @pytest.fixture(scope="session")
 def built_inputs(engine: None) -> None:
     """Base rootfs and wheels present and matching their locks (cached no-ops after `make test`)."""
-    for module, cmd in (("imagetool.base", "build"), ("imagetool.wheels", "download")):
-        proc = _run([sys.executable, "-m", module, cmd], cwd=ROOT, check=False)
+    for verb in (("base", "build"), ("wheels", "download")):
+        proc = _run([sys.executable, "-m", "imagetool", *verb], cwd=ROOT, check=False)
         assert proc.returncode == 0, proc.stderr
+
+
+def link_build_inputs(dest: Path) -> None:
+    """Hard-link this tree's base rootfs and wheels into a repo copy: no copy of ~200 MB per test."""
+    (dest / "build/base").mkdir(parents=True)
+    os.link(ROOT / "build/base/rootfs.tar", dest / "build/base/rootfs.tar")
+    (dest / "build/wheels").mkdir()
+    for whl in (ROOT / "build/wheels").glob("*.whl"):
+        os.link(whl, dest / "build/wheels" / whl.name)
 
 
 @pytest.fixture
@@ -58,11 +67,7 @@ def repo_copy(tmp_path: Path, built_inputs: None) -> Callable[[], Path]:
 
     def make() -> Path:
         dest = copy_repo(tmp_path / f"repo{len(list(tmp_path.iterdir()))}", with_outputs=True)
-        (dest / "build/base").mkdir(parents=True)
-        os.link(ROOT / "build/base/rootfs.tar", dest / "build/base/rootfs.tar")
-        (dest / "build/wheels").mkdir()
-        for whl in (ROOT / "build/wheels").glob("*.whl"):
-            os.link(whl, dest / "build/wheels" / whl.name)
+        link_build_inputs(dest)
         _run(["git", "init", "-q"], cwd=dest)
         _run(["git", "add", "-A"], cwd=dest)
         _run(

@@ -164,7 +164,7 @@ def test_base_cli_refuses_a_trusted_source_with_exit_2_and_writes_nothing(
     )
     lock_before = (repo / "image/base.lock.json").read_bytes()
     proc = subprocess.run(
-        [sys.executable, "-m", "imagetool.base", command],
+        [sys.executable, "-m", "imagetool", "base", command],
         cwd=repo,
         capture_output=True,
         text=True,

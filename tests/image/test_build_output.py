@@ -58,6 +58,16 @@ def test_make_help_prints_no_colour_codes_into_a_pipe() -> None:
     assert "  verify " in out
 
 
+def test_make_help_groups_targets_by_workflow_in_order() -> None:
+    out = subprocess.run(["make"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    headings = [line[:-1] for line in out.splitlines() if line.endswith(":") and not line.startswith(" ")]
+    assert headings == ["train", "serve", "image", "deploy", "develop"]
+    groups = {h: out.split(f"\n{h}:\n")[1].split("\n\n")[0] for h in headings}
+    placed = [("train", "repro"), ("serve", "serve"), ("image", "run"), ("image", "stop"), ("deploy", "push")]
+    for heading, target in [*placed, ("develop", "test"), ("develop", "lint")]:
+        assert f"  {target} " in groups[heading], (heading, target)
+
+
 def test_quiet_step_gets_elapsed_notes() -> None:
     script = "import time; print('a', flush=True); time.sleep(0.35); print('b')"
     with subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True) as proc:

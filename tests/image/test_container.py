@@ -198,7 +198,7 @@ def test_serves_the_onnx_graph_without_scikit_learn_or_the_pickle(container: Con
         doc = json.load(r)
     assert doc["serving"]["path"] == "onnx"
     assert doc["artifacts"]["onnx"]["md5"] == hashlib.md5((ROOT / ONNX_FILE).read_bytes()).hexdigest()
-    serve_lock = hashlib.sha256((ROOT / "requirements-serve.txt").read_bytes()).hexdigest()
+    serve_lock = hashlib.sha256((ROOT / "requirements/serve.txt").read_bytes()).hexdigest()
     assert doc["locks"]["requirements"]["sha256"] == serve_lock
     assert _inspect(container.id)["Config"]["Labels"]["io.lockstep.requirements.sha256"] == serve_lock
 

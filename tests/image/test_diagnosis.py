@@ -20,9 +20,13 @@ from tests.image.conftest import ROOT, imagetool_cli
 LOCK_LINE = "If the change is intended: `make lock-image`."
 
 
-def _cli(repo: Path, module: str, *args: str) -> subprocess.CompletedProcess[str]:
+def _cli(repo: Path, verb: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", module, *args], cwd=repo, capture_output=True, text=True, check=False
+        [sys.executable, "-m", "imagetool", verb, *args],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=False,
     )
 
 
@@ -73,9 +77,9 @@ def test_base_check_names_a_changed_definition_and_ignores_comments(tmp_path: Pa
     repo = copy_repo(tmp_path / "repo")
     toml = repo / "image/base.toml"
     toml.write_text("# a new comment\n" + toml.read_text())
-    assert _cli(repo, "imagetool.base", "check").returncode == 0
+    assert _cli(repo, "base", "check").returncode == 0
     toml.write_text(toml.read_text().replace('include = ["python3", ', 'include = ["python3", "curl", '))
-    proc = _cli(repo, "imagetool.base", "check")
+    proc = _cli(repo, "base", "check")
     assert proc.returncode == 1
     assert proc.stderr == (
         "error: image/base.toml changed since image/base.lock.json was written; run `make lock-base`\n"
@@ -97,7 +101,7 @@ def test_rederive_base_explains_which_packages_moved(tmp_path: Path) -> None:
         lock["packages"]["ghost"] = "1.0"
 
     _edit_json(lock_path, drift)
-    proc = _cli(repo, "imagetool.store", "rederive-base")
+    proc = _cli(repo, "store", "rederive-base")
     assert proc.returncode == 1, proc.stderr
     error = proc.stderr[proc.stderr.index("error: ") :]
     assert error.startswith("error: build/base/rederived.tar: re-derived from store/base/debs with sha256 ")
@@ -126,12 +130,12 @@ def test_make_wheels_removes_stale_files_and_replaces_a_tampered_wheel(repo_copy
     tampered.write_bytes(good + b"\0")
     bad_sha = hashlib.sha256(good + b"\0").hexdigest()
 
-    check = _cli(repo, "imagetool.wheels", "check")
+    check = _cli(repo, "wheels", "check")
     assert check.returncode == 1
     assert f"build/wheels/{stale.name}: not in the locks (stale; rerun `make wheels`)" in check.stderr
     assert f"build/wheels/{tampered.name}: sha256 {bad_sha} is not one of the hashes locked" in check.stderr
 
-    proc = _cli(repo, "imagetool.wheels", "download")
+    proc = _cli(repo, "wheels", "download")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stderr.splitlines()
     replaced = f"build/wheels/{tampered.name} (sha256 {bad_sha} is not the locked one)"
@@ -141,7 +145,7 @@ def test_make_wheels_removes_stale_files_and_replaces_a_tampered_wheel(repo_copy
     assert not stale.exists()
     assert not junk.exists()
     assert tampered.read_bytes() == good
-    assert _cli(repo, "imagetool.wheels", "check").returncode == 0
+    assert _cli(repo, "wheels", "check").returncode == 0
 
 
 # --- verify: which input differs from image.lock -------------------------------------------------
@@ -168,8 +172,8 @@ def _base_lock_comment(repo: Path) -> None:
     ("change", "line"),
     [
         (
-            _append("requirements-serve.txt", "# a comment\n"),
-            "requirements_sha256: the Python dependencies changed (requirements-serve.txt): ",
+            _append("requirements/serve.txt", "# a comment\n"),
+            "requirements_sha256: the Python dependencies changed (requirements/serve.txt): ",
         ),
         (_base_lock_comment, "base_lock_sha256: the Debian base moved (image/base.lock.json changed): "),
         (

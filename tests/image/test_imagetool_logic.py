@@ -172,7 +172,7 @@ def test_unlocked_requirements_are_rejected(text: str, message: str) -> None:
 def test_committed_locks_parse() -> None:
     names = {r.name for r in wheels.load_locks()}
     assert {"numpy", "onnxruntime", "uvicorn", "fastapi", "pip", "scikit-learn"} <= names
-    onnx_path = {r.name for r in wheels.load_locks(names=("requirements-serve.txt",))}
+    onnx_path = {r.name for r in wheels.load_locks(names=("requirements/serve.txt",))}
     assert not {"scikit-learn", "scipy", "joblib", "pandas"} & onnx_path  # only the exact path needs them
 
 
@@ -280,11 +280,11 @@ def test_dockerignore_is_an_allow_list_of_the_image_inputs() -> None:
         "imagetool/minimal_root.py",
         *recipe.MODEL_CONTEXT,
         "dvc.lock",
-        "requirements-serve*.txt",  # recipe.SERVE_LOCKS: the Dockerfile picks recipe.SERVE_LOCK
+        "requirements/serve*.txt",  # recipe.SERVE_LOCKS: the Dockerfile picks recipe.SERVE_LOCK
         "build/base/rootfs.tar",
         "build/wheels/*.whl",
     }
-    assert all(fnmatch.fnmatch(lock, "requirements-serve*.txt") for lock in recipe.SERVE_LOCKS)
+    assert all(fnmatch.fnmatch(lock, "requirements/serve*.txt") for lock in recipe.SERVE_LOCKS)
 
 
 def test_source_files_skip_bytecode_and_hidden_files(tmp_path: Path) -> None:
@@ -425,8 +425,8 @@ def test_serving_plan_must_name_the_shipped_model_and_graph(tmp_path: Path) -> N
 @pytest.mark.parametrize(
     ("path", "lock", "ships", "leaves_out"),
     [
-        ("onnx", "requirements-serve.txt", "models/model.onnx", "models/model.joblib"),
-        ("sklearn", "requirements-serve-sklearn.txt", "models/model.joblib", "models/model.onnx"),
+        ("onnx", "requirements/serve.txt", "models/model.onnx", "models/model.joblib"),
+        ("sklearn", "requirements/serve-sklearn.txt", "models/model.joblib", "models/model.onnx"),
     ],
 )
 def test_recipe_follows_the_serving_path(

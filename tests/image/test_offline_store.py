@@ -54,7 +54,7 @@ def _clone(dest: Path, remote: Path) -> Path:
 @pytest.fixture(scope="module")
 def filled_remote(tmp_path_factory: pytest.TempPathFactory, built_inputs: None) -> Path:
     """A directory remote holding the model and the whole store, pushed from this tree's DVC cache."""
-    _ok(_run([sys.executable, "-m", "imagetool.store", "check"], ROOT))
+    _ok(_run([sys.executable, "-m", "imagetool", "store", "check"], ROOT))
     tmp = tmp_path_factory.mktemp("remote")
     remote = tmp / "remote"
     pusher = _clone(tmp / "pusher", remote)
@@ -89,7 +89,9 @@ def test_engine_installs_from_the_store_into_a_fresh_debian_root_without_network
     _ok(_run(["tar", "-xf", str(offline_clone / "store/base/rootfs.tar"), "-C", str(root)], tmp_path))
     assert not (root / "usr/sbin/dockerd").exists()
     proc = _run(
-        [sys.executable, "-m", "imagetool.store", "install-engine", "--root", str(root)], offline_clone, True
+        [sys.executable, "-m", "imagetool", "store", "install-engine", "--root", str(root)],
+        offline_clone,
+        True,
     )
     _ok(proc)
     assert "no mirror" in proc.stderr

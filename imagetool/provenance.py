@@ -1,8 +1,8 @@
 """SLSA v1 provenance for the image, as an in-toto statement, and its verification.
 
-    python -m tools.provenance write [OUT]            # default build/provenance.intoto.json
-    python -m tools.provenance verify FILE [--image REF]
-    python -m tools.provenance predicate FILE [OUT]   # default build/provenance.predicate.json
+    python -m imagetool provenance write [OUT]            # default build/provenance.intoto.json
+    python -m imagetool provenance verify FILE [--image REF]
+    python -m imagetool provenance predicate FILE [OUT]   # default build/provenance.predicate.json
 
 The subject is the image digest that image.lock records; the resolved dependencies are every input
 with its hash: each source file the build copies (sha256, as image.lock records them), the locks
@@ -27,14 +27,14 @@ from pathlib import Path
 from typing import Any
 
 import contract
-from tools.locks import LockError, parse_lock
-from tools.sbom import IMAGE_LOCK, STORE_LOCK, serve_lock_for
+from imagetool.locks import LockError, parse_lock
+from imagetool.sbom import IMAGE_LOCK, STORE_LOCK, read_json, serve_lock_for
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
 BUILD_TYPE = "urn:lockstep:build:oci-image:v1"
 BUILDER_ID = "urn:lockstep:builder:docker-buildx-network-none"
-BUILD_LOCK = Path("requirements-build.txt")
+BUILD_LOCK = Path("requirements/build.txt")
 DEFAULT_OUT = Path("build/provenance.intoto.json")
 PREDICATE_OUT = Path("build/provenance.predicate.json")
 
@@ -44,10 +44,7 @@ class ProvenanceError(Exception):
 
 
 def _json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ProvenanceError(f"{path}: cannot read ({exc})") from None
+    return read_json(path, ProvenanceError)
 
 
 def _sha256_file(path: Path) -> str:
@@ -180,7 +177,7 @@ def verify(document: dict[str, Any], root: Path = Path(), image: str | None = No
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.provenance")
+    parser = argparse.ArgumentParser(prog="python -m imagetool provenance")
     sub = parser.add_subparsers(dest="command", required=True)
     write = sub.add_parser("write")
     write.add_argument("out", nargs="?", type=Path, default=DEFAULT_OUT)

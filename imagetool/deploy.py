@@ -3,7 +3,7 @@
 Every `sha256:<64 hex>` in a deploy file is an image reference (the files hold no other hashes), so
 `check` requires each one to equal image.lock's digest and `sync` rewrites them after `make lock-image`.
 
-Usage: python -m tools.deploy {check,sync}
+Usage: python -m imagetool deploy {check,sync}
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def sync(digest: str, root: Path = DEPLOY_DIR) -> list[Path]:
 
 def main(argv: list[str]) -> int:
     if argv not in (["check"], ["sync"]):
-        print("usage: python -m tools.deploy {check,sync}", file=sys.stderr)
+        print("usage: python -m imagetool deploy {check,sync}", file=sys.stderr)
         return 2
     try:
         digest = locked_digest()

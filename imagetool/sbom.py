@@ -1,7 +1,7 @@
 """The image's SBOM (CycloneDX 1.6 JSON), made from the locks alone: no clock, no random serial.
 
-    python -m tools.sbom write    # image/sbom.cdx.json from the locks
-    python -m tools.sbom check    # fail, naming the file, unless it equals what the locks give now
+    python -m imagetool sbom write    # image/sbom.cdx.json from the locks
+    python -m imagetool sbom check    # fail, naming the file, unless it equals what the locks give now
 
 Components: every wheel the image installs (version, the sha256 of the exact wheel file kept in the
 store, purl), every Debian package the image keeps of the base (the runtime closure of
@@ -32,7 +32,7 @@ from packageurl import PackageURL
 import contract
 from imagetool import minimal_root, recipe
 from imagetool.common import ToolError
-from tools.locks import LockError, normalize, parse_lock
+from imagetool.locks import LockError, normalize, parse_lock
 
 SBOM_FILE = Path("image/sbom.cdx.json")
 IMAGE_LOCK = Path("image.lock")
@@ -65,11 +65,12 @@ class Inputs:
     runtime_packages: frozenset[str]  # the base packages the image keeps (imagetool.minimal_root)
 
 
-def _json(path: Path) -> Any:
+def read_json(path: Path, error: type[Exception] = SbomError) -> Any:
+    """A JSON file, or ``error`` naming it (the SBOM and provenance writers each raise their own)."""
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise SbomError(f"{path}: cannot read ({exc})") from None
+        raise error(f"{path}: cannot read ({exc})") from None
 
 
 def serve_lock_for(root: Path) -> Path:
@@ -111,12 +112,12 @@ def read_inputs(root: Path = Path()) -> Inputs:
         dvc_outs = contract.locked_outs(contract.load_dvc_lock(root / contract.DVC_LOCK_FILE))
     except contract.ContractError as exc:
         raise SbomError(str(exc)) from None
-    base_lock = _json(root / BASE_LOCK)
+    base_lock = read_json(root / BASE_LOCK)
     return Inputs(
-        image_lock=_json(root / IMAGE_LOCK),
+        image_lock=read_json(root / IMAGE_LOCK),
         serve_lock=root / serve_lock_for(root),
         base_lock=base_lock,
-        store_files=_json(root / STORE_LOCK).get("files", {}),
+        store_files=read_json(root / STORE_LOCK).get("files", {}),
         dvc_outs=dvc_outs,
         runtime_packages=runtime_packages(root / ROOTFS, base_lock),
     )
@@ -251,7 +252,7 @@ def build(inputs: Inputs) -> str:
 
 def main(argv: list[str]) -> int:
     if argv not in (["write"], ["check"]):
-        print("usage: python -m tools.sbom {write,check}", file=sys.stderr)
+        print("usage: python -m imagetool sbom {write,check}", file=sys.stderr)
         return 2
     try:
         text = build(read_inputs())

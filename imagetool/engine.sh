@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
-# Install, start, stop and inspect the Docker engine that builds the image.
+# Install, start, stop and inspect the Docker engine that builds the image, and the host tools
+# beside it. Run as `python -m imagetool engine VERB` (or directly: it needs no venv):
 #
-#   scripts/docker-engine.sh install   # idempotent; Debian hosts only
-#   scripts/docker-engine.sh start     # idempotent; containerd + dockerd in the background
-#   scripts/docker-engine.sh stop
-#   scripts/docker-engine.sh status
+#   install      # idempotent; Debian hosts only
+#   start        # idempotent; containerd + dockerd in the background
+#   stop
+#   status
+#   host-tools   # idempotent: mmdebstrap, diffoscope, zstd, gpg when missing
 #
 # Why not the host's own packages: Debian 12's docker.io (20.10) ships a BuildKit too old for
 # `--output type=oci,rewrite-timestamp=true`. Debian 13's docker.io / docker-buildx / containerd
 # install on Debian 12 (libc6 >= 2.34). Which ones, and every dependency a fresh host lacks, are
 # kept in the store (image/engine.toml, store/engine/debs): `install` takes them from there
-# (`python -m imagetool.store install-engine`), so it needs no Debian mirror once the store is filled.
+# (`python -m imagetool store install-engine`), so it needs no Debian mirror once the store is filled.
 set -euo pipefail
 
 MIN_ENGINE_MAJOR=26          # first engine whose BuildKit (0.13) has rewrite-timestamp
@@ -68,7 +70,7 @@ cmd_install() {
     # here replaces or conflicts with it.
     local only=()
     engine_ok && only=(--tools-only)
-    (cd "$REPO" && "$PYTHON" -m imagetool.store install-engine "${only[@]}")
+    (cd "$REPO" && "$PYTHON" -m imagetool store install-engine "${only[@]}")
     engine_ok || die "engine installed but not usable: $(dockerd --version 2>&1)"
     tools_ok || die "mmdebstrap or zstd still missing after the install"
     log "installed $(dockerd --version)"
@@ -115,7 +117,7 @@ cmd_start() {
         fi
         die "a Docker engine is running without the containerd image store; enable it in $DAEMON_JSON and restart it"
     fi
-    engine_ok || die "no usable engine installed; run: scripts/docker-engine.sh install"
+    engine_ok || die "no usable engine installed; run: make engine"
     [[ "$(id -u)" -eq 0 ]] || die "start needs root (run dockerd)"
     write_daemon_json
     mkdir -p "$LOG_DIR"
@@ -169,10 +171,31 @@ cmd_status() {
     return "$rc"
 }
 
+# Host tools the image build needs besides the engine:
+#   mmdebstrap          builds the base root filesystem from Debian packages
+#   diffoscope-minimal  file-level diff when `make verify` finds two builds differ
+#   zstd                reads the image's zstd-compressed layers (size, layer diffs)
+#   gpg                 the InRelease trust tests sign with a throwaway key (gpgv, which checks, comes with apt)
+cmd_host_tools() {
+    local need=()
+    command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
+    command -v diffoscope >/dev/null || need+=(diffoscope-minimal)
+    command -v zstd >/dev/null || need+=(zstd)
+    command -v gpg >/dev/null || need+=(gpg)
+    [[ ${#need[@]} -eq 0 ]] && return 0
+    is_debian || die "not a Debian host; install ${need[*]} (Debian/Ubuntu package names) yourself"
+    [[ "$(id -u)" -eq 0 ]] || die "host-tools needs root (apt-get)"
+    log "installing ${need[*]}"
+    apt-get -o DPkg::Lock::Timeout=600 -qq update
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
+        --no-install-recommends "${need[@]}" >/dev/null
+}
+
 case "${1:-}" in
+    host-tools) cmd_host_tools ;;
     install) cmd_install ;;
     start) cmd_start ;;
     stop) cmd_stop ;;
     status) cmd_status ;;
-    *) echo "usage: $0 install|start|stop|status" >&2; exit 2 ;;
+    *) echo "usage: python -m imagetool engine install|start|stop|status|host-tools" >&2; exit 2 ;;
 esac

@@ -1,8 +1,8 @@
 """Push the built image to a registry by digest, byte for byte, and attach the SBOM to it.
 
-    python -m tools.registry push HOST:PORT[/PREFIX] [--tag latest] [--sbom image/sbom.cdx.json]
-    python -m tools.registry referrers HOST:PORT[/PREFIX] [DIGEST]
-    python -m tools.registry reference HOST:PORT[/PREFIX]    # REGISTRY/lockstep@<image.lock's digest>
+    python -m imagetool registry push HOST:PORT[/PREFIX] [--tag latest] [--sbom image/sbom.cdx.json]
+    python -m imagetool registry referrers HOST:PORT[/PREFIX] [DIGEST]
+    python -m imagetool registry reference HOST:PORT[/PREFIX]    # REGISTRY/lockstep@<image.lock's digest>
 
 `push` uploads the blobs and the manifest of `build/image/lockstep.oci.tar` exactly as BuildKit
 wrote them (the compressed layers that `make verify` proved are the ones uploaded: nothing is
@@ -16,7 +16,7 @@ image index listing the artifacts that refer to the image.
 REGISTRY is `HOST:PORT[/PREFIX]`, or `NAME.DOMAIN[/PREFIX]` for a registry on HTTPS's port
 (`ghcr.io/owner/repo`). Plain HTTP is used for loopback registries only; anything else is HTTPS.
 A registry that asks for credentials gets them from REGISTRY_USERNAME/REGISTRY_PASSWORD or docker's
-`config.json` (tools/registry_client.py: Basic and the Bearer token flow), never from the command line.
+`config.json` (imagetool/registry_client.py: Basic and the Bearer token flow), never from the command line.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from tools.deploy import DeployError, locked_digest
-from tools.registry_client import (
+from imagetool.deploy import DeployError, locked_digest
+from imagetool.registry_client import (
     LOOPBACK,
     CredentialLookup,
     Credentials,
@@ -325,7 +325,7 @@ def fetch_blob(reg: Registry, digest: str) -> bytes:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.registry", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m imagetool registry", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     push = sub.add_parser("push", help="push build/image/lockstep.oci.tar (image.lock's digest)")
     push.add_argument("registry", help="HOST:PORT[/PREFIX] or NAME.DOMAIN[/PREFIX]")

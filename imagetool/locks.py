@@ -1,6 +1,6 @@
 """Lock-file checks: static rules, and "does the .txt still match what its .in resolves to".
 
-Usage: python -m tools.locks check requirements.txt requirements-dev.txt requirements-serve.txt
+Usage: python -m imagetool locks check requirements.txt requirements/dev.txt requirements/serve.txt
 """
 
 from __future__ import annotations
@@ -186,7 +186,7 @@ def check(lock: Path) -> None:
 
 def main(argv: list[str]) -> int:
     if len(argv) < 2 or argv[0] != "check":
-        print("usage: python -m tools.locks check LOCK.txt [LOCK.txt ...]", file=sys.stderr)
+        print("usage: python -m imagetool locks check LOCK.txt [LOCK.txt ...]", file=sys.stderr)
         return 2
     failed = False
     for name in argv[1:]:

@@ -6,7 +6,7 @@ compare against the new file. This compares dvc.lock before and after the run, n
 whose md5 moved, and exits 1. After an intended change (params, data, code) run `make repro` and
 commit dvc.lock with it.
 
-Usage: python -m tools.repro_check [DVC_LOCK]
+Usage: python -m imagetool repro-check [DVC_LOCK]
 """
 
 from __future__ import annotations

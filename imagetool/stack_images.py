@@ -1,6 +1,6 @@
 """Build the stack's helper images (front proxy, Prometheus) from the project's Debian base.
 
-    python -m tools.stack_images build [proxy|prometheus ...]   # default: both
+    python -m imagetool stack-images build [proxy|prometheus ...]   # default: both
 
 No image can be pulled on the build hosts, so both start from `build/base/rootfs.tar` (`make base`,
 checked against image/base.lock.json) like the service image does. The proxy adds
@@ -67,7 +67,7 @@ def build(name: str, tag: str | None = None) -> str:
 def main() -> int:
     args = sys.argv[1:]
     if not args or args[0] != "build":
-        log("usage: python -m tools.stack_images build [proxy|prometheus ...]")
+        log("usage: python -m imagetool stack-images build [proxy|prometheus ...]")
         return 2
     for name in args[1:] or list(TAGS):
         print(build(name))

@@ -1,0 +1,72 @@
+"""`python -m imagetool VERB`: one command line for the build wing, each verb its module's own CLI."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from imagetool.__main__ import VERBS
+
+
+def imagetool(repo_root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "imagetool", *args], cwd=repo_root, capture_output=True, text=True, check=False
+    )
+
+
+def test_help_lists_every_verb_with_one_line(repo_root: Path) -> None:
+    proc = imagetool(repo_root, "--help")
+    assert proc.returncode == 0
+    listed = re.findall(r"^  (\S+)  +\S", proc.stdout, re.M)
+    assert listed == list(VERBS)
+
+
+def test_every_verb_names_a_module_of_the_wing(repo_root: Path) -> None:
+    for name, verb in VERBS.items():
+        suffix = ".sh" if verb.module == "engine" else ".py"
+        assert (repo_root / "imagetool" / f"{verb.module}{suffix}").is_file(), name
+
+
+@pytest.mark.parametrize("args", [[], ["no-such-verb"]], ids=["no-verb", "unknown-verb"])
+def test_bad_verb_is_refused_with_usage_and_exit_2(repo_root: Path, args: list[str]) -> None:
+    proc = imagetool(repo_root, *args)
+    assert proc.returncode == 2
+    assert "usage: python -m imagetool VERB" in proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "usage"),
+    [
+        (["locks"], "usage: python -m imagetool locks check"),
+        (["deploy", "bogus"], "usage: python -m imagetool deploy {check,sync}"),
+        (["engine", "bogus"], "usage: python -m imagetool engine install|start|stop|status|host-tools"),
+    ],
+    ids=["locks", "deploy", "engine"],
+)
+def test_a_verb_keeps_its_modules_usage_and_exit_code(repo_root: Path, args: list[str], usage: str) -> None:
+    proc = imagetool(repo_root, *args)
+    assert proc.returncode == 2
+    assert usage in proc.stderr
+
+
+def test_a_verb_passes_its_arguments_through(repo_root: Path) -> None:
+    proc = imagetool(repo_root, "image", "check")
+    assert proc.returncode == 0, proc.stderr
+    assert "image.lock inputs match the tree" in proc.stderr
+
+
+def test_readme_layout_lists_every_verb(repo_root: Path) -> None:
+    readme = (repo_root / "README.md").read_text()
+    for name in VERBS:
+        assert re.search(rf"^{re.escape(name)}  +\S", readme, re.M), name
+
+
+def test_engine_verb_runs_the_engine_script(repo_root: Path, engine: None) -> None:
+    proc = imagetool(repo_root, "engine", "status")
+    assert proc.returncode == 0, proc.stderr
+    assert "docker-engine: running: server " in proc.stderr

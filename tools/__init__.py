@@ -1,1 +1,0 @@
-"""Project maintenance tools (lock checks)."""
