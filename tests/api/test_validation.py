@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from api.artifacts import Feature
 from api.errors import ClientError
-from api.validation import MAX_ABS_VALUE, Batch, InstanceParser
+from api.validation import MAX_ABS_VALUE, Batch, InstanceParser, _Tokens
 
 FEATURES = [
     Feature("a", "numeric", None, False),
@@ -53,7 +53,7 @@ def exact(body: bytes) -> Batch | ClientError:
 def fast_path(body: bytes, parser: InstanceParser = PARSER) -> Batch | None:
     """The fast path's answer for a body, as parse() would ask it (only for strict JSON)."""
     doc, strict = parser.load(body)
-    return parser._fast(doc) if strict else None
+    return parser._fast(doc, _Tokens.of(body)) if strict else None
 
 
 def assert_same(fast: Batch, reference: Batch) -> None:
