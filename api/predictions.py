@@ -9,8 +9,8 @@ import orjson
 from api.errors import ClientError, problem
 from api.runners import Scores
 
-# Below this many rows, building the response as Python objects for orjson costs less than
-# splicing; above it, those per-row objects (two dicts a row) are most of an answer's cost.
+# A single row costs less as Python objects for orjson than spliced; from two rows splicing wins,
+# and for many rows those per-row objects (two dicts a row) were most of an answer's cost.
 _SPLICE_ROWS = 2
 
 
@@ -54,6 +54,7 @@ def _fragments(classes: tuple[str, ...]) -> tuple[list[bytes], list[bytes]]:
 def _spliced_predictions(classes: tuple[str, ...], scores: Scores, rows: int) -> bytes:
     """The predictions array's items, byte for byte what orjson writes for `_prediction_objects`,
     spliced from fragments and orjson's own text of every number: no Python object per row."""
+    pieces: list[bytes]
     if scores.probabilities is None:
         pieces = [b'{"value":'] * (3 * rows)
         pieces[1::3] = orjson.dumps(scores.values)[1:-1].split(b",")
@@ -65,7 +66,7 @@ def _spliced_predictions(classes: tuple[str, ...], scores: Scores, rows: int) ->
     numbers = orjson.dumps(list(chain.from_iterable(scores.probabilities)))[1:-1].split(b",")
     heads, separators = _fragments(classes)
     step = 2 * width + 1  # per row: head, p0, (separator, p)..., closing
-    pieces: list[bytes] = [b"}},"] * (rows * step)
+    pieces = [b"}},"] * (rows * step)
     pieces[0::step] = [heads[i] for i in scores.labels]
     for k in range(width):
         pieces[2 * k + 1 :: step] = numbers[k::width]
