@@ -368,22 +368,50 @@ def v2_rows(r: dict[str, Any]) -> list[str]:
     return rows
 
 
-def table(results: dict[str, Any]) -> str:
-    lines = ["| measurement | value | target |", "| --- | --- | --- |"]
+def with_baseline(rows: list[str], before: list[str]) -> list[str]:
+    """Each "| measurement | value | target |" row with the baseline's value of the same measurement
+    (matched on the label up to any parenthesis, which may hold this run's own figures)."""
+
+    def cells(row: str) -> list[str]:
+        return [cell.strip() for cell in row.strip()[1:-1].split("|")]
+
+    def key(label: str) -> str:
+        return label.split(" (")[0]
+
+    earlier = {key(cells(row)[0]): cells(row)[1] for row in before}
+    out = []
+    for row in rows:
+        label, value, target = cells(row)
+        out.append(f"| {label} | {value} | {earlier.get(key(label), '') if value else ''} | {target} |")
+    return out
+
+
+def table(results: dict[str, Any], baseline: dict[str, Any] | None = None) -> str:
+    if baseline is None:
+        lines = ["| measurement | value | target |", "| --- | --- | --- |"]
+    else:
+        lines = ["| measurement | value | baseline | target |", "| --- | --- | --- | --- |"]
     for name, measured in results["families"].items():
-        lines += family_rows(name, measured)
+        rows = family_rows(name, measured)
+        if baseline is not None:
+            earlier = baseline["families"].get(name)
+            rows = with_baseline(rows, family_rows(name, earlier) if earlier else [])
+        lines += rows
         for kind in ("named", "positional"):
             r = measured.get(f"predict_batch_{kind}_multiworker")
             if r:
                 lines.append(
                     f"| /predict, 1,000 {kind} rows per request, {r['workers']} workers | "
                     f"{r['rows_per_s']:,.0f} rows/s ({r['requests_per_s']:.0f} req/s) | |"
+                    + (" |" if baseline is not None else "")
                 )
         for i, w in enumerate(measured.get("rss", {}).get("workers", [])):
             lines.append(
                 f"| RSS worker {i} over {measured['rss']['seconds']} s | "
                 f"steady {w['rss_mib_steady_median']:.1f} MiB, "
-                f"max {w['rss_mib_max']:.1f} MiB, growth {w['steady_growth_mib']:+.1f} MiB | flat |"
+                f"max {w['rss_mib_max']:.1f} MiB, growth {w['steady_growth_mib']:+.1f} MiB | "
+                + ("| " if baseline is not None else "")
+                + "flat |"
             )
     return "\n".join(lines)
 
@@ -553,6 +581,12 @@ def peer_batch(artifacts: Artifacts, body: Path, seconds: int, scratch: Path) ->
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "results" / "serve.json")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=REPO_ROOT / "bench" / "results" / "serve-baseline.json",
+        help="an earlier run whose figures the table shows beside this one's (if the file exists)",
+    )
     parser.add_argument("--seconds", type=int, default=5, help="duration of each load run")
     parser.add_argument("--sustain", type=int, default=0, help="RSS run for the default family (0: skip)")
     parser.add_argument("--connections", type=int, default=32)
@@ -585,7 +619,7 @@ def main() -> int:
             "python": platform.python_version(),
             "load_avg_start": os.getloadavg(),
         },
-        "settings": vars(args) | {"out": str(args.out)},
+        "settings": vars(args) | {"out": str(args.out), "baseline": str(args.baseline)},
         "families": {},
     }
     with tempfile.TemporaryDirectory() as scratch:
@@ -604,7 +638,12 @@ def main() -> int:
     results["host"]["load_avg_end"] = os.getloadavg()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
-    markdown = table(results)
+    baseline = json.loads(args.baseline.read_text()) if args.baseline.is_file() else None
+    if baseline is not None:
+        results["baseline"] = str(
+            args.baseline.relative_to(REPO_ROOT) if args.baseline.is_relative_to(REPO_ROOT) else args.baseline
+        )
+    markdown = table(results, baseline)
     args.out.with_suffix(".md").write_text(markdown + "\n")
     print(markdown)
     print(f"\nwrote {args.out} and {args.out.with_suffix('.md')}")
