@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from api.coalesce import MAX_REQUEST_ROWS, Coalescer
-from api.model import ServedModel, load_model
+from api.model import ServedModel, load_model, reproduce_check
 from api.runners import Scores
 from api.validation import Batch
 from tests.api.support import Artifacts, TestClient, running_server
@@ -154,3 +154,25 @@ def test_concurrent_requests_to_a_real_server_get_the_answers_they_get_alone(
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/model", timeout=10) as reply:
             assert json.load(reply)["serving"]["coalesce_max_rows"] > 0
     assert together == alone
+
+
+def test_a_model_whose_rows_depend_on_their_batch_is_never_coalesced(default_artifacts: Artifacts) -> None:
+    model = load_model(default_artifacts.settings())
+    runner = model.runner
+
+    class BatchDependent:  # the real graph, then a last-bit change that depends on the batch size
+        kind = runner.kind
+
+        def predict(self, batch: Batch) -> Scores:
+            scores = runner.predict(batch)
+            assert scores.probabilities is not None
+            bump = 1e-15 * (batch.rows > 1)
+            return Scores(
+                labels=scores.labels, probabilities=[[p + bump for p in row] for row in scores.probabilities]
+            )
+
+    plan, metadata = model.serving, model.metadata
+    worst, row_independent = reproduce_check(BatchDependent(), metadata, plan, default_artifacts.serving)
+    assert worst <= plan.tolerance  # still faithful within the gate's tolerance...
+    assert not row_independent  # ...but not bit for bit: joining requests would change answers
+    assert reproduce_check(runner, metadata, plan, default_artifacts.serving)[1]
