@@ -16,7 +16,7 @@ import pytest
 
 from api.coalesce import MAX_REQUEST_ROWS, Coalescer
 from api.model import ServedModel, load_model, reproduce_check
-from api.runners import Scores
+from api.runners import Runner, Scores
 from api.validation import Batch
 from tests.api.support import Artifacts, TestClient, running_server
 
@@ -44,6 +44,18 @@ def batches(model: ServedModel, rows: list[dict[str, Any]]) -> list[Batch]:
     return [model.parser.parse(orjson.dumps({"instances": body})) for body in bodies]
 
 
+class Counting:
+    """The real runner, noting the rows of each call it gets."""
+
+    def __init__(self, runner: Runner):
+        self.runner, self.kind = runner, runner.kind
+        self.calls: list[int] = []
+
+    def predict(self, batch: Batch) -> Scores:
+        self.calls.append(batch.rows)
+        return self.runner.predict(batch)
+
+
 async def coalesced(scorer: Coalescer, work: list[Batch]) -> list[Scores]:
     return list(await asyncio.gather(*(scorer.predict(batch) for batch in work)))
 
@@ -65,19 +77,10 @@ def test_coalesced_requests_get_the_same_bits_as_alone(
     model, rows = served_model
     assert model.scorer.max_rows > 0  # the start-up check found the graph row-independent
     work = batches(model, rows)
-    calls: list[int] = []
-    runner = model.runner
-
-    class Counting:  # the real runner, counting its calls
-        kind = runner.kind
-
-        def predict(self, batch: Batch) -> Scores:
-            calls.append(batch.rows)
-            return runner.predict(batch)
-
-    together = asyncio.run(coalesced(Coalescer(Counting(), model.scorer.max_rows), work))
-    assert together == [runner.predict(batch) for batch in work]
-    assert calls == [sum(batch.rows for batch in work)]  # all of them in one call
+    counting = Counting(model.runner)
+    together = asyncio.run(coalesced(Coalescer(counting, model.scorer.max_rows), work))
+    assert together == [model.runner.predict(batch) for batch in work]
+    assert counting.calls == [sum(batch.rows for batch in work)]  # all of them in one call
 
 
 def test_coalescing_respects_the_row_cap_and_leaves_big_requests_alone(
@@ -88,19 +91,10 @@ def test_coalescing_respects_the_row_cap_and_leaves_big_requests_alone(
     small = batches(model, rows)[:12]  # twelve one-row requests
     big = model.parser.parse(orjson.dumps({"instances": rows * 3}))  # 36 rows > MAX_REQUEST_ROWS
     assert big.rows > MAX_REQUEST_ROWS
-    calls: list[int] = []
-    runner = model.runner
-
-    class Counting:
-        kind = runner.kind
-
-        def predict(self, batch: Batch) -> Scores:
-            calls.append(batch.rows)
-            return runner.predict(batch)
-
-    together = asyncio.run(coalesced(Coalescer(Counting(), 5), [*small, big]))
-    assert together == [runner.predict(batch) for batch in [*small, big]]
-    assert calls == [36, 5, 5, 2]  # the big one at once, alone; the small ones at most 5 a call
+    counting = Counting(model.runner)
+    together = asyncio.run(coalesced(Coalescer(counting, 5), [*small, big]))
+    assert together == [model.runner.predict(batch) for batch in [*small, big]]
+    assert counting.calls == [36, 5, 5, 2]  # the big one at once, alone; the small ones at most 5 a call
 
 
 def test_a_failing_model_call_fails_every_request_that_shared_it(default_artifacts: Artifacts) -> None:
