@@ -578,6 +578,11 @@ def peer_batch(artifacts: Artifacts, body: Path, seconds: int, scratch: Path) ->
     return run
 
 
+def shown_path(path: Path) -> str:
+    absolute = path.resolve()
+    return str(absolute.relative_to(REPO_ROOT) if absolute.is_relative_to(REPO_ROOT) else path)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "results" / "serve.json")
@@ -619,7 +624,8 @@ def main() -> int:
             "python": platform.python_version(),
             "load_avg_start": os.getloadavg(),
         },
-        "settings": vars(args) | {"out": str(args.out), "baseline": str(args.baseline)},
+        # Paths inside the checkout as relative ones: the results are committed.
+        "settings": vars(args) | {"out": shown_path(args.out), "baseline": shown_path(args.baseline)},
         "families": {},
     }
     with tempfile.TemporaryDirectory() as scratch:
@@ -640,9 +646,7 @@ def main() -> int:
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     baseline = json.loads(args.baseline.read_text()) if args.baseline.is_file() else None
     if baseline is not None:
-        results["baseline"] = str(
-            args.baseline.relative_to(REPO_ROOT) if args.baseline.is_relative_to(REPO_ROOT) else args.baseline
-        )
+        results["baseline"] = shown_path(args.baseline)
     markdown = table(results, baseline)
     args.out.with_suffix(".md").write_text(markdown + "\n")
     print(markdown)
