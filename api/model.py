@@ -62,11 +62,13 @@ def _labels_differ(scores: Scores, plan: ServingPlan, classes: tuple[str, ...], 
     return [classes[i] for i in scores.labels] != plan.check_labels[rows]
 
 
-def reproduce_check(runner: Runner, metadata: Metadata, plan: ServingPlan, where: Path) -> tuple[float, bool]:
+def reproduce_check(
+    runner: Runner, metadata: Metadata, plan: ServingPlan, where: Path, joined_rows: int = 256
+) -> tuple[float, bool]:
     """Run serving.json's check rows (as one batch and one by one) and compare with scikit-learn's
     recorded output; refuse to serve unless within the gate's tolerance. Returns the worst difference,
     and whether every row's output was bit-identical alone, in the whole batch and in batches made by
-    joining single-row requests (api.coalesce relies on that).
+    joining single-row requests, up to `joined_rows` rows (api.coalesce relies on that).
 
     The rows go through the request validator too, so they also prove it accepts what the model takes.
     """
@@ -85,7 +87,7 @@ def reproduce_check(runner: Runner, metadata: Metadata, plan: ServingPlan, where
         for i, (one, want) in enumerate(zip(alone, plan.check_expected, strict=True)):
             worst = max(worst, _worst_difference(one, [want], plan.relative))
             labels_differ = labels_differ or _labels_differ(one, plan, metadata.classes, slice(i, i + 1))
-        row_independent = _row_independent(runner, singles, alone, scores)
+        row_independent = _row_independent(runner, singles, alone, scores, joined_rows)
     except (ValueError, TypeError, KeyError, RuntimeError) as exc:
         # The model cannot even score the rows it was checked on (onnxruntime and scikit-learn
         # raise these for inputs of the wrong type or shape): refuse, saying what it said.
@@ -106,12 +108,24 @@ def reproduce_check(runner: Runner, metadata: Metadata, plan: ServingPlan, where
     return worst, row_independent
 
 
-def _row_independent(runner: Runner, singles: list[Batch], alone: list[Scores], whole: Scores) -> bool:
-    """Whether each row scores bit-identically alone, in the whole batch, and in joined groups of 3."""
+# Sizes of the joined batches the row-independence check scores (besides the largest allowed):
+# kernels may switch strategy with the row count (e.g. a matrix product's blocking).
+_JOINED_SIZES = (2, 3, 5, 16, 33, 100)
+
+
+def _row_independent(
+    runner: Runner, singles: list[Batch], alone: list[Scores], whole: Scores, joined_rows: int
+) -> bool:
+    """Whether each row scores bit-identically alone, in the whole batch, and among the check rows
+    repeated into joined batches of several sizes up to `joined_rows`."""
     if rows_of(whole, 0, len(singles)) != _joined(alone):
         return False
-    grouped = [runner.predict(merge_batches(singles[i : i + 3])) for i in range(0, len(singles), 3)]
-    return _joined(grouped) == _joined(alone)
+    for size in sorted({n for n in _JOINED_SIZES if n < joined_rows} | ({joined_rows} - {0, 1})):
+        picks = [i % len(singles) for i in range(size)]
+        joined = runner.predict(merge_batches([singles[i] for i in picks]))
+        if joined != _joined([alone[i] for i in picks]):
+            return False
+    return True
 
 
 def _joined(parts: list[Scores]) -> Scores:
@@ -204,7 +218,9 @@ def load_model(settings: Settings) -> ServedModel:
         runner = OnnxRunner(plan.onnx, artifacts.onnx_bytes, metadata, str(settings.onnx_path))
     else:
         runner = SklearnRunner(artifacts.model_bytes, metadata, plan.missing_string, str(settings.model_path))
-    worst, row_independent = reproduce_check(runner, metadata, plan, settings.serving_path)
+    worst, row_independent = reproduce_check(
+        runner, metadata, plan, settings.serving_path, settings.coalesce_max_rows
+    )
     # Joining requests must not change any answer: only for runners shown to be row-independent.
     coalesce_rows = settings.coalesce_max_rows if row_independent else 0
     return ServedModel(
