@@ -9,8 +9,11 @@ import tempfile
 from pydantic import ValidationError
 
 
-def main() -> int:
-    """Refuse to start, with one line on stderr, if the settings or the model artifacts are bad."""
+def main(app: str = "api.app:app_from_env") -> int:
+    """Refuse to start, with one line on stderr, if the settings or the model artifacts are bad.
+
+    `app`: the uvicorn factory to serve (the benchmark serves a variant with another runner).
+    """
     from api.model import load_model
     from api.settings import Settings
     from contract import ContractError
@@ -58,7 +61,7 @@ def main() -> int:
 
     try:
         uvicorn.run(
-            "api.app:app_from_env",
+            app,
             factory=True,
             host=settings.host,
             port=settings.port,

@@ -22,7 +22,7 @@ async def predict(state: ServiceState, scope: Scope, receive: Receive) -> bytes:
     if model is None:
         raise _NOT_READY
     batch = model.parser.parse(await read_json_body(scope, receive, state.settings.max_body_bytes))
-    scores = model.runner.predict(batch)
+    scores = await model.scorer.predict(batch)
     check_finite(scores)
     body = encode_predictions(model.version, model.classes, scores)
     state.metrics.observe_predictions(batch, scores.labels)

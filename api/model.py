@@ -13,10 +13,11 @@ from typing import Any
 import orjson
 
 from api.artifacts import Metadata, ServingPlan, VerifiedArtifacts, verify_artifacts
+from api.coalesce import Coalescer, merge_batches, rows_of
 from api.errors import ClientError
 from api.runners import OnnxRunner, Runner, Scores, SklearnRunner
 from api.settings import Settings
-from api.validation import FLOAT32_MAX_VALUE, MAX_ABS_VALUE, InstanceParser
+from api.validation import FLOAT32_MAX_VALUE, MAX_ABS_VALUE, Batch, InstanceParser
 from contract import ContractError, md5_hex
 
 _SERVING_PACKAGES = ("numpy", "onnxruntime", "fastapi", "pydantic", "uvicorn")
@@ -32,6 +33,7 @@ class ServedModel:
     runner: Runner
     parser: InstanceParser
     description: dict[str, Any]
+    scorer: Coalescer  # how /predict calls the runner: small requests arriving together share a call
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -60,9 +62,13 @@ def _labels_differ(scores: Scores, plan: ServingPlan, classes: tuple[str, ...], 
     return [classes[i] for i in scores.labels] != plan.check_labels[rows]
 
 
-def reproduce_check(runner: Runner, metadata: Metadata, plan: ServingPlan, where: Path) -> float:
+def reproduce_check(
+    runner: Runner, metadata: Metadata, plan: ServingPlan, where: Path, joined_rows: int = 256
+) -> tuple[float, bool]:
     """Run serving.json's check rows (as one batch and one by one) and compare with scikit-learn's
-    recorded output; refuse to serve unless within the gate's tolerance. Returns the worst difference.
+    recorded output; refuse to serve unless within the gate's tolerance. Returns the worst difference,
+    and whether every row's output was bit-identical alone, in the whole batch and in batches made by
+    joining single-row requests, up to `joined_rows` rows (api.coalesce relies on that).
 
     The rows go through the request validator too, so they also prove it accepts what the model takes.
     """
@@ -76,10 +82,12 @@ def reproduce_check(runner: Runner, metadata: Metadata, plan: ServingPlan, where
         scores = runner.predict(batch)
         worst = _worst_difference(scores, plan.check_expected, plan.relative)
         labels_differ = _labels_differ(scores, plan, metadata.classes, slice(None))
-        for i, (row, want) in enumerate(zip(plan.check_rows, plan.check_expected, strict=True)):
-            one = runner.predict(parser.parse(orjson.dumps({"instances": [row]})))
+        singles = [parser.parse(orjson.dumps({"instances": [row]})) for row in plan.check_rows]
+        alone = [runner.predict(one) for one in singles]
+        for i, (one, want) in enumerate(zip(alone, plan.check_expected, strict=True)):
             worst = max(worst, _worst_difference(one, [want], plan.relative))
             labels_differ = labels_differ or _labels_differ(one, plan, metadata.classes, slice(i, i + 1))
+        row_independent = _row_independent(runner, singles, alone, scores, joined_rows)
     except (ValueError, TypeError, KeyError, RuntimeError) as exc:
         # The model cannot even score the rows it was checked on (onnxruntime and scikit-learn
         # raise these for inputs of the wrong type or shape): refuse, saying what it said.
@@ -97,7 +105,40 @@ def reproduce_check(runner: Runner, metadata: Metadata, plan: ServingPlan, where
             f"{where}: the {runner.kind} path differs from scikit-learn's recorded output by {worst:.3g} "
             f"(allowed {plan.tolerance:g}): refusing to serve it"
         )
-    return worst
+    return worst, row_independent
+
+
+# Sizes of the joined batches the row-independence check scores (besides the largest allowed):
+# kernels may switch strategy with the row count (e.g. a matrix product's blocking).
+_JOINED_SIZES = (2, 3, 5, 16, 33, 100)
+
+
+def _row_independent(
+    runner: Runner, singles: list[Batch], alone: list[Scores], whole: Scores, joined_rows: int
+) -> bool:
+    """Whether each row scores bit-identically alone, in the whole batch, and among the check rows
+    repeated into joined batches of several sizes up to `joined_rows`."""
+    if rows_of(whole, 0, len(singles)) != _joined(alone):
+        return False
+    for size in sorted({n for n in _JOINED_SIZES if n < joined_rows} | ({joined_rows} - {0, 1})):
+        picks = [i % len(singles) for i in range(size)]
+        joined = runner.predict(merge_batches([singles[i] for i in picks]))
+        if joined != _joined([alone[i] for i in picks]):
+            return False
+    return True
+
+
+def _joined(parts: list[Scores]) -> Scores:
+    """Scores of consecutive batches as one."""
+    return Scores(
+        labels=_concat([p.labels for p in parts]),
+        probabilities=_concat([p.probabilities for p in parts]),
+        values=_concat([p.values for p in parts]),
+    )
+
+
+def _concat(lists: list[Any]) -> list[Any] | None:
+    return None if any(x is None for x in lists) else [v for x in lists for v in x]
 
 
 def max_abs(plan: ServingPlan) -> float:
@@ -123,7 +164,7 @@ def _file_digests(path: Path | None) -> dict[str, str] | None:
 
 
 def _describe(
-    settings: Settings, artifacts: VerifiedArtifacts, runner: Runner, worst: float
+    settings: Settings, artifacts: VerifiedArtifacts, runner: Runner, worst: float, coalesce_rows: int
 ) -> dict[str, Any]:
     """The GET /model document: what is served and how, how it was trained, and from which locks."""
     meta, plan = artifacts.metadata.document, artifacts.serving
@@ -142,6 +183,8 @@ def _describe(
             "reason": plan.reason,
             "gate": plan.document.get("gate"),
             "startup_check": {"rows": len(plan.check_rows), "worst_abs_diff": worst},
+            # Most rows one model call scores for requests that arrive together (0: one call each).
+            "coalesce_max_rows": coalesce_rows,
             "onnx_opset": plan.onnx.opset if plan.onnx else None,
         },
         "estimator": meta.get("estimator"),
@@ -175,12 +218,17 @@ def load_model(settings: Settings) -> ServedModel:
         runner = OnnxRunner(plan.onnx, artifacts.onnx_bytes, metadata, str(settings.onnx_path))
     else:
         runner = SklearnRunner(artifacts.model_bytes, metadata, plan.missing_string, str(settings.model_path))
-    worst = reproduce_check(runner, metadata, plan, settings.serving_path)
+    worst, row_independent = reproduce_check(
+        runner, metadata, plan, settings.serving_path, settings.coalesce_max_rows
+    )
+    # Joining requests must not change any answer: only for runners shown to be row-independent.
+    coalesce_rows = settings.coalesce_max_rows if row_independent else 0
     return ServedModel(
         version=artifacts.md5s["model"],
         metadata=metadata,
         serving=plan,
         runner=runner,
         parser=InstanceParser(metadata.features, settings.max_rows, max_abs(plan)),
-        description=_describe(settings, artifacts, runner, worst),
+        description=_describe(settings, artifacts, runner, worst, coalesce_rows),
+        scorer=Coalescer(runner, coalesce_rows),
     )

@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     # The model's name in the Open Inference Protocol (V2) paths: /v2/models/{name}/infer.
     v2_model_name: str = Field(default="lockstep", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    # Small /predict requests that arrive together are scored in one model call of at most this many
+    # rows (api.coalesce), when the model gives each row the same bits either way; 0 turns it off.
+    coalesce_max_rows: int = Field(default=256, ge=0)
     # Benchmark-only route (POST /_bench/ceiling); never enabled in production.
     enable_ceiling_route: bool = False
     # Seconds uvicorn waits for in-flight requests after SIGTERM before closing them.

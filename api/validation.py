@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from itertools import chain, islice
 from operator import itemgetter
@@ -37,6 +38,56 @@ _NUMERIC_TYPES = frozenset({int, float, _NONE})
 _CATEGORICAL_TYPES = frozenset({str, _NONE})
 
 Row = tuple[Any, ...]
+# Past this size numpy counts a byte faster than bytes.count, whose per-call cost is lower.
+_NUMPY_COUNT_BYTES = 16 * 1024
+# Letters no JSON number has: "r" is in every true token, "a" in every false one.
+_TRUE_LETTER, _FALSE_LETTER = "r", "a"
+
+
+def _count(body: bytes, array: np.ndarray | None, char: str) -> int:
+    if array is None:
+        return body.count(char.encode())
+    return int(np.count_nonzero(array == ord(char)))
+
+
+@dataclass(frozen=True)
+class _Tokens:
+    """Byte counts of a JSON body, taken before parsing: with the parsed document they show, without
+    looking at each value, that no value is a string or a boolean where the document has none."""
+
+    quotes: int  # '"' bytes (two per string, plus any escaped ones)
+    escaped_quotes: int  # '\\"' pairs (0 when the body has no backslash)
+    backslash: bool  # any escape sequence at all
+    true_letters: int  # bytes equal to _TRUE_LETTER
+    false_letters: int  # bytes equal to _FALSE_LETTER
+
+    @classmethod
+    def of(cls, body: bytes) -> _Tokens:
+        array = np.frombuffer(body, dtype=np.uint8) if len(body) > _NUMPY_COUNT_BYTES else None
+        backslash = b"\\" in body
+        return cls(
+            quotes=_count(body, array, '"'),
+            escaped_quotes=body.count(b'\\"') if backslash else 0,
+            backslash=backslash,
+            true_letters=_count(body, array, _TRUE_LETTER),
+            false_letters=_count(body, array, _FALSE_LETTER),
+        )
+
+    def only_numbers_besides(self, strings: int, letters: tuple[int, int]) -> bool:
+        """Whether the body's strings are exactly `strings` ones, with no escapes, holding `letters`
+        (_TRUE_LETTER, _FALSE_LETTER) in all, and it has no true/false token: then every other
+        value is a number, null, array or object. Each string has two quotes, so one more would
+        show in the quote count; a boolean token adds an "r" or an "a", which no number has."""
+        if self.backslash or self.quotes != 2 * strings:
+            return False
+        return (self.true_letters, self.false_letters) == letters
+
+
+def _letters(text: str) -> tuple[int, int]:
+    return text.count(_TRUE_LETTER), text.count(_FALSE_LETTER)
+
+
+_INSTANCES_LETTERS = _letters("instances")
 
 
 @dataclass
@@ -117,6 +168,7 @@ class InstanceParser:
         self._slot = {i: (True, k) for k, i in enumerate(numeric)} | {
             i: (False, k) for k, i in enumerate(categorical)
         }
+        self._name_letters = _letters("".join(self.names))  # in the keys of one named row
         self._numeric_named = _getter(self.numeric_names)
         self._categorical_named = _getter(self.categorical_names)
         self._numeric_positional = _getter(numeric)
@@ -124,9 +176,10 @@ class InstanceParser:
 
     def parse(self, body: bytes) -> Batch:
         """Return the validated Batch or raise ClientError (400 malformed, 422 invalid)."""
-        self._refuse_excess_strings(body)
+        tokens = _Tokens.of(body)
+        self._refuse_excess_strings(tokens)
         doc, strict = self.load(body)
-        batch = self._fast(doc) if strict else None
+        batch = self._fast(doc, tokens) if strict else None
         # The exact path reuses the parsed document: a second parse would double a bad body's cost.
         return batch if batch is not None else self._exact(doc)
 
@@ -137,17 +190,16 @@ class InstanceParser:
         except orjson.JSONDecodeError:
             return self._load_for_diagnosis(body), False
 
-    def _refuse_excess_strings(self, body: bytes) -> None:
+    def _refuse_excess_strings(self, tokens: _Tokens) -> None:
         """Refuse, before parsing, a body with more JSON strings than any valid batch can hold.
 
         Parsing builds an object per key, so a body within the byte limit could still cost many
-        times its size (one row of a million unknown keys). Two C-level counts give a lower bound
-        on the body's strings: each has two unescaped quotes, and subtracting every quote that
-        follows a backslash can only undercount. A valid body has at most "instances" plus, per
-        row, one key per feature and one value per categorical feature.
+        times its size (one row of a million unknown keys). Each string has two unescaped quotes,
+        and subtracting every quote that follows a backslash can only undercount: a lower bound on
+        the body's strings. A valid body has at most "instances" plus, per row, one key per
+        feature and one value per categorical feature.
         """
-        quotes = body.count(b'"') - body.count(b'\\"')
-        at_least = quotes // 2
+        at_least = (tokens.quotes - tokens.escaped_quotes) // 2
         at_most = 1 + self.max_rows * (self.n_features + len(self.categorical_names))
         if at_least > at_most:
             message = (
@@ -156,7 +208,7 @@ class InstanceParser:
             )
             raise ClientError(422, "too_many_fields", message, [problem(None, None, message)])
 
-    def _fast(self, doc: Any) -> Batch | None:
+    def _fast(self, doc: Any, tokens: _Tokens) -> Batch | None:
         """Validate well-formed input cheaply; None means "not sure", never "invalid"."""
         if type(doc) is not dict or len(doc) != 1:
             return None
@@ -170,51 +222,85 @@ class InstanceParser:
                 # No feature missing (else KeyError) and the right key count: no unknown feature.
                 if sum(map(len, instances)) != self.n_features * n_rows:
                     return None
+                keys = self.n_features * n_rows
                 numeric_rows = list(map(self._numeric_named, instances))
                 categorical_rows = list(map(self._categorical_named, instances))
             elif row_types == {list} and set(map(len, instances)) == {self.n_features}:
+                keys = 0
                 numeric_rows = list(map(self._numeric_positional, instances))
                 categorical_rows = list(map(self._categorical_positional, instances))
             else:
                 return None
-            numeric = self._numeric_block(numeric_rows, n_rows)
+            if self.categorical_names and not (
+                set(map(type, chain.from_iterable(categorical_rows))) <= _CATEGORICAL_TYPES
+            ):
+                return None
+            columns: list[Sequence[str | None]] = list(zip(*categorical_rows, strict=True))
+            gaps = [column.count(None) for column in columns]
+            # When "instances", the keys and the categorical values are all the body's strings and
+            # it has no true/false token, the numeric values need no per-value type check.
+            in_keys = n_rows if keys else 0
+            in_values = _letters("".join(filter(None, chain.from_iterable(columns))))
+            letters = (
+                _INSTANCES_LETTERS[0] + in_keys * self._name_letters[0] + in_values[0],
+                _INSTANCES_LETTERS[1] + in_keys * self._name_letters[1] + in_values[1],
+            )
+            plain = tokens.only_numbers_besides(1 + keys + n_rows * len(columns) - sum(gaps), letters)
+            numeric = self._numeric_block(numeric_rows, n_rows, plain)
         except (KeyError, TypeError, ValueError, OverflowError):  # e.g. an int too big for a float
             return None
         if numeric is None:
             return None
-        if self.categorical_names and not (
-            set(map(type, chain.from_iterable(categorical_rows))) <= _CATEGORICAL_TYPES
-        ):
-            return None
-        columns: list[Sequence[str | None]] = list(zip(*categorical_rows, strict=True))
-        return self._batch(n_rows, numeric, columns)
+        return self._batch(n_rows, numeric, columns, gaps)
 
-    def _numeric_block(self, rows: list[Row], n_rows: int) -> np.ndarray | None:
+    def _numeric_block(self, rows: list[Row], n_rows: int, plain: bool) -> np.ndarray | None:
+        """The (rows, numeric features) matrix, or None if a value is not a number or null.
+
+        `plain`: the body's bytes already show no value here is a string or a boolean.
+        """
         width = len(self.numeric_names)
         if not width:
             return np.empty((n_rows, 0), dtype=np.float64)
-        # Exact, and a C-level pass: a bool's type is bool, and strings are refused here rather
-        # than converted by numpy.
-        types = set(map(type, chain.from_iterable(rows)))
-        if not types <= _NUMERIC_TYPES:
-            return None
-        if _NONE in types:
+        nulls: bool | None = None  # when plain: unknown until a null stops np.fromiter
+        if not plain:
+            # Exact, and a C-level pass: a bool's type is bool, and strings are refused here rather
+            # than converted by numpy.
+            types = set(map(type, chain.from_iterable(rows)))
+            if not types <= _NUMERIC_TYPES:
+                return None
+            nulls = _NONE in types
+        matrix = None
+        if not nulls:
+            # TypeError: a null (or, when plain, an array or object where a number belongs).
+            with suppress(TypeError):
+                matrix = np.fromiter(chain.from_iterable(rows), np.float64, n_rows * width)
+        if matrix is None:
             matrix = np.array(rows, dtype=np.float64)  # None becomes NaN
-        else:
-            matrix = np.fromiter(chain.from_iterable(rows), np.float64, n_rows * width).reshape(n_rows, width)
+            if matrix.shape != (n_rows, width):  # arrays where numbers belong
+                return None
+        matrix = matrix.reshape(n_rows, width)
         if (np.abs(matrix) > self.max_abs).any():  # NaN compares False: only real overflows count
             return None
         return matrix
 
-    def _batch(self, n_rows: int, numeric: np.ndarray, columns: list[Sequence[str | None]]) -> Batch:
+    def _batch(
+        self,
+        n_rows: int,
+        numeric: np.ndarray,
+        columns: list[Sequence[str | None]],
+        column_gaps: Sequence[int] | None = None,
+    ) -> Batch:
         """The Batch, with per-column counts of missing values and unknown categories."""
         missing: dict[str, int] = {}
         unknown: dict[str, int] = {}
         if numeric.size and np.isnan(numeric).any():
             counts = np.isnan(numeric).sum(axis=0).tolist()
             missing.update((n, c) for n, c in zip(self.numeric_names, counts, strict=True) if c)
-        for name, known, column in zip(self.categorical_names, self._known, columns, strict=True):
-            gaps = column.count(None)
+        if column_gaps is None:
+            column_gaps = [column.count(None) for column in columns]
+        for name, known, column, gaps in zip(
+            self.categorical_names, self._known, columns, column_gaps, strict=True
+        ):
             if gaps:
                 missing[name] = gaps
             unseen = n_rows - gaps - sum(map(known.__contains__, column))

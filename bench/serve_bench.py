@@ -58,6 +58,9 @@ TARGETS = {
     "p99_at_half_rate_ms": 10.0,
     "predict_batch_named_rows_per_s": 250_000,
     "v2_batch_vs_mlserver": 1.5,
+    # Issue 8: below this share of the hand-written numpy linear path's single-row req/s, that
+    # path would come back for linear models.
+    "onnx_vs_linear_numpy": 0.90,
 }
 V2_INFER = "/v2/models/lockstep/infer"  # the service's default V2 model name
 # Logistic regression's 1,000-row batches must be no slower than with the hand-written predictor
@@ -151,19 +154,26 @@ def worker_pids(pid: int) -> list[int]:
 
 @contextmanager
 def server(
-    artifacts: Artifacts, port: int, workers: int, log_path: Path
+    artifacts: Artifacts,
+    port: int,
+    workers: int,
+    log_path: Path,
+    module: str = "api",
+    env_extra: dict[str, str] | None = None,
 ) -> Iterator[tuple[subprocess.Popen[bytes], float]]:
-    """`python -m api` with the ceiling route; yields the process and its start-up-to-ready seconds."""
+    """`python -m api` (or `module`, a variant of it) with the ceiling route; yields the process and
+    its start-up-to-ready seconds."""
     env = {
         **os.environ,
         **artifacts.env(),
+        **(env_extra or {}),
         "LOCKSTEP_PORT": str(port),
         "LOCKSTEP_WORKERS": str(workers),
         "LOCKSTEP_ENABLE_CEILING_ROUTE": "true",
     }
     with log_path.open("wb") as log:
         started = time.monotonic()
-        command = [sys.executable, "-m", "api"]
+        command = [sys.executable, "-m", module]
         process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=log)
         try:
             while True:
@@ -310,8 +320,32 @@ def family_rows(name: str, r: dict[str, Any]) -> list[str]:
         f"| /predict, 1,000 positional rows per request | {bp['rows_per_s']:,.0f} rows/s "
         f"({bp['requests_per_s']:.0f} req/s) | {batch_target('positional')} |",
         f"| start-up to ready | {r['startup_to_ready_s']:.2f} s | |",
+        *linear_rows(r),
         *v2_rows(r),
     ]
+
+
+def linear_rows(r: dict[str, Any]) -> list[str]:
+    lin = r.get("linear_numpy")
+    if not lin:
+        return []
+    one = lin["runner_one_row_us"]
+    rows = [
+        f"| issue 8: runner, 1 row in process: onnxruntime / hand-written numpy linear | "
+        f"{one['onnx']:.1f} µs / {one['linear_numpy']:.1f} µs | |",
+    ]
+    for key, how in (("linear_numpy", "as served"), ("linear_numpy_one_call_each", "one model call each")):
+        lin = r.get(key)
+        if lin:
+            onnx, numpy = lin["onnx"]["requests_per_s"], lin["linear_numpy"]["requests_per_s"]
+            rows += [
+                f"| issue 8: /predict 1 row, saturated, {how}: onnxruntime / numpy linear | "
+                f"{onnx:.0f} / {numpy:.0f} req/s | |",
+                f"| issue 8: onnxruntime ÷ numpy linear, {how} (req/s; by server CPU per request) | "
+                f"{lin['onnx_vs_linear_numpy']:.2f} ({lin['onnx_vs_linear_numpy_by_cpu']:.2f}) | "
+                f"≥ {TARGETS['onnx_vs_linear_numpy']:.2f} |",
+            ]
+    return rows
 
 
 def v2_rows(r: dict[str, Any]) -> list[str]:
@@ -334,22 +368,50 @@ def v2_rows(r: dict[str, Any]) -> list[str]:
     return rows
 
 
-def table(results: dict[str, Any]) -> str:
-    lines = ["| measurement | value | target |", "| --- | --- | --- |"]
+def with_baseline(rows: list[str], before: list[str]) -> list[str]:
+    """Each "| measurement | value | target |" row with the baseline's value of the same measurement
+    (matched on the label up to any parenthesis, which may hold this run's own figures)."""
+
+    def cells(row: str) -> list[str]:
+        return [cell.strip() for cell in row.strip()[1:-1].split("|")]
+
+    def key(label: str) -> str:
+        return label.split(" (")[0]
+
+    earlier = {key(cells(row)[0]): cells(row)[1] for row in before}
+    out = []
+    for row in rows:
+        label, value, target = cells(row)
+        out.append(f"| {label} | {value} | {earlier.get(key(label), '') if value else ''} | {target} |")
+    return out
+
+
+def table(results: dict[str, Any], baseline: dict[str, Any] | None = None) -> str:
+    if baseline is None:
+        lines = ["| measurement | value | target |", "| --- | --- | --- |"]
+    else:
+        lines = ["| measurement | value | baseline | target |", "| --- | --- | --- | --- |"]
     for name, measured in results["families"].items():
-        lines += family_rows(name, measured)
+        rows = family_rows(name, measured)
+        if baseline is not None:
+            earlier = baseline["families"].get(name)
+            rows = with_baseline(rows, family_rows(name, earlier) if earlier else [])
+        lines += rows
         for kind in ("named", "positional"):
             r = measured.get(f"predict_batch_{kind}_multiworker")
             if r:
                 lines.append(
                     f"| /predict, 1,000 {kind} rows per request, {r['workers']} workers | "
                     f"{r['rows_per_s']:,.0f} rows/s ({r['requests_per_s']:.0f} req/s) | |"
+                    + (" |" if baseline is not None else "")
                 )
         for i, w in enumerate(measured.get("rss", {}).get("workers", [])):
             lines.append(
                 f"| RSS worker {i} over {measured['rss']['seconds']} s | "
                 f"steady {w['rss_mib_steady_median']:.1f} MiB, "
-                f"max {w['rss_mib_max']:.1f} MiB, growth {w['steady_growth_mib']:+.1f} MiB | flat |"
+                f"max {w['rss_mib_max']:.1f} MiB, growth {w['steady_growth_mib']:+.1f} MiB | "
+                + ("| " if baseline is not None else "")
+                + "flat |"
             )
     return "\n".join(lines)
 
@@ -404,6 +466,9 @@ def measure_family(
                 run["rows_per_s"] = run["requests_per_s"] * 1000
                 run["workers"] = args.batch_workers
                 results[f"predict_{kind}_multiworker"] = run
+    if results["estimator"] == "sklearn.linear_model.LogisticRegression":
+        results["linear_numpy"] = linear_comparison(artifacts, args, scratch, coalesce=True)
+        results["linear_numpy_one_call_each"] = linear_comparison(artifacts, args, scratch, coalesce=False)
     if args.peer:
         results["mlserver_batch_proba"] = peer_batch(
             artifacts, bodies["batch_v2_mlserver"], args.seconds, scratch
@@ -421,11 +486,82 @@ def measure_family(
         >= TARGETS["predict_batch_named_rows_per_s"],
         "errors": sum(results[k]["errors"] for k in results if k.startswith(("ceiling", "predict", "v2"))),
     }
+    if "linear_numpy" in results:
+        results["verdict"]["meets_onnx_vs_linear_numpy"] = (
+            results["linear_numpy"]["onnx_vs_linear_numpy"] >= TARGETS["onnx_vs_linear_numpy"]
+        )
     if "mlserver_batch_proba" in results:
         v2_ratio = results["v2_batch"]["rows_per_s"] / results["mlserver_batch_proba"]["rows_per_s"]
         results["verdict"]["v2_batch_vs_mlserver"] = v2_ratio
         results["verdict"]["meets_v2_batch_vs_mlserver_target"] = v2_ratio >= TARGETS["v2_batch_vs_mlserver"]
     return results
+
+
+def linear_comparison(
+    artifacts: Artifacts, args: argparse.Namespace, scratch: Path, coalesce: bool
+) -> dict[str, Any]:
+    """Issue 8's rule: single-row /predict with onnxruntime against the hand-written numpy linear
+    predictor (bench/linear_runner.py) in the same service: both servers up, runs alternated.
+    `coalesce`: as served (requests arriving together share a model call), or one call each."""
+    from bench.linear_runner import linear_runner
+
+    served = load_model(artifacts.settings())
+    linear = linear_runner(artifacts.settings())
+    one = served.parser.parse(orjson.dumps({"instances": [artifacts_example(artifacts)]}))
+    body = write_bodies(scratch, artifacts)["one"]
+    ports = {"onnx": free_port(), "linear_numpy": free_port()}
+    runs: dict[str, list[dict[str, Any]]] = {"onnx": [], "linear_numpy": []}
+    env = {} if coalesce else {"LOCKSTEP_COALESCE_MAX_ROWS": "0"}
+    with (
+        server(artifacts, ports["onnx"], 1, scratch / "server-onnx.log", env_extra=env) as (onnx_process, _),
+        server(
+            artifacts,
+            ports["linear_numpy"],
+            1,
+            scratch / "server-linear.log",
+            module="bench.linear_runner",
+            env_extra=env,
+        ) as (linear_process, _),
+    ):
+        processes = {"onnx": onnx_process, "linear_numpy": linear_process}
+        for port in ports.values():
+            wrk(f"http://127.0.0.1:{port}/predict", body, args.connections, 2)  # warm-up
+        for _ in range(args.rounds):
+            for key, port in ports.items():
+                runs[key].append(
+                    wrk_with_cpu(
+                        processes[key].pid,
+                        f"http://127.0.0.1:{port}/predict",
+                        body,
+                        args.connections,
+                        args.seconds,
+                    )
+                )
+    results: dict[str, Any] = {
+        "coalesce": coalesce,
+        "runner_one_row_us": {
+            "onnx": median_seconds(lambda: served.runner.predict(one), 500) * 1e6,
+            "linear_numpy": median_seconds(lambda: linear.predict(one), 500) * 1e6,
+        },
+    }
+    for key, measured in runs.items():
+        ordered = sorted(measured, key=lambda run: run["requests_per_s"])
+        results[key] = ordered[len(ordered) // 2] | {
+            "rounds_requests_per_s": [run["requests_per_s"] for run in measured],
+            "rounds_server_cpu_us_per_request": [run["server_cpu_us_per_request"] for run in measured],
+        }
+    results["onnx_vs_linear_numpy"] = (
+        results["onnx"]["requests_per_s"] / results["linear_numpy"]["requests_per_s"]
+    )
+    results["onnx_vs_linear_numpy_by_cpu"] = statistics.median(
+        results["linear_numpy"]["rounds_server_cpu_us_per_request"]
+    ) / statistics.median(results["onnx"]["rounds_server_cpu_us_per_request"])
+    return results
+
+
+def artifacts_example(artifacts: Artifacts) -> dict[str, Any]:
+    meta = json.loads(artifacts.metadata.read_text())
+    return {f["name"]: meta["example"][f["name"]] for f in meta["features"]}
 
 
 def peer_batch(artifacts: Artifacts, body: Path, seconds: int, scratch: Path) -> dict[str, Any]:
@@ -442,9 +578,20 @@ def peer_batch(artifacts: Artifacts, body: Path, seconds: int, scratch: Path) ->
     return run
 
 
+def shown_path(path: Path) -> str:
+    absolute = path.resolve()
+    return str(absolute.relative_to(REPO_ROOT) if absolute.is_relative_to(REPO_ROOT) else path)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "results" / "serve.json")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=REPO_ROOT / "bench" / "results" / "serve-baseline.json",
+        help="an earlier run whose figures the table shows beside this one's (if the file exists)",
+    )
     parser.add_argument("--seconds", type=int, default=5, help="duration of each load run")
     parser.add_argument("--sustain", type=int, default=0, help="RSS run for the default family (0: skip)")
     parser.add_argument("--connections", type=int, default=32)
@@ -477,7 +624,8 @@ def main() -> int:
             "python": platform.python_version(),
             "load_avg_start": os.getloadavg(),
         },
-        "settings": vars(args) | {"out": str(args.out)},
+        # Paths inside the checkout as relative ones: the results are committed.
+        "settings": vars(args) | {"out": shown_path(args.out), "baseline": shown_path(args.baseline)},
         "families": {},
     }
     with tempfile.TemporaryDirectory() as scratch:
@@ -496,7 +644,10 @@ def main() -> int:
     results["host"]["load_avg_end"] = os.getloadavg()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
-    markdown = table(results)
+    baseline = json.loads(args.baseline.read_text()) if args.baseline.is_file() else None
+    if baseline is not None:
+        results["baseline"] = shown_path(args.baseline)
+    markdown = table(results, baseline)
     args.out.with_suffix(".md").write_text(markdown + "\n")
     print(markdown)
     print(f"\nwrote {args.out} and {args.out.with_suffix('.md')}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -12,9 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from api.artifacts import Feature
+from api.artifacts import Feature, parse_metadata
 from api.errors import ClientError
-from api.validation import MAX_ABS_VALUE, Batch, InstanceParser
+from api.validation import MAX_ABS_VALUE, Batch, InstanceParser, _Tokens
+from tests.api.support import Artifacts
 
 FEATURES = [
     Feature("a", "numeric", None, False),
@@ -53,7 +55,7 @@ def exact(body: bytes) -> Batch | ClientError:
 def fast_path(body: bytes, parser: InstanceParser = PARSER) -> Batch | None:
     """The fast path's answer for a body, as parse() would ask it (only for strict JSON)."""
     doc, strict = parser.load(body)
-    return parser._fast(doc) if strict else None
+    return parser._fast(doc, _Tokens.of(body)) if strict else None
 
 
 def assert_same(fast: Batch, reference: Batch) -> None:
@@ -146,3 +148,79 @@ def test_single_feature_models_are_supported() -> None:
         "red",
         None,
     ]
+
+
+def parse_outcome(parser: InstanceParser, body: bytes) -> Batch | tuple[int, list[dict[str, Any]]]:
+    try:
+        return parser.parse(body)
+    except ClientError as refused:
+        return refused.status, refused.problems
+
+
+def exact_outcome(parser: InstanceParser, body: bytes) -> Batch | tuple[int, list[dict[str, Any]]]:
+    try:
+        return parser._exact(parser.load(body)[0])
+    except ClientError as refused:
+        return refused.status, refused.problems
+
+
+def penguins_row(meta: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    row = {f["name"]: meta["example"][f["name"]] for f in meta["features"]}
+    return row | changes
+
+
+# (name, rows as a function of the metadata, whether valid): named and positional bodies of the
+# penguins data (numeric and categorical columns), with the byte patterns the fast path's token
+# counts look at: true/false, quotes, escapes, "r" and "a" inside strings.
+PENGUIN_BODIES: list[tuple[str, Callable[[dict[str, Any]], list[Any]], bool]] = [
+    ("plain", lambda m: [penguins_row(m)] * 50, True),
+    ("nulls everywhere", lambda m: [penguins_row(m, island=None, bill_length_mm=None)] * 40, True),
+    ("unknown categories", lambda m: [penguins_row(m, island="Atlantis", sex="unknown")] * 40, True),
+    ("categories spelled true and false", lambda m: [penguins_row(m, island="true", sex="false")] * 3, True),
+    ("category with an escaped quote", lambda m: [penguins_row(m, island='Bis"coe')] * 3, True),
+    ("category with a unicode escape", lambda m: [penguins_row(m, island="Dr\u00e9am")] * 3, True),
+    ("empty category", lambda m: [penguins_row(m, sex="")] * 3, True),
+    ("keys in another order", lambda m: [dict(reversed(penguins_row(m).items()))] * 3, True),
+    ("positional", lambda m: [list(penguins_row(m).values())] * 30, True),
+    (
+        "positional with nulls",
+        lambda m: [[None if i % 2 else v for i, v in enumerate(penguins_row(m).values())]] * 9,
+        True,
+    ),
+    ("boolean number", lambda m: [penguins_row(m), penguins_row(m, bill_length_mm=True)], False),
+    ("false number", lambda m: [penguins_row(m, body_mass_g=False)] * 2, False),
+    ("boolean number, category true", lambda m: [penguins_row(m, island="rar", bill_depth_mm=True)], False),
+    ("string number", lambda m: [penguins_row(m), penguins_row(m, bill_length_mm="39.1")], False),
+    ("string number with no r or a", lambda m: [penguins_row(m, bill_length_mm="1")], False),
+    ("number category", lambda m: [penguins_row(m, island=3)], False),
+    ("boolean category", lambda m: [penguins_row(m, sex=True)], False),
+    ("array number", lambda m: [penguins_row(m, bill_length_mm=[1.0])] * 2, False),
+    ("object number", lambda m: [penguins_row(m, bill_length_mm={})] * 2, False),
+    ("unknown key", lambda m: [penguins_row(m, colour="red")], False),
+    ("missing key", lambda m: [{k: v for k, v in penguins_row(m).items() if k != "sex"}], False),
+    (
+        "positional boolean",
+        lambda m: [[True if i == 0 else v for i, v in enumerate(penguins_row(m).values())]],
+        False,
+    ),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "rows", "valid"), PENGUIN_BODIES, ids=[b[0] for b in PENGUIN_BODIES])
+def test_penguins_bodies_get_the_exact_paths_answer(
+    trained: Callable[[str], Artifacts], name: str, rows: Callable[[dict[str, Any]], list[Any]], valid: bool
+) -> None:
+    artifacts = trained("penguins-forest")
+    meta = artifacts.metadata_document()
+    parser = InstanceParser(parse_metadata(artifacts.metadata.read_bytes(), artifacts.metadata).features, 100)
+    body = orjson.dumps({"instances": rows(meta)})
+    got, want = parse_outcome(parser, body), exact_outcome(parser, body)
+    if valid:
+        assert isinstance(got, Batch)
+        assert isinstance(want, Batch)
+        assert_same(got, want)
+        assert fast_path(body, parser) is not None  # valid input takes the fast path
+    else:
+        assert not isinstance(want, Batch)
+        assert got == want  # same status and problems, by row and field
