@@ -131,7 +131,7 @@ class SklearnRunner:
         except ImportError as exc:  # an image built for the ONNX path carries no scikit-learn
             raise ContractError(
                 f"{where}: the exact path needs {exc.name or 'scikit-learn'} "
-                "(the image for such a model installs requirements-serve-sklearn.txt)"
+                "(the image for such a model installs requirements/serve-sklearn.txt)"
             ) from None
         self._names = [f.name for f in metadata.features]
         self._numeric = {f.name: k for k, f in enumerate(f for f in metadata.features if f.numeric)}
