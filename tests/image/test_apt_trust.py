@@ -17,7 +17,7 @@ import pytest
 from imagetool import base, inrelease
 from imagetool.aptsources import Source
 from imagetool.common import InputError, ToolError
-from tests.conftest import copy_repo
+from tests.helpers import copy_repo
 from tests.image.conftest import ROOT
 
 FIXTURE = Path(__file__).parent / "fixtures/bookworm-security.InRelease"

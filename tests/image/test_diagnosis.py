@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from imagetool import base, image
-from tests.conftest import copy_repo
+from tests.helpers import copy_repo
 from tests.image.conftest import ROOT, imagetool_cli
 
 LOCK_LINE = "If the change is intended: `make lock-image`."

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from imagetool import store
-from tests.conftest import copy_repo
+from tests.helpers import copy_repo
 from tests.image.conftest import ROOT
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
