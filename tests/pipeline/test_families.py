@@ -131,7 +131,7 @@ def _feed_onnx(serving: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str,
 
 
 def _sklearn_frame(meta: dict[str, Any], serving: dict[str, Any], rows: list[dict[str, Any]]) -> Any:
-    import pandas as pd
+    import pandas as pd  # type: ignore[import-untyped]  # no pandas-stubs in the dev lock
 
     data = {}
     for f in meta["features"]:
@@ -154,7 +154,7 @@ def test_check_rows_fed_by_the_contract_reproduce_sklearn(trained: tuple[Family,
     assert len(rows) == 8
     assert list(rows[0]) == [f["name"] for f in meta["features"]]
     if serving["path"] == "onnx":
-        import onnxruntime as ort
+        import onnxruntime as ort  # type: ignore[import-untyped]
 
         session = ort.InferenceSession(
             (workdir / "models/model.onnx").read_bytes(), providers=["CPUExecutionProvider"]
