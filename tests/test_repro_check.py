@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -13,6 +12,7 @@ import yaml
 
 from contract import MODEL_FILE
 from imagetool.repro_check import drift
+from tests.helpers import venv_env
 from tests.malformed_locks import BadLock, bad_lock_params
 
 LOCK = """schema: '2.0'
@@ -58,7 +58,7 @@ def test_check_repro_fails_when_the_committed_lock_does_not_reproduce(
     [model] = [out for out in doc["stages"]["train"]["outs"] if out["path"] == str(MODEL_FILE)]
     model["md5"] = "f" * 32
     lock.write_text(yaml.safe_dump(doc, sort_keys=False))
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env = venv_env()
     run = subprocess.run(
         [sys.executable, "-m", "imagetool", "repro-check"],
         cwd=repo,
@@ -83,7 +83,6 @@ def test_check_repro_refuses_a_malformed_committed_lock_naming_the_field(
     run = subprocess.run(
         [sys.executable, "-m", "imagetool", "repro-check", str(lock)],
         cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(repo_root)},
         capture_output=True,
         text=True,
         timeout=60,

@@ -29,14 +29,14 @@ from imagetool import stack_images as stack_images_tool
 from imagetool.registry import Credentials, OciTarball, Registry
 from tests.deploy.token_server import ISSUER, SERVICE, SigningKey, TokenServer, token_server, write_bundle
 from tests.helpers import REPO_ROOT as ROOT
-from tests.helpers import copy_repo, free_port, serving, wait_ready
+from tests.helpers import copy_repo, free_port, serving, venv_env, wait_ready
 from tests.image.conftest import link_build_inputs
 
 
 def run(
     cmd: list[str], cwd: Path = ROOT, check: bool = True, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", **(env or {})}
+    full_env = venv_env(**(env or {}))
     proc = subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True, check=False)
     if check and proc.returncode != 0:
         pytest.fail(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")

@@ -19,12 +19,11 @@ import pytest
 from imagetool import image, ocidiff
 from imagetool.container import Container, made_run
 from tests.helpers import REPO_ROOT as ROOT
-from tests.helpers import copy_repo, free_port
+from tests.helpers import copy_repo, free_port, venv_env
 
 
 def _run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=check)
+    return subprocess.run(cmd, cwd=cwd, env=venv_env(), capture_output=True, text=True, check=check)
 
 
 def imagetool_cli(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
