@@ -33,11 +33,14 @@ all: ## Set up, fill the store, install the engine, retrain, build the image; a 
 setup: $(VENV)/.installed ## Create .venv, install the hash-pinned dev lock, then the project (editable)
 
 # The project goes in after the lock, with the lock's setuptools (--no-build-isolation) and no index:
-# installing it reaches no network and adds no dependency the lock does not pin.
+# installing it reaches no network and adds no dependency the lock does not pin. (setuptools warns
+# that a folder named like a package in the working directory wins over the install: that is what
+# lets a repo copy run its own pipeline/ and imagetool/, so the warning is silenced.)
 $(VENV)/.installed: requirements.txt requirements/dev.txt pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --require-hashes --no-deps -r requirements/dev.txt
-	$(PY) -m pip install --quiet --no-deps --no-build-isolation --no-index --editable .
+	PYTHONWARNINGS="ignore:Editable installation" \
+		$(PY) -m pip install --quiet --no-deps --no-build-isolation --no-index --editable .
 	@touch $@
 
 .PHONY: lock
