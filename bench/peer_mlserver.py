@@ -15,28 +15,20 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO_ROOT, Server, free_port, serving
+
 VENV = REPO_ROOT / "build" / "peers" / "mlserver"
-LOCK = Path(__file__).resolve().parent.parent / "requirements" / "mlserver.txt"
+LOCK = REPO_ROOT / "requirements" / "mlserver.txt"
 MODEL_NAME = "lockstep"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def ensure_venv() -> Path:
@@ -55,8 +47,8 @@ def ensure_venv() -> Path:
 
 
 @contextmanager
-def mlserver(model_path: Path, lock_path: Path, log_path: Path) -> Iterator[tuple[str, float]]:
-    """MLServer with one process serving `model_path`; yields its base URL and start-up seconds.
+def mlserver(model_path: Path, lock_path: Path, log_path: Path) -> Iterator[Server]:
+    """MLServer with one process serving `model_path`, its output in `log_path`, until ready.
     MLServer unpickles what it is given: it gets a private copy of bytes whose md5 matched dvc.lock."""
     from contract import load_dvc_lock, verified_bytes
 
@@ -85,27 +77,10 @@ def mlserver(model_path: Path, lock_path: Path, log_path: Path) -> Iterator[tupl
                 }
             )
         )
-        url = f"http://127.0.0.1:{port}"
-        with log_path.open("wb") as log:
-            started = time.monotonic()
-            env = {**os.environ, "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}"}
-            process = subprocess.Popen(
-                [str(venv / "bin/mlserver"), "start", str(folder)], env=env, stdout=log, stderr=log
-            )
-            try:
-                while True:
-                    if process.poll() is not None:
-                        raise SystemExit(f"MLServer exited with {process.returncode}; see {log_path}")
-                    try:
-                        with urllib.request.urlopen(f"{url}/v2/models/{MODEL_NAME}/ready", timeout=1) as r:
-                            if r.status == 200:
-                                break
-                    except OSError:
-                        time.sleep(0.1)
-                yield url, time.monotonic() - started
-            finally:
-                process.terminate()
-                process.wait(timeout=60)
+        command = [str(venv / "bin/mlserver"), "start", str(folder)]
+        env = {**os.environ, "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}"}
+        with serving(command, port, f"/v2/models/{MODEL_NAME}/ready", env=env, log=log_path) as running:
+            yield running
 
 
 def v2_request(rows: list[dict[str, Any]], features: list[dict[str, Any]], *, proba: bool) -> dict[str, Any]:
@@ -160,9 +135,9 @@ def main() -> int:
     lock_path = REPO_ROOT / "dvc.lock"
     out = REPO_ROOT / "build" / "peers"
     out.mkdir(parents=True, exist_ok=True)
-    with mlserver(model_path, lock_path, out / "mlserver.log") as (url, startup):
-        results: dict[str, Any] = {"startup_to_ready_s": startup}
-        infer = f"{url}/v2/models/{MODEL_NAME}/infer"
+    with mlserver(model_path, lock_path, out / "mlserver.log") as peer:
+        results: dict[str, Any] = {"startup_to_ready_s": peer.startup_seconds}
+        infer = f"{peer.url}/v2/models/{MODEL_NAME}/infer"
         for name, n, proba in (
             ("one_label", 1, False),
             ("batch_labels", 1000, False),

@@ -26,7 +26,6 @@ import json
 import os
 import platform
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,7 +33,6 @@ import tempfile
 import threading
 import time
 import timeit
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -43,14 +41,12 @@ from typing import Any
 import numpy as np
 import orjson
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))  # `python bench/serve_bench.py` as well as `python -m bench.serve_bench`
-
-from api.artifacts import parse_metadata, parse_serving  # noqa: E402
-from api.model import load_model  # noqa: E402
-from bench.peer_mlserver import mlserver, requests_for  # noqa: E402
-from contract import load_verified_pickle  # noqa: E402
-from tests.api.support import DEFAULT, Artifacts, train_family  # noqa: E402
+from api.artifacts import parse_metadata, parse_serving
+from api.model import load_model
+from bench.peer_mlserver import mlserver, requests_for
+from contract import load_verified_pickle
+from tests.api.support import DEFAULT, Artifacts, train_family
+from tests.helpers import REPO_ROOT, NotReadyError, Server, running_server
 
 WRK_SCRIPT = Path(__file__).with_name("wrk_report.lua")
 TARGETS = {
@@ -82,13 +78,6 @@ FAMILIES = {
         "train.estimator.params": {"kernel": "knn"},
     },
 }
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def median_seconds(call: Any, number: int) -> float:
@@ -155,40 +144,16 @@ def worker_pids(pid: int) -> list[int]:
 @contextmanager
 def server(
     artifacts: Artifacts,
-    port: int,
     workers: int,
     log_path: Path,
     module: str = "api",
     env_extra: dict[str, str] | None = None,
-) -> Iterator[tuple[subprocess.Popen[bytes], float]]:
-    """`python -m api` (or `module`, a variant of it) with the ceiling route; yields the process and
-    its start-up-to-ready seconds."""
-    env = {
-        **os.environ,
-        **artifacts.env(),
-        **(env_extra or {}),
-        "LOCKSTEP_PORT": str(port),
-        "LOCKSTEP_WORKERS": str(workers),
-        "LOCKSTEP_ENABLE_CEILING_ROUTE": "true",
-    }
-    with log_path.open("wb") as log:
-        started = time.monotonic()
-        command = [sys.executable, "-m", module]
-        process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=log)
-        try:
-            while True:
-                if process.poll() is not None:
-                    raise SystemExit(f"server exited with {process.returncode}; see {log_path}")
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as reply:
-                        if reply.status == 200:
-                            break
-                except OSError:
-                    time.sleep(0.02)
-            yield process, time.monotonic() - started
-        finally:
-            process.terminate()
-            process.wait(timeout=60)
+) -> Iterator[Server]:
+    """`python -m api` (or `module`, a variant of it) with `workers` workers and the ceiling route,
+    its output in `log_path`; the Server carries its start-up-to-ready seconds."""
+    env = {**(env_extra or {}), "LOCKSTEP_WORKERS": str(workers), "LOCKSTEP_ENABLE_CEILING_ROUTE": "true"}
+    with running_server(artifacts, module=module, log=log_path, **env) as started:
+        yield started
 
 
 def wrk(url: str, body: Path, connections: int, seconds: int) -> dict[str, Any]:
@@ -212,6 +177,34 @@ def wrk(url: str, body: Path, connections: int, seconds: int) -> dict[str, Any]:
         "errors": raw["non_2xx"] + raw["socket_errors"],
         "connections": connections,
     }
+
+
+def wrk_batches(url: str, body: Path, connections: int, seconds: int) -> dict[str, Any]:
+    """A wrk run of 1,000-row requests, with its rows per second."""
+    run = wrk(url, body, connections, seconds)
+    run["rows_per_s"] = run["requests_per_s"] * 1000
+    return run
+
+
+def alternated(
+    targets: dict[str, tuple[Server, str]], body: Path, args: argparse.Namespace
+) -> dict[str, dict[str, Any]]:
+    """Per target (a server and a path): the run of median req/s among `args.rounds` rounds that
+    alternate over the targets, with every round's req/s and CPU figures. Alternated because the
+    host is shared: a burst of background load during a single run would decide a ratio."""
+    runs: dict[str, list[dict[str, Any]]] = {key: [] for key in targets}
+    for _ in range(args.rounds):
+        for key, (running, path) in targets.items():
+            url = f"{running.url}{path}"
+            runs[key].append(wrk_with_cpu(running.process.pid, url, body, args.connections, args.seconds))
+    medians = {}
+    for key, measured in runs.items():
+        ordered = sorted(measured, key=lambda run: run["requests_per_s"])
+        medians[key] = ordered[len(ordered) // 2] | {
+            "rounds_requests_per_s": [run["requests_per_s"] for run in measured],
+            "rounds_server_cpu_us_per_request": [run["server_cpu_us_per_request"] for run in measured],
+        }
+    return medians
 
 
 def hey_at_rate(url: str, body: Path, rate: float, seconds: int, workers: int = 4) -> dict[str, Any]:
@@ -423,47 +416,28 @@ def measure_family(
     meta = json.loads(artifacts.metadata.read_text())
     results: dict[str, Any] = {"estimator": meta["estimator"]["class"], "floor": in_process_floor(artifacts)}
     bodies = write_bodies(scratch, artifacts)
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    with server(artifacts, port, args.workers, scratch / "server.log") as (process, startup):
-        results["startup_to_ready_s"] = startup
+    with server(artifacts, args.workers, scratch / "server.log") as running:
+        process, base = running.process, running.url
+        results["startup_to_ready_s"] = running.startup_seconds
         wrk(f"{base}/predict", bodies["one"], args.connections, 2)  # warm-up
-        # Alternate ceiling and /predict runs and keep each one's median: the host is shared,
-        # and a burst of background load during a single run would decide the ratio.
-        runs: dict[str, list[dict[str, Any]]] = {"ceiling": [], "predict_single": []}
-        for _ in range(args.rounds):
-            for key, path in (("ceiling", "/_bench/ceiling"), ("predict_single", "/predict")):
-                runs[key].append(
-                    wrk_with_cpu(process.pid, f"{base}{path}", bodies["one"], args.connections, args.seconds)
-                )
-        for key, measured in runs.items():
-            ordered = sorted(measured, key=lambda run: run["requests_per_s"])
-            results[key] = ordered[len(ordered) // 2] | {
-                "rounds_requests_per_s": [run["requests_per_s"] for run in measured],
-                "rounds_server_cpu_us_per_request": [run["server_cpu_us_per_request"] for run in measured],
-            }
+        targets = {"ceiling": (running, "/_bench/ceiling"), "predict_single": (running, "/predict")}
+        results |= alternated(targets, bodies["one"], args)
         half = results["predict_single"]["requests_per_s"] / 2
         results["predict_half_rate"] = hey_at_rate(f"{base}/predict", bodies["one"], half, args.seconds)
         for kind in ("batch_named", "batch_positional"):
-            run = wrk(f"{base}/predict", bodies[kind], 4, args.seconds)
-            run["rows_per_s"] = run["requests_per_s"] * 1000
-            results[f"predict_{kind}"] = run
-        run = wrk(f"{base}{V2_INFER}", bodies["batch_v2"], 4, args.seconds)
-        run["rows_per_s"] = run["requests_per_s"] * 1000
-        results["v2_batch"] = run
+            results[f"predict_{kind}"] = wrk_batches(f"{base}/predict", bodies[kind], 4, args.seconds)
+        results["v2_batch"] = wrk_batches(f"{base}{V2_INFER}", bodies["batch_v2"], 4, args.seconds)
         if sustain:
             results["rss"] = sustained_rss(process.pid, f"{base}/predict", bodies["one"], args.sustain)
     if sustain:
         # Batches keep the load generator nearly idle, so, unlike the one-row runs, the server can
         # have both cores: the deployment setting LOCKSTEP_WORKERS=2 on this host.
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
-        with server(artifacts, port, args.batch_workers, scratch / "server-batch.log"):
+        with server(artifacts, args.batch_workers, scratch / "server-batch.log") as running:
+            base = running.url
             # Each keep-alive connection stays with the worker that accepted it: 16 spread over both.
             wrk(f"{base}/predict", bodies["batch_positional"], 16, 2)  # warm-up
             for kind in ("batch_named", "batch_positional"):
-                run = wrk(f"{base}/predict", bodies[kind], 16, args.seconds)
-                run["rows_per_s"] = run["requests_per_s"] * 1000
+                run = wrk_batches(f"{base}/predict", bodies[kind], 16, args.seconds)
                 run["workers"] = args.batch_workers
                 results[f"predict_{kind}_multiworker"] = run
     if results["estimator"] == "sklearn.linear_model.LogisticRegression":
@@ -474,7 +448,7 @@ def measure_family(
             artifacts, bodies["batch_v2_mlserver"], args.seconds, scratch
         )
     ratio = results["predict_single"]["requests_per_s"] / results["ceiling"]["requests_per_s"]
-    cpu = {key: statistics.median(results[key]["rounds_server_cpu_us_per_request"]) for key in runs}
+    cpu = {key: statistics.median(results[key]["rounds_server_cpu_us_per_request"]) for key in targets}
     results["verdict"] = {
         "single_row_vs_ceiling": ratio,
         # The same ratio from the server's CPU time per request (robust to the host's other load).
@@ -509,47 +483,24 @@ def linear_comparison(
     linear = linear_runner(artifacts.settings())
     one = served.parser.parse(orjson.dumps({"instances": [artifacts_example(artifacts)]}))
     body = write_bodies(scratch, artifacts)["one"]
-    ports = {"onnx": free_port(), "linear_numpy": free_port()}
-    runs: dict[str, list[dict[str, Any]]] = {"onnx": [], "linear_numpy": []}
     env = {} if coalesce else {"LOCKSTEP_COALESCE_MAX_ROWS": "0"}
+    linear_log = scratch / "server-linear.log"
     with (
-        server(artifacts, ports["onnx"], 1, scratch / "server-onnx.log", env_extra=env) as (onnx_process, _),
-        server(
-            artifacts,
-            ports["linear_numpy"],
-            1,
-            scratch / "server-linear.log",
-            module="bench.linear_runner",
-            env_extra=env,
-        ) as (linear_process, _),
+        server(artifacts, 1, scratch / "server-onnx.log", env_extra=env) as onnx_server,
+        server(artifacts, 1, linear_log, module="bench.linear_runner", env_extra=env) as linear_server,
     ):
-        processes = {"onnx": onnx_process, "linear_numpy": linear_process}
-        for port in ports.values():
-            wrk(f"http://127.0.0.1:{port}/predict", body, args.connections, 2)  # warm-up
-        for _ in range(args.rounds):
-            for key, port in ports.items():
-                runs[key].append(
-                    wrk_with_cpu(
-                        processes[key].pid,
-                        f"http://127.0.0.1:{port}/predict",
-                        body,
-                        args.connections,
-                        args.seconds,
-                    )
-                )
+        targets = {"onnx": (onnx_server, "/predict"), "linear_numpy": (linear_server, "/predict")}
+        for running, path in targets.values():
+            wrk(f"{running.url}{path}", body, args.connections, 2)  # warm-up
+        medians = alternated(targets, body, args)
     results: dict[str, Any] = {
         "coalesce": coalesce,
         "runner_one_row_us": {
             "onnx": median_seconds(lambda: served.runner.predict(one), 500) * 1e6,
             "linear_numpy": median_seconds(lambda: linear.predict(one), 500) * 1e6,
         },
+        **medians,
     }
-    for key, measured in runs.items():
-        ordered = sorted(measured, key=lambda run: run["requests_per_s"])
-        results[key] = ordered[len(ordered) // 2] | {
-            "rounds_requests_per_s": [run["requests_per_s"] for run in measured],
-            "rounds_server_cpu_us_per_request": [run["server_cpu_us_per_request"] for run in measured],
-        }
     results["onnx_vs_linear_numpy"] = (
         results["onnx"]["requests_per_s"] / results["linear_numpy"]["requests_per_s"]
     )
@@ -567,14 +518,13 @@ def artifacts_example(artifacts: Artifacts) -> dict[str, Any]:
 def peer_batch(artifacts: Artifacts, body: Path, seconds: int, scratch: Path) -> dict[str, Any]:
     """MLServer on the same pickle, run after lockstep's server has stopped (one at a time on the
     shared cores): 1,000-row V2 batches with predict_proba, with the load lockstep's V2 run had."""
-    with mlserver(artifacts.model, artifacts.lock, scratch / "mlserver.log") as (url, startup):
-        infer = f"{url}/v2/models/lockstep/infer"
+    with mlserver(artifacts.model, artifacts.lock, scratch / "mlserver.log") as peer:
+        infer = f"{peer.url}/v2/models/lockstep/infer"
         warm = wrk(infer, body, 4, 2)
         if warm["errors"]:
             raise SystemExit(f"MLServer refused the V2 body {body}; see {scratch / 'mlserver.log'}")
-        run = wrk(infer, body, 4, seconds)
-    run["rows_per_s"] = run["requests_per_s"] * 1000
-    run["startup_to_ready_s"] = startup
+        run = wrk_batches(infer, body, 4, seconds)
+    run["startup_to_ready_s"] = peer.startup_seconds
     return run
 
 
@@ -638,9 +588,12 @@ def main() -> int:
                 print(f"training {name} (dvc repro in a repo copy)", flush=True)
                 artifacts = train_family(work / "repo", FAMILIES[name])
             print(f"measuring {name}", flush=True)
-            results["families"][name] = measure_family(
-                artifacts, args, work, sustain=args.sustain > 0 and name == "logistic"
-            )
+            try:
+                results["families"][name] = measure_family(
+                    artifacts, args, work, sustain=args.sustain > 0 and name == "logistic"
+                )
+            except NotReadyError as exc:  # names the server and its log's last lines
+                raise SystemExit(f"{name}: {exc}") from None
     results["host"]["load_avg_end"] = os.getloadavg()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")

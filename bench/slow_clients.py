@@ -28,12 +28,10 @@ from typing import Any
 
 import orjson
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))  # `python bench/slow_clients.py` as well as `python -m bench.slow_clients`
-
-from api.settings import Settings  # noqa: E402
-from bench.serve_bench import free_port, hey_at_rate, rss_kib, server  # noqa: E402
-from tests.api.support import DEFAULT  # noqa: E402
+from api.settings import Settings
+from bench.serve_bench import hey_at_rate, rss_kib, server
+from tests.api.support import DEFAULT
+from tests.helpers import REPO_ROOT
 
 TRICKLE_LENGTH = 1024 * 1024  # declared, never sent
 
@@ -136,12 +134,11 @@ def main() -> int:
     os.environ["LOCKSTEP_HEADER_TIMEOUT_SECONDS"] = str(args.header_timeout)
     os.environ["LOCKSTEP_BODY_TIMEOUT_SECONDS"] = str(args.body_timeout)
     metadata = DEFAULT.metadata_document()
-    port = free_port()
     with tempfile.TemporaryDirectory() as scratch:
         body = Path(scratch) / "one.json"
         body.write_bytes(orjson.dumps({"instances": [metadata["example"]]}))
-        url = f"http://127.0.0.1:{port}/predict"
-        with server(DEFAULT, port, 1, Path(scratch) / "server.log") as (process, _):
+        with server(DEFAULT, 1, Path(scratch) / "server.log") as running:
+            process, port, url = running.process, running.port, f"{running.url}/predict"
             hey_at_rate(url, body, args.rate, 2)  # warm-up
             baseline = hey_at_rate(url, body, args.rate, seconds)
             rss_before = rss_kib(process.pid)

@@ -18,7 +18,7 @@ from contract import (
     locked_outs,
     parse_dvc_lock,
 )
-from tests.conftest import lock_stage_outputs, malicious_pickle
+from tests.helpers import lock_stage_outputs, malicious_pickle
 from tests.malformed_locks import BadLock, bad_lock_params
 
 

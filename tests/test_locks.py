@@ -76,11 +76,11 @@ def test_parse_lock_rejects_bad_lines_naming_the_file(tmp_path: Path, text: str,
 
 
 def test_diff_locks_names_added_removed_and_moved_packages() -> None:
-    h = ("0" * 64,)
+    h = frozenset({"0" * 64})
     old = {"a": Requirement("a", "1", h), "b": Requirement("b", "1", h), "c": Requirement("c", "1", h)}
     new = {
         "a": Requirement("a", "2", h),
-        "c": Requirement("c", "1", ("1" * 64,)),
+        "c": Requirement("c", "1", frozenset({"1" * 64})),
         "d": Requirement("d", "1", h),
     }
     assert diff_locks(new, old) == ["a: 1 -> 2", "extra b==1", "c==1: hashes differ", "missing d==1"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -13,6 +12,7 @@ import yaml
 
 from contract import MODEL_FILE
 from imagetool.repro_check import drift
+from tests.helpers import venv_env
 from tests.malformed_locks import BadLock, bad_lock_params
 
 LOCK = """schema: '2.0'
@@ -23,6 +23,19 @@ stages:
     - path: models/model.joblib
       md5: {md5}
 """
+
+
+def repro_check(cwd: Path, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """`python -m imagetool repro-check ARGS` in `cwd`, the venv first on PATH (for dvc)."""
+    return subprocess.run(
+        [sys.executable, "-m", "imagetool", "repro-check", *args],
+        cwd=cwd,
+        env=venv_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def test_drift_is_empty_for_identical_locks() -> None:
@@ -58,16 +71,7 @@ def test_check_repro_fails_when_the_committed_lock_does_not_reproduce(
     [model] = [out for out in doc["stages"]["train"]["outs"] if out["path"] == str(MODEL_FILE)]
     model["md5"] = "f" * 32
     lock.write_text(yaml.safe_dump(doc, sort_keys=False))
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    run = subprocess.run(
-        [sys.executable, "-m", "imagetool", "repro-check"],
-        cwd=repo,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    run = repro_check(repo, timeout=600)
     assert run.returncode == 1, run.stderr
     assert "`dvc repro` changed dvc.lock" in run.stderr
     assert f"{MODEL_FILE}: md5 {'f' * 32} -> " in run.stderr
@@ -80,15 +84,7 @@ def test_check_repro_refuses_a_malformed_committed_lock_naming_the_field(
     """Exit 2 and one line, before `dvc repro` runs (cwd is no DVC repository: it could not)."""
     lock = tmp_path / "dvc.lock"
     lock.write_bytes(case.spoil((repo_root / "dvc.lock").read_bytes()))
-    run = subprocess.run(
-        [sys.executable, "-m", "imagetool", "repro-check", str(lock)],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(repo_root)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    run = repro_check(tmp_path, str(lock), timeout=60)
     assert run.returncode == 2, run.stderr
     assert run.stderr.strip() == f"error: {case.expected(lock, MODEL_FILE)}"
     assert run.stdout == ""

@@ -5,14 +5,10 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +20,7 @@ from starlette.exceptions import StarletteDeprecationWarning
 
 import contract
 from api.settings import Settings
-from tests.conftest import copy_repo, venv_bin
+from tests.helpers import REPO_ROOT, copy_repo, venv_bin, venv_env
 
 # Starlette 1.x prefers httpx2 for its TestClient and warns (an error under this project's
 # filterwarnings) when only httpx is installed; the client works the same either way.
@@ -34,7 +30,6 @@ with warnings.catch_warnings():
 
 __all__ = ["TestClient"]
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 # Another checkout's (or an unpacked image's) artifacts can be tested by pointing this elsewhere.
 ARTIFACT_ROOT = Path(os.environ.get("LOCKSTEP_TEST_ARTIFACT_ROOT", REPO_ROOT))
 
@@ -147,51 +142,6 @@ def make_settings(**overrides: Any) -> Settings:
     return DEFAULT.settings(**overrides)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def wait_ready(port: int, process: subprocess.Popen[bytes], timeout: float = 60.0) -> float:
-    """Seconds until GET /readyz answered 200; fails if the server exits first."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if process.poll() is not None:
-            raise AssertionError(f"server exited early with {process.returncode}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as reply:
-                if reply.status == 200:
-                    return time.monotonic() - started
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError("server did not become ready")
-
-
-@contextmanager
-def running_server(
-    artifacts: Artifacts = DEFAULT, **env: str
-) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
-    """A real `python -m api` on a free loopback port, serving the given artifacts; killed on exit."""
-    port = free_port()
-    full_env = {**os.environ, "LOCKSTEP_PORT": str(port), **artifacts.env(), **env}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "api"],
-        cwd=REPO_ROOT,
-        env=full_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        wait_ready(port, process)
-        yield process, port
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.communicate(timeout=30)  # also closes the pipes
-
-
 def set_dotted(doc: dict[str, Any], key: str, value: Any) -> None:
     *parents, last = key.split(".")
     for part in parents:
@@ -208,10 +158,13 @@ def train_family(dest: Path, overrides: dict[str, Any]) -> Artifacts:
     for key, value in overrides.items():
         set_dotted(params, key, value)
     params_file.write_text(yaml.safe_dump(params, sort_keys=False))
-    # dvc.yaml's commands run `python`: it must be this interpreter, with the locked libraries.
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     done = subprocess.run(
-        [venv_bin("dvc"), "repro", "--quiet"], cwd=repo, env=env, capture_output=True, text=True, timeout=600
+        [venv_bin("dvc"), "repro", "--quiet"],
+        cwd=repo,
+        env=venv_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     if done.returncode != 0:
         raise RuntimeError(f"dvc repro failed for {overrides}:\n{done.stdout}\n{done.stderr}")

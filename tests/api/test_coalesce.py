@@ -18,7 +18,8 @@ from api.coalesce import MAX_REQUEST_ROWS, Coalescer
 from api.model import ServedModel, load_model, reproduce_check
 from api.runners import Runner, Scores
 from api.validation import Batch
-from tests.api.support import Artifacts, TestClient, running_server
+from tests.api.support import Artifacts, TestClient
+from tests.helpers import running_server
 
 
 def penguin_rows(artifacts: Artifacts) -> list[dict[str, Any]]:
@@ -140,8 +141,8 @@ def test_concurrent_requests_to_a_real_server_get_the_answers_they_get_alone(
         with urllib.request.urlopen(request, timeout=30) as reply:
             return bytes(reply.read())
 
-    # No access log: nobody reads the server's stdout pipe while it answers 480 requests.
-    with running_server(default_artifacts, LOCKSTEP_LOG_LEVEL="warning") as (_, port):
+    with running_server(default_artifacts) as server:
+        port = server.port
         alone = [post(port, body) for body in bodies]
         with ThreadPoolExecutor(max_workers=16) as pool:
             together = list(pool.map(lambda body: post(port, body), bodies))

@@ -6,7 +6,7 @@ import hashlib
 import re
 from typing import Any
 
-import pandas as pd
+import pandas as pd  # type: ignore[import-untyped]  # no pandas-stubs in the dev lock
 import pytest
 
 from contract import load_verified_pickle

@@ -41,7 +41,8 @@ def check_no_server_errors(app_settings: Settings, mode: GenerationMode) -> None
     app = create_app(app_settings)
     with TestClient(app):  # runs the lifespan: the document is built from the loaded model
         schema = schemathesis.openapi.from_asgi("/openapi.json", app)
-        operations = [result.ok() for result in schema.get_all_operations()]
+        # An Err (an operation the schema cannot describe) has no .ok(): the test fails on it.
+        operations = [result.ok() for result in schema.get_all_operations()]  # type: ignore[union-attr]
         assert {op.label for op in operations} >= {"POST /predict", "GET /model", "GET /readyz"}
         if mode is GenerationMode.NEGATIVE:  # operations without inputs have nothing to make invalid
             operations = [op for op in operations if op.method.upper() == "POST"]

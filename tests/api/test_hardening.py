@@ -231,7 +231,7 @@ def test_before_the_model_is_loaded_readiness_and_predict_answer_503(example: di
 
 
 def test_a_client_that_disconnects_mid_body_gets_nothing_and_is_counted_499(ready_app: Any) -> None:
-    messages = [
+    messages: list[dict[str, Any]] = [
         {"type": "http.request", "body": b'{"instances": [', "more_body": True},
         {"type": "http.disconnect"},
     ]
@@ -286,7 +286,7 @@ def test_make_run_the_image_tests_and_compose_cap_memory_and_pids_alike() -> Non
     import yaml
 
     from imagetool.container import HARDENED_FLAGS
-    from tests.api.support import REPO_ROOT
+    from tests.helpers import REPO_ROOT
 
     makefile = (REPO_ROOT / "mk/image.mk").read_text()
     memory = re.search(r"^RUN_MEMORY \?= (\S+)$", makefile, re.M)

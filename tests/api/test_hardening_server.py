@@ -16,7 +16,8 @@ import orjson
 import pytest
 import requests
 
-from tests.api.support import running_server
+from tests.api.support import DEFAULT
+from tests.helpers import running_server
 
 HEADER_TIMEOUT = 1.0
 BODY_TIMEOUT = 2.0
@@ -34,11 +35,12 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 def server() -> Iterator[int]:
     """One server with short deadlines and a small connection limit; yields its port."""
     with running_server(
+        DEFAULT,
         LOCKSTEP_HEADER_TIMEOUT_SECONDS=str(HEADER_TIMEOUT),
         LOCKSTEP_BODY_TIMEOUT_SECONDS=str(BODY_TIMEOUT),
         LOCKSTEP_MAX_CONNECTIONS=str(MAX_CONNECTIONS),
-    ) as (_, port):
-        yield port
+    ) as running:
+        yield running.port
 
 
 def read_reply(sock: socket.socket, timeout: float) -> bytes:

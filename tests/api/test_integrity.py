@@ -17,7 +17,8 @@ import pytest
 
 from api.app import create_app
 from contract import ContractError
-from tests.api.support import REPO_ROOT, Artifacts, TestClient
+from tests.api.support import Artifacts, TestClient
+from tests.helpers import REPO_ROOT
 from tests.malformed_locks import BAD_LOCKS, BadLock
 
 Tamper = Callable[[Artifacts], None]

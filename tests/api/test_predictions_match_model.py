@@ -7,7 +7,7 @@ import math
 from typing import Any
 
 import numpy as np
-import pandas as pd
+import pandas as pd  # type: ignore[import-untyped]  # no pandas-stubs in the dev lock
 
 from contract import load_verified_pickle
 from tests.api.support import DEFAULT, Artifacts, TestClient

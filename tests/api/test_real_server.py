@@ -12,7 +12,8 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.api.support import running_server
+from tests.api.support import DEFAULT
+from tests.helpers import running_server
 
 
 def healthcheck(port: int) -> int:
@@ -26,7 +27,8 @@ def healthcheck(port: int) -> int:
 @pytest.mark.timeout(120)
 def test_two_workers_share_metrics_and_the_healthcheck_follows_readiness(example: dict[str, Any]) -> None:
     body = orjson.dumps({"instances": [example]})
-    with running_server(LOCKSTEP_WORKERS="2") as (process, port):
+    with running_server(DEFAULT, LOCKSTEP_WORKERS="2") as server:
+        process, port = server.process, server.port
         assert healthcheck(port) == 0
         for _ in range(12):  # new connection each time: the kernel spreads them over both workers
             request = urllib.request.Request(

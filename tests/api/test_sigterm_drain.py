@@ -5,7 +5,6 @@ from __future__ import annotations
 import http.client
 import signal
 import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -13,24 +12,23 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.api.support import running_server
+from tests.api.support import DEFAULT
+from tests.helpers import Server, running_server
 
 IN_FLIGHT = 8
 ROWS = 200
 
 
 @pytest.fixture
-def server() -> Iterator[tuple[subprocess.Popen[bytes], int]]:
-    with running_server() as started:
+def server() -> Iterator[Server]:
+    with running_server(DEFAULT) as started:
         yield started
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(120)
-def test_sigterm_drains_in_flight_requests(
-    server: tuple[subprocess.Popen[bytes], int], example: dict[str, Any]
-) -> None:
-    process, port = server
+def test_sigterm_drains_in_flight_requests(server: Server, example: dict[str, Any]) -> None:
+    process, port = server.process, server.port
     body = orjson.dumps({"instances": [example] * ROWS})
     half = len(body) // 2
     connections = []
@@ -60,7 +58,7 @@ def test_sigterm_drains_in_flight_requests(
         assert len(orjson.loads(reply.read())["predictions"]) == ROWS
         connection.close()
 
-    stdout, _ = process.communicate(timeout=30)
+    stdout = server.output(timeout=30)
     # uvicorn re-raises SIGTERM once drained, so the exit status is "terminated by SIGTERM" (143 in a shell).
     assert process.returncode in (0, -signal.SIGTERM)
     records = [orjson.loads(line) for line in stdout.splitlines()]  # every line is JSON

@@ -72,7 +72,10 @@ def test_v2_metadata_declares_bytes_for_categories(served: tuple[Artifacts, Test
 
 
 def categorical(artifacts: Artifacts) -> str:
-    return next(f["name"] for f in artifacts.metadata_document()["features"] if f["kind"] == "categorical")
+    name: str = next(
+        f["name"] for f in artifacts.metadata_document()["features"] if f["kind"] == "categorical"
+    )
+    return name
 
 
 @pytest.mark.parametrize(

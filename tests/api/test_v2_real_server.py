@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.api.support import running_server
+from tests.api.support import DEFAULT
+from tests.helpers import running_server
 
 
 def post(port: int, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -34,7 +35,8 @@ def test_v2_infer_over_http_without_content_type(example: dict[str, Any]) -> Non
         "datatype": "FP64",
         "data": [example[n] for n in names] * 2,
     }
-    with running_server(LOCKSTEP_V2_MODEL_NAME="cancer") as (_, port):
+    with running_server(DEFAULT, LOCKSTEP_V2_MODEL_NAME="cancer") as server:
+        port = server.port
         base = f"http://127.0.0.1:{port}/v2"
         with urllib.request.urlopen(f"{base}/health/ready", timeout=10) as reply:
             assert reply.status == 200

@@ -11,7 +11,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,23 +27,16 @@ import pytest
 from imagetool import deploy, image, registry
 from imagetool import stack_images as stack_images_tool
 from imagetool.registry import Credentials, OciTarball, Registry
-from tests.conftest import copy_repo
 from tests.deploy.token_server import ISSUER, SERVICE, SigningKey, TokenServer, token_server, write_bundle
+from tests.helpers import REPO_ROOT as ROOT
+from tests.helpers import copy_repo, free_port, serving, venv_env, wait_ready
 from tests.image.conftest import link_build_inputs
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def run(
     cmd: list[str], cwd: Path = ROOT, check: bool = True, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", **(env or {})}
+    full_env = venv_env(**(env or {}))
     proc = subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True, check=False)
     if check and proc.returncode != 0:
         pytest.fail(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
@@ -101,27 +93,10 @@ def _serve_registry(tmp: Path, auth: str = "") -> Iterator[Registry]:
         f"  filesystem:\n    rootdirectory: {tmp}/store\n  delete:\n    enabled: true\n"
         f"http:\n  addr: 127.0.0.1:{port}\n{auth}"
     )
-    log = (tmp / "registry.log").open("w")
-    proc = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1):
-                    break
-            except urllib.error.HTTPError as exc:
-                if exc.code != 401:  # 401: up, and asking for credentials
-                    pytest.fail(f"the registry answers /v2/ with {exc.code}")
-                break
-            except OSError:
-                assert proc.poll() is None, (tmp / "registry.log").read_text()
-                assert time.monotonic() < deadline, "the registry did not answer within 15 s"
-                time.sleep(0.1)
+    command = [binary, "serve", str(config)]
+    # 401: up, and asking for credentials.
+    with serving(command, port, "/v2/", log=tmp / "registry.log", ready=(200, 401), timeout=15):
         yield Registry.parse(f"127.0.0.1:{port}/test")
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        log.close()
 
 
 @pytest.fixture(scope="session")
@@ -239,15 +214,7 @@ class Stack:
         return f"{self.name}_{name}"
 
     def wait_ready(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                http_json(f"{self.url}/readyz", timeout=2)
-                return
-            except OSError as exc:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"the stack's proxy at {self.url} is not ready after {timeout}s: {exc}")
-                time.sleep(0.2)
+        wait_ready(f"{self.url}/readyz", timeout=timeout)  # the stack's proxy
 
     def model_version(self) -> str:
         reply = http_json(f"{self.url}/readyz")

@@ -16,7 +16,7 @@ from tests.deploy.conftest import imagetool
 
 def deps(statement: dict[str, object]) -> dict[str, dict[str, str]]:
     found = statement["predicate"]["buildDefinition"]["resolvedDependencies"]  # type: ignore[index]
-    return {d["name"]: d["digest"] for d in found}  # type: ignore[union-attr]
+    return {d["name"]: d["digest"] for d in found}
 
 
 def test_statement_is_an_in_toto_slsa_v1_statement_about_the_locked_digest(repo_root: Path) -> None:

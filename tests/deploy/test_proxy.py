@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.conftest import free_port
+from tests.helpers import free_port
 
 PROXY = Path(__file__).resolve().parents[2] / "deploy/proxy/proxy.py"
 

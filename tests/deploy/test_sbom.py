@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,7 +38,7 @@ def tree(repo_root: Path, tmp_path: Path) -> Path:
     return tmp_path
 
 
-def components(text: str) -> dict[str, dict[str, object]]:
+def components(text: str) -> dict[str, dict[str, Any]]:
     return {c["bom-ref"]: c for c in json.loads(text)["components"]}
 
 
@@ -64,9 +65,9 @@ def test_sbom_lists_every_served_wheel_with_its_stored_file_hash(tree: Path) -> 
     store = inputs.store_files
     for req in parse_lock(inputs.serve_lock).values():
         entry = found[f"pkg:pypi/{req.name}@{req.version}"]
-        [digest] = [h["content"] for h in entry["hashes"]]  # type: ignore[attr-defined]
+        [digest] = [h["content"] for h in entry["hashes"]]
         assert digest in req.hashes
-        [prop] = entry["properties"]  # type: ignore[misc]
+        [prop] = entry["properties"]
         assert store[f"wheels/{prop['value']}"]["sha256"] == digest
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -19,14 +18,12 @@ import pytest
 
 from imagetool import image, ocidiff
 from imagetool.container import Container, made_run
-from tests.conftest import copy_repo
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import REPO_ROOT as ROOT
+from tests.helpers import copy_repo, free_port, venv_env
 
 
 def _run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=check)
+    return subprocess.run(cmd, cwd=cwd, env=venv_env(), capture_output=True, text=True, check=check)
 
 
 def imagetool_cli(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -96,13 +93,6 @@ def locked_builds(built_inputs: None, tmp_path_factory: pytest.TempPathFactory) 
     b = image.buildx(ROOT, inputs, out / "b.oci.tar", no_cache=True)
     locked = image.validate_image_lock(json.loads((ROOT / "image.lock").read_text()))
     return LockedBuild(a.oci, b.oci, locked["digest"])
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on now (the kernel's pick)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="session")

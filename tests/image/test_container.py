@@ -29,7 +29,8 @@ from imagetool.container import HARDENED_FLAGS, Container, made_run, make, make_
 from pipeline.data import read_table
 from pipeline.features import model_input
 from pipeline.schema import read_schema
-from tests.image.conftest import ROOT, free_port
+from tests.helpers import REPO_ROOT as ROOT
+from tests.helpers import free_port
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from imagetool import base, image
-from tests.conftest import copy_repo
-from tests.image.conftest import ROOT, imagetool_cli
+from tests.helpers import REPO_ROOT as ROOT
+from tests.helpers import copy_repo
+from tests.image.conftest import imagetool_cli
 
 LOCK_LINE = "If the change is intended: `make lock-image`."
 

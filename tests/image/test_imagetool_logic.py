@@ -14,6 +14,7 @@ import pytest
 
 from imagetool import aptsources, base, image, ocidiff, recipe, wheels
 from imagetool.common import ToolError
+from imagetool.locks import Requirement
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -151,7 +152,7 @@ numpy==2.0 ; python_version >= "3.9" \\
 
 def test_requirements_lock_parses_names_versions_and_hashes() -> None:
     reqs = wheels.parse_requirements(LOCK_TEXT)
-    assert reqs[0] == wheels.Requirement("foo-bar", "1.2", frozenset({H1, H2}))
+    assert reqs[0] == Requirement("foo-bar", "1.2", frozenset({H1, H2}))
     assert reqs[1].name == "numpy"
     assert reqs[1].version == "2.0"
 
@@ -185,9 +186,9 @@ def test_wheel_check_names_wrong_hash_missing_and_stale_files(tmp_path: Path) ->
     stale.write_bytes(b"x")
     good_hash = hashlib.sha256(b"good").hexdigest()
     reqs = [
-        wheels.Requirement("foo-bar", "1.2", frozenset({good_hash})),
-        wheels.Requirement("numpy", "2.0", frozenset({H1})),
-        wheels.Requirement("scipy", "1.0", frozenset({H1})),
+        Requirement("foo-bar", "1.2", frozenset({good_hash})),
+        Requirement("numpy", "2.0", frozenset({H1})),
+        Requirement("scipy", "1.0", frozenset({H1})),
     ]
     problems = wheels.check_wheels(reqs, tmp_path)
     text = "\n".join(problems)

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from imagetool import store
-from tests.conftest import copy_repo
-from tests.image.conftest import ROOT
+from tests.helpers import REPO_ROOT as ROOT
+from tests.helpers import copy_repo
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from imagetool import image, second_builder
-from tests.image.conftest import ROOT
+from tests.helpers import REPO_ROOT as ROOT
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

@@ -42,7 +42,7 @@ def test_altered_file_is_named_with_both_hashes(
     [message] = problems.altered
     assert "tini_0.19.0-1_amd64.deb" in message
     assert hashlib.sha256(b"dEb").hexdigest() in message
-    assert files["engine/debs/tini_0.19.0-1_amd64.deb"]["sha256"] in message
+    assert str(files["engine/debs/tini_0.19.0-1_amd64.deb"]["sha256"]) in message
     with pytest.raises(ToolError, match="refusing"):
         store.refuse_altered(problems)
 

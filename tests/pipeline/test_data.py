@@ -59,7 +59,7 @@ def test_load_raw_drops_rows_without_target_only_when_asked(tmp_path: Path) -> N
     assert table.y.tolist() == ["x", "y"]
 
 
-BAD_CSVS = {
+BAD_CSVS: dict[str, tuple[str, dict[str, Any], str]] = {
     "empty": ("", {}, "in.csv: empty file"),
     "header-only": ("a,label\n", {}, "in.csv: no data rows"),
     "no-target": ("a,b\n1,2\n", {}, "in.csv: no target column 'label'"),

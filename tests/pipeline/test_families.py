@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,8 +15,8 @@ import numpy as np
 import pytest
 
 from contract import load_verified_pickle, md5_hex
-from tests.conftest import lock_stage_outputs
 from tests.families import FAMILIES, Family
+from tests.helpers import lock_stage_outputs, pipeline_workdir
 
 pytestmark = pytest.mark.slow
 
@@ -39,9 +38,7 @@ def run_stage(cwd: Path, stage: str, env: dict[str, str] | None = None) -> None:
 
 
 def make_workdir(root: Path, repo_root: Path, family: Family) -> Path:
-    for part in ("pipeline", "contract"):
-        shutil.copytree(repo_root / part, root / part, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(repo_root / "data/raw", root / "data/raw")
+    pipeline_workdir(root)
     family.write_params(repo_root / "params.yaml", root / "params.yaml")
     return root
 
@@ -134,7 +131,7 @@ def _feed_onnx(serving: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str,
 
 
 def _sklearn_frame(meta: dict[str, Any], serving: dict[str, Any], rows: list[dict[str, Any]]) -> Any:
-    import pandas as pd
+    import pandas as pd  # type: ignore[import-untyped]  # no pandas-stubs in the dev lock
 
     data = {}
     for f in meta["features"]:
@@ -157,7 +154,7 @@ def test_check_rows_fed_by_the_contract_reproduce_sklearn(trained: tuple[Family,
     assert len(rows) == 8
     assert list(rows[0]) == [f["name"] for f in meta["features"]]
     if serving["path"] == "onnx":
-        import onnxruntime as ort
+        import onnxruntime as ort  # type: ignore[import-untyped]
 
         session = ort.InferenceSession(
             (workdir / "models/model.onnx").read_bytes(), providers=["CPUExecutionProvider"]

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from contract import load_dvc_lock, locked_outs
-from tests.conftest import lock_stage_outputs, malicious_pickle, venv_bin
+from tests.helpers import lock_stage_outputs, malicious_pickle, pipeline_workdir, venv_bin, venv_env
 
 pytestmark = pytest.mark.slow
 
@@ -30,9 +30,14 @@ def locked(lock_file: Path) -> dict[str, str]:
 
 
 def dvc(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     return subprocess.run(
-        [venv_bin("dvc"), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600, check=False
+        [venv_bin("dvc"), *args],
+        cwd=cwd,
+        env=venv_env(),  # dvc.yaml's `python` must be this interpreter
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
 
 
@@ -69,21 +74,13 @@ def run_stages(workdir: Path, stages: tuple[str, ...], env: dict[str, str]) -> N
         lock_stage_outputs(workdir, stage)  # as dvc repro does: export checks the model's md5
 
 
-def copy_sources(repo_root: Path, dest: Path, *, prepared: bool) -> Path:
-    parts = ["pipeline", "contract", "data/prepared" if prepared else "data/raw"]
-    for part in parts:
-        shutil.copytree(repo_root / part, dest / part, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(repo_root / "params.yaml", dest)
-    return dest
-
-
 @pytest.mark.parametrize("env", THREAD_SETTINGS, ids=THREAD_IDS)
 def test_training_gives_the_locked_model_bytes_under_any_thread_settings(
     repo_root: Path, tmp_path: Path, env: dict[str, str]
 ) -> None:
     """train and export (predict_proba and the ONNX conversion: BLAS-kernel sensitive too) give
     the bytes dvc.lock records for the pickle, the graph and serving.json."""
-    workdir = copy_sources(repo_root, tmp_path, prepared=True)
+    workdir = pipeline_workdir(tmp_path, data="data/prepared")
     run_stages(workdir, ("train", "export"), env)
     expected = locked(repo_root / "dvc.lock")
     assert {out: md5(workdir / out) for out in MODEL_OUTS} == {out: expected[out] for out in MODEL_OUTS}
@@ -120,7 +117,7 @@ def test_every_family_gives_the_same_bytes_under_any_thread_settings(
     estimator, hyper, target = FAMILIES[family]
     digests = []
     for i, env in enumerate(THREAD_SETTINGS):
-        workdir = copy_sources(repo_root, tmp_path / str(i), prepared=False)
+        workdir = pipeline_workdir(tmp_path / str(i))
         params = yaml.safe_load((workdir / "params.yaml").read_text())
         params["prepare"].update(raw_data="data/raw/penguins.csv", target=target, drop_missing_target=True)
         params["train"]["estimator"] = {"class": estimator, "params": hyper}

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from contract import md5_hex
-from tests.conftest import lock_stage_outputs, malicious_pickle
+from tests.helpers import lock_stage_outputs, malicious_pickle, pipeline_workdir
 from tests.malformed_locks import BAD_LOCKS, BadLock, bad_lock_params
 
 pytestmark = pytest.mark.slow
@@ -28,13 +28,9 @@ STAGE_OUTPUTS = {
 
 
 @pytest.fixture
-def workdir(tmp_path: Path, repo_root: Path) -> Path:
+def workdir(tmp_path: Path) -> Path:
     """A directory with the pipeline, the contract, params and raw data, and no outputs."""
-    for part in ("pipeline", "contract"):
-        shutil.copytree(repo_root / part, tmp_path / part, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(repo_root / "data/raw", tmp_path / "data/raw")
-    shutil.copy(repo_root / "params.yaml", tmp_path / "params.yaml")
-    return tmp_path
+    return pipeline_workdir(tmp_path)
 
 
 def edit_params(workdir: Path, change: Callable[[dict[str, Any]], object]) -> None:
@@ -177,13 +173,9 @@ def test_launcher_rejects_an_unknown_stage(workdir: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def trained_once(tmp_path_factory: pytest.TempPathFactory, repo_root: Path) -> Path:
+def trained_once(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """prepare and train run once, their outputs locked as dvc repro locks them."""
-    workdir = tmp_path_factory.mktemp("trained")
-    for part in ("pipeline", "contract"):
-        shutil.copytree(repo_root / part, workdir / part, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(repo_root / "data/raw", workdir / "data/raw")
-    shutil.copy(repo_root / "params.yaml", workdir / "params.yaml")
+    workdir = pipeline_workdir(tmp_path_factory.mktemp("trained"))
     for stage in ("prepare", "train"):
         assert run_stage(workdir, stage).returncode == 0
     return workdir

@@ -7,7 +7,7 @@ import pickle
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
+import pandas as pd  # type: ignore[import-untyped]  # no pandas-stubs in the dev lock
 import pytest
 from sklearn.pipeline import Pipeline
 
