@@ -302,8 +302,7 @@ def test_credentials_are_not_sent_to_a_plain_http_token_realm() -> None:
 def run_cli(args: list[str], cwd: Path, docker_config: Path, **env: str) -> subprocess.CompletedProcess[str]:
     """`python -m imagetool registry ...` with only the credentials given here (none from this host)."""
     base = {k: v for k, v in os.environ.items() if k not in (ENV_USERNAME, ENV_PASSWORD, "DOCKER_CONFIG")}
-    root = Path(__file__).resolve().parents[2]
-    full = {**base, "PYTHONPATH": str(root), "DOCKER_CONFIG": str(docker_config), **env}
+    full = {**base, "DOCKER_CONFIG": str(docker_config), **env}
     return imagetool("registry", *args, cwd=cwd, env=full)
 
 
