@@ -115,3 +115,11 @@ def main_wrapper(fn: Any) -> None:
     except KeyboardInterrupt:
         sys.exit(130)
     sys.exit(code or 0)
+
+
+def chosen_verb(argv: Sequence[str], tool: str, verbs: Sequence[str]) -> str:
+    """`argv`'s single verb if it is one of `verbs`; else the usage line and exit 2."""
+    if len(argv) == 1 and argv[0] in verbs:
+        return argv[0]
+    print(f"usage: python -m imagetool {tool} {{{','.join(verbs)}}}", file=sys.stderr)
+    raise SystemExit(2)

@@ -13,6 +13,8 @@ import re
 import sys
 from pathlib import Path
 
+from imagetool.common import chosen_verb
+
 IMAGE_LOCK = Path("image.lock")
 DEPLOY_DIR = Path("deploy")
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
@@ -65,12 +67,10 @@ def sync(digest: str, root: Path = DEPLOY_DIR) -> list[Path]:
 
 
 def main(argv: list[str]) -> int:
-    if argv not in (["check"], ["sync"]):
-        print("usage: python -m imagetool deploy {check,sync}", file=sys.stderr)
-        return 2
+    verb = chosen_verb(argv, "deploy", ("check", "sync"))
     try:
         digest = locked_digest()
-        if argv == ["sync"]:
+        if verb == "sync":
             for path in sync(digest):
                 print(f"deploy: {path} now pins {digest}")
             return 0

@@ -112,17 +112,10 @@ class Registry:
         scheme = "http" if hostname.strip("[]") in LOOPBACK else "https"
         return f"{scheme}://{self.host}/v2/{self.name}"
 
-    def request(
-        self,
-        method: str,
-        url: str,
-        body: bytes | IO[bytes] | None = None,
-        headers: dict[str, str] | None = None,
-        ok: tuple[int, ...] = (200, 201, 202),
-    ) -> Reply:
-        """One exchange through the session (authenticated when challenged); RegistryError outside `ok`."""
+    def request(self, method: str, url: str, **options: Any) -> Reply:
+        """One exchange through the session (RegistrySession.request: authenticated when challenged)."""
         assert self.session is not None  # __post_init__
-        return self.session.request(method, url, body, headers, ok)
+        return self.session.request(method, url, **options)
 
 
 def sha256(data: bytes) -> str:

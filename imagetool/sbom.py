@@ -31,7 +31,7 @@ from packageurl import PackageURL
 
 import contract
 from imagetool import minimal_root, recipe
-from imagetool.common import ToolError
+from imagetool.common import ToolError, chosen_verb
 from imagetool.locks import LockError, normalize, parse_lock
 
 SBOM_FILE = Path("image/sbom.cdx.json")
@@ -251,15 +251,13 @@ def build(inputs: Inputs) -> str:
 
 
 def main(argv: list[str]) -> int:
-    if argv not in (["write"], ["check"]):
-        print("usage: python -m imagetool sbom {write,check}", file=sys.stderr)
-        return 2
+    verb = chosen_verb(argv, "sbom", ("write", "check"))
     try:
         text = build(read_inputs())
     except SbomError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if argv == ["write"]:
+    if verb == "write":
         SBOM_FILE.write_text(text)
         print(f"sbom: wrote {SBOM_FILE}")
         return 0

@@ -78,32 +78,35 @@ def test_hand_edited_source_list_in_image_lock_is_refused(repo_copy: Callable[[]
     _assert_refused(repo, "image.lock", "edited by hand", command="verify")
 
 
-def test_incomplete_context_is_refused(repo_copy: Callable[[], Path]) -> None:
+@pytest.mark.parametrize(
+    ("change", "named", "hint"),
+    [
+        pytest.param(
+            lambda r: (r / "api/healthcheck.py").unlink(), "api/healthcheck.py", "incomplete", id="incomplete"
+        ),
+        pytest.param(
+            lambda r: (r / "models/metadata.json").unlink(), "models/metadata.json", "dvc pull", id="no-model"
+        ),
+        pytest.param(
+            lambda r: (r / "api/stray_notes.py").write_text("SECRET = 1\n"),
+            "api/stray_notes.py",
+            "not tracked by git",
+            id="untracked",
+        ),
+        pytest.param(
+            lambda r: (r / "build/base/rootfs.tar").unlink(),
+            "build/base/rootfs.tar",
+            "make base",
+            id="no-base",
+        ),
+    ],
+)
+def test_build_from_a_bad_context_is_refused_naming_the_file(
+    repo_copy: Callable[[], Path], change: Callable[[Path], object], named: str, hint: str
+) -> None:
     repo = repo_copy()
-    (repo / "api/healthcheck.py").unlink()
-    err = _assert_refused(repo, "api/healthcheck.py")
-    assert "incomplete" in err
-
-
-def test_missing_model_is_refused_with_dvc_hint(repo_copy: Callable[[], Path]) -> None:
-    repo = repo_copy()
-    (repo / "models/metadata.json").unlink()
-    err = _assert_refused(repo, "models/metadata.json")
-    assert "dvc pull" in err
-
-
-def test_untracked_file_in_context_is_refused(repo_copy: Callable[[], Path]) -> None:
-    repo = repo_copy()
-    (repo / "api/stray_notes.py").write_text("SECRET = 1\n")
-    err = _assert_refused(repo, "api/stray_notes.py")
-    assert "not tracked by git" in err
-
-
-def test_missing_base_tarball_says_make_base(repo_copy: Callable[[], Path]) -> None:
-    repo = repo_copy()
-    (repo / "build/base/rootfs.tar").unlink()
-    err = _assert_refused(repo, "build/base/rootfs.tar")
-    assert "make base" in err
+    change(repo)
+    assert hint in _assert_refused(repo, named)
 
 
 def test_serving_plan_of_another_model_is_refused_even_when_dvc_lock_agrees(
