@@ -233,7 +233,7 @@ def test_ceiling_route_is_off_by_default() -> None:
 def test_fastapi_route_and_lean_handler_answer_alike(
     example: dict[str, Any], feature_names: list[str]
 ) -> None:
-    """POST /predict is served by api.lean; the FastAPI route behind it must give the same answer."""
+    """POST /predict is answered by raw ASGI; the FastAPI route behind it must give the same answer."""
     from api.app import create_app
     from tests.api.support import make_settings
 

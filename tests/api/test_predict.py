@@ -1,4 +1,5 @@
-"""The /predict response spliced from fragments is byte for byte what orjson writes for the objects."""
+"""api.predict: the response spliced from fragments is byte for byte what orjson writes for the
+objects, and rows a model cannot score are refused by index."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from api.predictions import _prediction_objects, encode_predictions
+from api.predict import _prediction_objects, encode_predictions
 from api.runners import Scores
 
 numbers = st.one_of(
@@ -48,3 +49,19 @@ def test_answers_parse_to_one_prediction_per_row(rows: int) -> None:
     scores = Scores(labels=[1] * rows, probabilities=[[0.25, 0.75]] * rows)
     document = orjson.loads(encode_predictions("v", ("a", "b"), scores))
     assert document["predictions"] == [{"label": "b", "probabilities": {"a": 0.25, "b": 0.75}}] * rows
+
+
+def test_rows_a_model_cannot_score_are_refused_by_index() -> None:
+    from api.errors import ClientError
+    from api.predict import check_finite
+    from api.runners import Scores
+
+    nan, inf = float("nan"), float("inf")
+    for scores in (
+        Scores(labels=[1, 0, 0, 0], probabilities=[[0.2, 0.8], [nan, nan], [0.5, 0.5], [inf, 0.0]]),
+        Scores(values=[1.0, nan, 2.0, -inf]),
+    ):
+        with pytest.raises(ClientError) as refused:
+            check_finite(scores)
+        assert refused.value.status == 422
+        assert [p["row"] for p in refused.value.problems] == [1, 3]
