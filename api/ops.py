@@ -4,8 +4,10 @@ import orjson
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from api.predict import JSON, NOT_READY
+from api.errors import NOT_READY
 from api.state import ServiceState
+
+JSON = "application/json"
 
 
 def ops_router(state: ServiceState) -> APIRouter:

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Request, Response
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api.errors import ClientError, error_body, problem
+from api.errors import NOT_READY, ClientError, error_body, problem
 from api.request_context import request_context
 from api.runners import Scores
 from api.state import ServiceState
@@ -27,9 +27,8 @@ from api.validation import read_json_body
 JSON = "application/json"
 CEILING_PATH = "/_bench/ceiling"
 CEILING_BODY = b'{"ok":true}'
-NOT_READY = ClientError(503, "not_ready", "model not loaded")
 # A single row costs less as Python objects for orjson than spliced; from two rows splicing wins,
-# and for many rows those per-row objects (two dicts a row) were most of an answer's cost.
+# and for many rows those per-row objects (two dicts a row) would be most of an answer's cost.
 _SPLICE_ROWS = 2
 _JSON_HEADER = (b"content-type", b"application/json")
 
