@@ -71,7 +71,7 @@ def main(app: str = "api.app:app_from_env") -> int:
             lifespan="on",
             log_config=log_config(settings.log_level),
             log_level=settings.log_level,
-            access_log=False,  # api.middleware writes one JSON line per request instead
+            access_log=False,  # api.request_context writes one JSON line per request instead
             server_header=False,
             timeout_graceful_shutdown=settings.graceful_timeout_seconds,
         )

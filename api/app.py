@@ -1,4 +1,5 @@
-"""App factory: `create_app(settings)` wires routes, middleware, errors and the model-loading lifespan."""
+"""App factory: `create_app(settings)` wires routes, middleware, error handlers, the OpenAPI document
+and the lifespan that loads the model once."""
 
 import gc
 import logging
@@ -11,17 +12,16 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.utils import get_openapi
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from api.errors import ClientError, error_body, problem
-from api.lean import lean_routes
 from api.metrics import multiprocess_enabled
-from api.middleware import RequestContextMiddleware, request_context
 from api.model import load_model
-from api.routes import CEILING_PATH, build_router
-from api.schema import patch_openapi
+from api.openapi import install_openapi
+from api.ops import ops_router
+from api.predict import CEILING_PATH, lean_routes, predict_router
+from api.request_context import RequestContextMiddleware, request_context
 from api.settings import Settings
 from api.state import ServiceState
 from api.v2 import V2Service, build_v2_router
@@ -152,7 +152,8 @@ def create_app(settings: Settings) -> FastAPI:
         },
     )
     app.state.service = state
-    app.include_router(build_router(state))
+    app.include_router(ops_router(state))
+    app.include_router(predict_router(state))
     v2 = V2Service(state)
     app.include_router(build_v2_router(v2))
     _install_error_handlers(app)
@@ -160,24 +161,11 @@ def create_app(settings: Settings) -> FastAPI:
     if settings.enable_ceiling_route:
         routes.add(CEILING_PATH)
     routes |= v2.paths()
-    lean = lean_routes(state, CEILING_PATH if settings.enable_ceiling_route else None)
+    lean = lean_routes(state)
     lean[("POST", v2.infer_path)] = v2.lean_infer()
     app.state.lean_routes = lean
     app.add_middleware(RequestContextMiddleware, metrics=state.metrics, routes=routes, lean=lean)
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is not None:
-            return app.openapi_schema
-        document = get_openapi(
-            title=app.title, version=app.version, description=app.description, routes=app.routes
-        )
-        if state.model is None:
-            return document  # not cached: the model-specific parts come once the model is loaded
-        model = state.model
-        app.openapi_schema = patch_openapi(document, model.metadata, settings.max_rows, model.parser.max_abs)
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
+    install_openapi(app, state)
     return app
 
 

@@ -1,14 +1,14 @@
 """Scores small /predict requests that arrive together in one model call (opportunistic batching).
 
-Profiling under load showed an onnxruntime call costing ~30 µs of server CPU per request whatever
-its row count (the call's own work, and the caches it leaves cold for the next request), about as
-much as everything else /predict does for one row. Requests that are already parsed when the event
-loop reaches this module's flush join one call, so that cost is shared; nothing ever waits for a
-timer: a request alone is scored in the same loop pass as before, on its own.
+A model call has a cost per call whatever its row count (for onnxruntime ~30 µs of server CPU under
+load: the call's own work and the caches it leaves cold), about as much as everything else /predict
+does for one row. Requests that are already parsed when the event loop reaches the flush join one
+call, so that cost is shared; nothing waits for a timer: a request alone is scored in the same loop
+pass, on its own.
 
 Only models whose runner gives every row bit-identical output whether scored alone or among others
-are coalesced (api.model checks that at start-up on serving.json's check rows); the answers, and
-so the responses, are the same as without coalescing.
+are coalesced (the start-up check decides, on serving.json's check rows), so the answers, and the
+responses, are the same as without coalescing.
 """
 
 from __future__ import annotations

@@ -47,3 +47,7 @@ def error_body(
             }
         }
     )
+
+
+# Raised by every route that needs the model before the lifespan has loaded it.
+NOT_READY = ClientError(503, "not_ready", "model not loaded")

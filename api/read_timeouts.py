@@ -17,7 +17,7 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from api.errors import error_body, problem
-from api.middleware import READ_TIMEOUT_KEY, request_context
+from api.request_context import READ_TIMEOUT_KEY, request_context
 
 
 def _raw_response(status: int, reason: str, code: str, message: str, request_id: str) -> bytes:

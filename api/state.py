@@ -1,4 +1,4 @@
-"""Mutable per-app state shared by the lifespan (which fills it) and the handlers."""
+"""Mutable per-app state: filled by the lifespan, read by the request handlers."""
 
 from dataclasses import dataclass, field
 

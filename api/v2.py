@@ -34,14 +34,13 @@ from fastapi import APIRouter, Request, Response
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api.body import read_json_body
 from api.errors import MAX_REPORTED_ERRORS, ClientError, problem, safe_text
-from api.middleware import request_context
 from api.model import ServedModel
-from api.predictions import check_finite
+from api.predict import check_finite
+from api.request_context import request_context
 from api.runners import Scores
 from api.state import ServiceState
-from api.validation import Batch, InstanceParser
+from api.validation import Batch, InstanceParser, read_json_body
 
 JSON = "application/json"
 INT_TYPES = {

@@ -1,4 +1,4 @@
-"""Issue 11, in process: work bounded by what is reported, and every unhappy path's exact answer
+"""In process: work bounded by what is reported, and every unhappy path's exact answer
 (status, error code, headers): bodies that cost more than their size, unexpected errors, a model
 not yet loaded, clients that go away, unusual methods, trailing slashes."""
 

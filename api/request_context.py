@@ -1,4 +1,5 @@
-"""Pure-ASGI middleware: X-Request-ID, one JSON access-log line and metrics per request.
+"""The per-request envelope: X-Request-ID, one JSON access-log line and metrics per request, and the
+dispatch of hot routes to their raw ASGI handlers before FastAPI's routing.
 
 Written against raw ASGI rather than BaseHTTPMiddleware, which costs a task and a stream
 per request: this middleware is on every request's path, including the benchmarked ones.
@@ -17,7 +18,7 @@ from api.errors import error_body, problem
 from api.metrics import ServiceMetrics
 
 access_log = logging.getLogger("api.access")
-log = logging.getLogger("api.middleware")
+log = logging.getLogger("api.middleware")  # the name log readers already filter on
 
 # Echo a client's id only if it is short and harmless in headers and logs.
 _SAFE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:/+=-]{1,128}")
@@ -68,7 +69,7 @@ class RequestContextMiddleware:
         self.app = app
         self.metrics = metrics
         self.routes = frozenset(routes)
-        # Hot routes answered directly (api.lean), skipping the framework's routing. Kept by
+        # Hot routes answered directly, skipping the framework's routing. Kept by
         # reference: emptying the mapping (app.state.lean_routes) sends everything through FastAPI.
         self.lean = lean if lean is not None else {}
 

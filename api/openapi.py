@@ -1,13 +1,18 @@
-"""OpenAPI documents for the routes, built from the model's metadata: features, task, classes, example.
+"""The OpenAPI document: FastAPI's, with the model-specific request and response schemas patched in.
 
-The hot path validates with api.validation, not with pydantic, so the request schema is written
-here as JSON Schema directly; it states exactly what the validator accepts: numbers for numeric
-columns, strings for categorical ones, null for a missing value in any column.
+Requests are validated by hand, not by pydantic, so the request schema is written here as JSON
+Schema directly; it states exactly what the validator accepts: numbers for numeric columns,
+strings for categorical ones, null for a missing value in any column. The document is cached
+once the model is loaded; before that it is FastAPI's generic one.
 """
 
 from typing import Any
 
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
 from api.artifacts import Feature, Metadata
+from api.state import ServiceState
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -230,3 +235,23 @@ def patch_openapi(
         if operation is not None:
             operation.update(spec)
     return document
+
+
+def install_openapi(app: FastAPI, state: ServiceState) -> None:
+    """Make `app.openapi()` serve the patched document once `state` holds the model."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        if state.model is None:
+            return document  # not cached: the model-specific parts come once the model is loaded
+        model = state.model
+        app.openapi_schema = patch_openapi(
+            document, model.metadata, state.settings.max_rows, model.parser.max_abs
+        )
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -1,5 +1,5 @@
-"""Issue 11 against a real `python -m api` over loopback sockets: read deadlines, the connection
-limit, oversize bodies that every common client can read the 413 of, and clients that go away."""
+"""api.read_timeouts against a real `python -m api` over loopback sockets: read deadlines, the
+connection limit, oversize bodies that every common client can read the 413 of, and clients that go away."""
 
 from __future__ import annotations
 

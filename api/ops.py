@@ -1,20 +1,17 @@
-"""HTTP handlers. They close over the app's ServiceState rather than looking it up per request."""
+"""The operational routes: liveness, readiness, the served model's description and Prometheus metrics."""
 
 import orjson
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from api import handlers
-from api.errors import ClientError
+from api.errors import NOT_READY
 from api.state import ServiceState
 
 JSON = "application/json"
-CEILING_PATH = "/_bench/ceiling"
-_NOT_READY = ClientError(503, "not_ready", "model not loaded")
 
 
-def build_router(state: ServiceState) -> APIRouter:
-    """All routes of the service, bound to one ServiceState."""
+def ops_router(state: ServiceState) -> APIRouter:
+    """GET /healthz, /readyz, /model and /metrics, bound to one ServiceState."""
     router = APIRouter()
 
     @router.get("/healthz", tags=["ops"])
@@ -35,25 +32,12 @@ def build_router(state: ServiceState) -> APIRouter:
     async def model_info() -> Response:
         """Served model: version (md5), training params, metrics, features, library versions, lock hashes."""
         if state.model is None:
-            raise _NOT_READY
+            raise NOT_READY
         return Response(state.model_document, media_type=JSON)
 
     @router.get("/metrics", tags=["ops"])
     async def metrics() -> Response:
         """Prometheus metrics in text exposition format."""
         return Response(state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
-
-    @router.post("/predict", tags=["model"])
-    async def predict(request: Request) -> Response:
-        """Predict label and class probabilities for one or more instances (named or positional)."""
-        # Normally answered by api.lean before routing; this route defines its OpenAPI entry.
-        return Response(await handlers.predict(state, request.scope, request.receive), media_type=JSON)
-
-    if state.settings.enable_ceiling_route:
-
-        @router.post(CEILING_PATH, include_in_schema=False)
-        async def ceiling(request: Request) -> Response:
-            """Benchmark ceiling: the same body reading and validation as /predict, then a constant."""
-            return Response(await handlers.ceiling(state, request.scope, request.receive), media_type=JSON)
 
     return router

@@ -1,0 +1,165 @@
+"""POST /predict and the benchmark ceiling: reading, validating and scoring a body, writing the answer.
+
+The request reaches the core (`predict`, `ceiling`) two ways. The lean way is a raw ASGI app per
+route (`lean_routes`), which the request-context middleware calls directly: FastAPI's per-request
+machinery (router, dependency solving, exception middleware, Request/Response objects) costs more,
+measured, than validation and prediction together. The routed way (`predict_router`) is the FastAPI
+route, which defines the OpenAPI entry and answers when the lean mapping is emptied. Both call the
+same core and give the same error envelope.
+"""
+
+import math
+from collections.abc import Awaitable, Callable
+from functools import lru_cache
+from itertools import chain
+
+import orjson
+from fastapi import APIRouter, Request, Response
+from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from api.errors import NOT_READY, ClientError, error_body, problem
+from api.request_context import request_context
+from api.runners import Scores
+from api.state import ServiceState
+from api.validation import read_json_body
+
+JSON = "application/json"
+CEILING_PATH = "/_bench/ceiling"
+CEILING_BODY = b'{"ok":true}'
+# A single row costs less as Python objects for orjson than spliced; from two rows splicing wins,
+# and for many rows those per-row objects (two dicts a row) would be most of an answer's cost.
+_SPLICE_ROWS = 2
+_JSON_HEADER = (b"content-type", b"application/json")
+
+Core = Callable[[ServiceState, Scope, Receive], Awaitable[bytes]]
+
+
+async def predict(state: ServiceState, scope: Scope, receive: Receive) -> bytes:
+    """Read, validate and score a /predict body; returns the response JSON or raises ClientError."""
+    model = state.model
+    if model is None:
+        raise NOT_READY
+    batch = model.parser.parse(await read_json_body(scope, receive, state.settings.max_body_bytes))
+    scores = await model.scorer.predict(batch)
+    check_finite(scores)
+    body = encode_predictions(model.version, model.classes, scores)
+    state.metrics.observe_predictions(batch, scores.labels)
+    context = request_context(scope)
+    if context is not None:
+        context.rows = batch.rows
+    return body
+
+
+async def ceiling(state: ServiceState, scope: Scope, receive: Receive) -> bytes:
+    """The benchmark ceiling: the same reading and validation as predict, then a constant."""
+    if state.model is None:
+        raise NOT_READY
+    state.model.parser.parse(await read_json_body(scope, receive, state.settings.max_body_bytes))
+    return CEILING_BODY
+
+
+def _asgi(state: ServiceState, core: Core) -> ASGIApp:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            status, body = 200, await core(state, scope, receive)
+        except ClientError as exc:
+            context = request_context(scope)
+            request_id = context.request_id if context else None
+            status, body = exc.status, error_body(exc.status, exc.code, exc.message, exc.problems, request_id)
+        except ClientDisconnect:
+            return  # nobody to answer
+        headers = [_JSON_HEADER, (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    return app
+
+
+def lean_routes(state: ServiceState) -> dict[tuple[str, str], ASGIApp]:
+    """(method, path) -> raw ASGI app for POST /predict (and the ceiling when enabled)."""
+    routes = {("POST", "/predict"): _asgi(state, predict)}
+    if state.settings.enable_ceiling_route:
+        routes[("POST", CEILING_PATH)] = _asgi(state, ceiling)
+    return routes
+
+
+def predict_router(state: ServiceState) -> APIRouter:
+    """The FastAPI routes of POST /predict (and the ceiling when enabled), bound to one ServiceState."""
+    router = APIRouter()
+
+    @router.post("/predict", tags=["model"], name="predict")  # the name makes the operationId
+    async def predict_route(request: Request) -> Response:
+        """Predict label and class probabilities for one or more instances (named or positional)."""
+        return Response(await predict(state, request.scope, request.receive), media_type=JSON)
+
+    if state.settings.enable_ceiling_route:
+
+        @router.post(CEILING_PATH, include_in_schema=False, name="ceiling")
+        async def ceiling_route(request: Request) -> Response:
+            """Benchmark ceiling: the same body reading and validation as /predict, then a constant."""
+            return Response(await ceiling(state, request.scope, request.receive), media_type=JSON)
+
+    return router
+
+
+def check_finite(scores: Scores) -> None:
+    """Extreme valid inputs can still overflow a model's arithmetic (e.g. in float32): refuse those rows."""
+    rows = scores.probabilities if scores.probabilities is not None else [[v] for v in scores.values or []]
+    if all(map(math.isfinite, chain.from_iterable(rows))):
+        return
+    bad_rows = [i for i, row in enumerate(rows) if not all(map(math.isfinite, row))]
+    problems = [problem(row, None, "feature values too large for the model to score") for row in bad_rows]
+    raise ClientError(422, "out_of_range", f"row {bad_rows[0]}: feature values too large to score", problems)
+
+
+def encode_predictions(version: str, classes: tuple[str, ...], scores: Scores) -> bytes:
+    """{"model_version", "predictions": [{"label", "probabilities": {class: p}} | {"value"}]}."""
+    rows = len(scores.probabilities if scores.probabilities is not None else scores.values or [])
+    if rows < _SPLICE_ROWS:
+        return orjson.dumps({"model_version": version, "predictions": _prediction_objects(classes, scores)})
+    head = b'{"model_version":' + orjson.dumps(version) + b',"predictions":['
+    return head + _spliced_predictions(classes, scores, rows) + b"]}"
+
+
+def _prediction_objects(classes: tuple[str, ...], scores: Scores) -> list[dict[str, object]]:
+    if scores.probabilities is None:
+        return [{"value": v} for v in scores.values or []]
+    assert scores.labels is not None
+    return [
+        {"label": classes[i], "probabilities": dict(zip(classes, p, strict=True))}
+        for i, p in zip(scores.labels, scores.probabilities, strict=True)
+    ]
+
+
+@lru_cache(maxsize=8)
+def _fragments(classes: tuple[str, ...]) -> tuple[list[bytes], list[bytes]]:
+    """Per label, the JSON before a row's first probability; per later class, the JSON before its own."""
+    keys = [orjson.dumps(c) for c in classes]
+    heads = [b'{"label":' + key + b',"probabilities":{' + keys[0] + b":" for key in keys]
+    return heads, [b"," + key + b":" for key in keys]
+
+
+def _spliced_predictions(classes: tuple[str, ...], scores: Scores, rows: int) -> bytes:
+    """The predictions array's items, byte for byte what orjson writes for `_prediction_objects`,
+    spliced from fragments and orjson's own text of every number: no Python object per row."""
+    pieces: list[bytes]
+    if scores.probabilities is None:
+        pieces = [b'{"value":'] * (3 * rows)
+        pieces[1::3] = orjson.dumps(scores.values)[1:-1].split(b",")
+        pieces[2::3] = [b"},"] * rows
+        pieces[-1] = b"}"
+        return b"".join(pieces)
+    assert scores.labels is not None
+    width = len(classes)
+    numbers = orjson.dumps(list(chain.from_iterable(scores.probabilities)))[1:-1].split(b",")
+    heads, separators = _fragments(classes)
+    step = 2 * width + 1  # per row: head, p0, (separator, p)..., closing
+    pieces = [b"}},"] * (rows * step)
+    pieces[0::step] = [heads[i] for i in scores.labels]
+    for k in range(width):
+        pieces[2 * k + 1 :: step] = numbers[k::width]
+        if k:
+            pieces[2 * k :: step] = [separators[k]] * rows
+    pieces[-1] = b"}}"
+    return b"".join(pieces)
