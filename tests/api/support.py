@@ -9,7 +9,7 @@ import subprocess
 import sys
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,38 +34,36 @@ __all__ = ["TestClient"]
 ARTIFACT_ROOT = Path(os.environ.get("LOCKSTEP_TEST_ARTIFACT_ROOT", REPO_ROOT))
 
 
+# Where each artifact sits under a root (the contract's paths), and the setting that points the
+# service at it (LOCKSTEP_<SETTING> in the environment).
+_LAYOUT = {
+    "model": (contract.MODEL_FILE, "model_path"),
+    "onnx": (contract.ONNX_FILE, "onnx_path"),
+    "serving": (contract.SERVING_FILE, "serving_path"),
+    "metadata": (contract.METADATA_FILE, "metadata_path"),
+    "lock": (contract.DVC_LOCK_FILE, "dvc_lock_path"),
+    "test_split": (contract.TEST_CSV, None),
+}
+
+
 @dataclass(frozen=True)
 class Artifacts:
     """The pipeline's outputs under `root`, laid out as in the repository (paths from contract)."""
 
     root: Path
+    model: Path = field(init=False)
+    onnx: Path = field(init=False)
+    serving: Path = field(init=False)
+    metadata: Path = field(init=False)
+    lock: Path = field(init=False)
+    test_split: Path = field(init=False)
 
-    @property
-    def model(self) -> Path:
-        return self.root / contract.MODEL_FILE
-
-    @property
-    def onnx(self) -> Path:
-        return self.root / contract.ONNX_FILE
-
-    @property
-    def serving(self) -> Path:
-        return self.root / contract.SERVING_FILE
-
-    @property
-    def metadata(self) -> Path:
-        return self.root / contract.METADATA_FILE
-
-    @property
-    def lock(self) -> Path:
-        return self.root / contract.DVC_LOCK_FILE
-
-    @property
-    def test_split(self) -> Path:
-        return self.root / contract.TEST_CSV
+    def __post_init__(self) -> None:
+        for name, (relative, _) in _LAYOUT.items():
+            object.__setattr__(self, name, self.root / relative)
 
     def files(self) -> list[Path]:
-        return [self.model, self.onnx, self.serving, self.metadata, self.lock, self.test_split]
+        return [getattr(self, name) for name in _LAYOUT]
 
     def require(self) -> None:
         """The service tests run against what the pipeline produced; say so plainly if it has not run."""
@@ -75,13 +73,13 @@ class Artifacts:
                 f"missing pipeline outputs {missing}: run `dvc repro` (make repro) before the API tests"
             )
 
+    def served(self) -> dict[str, Path]:
+        """The service's path settings for these artifacts."""
+        return {setting: getattr(self, name) for name, (_, setting) in _LAYOUT.items() if setting}
+
     def settings(self, **overrides: Any) -> Settings:
         values: dict[str, Any] = {
-            "model_path": self.model,
-            "onnx_path": self.onnx,
-            "serving_path": self.serving,
-            "metadata_path": self.metadata,
-            "dvc_lock_path": self.lock,
+            **self.served(),
             "requirements_path": REPO_ROOT / "requirements.txt",
             "enable_ceiling_route": True,
         }
@@ -90,13 +88,7 @@ class Artifacts:
 
     def env(self) -> dict[str, str]:
         """LOCKSTEP_* variables that point `python -m api` at these artifacts."""
-        return {
-            "LOCKSTEP_MODEL_PATH": str(self.model),
-            "LOCKSTEP_ONNX_PATH": str(self.onnx),
-            "LOCKSTEP_SERVING_PATH": str(self.serving),
-            "LOCKSTEP_METADATA_PATH": str(self.metadata),
-            "LOCKSTEP_DVC_LOCK_PATH": str(self.lock),
-        }
+        return {f"LOCKSTEP_{setting.upper()}": str(path) for setting, path in self.served().items()}
 
     def copy_to(self, dest: Path) -> Artifacts:
         """A private copy, free to tamper with."""

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -209,16 +210,21 @@ def test_untampered_copy_is_served(artifact_copy: Artifacts) -> None:
         assert client.get("/readyz").status_code == 200
 
 
+def python_m_api(copy: Artifacts) -> subprocess.CompletedProcess[str]:
+    """`python -m api` serving `copy` (any free port): a tampered copy must stop it before it listens."""
+    env = {**os.environ, **copy.env(), "LOCKSTEP_PORT": "0"}
+    return subprocess.run(
+        [sys.executable, "-m", "api"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("tamper", "named", "reason"), REFUSALS[:8])
 def test_python_m_api_exits_2_with_one_line(
     artifact_copy: Artifacts, tamper: Tamper, named: str, reason: str
 ) -> None:
     tamper(artifact_copy)
-    env = {**os.environ, **artifact_copy.env(), "LOCKSTEP_PORT": "0"}
-    done = subprocess.run(
-        [sys.executable, "-m", "api"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60
-    )
+    done = python_m_api(artifact_copy)
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
@@ -238,95 +244,67 @@ def test_bad_setting_is_one_line(artifact_copy: Artifacts) -> None:
     assert line.startswith("lockstep: bad setting LOCKSTEP_PORT: ")
 
 
+DROP = object()  # set_field's value that removes the field
+
+
+def set_field(document: str, path: str, value: object) -> Tamper:
+    """Set (or DROP) one field of metadata.json or serving.json, addressed by a dotted path whose list
+    indices are numbers, and relock the file."""
+
+    def change(doc: Any) -> None:
+        *parents, last = path.split(".")
+        for key in parents:
+            doc = doc[int(key)] if isinstance(doc, list) else doc[key]
+        where: Any = int(last) if isinstance(doc, list) else last
+        if value is DROP:
+            del doc[where]
+        else:
+            doc[where] = value
+
+    return edit_json(lambda copy: getattr(copy, document), change)
+
+
 # Malformed artifacts whose md5 dvc.lock does record (a bad export, or a hand edit and `dvc commit`):
-# the exact one-line refusal, naming the file and the field; {metadata} and {serving} are the paths.
-MALFORMED_DOCUMENTS = [
-    pytest.param(
-        relock_raw(lambda c: c.metadata, b"{not json"), "{metadata} is not valid JSON", id="metadata-not-json"
+# the exact one-line refusal, naming the file and the field.
+MALFORMED_FIELDS = [  # (document, field, new value or DROP, the refusal after "<document path>: ")
+    ("metadata", "features", DROP, "features is missing or not a list"),
+    ("metadata", "features", {}, "features is missing or not a list"),
+    ("metadata", "features.0.name", 5, "features[0] has no name"),
+    ("metadata", "task", DROP, "task None is not one of ('binary', 'multiclass', 'regression')"),
+    ("metadata", "classes", "benign", "classes is missing or not a list"),
+    ("metadata", "example", DROP, "example is missing or not an object"),
+    ("metadata", "example", [], "example is missing or not an object"),
+    ("serving", "path", DROP, "path None is not one of ('onnx', 'sklearn')"),
+    ("serving", "classes", 5, "classes must be a list or null"),
+    ("serving", "gate", DROP, "gate is missing or not an object"),
+    ("serving", "gate", [], "gate is missing or not an object"),
+    ("serving", "missing_string", DROP, "missing_string must be a string"),
+    ("serving", "check.rows", "all", "check.rows must be a non-empty list of objects"),
+    ("serving", "check.labels.0", [], "check.labels must name one of the classes per check row"),
+    ("serving", "model", DROP, "model is missing or not an object"),
+]
+NOT_OBJECTS = [  # (document, bytes recorded in dvc.lock, the refusal after "<document path> ")
+    ("metadata", b"{x", "is not valid JSON"),
+    ("metadata", b"[]", "is not a JSON object"),
+    ("serving", b"{x", "is not valid JSON"),
+    ("serving", b"[1]", "is not a JSON object"),
+]
+MALFORMED_DOCUMENTS = [  # {metadata} and {serving} stand for the documents' paths
+    *(
+        pytest.param(
+            relock_raw(attrgetter(document), data),
+            f"{{{document}}} {message}",
+            id=f"{document}-{message.split()[-1].lower()}",
+        )
+        for document, data, message in NOT_OBJECTS
     ),
-    pytest.param(
-        relock_raw(lambda c: c.metadata, b"[]"), "{metadata} is not a JSON object", id="metadata-a-list"
-    ),
-    pytest.param(
-        edit_metadata(lambda d: d.pop("features")),
-        "{metadata}: features is missing or not a list",
-        id="metadata-no-features",
-    ),
-    pytest.param(
-        edit_metadata(lambda d: d.update(features={})),
-        "{metadata}: features is missing or not a list",
-        id="metadata-features-an-object",
-    ),
-    pytest.param(
-        edit_metadata(lambda d: d["features"][0].update(name=5)),
-        "{metadata}: features[0] has no name",
-        id="metadata-feature-name-a-number",
-    ),
-    pytest.param(
-        edit_metadata(lambda d: d.pop("task")),
-        "{metadata}: task None is not one of ('binary', 'multiclass', 'regression')",
-        id="metadata-no-task",
-    ),
-    pytest.param(
-        edit_metadata(lambda d: d.update(classes="benign")),
-        "{metadata}: classes is missing or not a list",
-        id="metadata-classes-a-string",
-    ),
-    pytest.param(
-        edit_metadata(lambda d: d.pop("example")),
-        "{metadata}: example is missing or not an object",
-        id="metadata-no-example",
-    ),
-    pytest.param(
-        edit_metadata(lambda d: d.update(example=[])),
-        "{metadata}: example is missing or not an object",
-        id="metadata-example-a-list",
-    ),
-    pytest.param(
-        relock_raw(lambda c: c.serving, b"{not json"), "{serving} is not valid JSON", id="serving-not-json"
-    ),
-    pytest.param(
-        relock_raw(lambda c: c.serving, b"[1]"), "{serving} is not a JSON object", id="serving-a-list"
-    ),
-    pytest.param(
-        edit_serving(lambda d: d.pop("path")),
-        "{serving}: path None is not one of ('onnx', 'sklearn')",
-        id="serving-no-path",
-    ),
-    pytest.param(
-        edit_serving(lambda d: d.update(classes=5)),
-        "{serving}: classes must be a list or null",
-        id="serving-classes-a-number",
-    ),
-    pytest.param(
-        edit_serving(lambda d: d.pop("gate")),
-        "{serving}: gate is missing or not an object",
-        id="serving-no-gate",
-    ),
-    pytest.param(
-        edit_serving(lambda d: d.update(gate=[])),
-        "{serving}: gate is missing or not an object",
-        id="serving-gate-a-list",
-    ),
-    pytest.param(
-        edit_serving(lambda d: d.pop("missing_string")),
-        "{serving}: missing_string must be a string",
-        id="serving-no-missing-string",
-    ),
-    pytest.param(
-        edit_serving(lambda d: d["check"].update(rows="all")),
-        "{serving}: check.rows must be a non-empty list of objects",
-        id="serving-check-rows-a-string",
-    ),
-    pytest.param(
-        edit_serving(lambda d: d["check"]["labels"].__setitem__(0, [])),
-        "{serving}: check.labels must name one of the classes per check row",
-        id="serving-check-label-a-list",
-    ),
-    pytest.param(
-        edit_serving(lambda d: d.pop("model")),
-        "{serving}: model is missing or not an object",
-        id="serving-no-model",
+    *(
+        pytest.param(
+            set_field(document, field, value),
+            f"{{{document}}}: {message}",
+            id=f"{document}-{field}-{'dropped' if value is DROP else type(value).__name__}",
+        )
+        for document, field, value, message in MALFORMED_FIELDS
     ),
 ]
 
@@ -365,10 +343,7 @@ def test_python_m_api_refuses_malformed_artifacts_with_exit_2_and_the_exact_line
     artifact_copy: Artifacts, tamper: Tamper, message: str
 ) -> None:
     tamper(artifact_copy)
-    env = {**os.environ, **artifact_copy.env(), "LOCKSTEP_PORT": "0"}
-    done = subprocess.run(
-        [sys.executable, "-m", "api"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60
-    )
+    done = python_m_api(artifact_copy)
     assert done.returncode == 2
     assert done.stderr == f"lockstep: refusing to start: {expected_refusal(artifact_copy, message)}\n"
     assert done.stdout == ""

@@ -23,49 +23,15 @@ import yaml
 from api.v2 import DATATYPES
 from tests.api.support import TestClient
 
-SPEC = yaml.safe_load((Path(__file__).parent / "spec" / "open_inference_rest.yaml").read_text())
 INFER = "/v2/models/lockstep/infer"
 
+SPEC_DIR = Path(__file__).parent / "spec"
 # inference_rest.md, "Inference Request Examples": the request, verbatim.
-SPEC_REQUEST = """
-    {
-      "id" : "42",
-      "inputs" : [
-        {
-          "name" : "input0",
-          "shape" : [ 2, 2 ],
-          "datatype" : "UINT32",
-          "data" : [ 1, 2, 3, 4 ]
-        },
-        {
-          "name" : "input1",
-          "shape" : [ 3 ],
-          "datatype" : "BOOL",
-          "data" : [ true ]
-        }
-      ],
-      "outputs" : [
-        {
-          "name" : "output0"
-        }
-      ]
-    }
-"""
+SPEC_REQUEST = (SPEC_DIR / "infer_request_example.json").read_text()
 # ... and its response, verbatim but for one character: the text lacks the comma after "id" : "42"
 # (not JSON as printed). It also has no model_name, which the OpenAPI file requires.
-SPEC_RESPONSE = """
-    {
-      "id" : "42",
-      "outputs" : [
-        {
-          "name" : "output0",
-          "shape" : [ 3, 2 ],
-          "datatype"  : "FP32",
-          "data" : [ 1.0, 1.1, 2.0, 2.1, 3.0, 3.1 ]
-        }
-      ]
-    }
-"""
+SPEC_RESPONSE = (SPEC_DIR / "infer_response_example.json").read_text()
+SPEC = yaml.safe_load((SPEC_DIR / "open_inference_rest.yaml").read_text())
 # inference_rest.md, "Tensor Data Types", the table's first column.
 SPEC_DATATYPES = ["BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64"]
 SPEC_DATATYPES += ["FP16", "FP32", "FP64", "BYTES"]
