@@ -30,10 +30,13 @@ class ServedModel:
     version: str  # md5 of models/model.joblib, the model of record
     metadata: Metadata
     serving: ServingPlan
-    runner: Runner
     parser: InstanceParser
     description: dict[str, Any]
     scorer: Coalescer  # how /predict calls the runner: small requests arriving together share a call
+
+    @property
+    def runner(self) -> Runner:
+        return self.scorer.runner
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -227,7 +230,6 @@ def load_model(settings: Settings) -> ServedModel:
         version=artifacts.md5s["model"],
         metadata=metadata,
         serving=plan,
-        runner=runner,
         parser=InstanceParser(metadata.features, settings.max_rows, max_abs(plan)),
         description=_describe(settings, artifacts, runner, worst, coalesce_rows),
         scorer=Coalescer(runner, coalesce_rows),

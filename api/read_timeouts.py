@@ -38,9 +38,9 @@ class ReadTimeoutProtocol(HttpToolsProtocol):
     def __init__(
         self,
         *args: Any,
-        header_timeout: float = 10.0,
-        body_timeout: float = 30.0,
-        max_connections: int = 2048,
+        header_timeout: float,
+        body_timeout: float,
+        max_connections: int,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)

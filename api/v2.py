@@ -40,7 +40,7 @@ from api.predict import check_finite
 from api.request_context import request_context
 from api.runners import Scores
 from api.state import ServiceState
-from api.validation import Batch, InstanceParser, read_json_body
+from api.validation import Batch, read_json_body
 
 JSON = "application/json"
 INT_TYPES = {
@@ -277,10 +277,10 @@ class V2Codec:
             array = np.array(values, dtype=np.float64)
         except OverflowError:
             raise bad_request(f"{where}: a value is out of range for a 64-bit float", tensor.name) from None
-        present = array[~np.isnan(array)]  # not nanmin: an all-null tensor would warn
-        if datatype in INT_TYPES and present.size:
+        if datatype in INT_TYPES:
+            present = array[~np.isnan(array)]  # not nanmin: an all-null tensor would warn
             info = np.iinfo(INT_TYPES[datatype])
-            if present.min() < info.min or present.max() > info.max:
+            if present.size and (present.min() < info.min or present.max() > info.max):
                 raise bad_request(f"{where}: a value is out of {datatype}'s range", f"{tensor.name}.data")
         max_abs = self.model.parser.max_abs
         if not (np.abs(array) <= max_abs).all():  # False for NaN: null, or a NaN token
@@ -370,7 +370,7 @@ class V2Service:
         codec = self.codec(name, version)
         body = await read_json_body(_assume_json(scope), receive, self.state.settings.max_body_bytes)
         # orjson, else the standard parser, which reads NaN and Infinity so they are refused by name.
-        doc = InstanceParser._load_for_diagnosis(body)
+        doc, _ = codec.model.parser.load(body)
         batch, outputs = codec.decode(doc)
         scores = codec.model.runner.predict(batch)
         check_finite(scores)

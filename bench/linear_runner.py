@@ -10,7 +10,6 @@ own uvicorn set-up (`api.__main__.main`), so the only difference between the two
 from __future__ import annotations
 
 import dataclasses
-import io
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -81,12 +80,9 @@ class LinearRunner:
 
 def linear_runner(settings: Settings) -> LinearRunner:
     """From the pickle, unpickled only once its md5 matches dvc.lock's."""
-    import joblib
-
     artifacts = verify_artifacts(settings)  # metadata and serving plan, checked against dvc.lock
-    lock = contract.load_dvc_lock(settings.dvc_lock_path)
-    raw, _ = contract.verified_bytes(settings.model_path, lock, settings.dvc_lock_path, "model")
-    return LinearRunner(joblib.load(io.BytesIO(raw)), artifacts.metadata, artifacts.serving.missing_string)
+    model, _ = contract.load_verified_pickle(settings.model_path, settings.dvc_lock_path)
+    return LinearRunner(model, artifacts.metadata, artifacts.serving.missing_string)
 
 
 def with_linear_runner(app: FastAPI, runner: LinearRunner) -> FastAPI:
@@ -98,9 +94,7 @@ def with_linear_runner(app: FastAPI, runner: LinearRunner) -> FastAPI:
         async with loaded(app):
             state = app.state.service
             model = state.model
-            state.model = dataclasses.replace(
-                model, runner=runner, scorer=Coalescer(runner, model.scorer.max_rows)
-            )
+            state.model = dataclasses.replace(model, scorer=Coalescer(runner, model.scorer.max_rows))
             yield
 
     app.router.lifespan_context = lifespan

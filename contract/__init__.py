@@ -14,7 +14,7 @@ Formats (all JSON written with sorted keys where order carries no meaning, float
 
 `models/model.joblib` (stage train): the fitted scikit-learn Pipeline (preprocessing built from the
     schema, then the estimator params.yaml names). Loaded only after its md5 matched dvc.lock:
-    `load_verified_pickle` everywhere outside the service (stages, tools, tests, benchmarks);
+    `load_verified_pickle` everywhere outside the service (stages, tests, benchmarks);
     `dvc repro` records train's outputs in dvc.lock before evaluate and export run.
 
 `models/metadata.json` (stage evaluate): what the service shows and validates against,

@@ -70,9 +70,9 @@ def git_commit(root: Path) -> str | None:
     return head.stdout.strip()
 
 
-def dependencies(root: Path = Path()) -> list[dict[str, Any]]:
-    """Every input of the image build as an in-toto ResourceDescriptor, sorted by name."""
-    lock = _json(root / IMAGE_LOCK)
+def dependencies(root: Path, lock: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every input of the image build (`lock`: image.lock's document) as an in-toto
+    ResourceDescriptor, sorted by name."""
     inputs = lock.get("inputs") or {}
     deps: dict[str, dict[str, str]] = {}
     for name, digest in (inputs.get("sources") or {}).items():
@@ -124,7 +124,7 @@ def statement(root: Path = Path()) -> dict[str, Any]:
                     "sourceDateEpoch": inputs.get("source_date_epoch"),
                 },
                 "internalParameters": {"sourceTreeSha256": inputs.get("source_tree_sha256")},
-                "resolvedDependencies": dependencies(root),
+                "resolvedDependencies": dependencies(root, lock),
             },
             "runDetails": {
                 "builder": {"id": BUILDER_ID, "version": lock.get("built_with") or {}},

@@ -46,7 +46,7 @@ def main(argv: list[str]) -> int:
     except ContractError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    run = subprocess.run(["dvc", "repro"], check=False)
+    run = subprocess.run(["dvc", "repro"], cwd=lock.resolve().parent, check=False)  # the lock's project
     if run.returncode != 0:
         return run.returncode
     try:
