@@ -176,12 +176,14 @@ cmd_status() {
 #   diffoscope-minimal  file-level diff when `make verify` finds two builds differ
 #   zstd                reads the image's zstd-compressed layers (size, layer diffs)
 #   gpg                 the InRelease trust tests sign with a throwaway key (gpgv, which checks, comes with apt)
+#   qemu-user-static    runs the pipeline on an emulated CPU (tests/pipeline/test_qemu_cpu.py)
 cmd_host_tools() {
     local need=()
     command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
     command -v diffoscope >/dev/null || need+=(diffoscope-minimal)
     command -v zstd >/dev/null || need+=(zstd)
     command -v gpg >/dev/null || need+=(gpg)
+    command -v qemu-x86_64-static >/dev/null || need+=(qemu-user-static)
     [[ ${#need[@]} -eq 0 ]] && return 0
     is_debian || die "not a Debian host; install ${need[*]} (Debian/Ubuntu package names) yourself"
     [[ "$(id -u)" -eq 0 ]] || die "host-tools needs root (apt-get)"

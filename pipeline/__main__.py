@@ -1,10 +1,10 @@
 """Run one stage with a pinned numeric environment: `python -m pipeline STAGE`.
 
-Floating-point results (and so the model's bytes and the metrics) depend on which BLAS kernel
-runs and on how many threads split the work. OpenBLAS picks its kernel from the CPU at load
-time (AVX2, AVX-512, ...), so two machines can train different bits from the same data. Before
-numpy is imported, pin the most portable x86-64 kernel and one thread; both are read only when
-the library loads, hence this launcher instead of a setting inside the stages.
+Floating-point results (and so the model's bytes and the metrics) depend on which kernels run and
+on how many threads split the work: OpenBLAS, numpy and glibc pick their kernels from the CPU, and
+read the settings that pin them only when they load or when the process starts. So the launcher
+re-executes the interpreter once with the pins (pipeline/pinning.py), checks that every
+dispatcher reports the pinned level, and only then runs the stage.
 """
 
 from __future__ import annotations
@@ -13,23 +13,29 @@ import importlib
 import os
 import sys
 
+from pipeline.pinning import REEXEC_MARK, PinError, check, needs_reexec, pinned_environ, reexec_command
+
 STAGES = ("prepare", "train", "evaluate", "export")
-PINNED_ENV = {
-    "OPENBLAS_CORETYPE": "Prescott",  # SSE3 kernels: present on every x86-64 CPU
-    "OPENBLAS_NUM_THREADS": "1",
-    "OMP_NUM_THREADS": "1",
-    "MKL_NUM_THREADS": "1",
-}
 
 
 def main(argv: list[str]) -> int:
     if len(argv) != 1 or argv[0] not in STAGES:
         print(f"usage: python -m pipeline {{{','.join(STAGES)}}}", file=sys.stderr)
         return 2
-    if "numpy" in sys.modules:  # too late to pin anything
-        print("error: numpy was imported before the numeric environment was pinned", file=sys.stderr)
+    if needs_reexec(os.environ):
+        if os.environ.get(REEXEC_MARK):  # the pins did not survive the re-execution: no loop
+            print("error: the numeric pins were lost when the interpreter restarted", file=sys.stderr)
+            return 2
+        if "numpy" in sys.modules:  # too late to pin anything in this process
+            print("error: numpy was imported before the numeric environment was pinned", file=sys.stderr)
+            return 2
+        command = reexec_command(argv)
+        os.execve(command[0], command, {**pinned_environ(os.environ), REEXEC_MARK: "1"})
+    try:
+        check()
+    except PinError as exc:
+        print(f"error: cannot pin the numeric environment: {exc}", file=sys.stderr)
         return 2
-    os.environ.update(PINNED_ENV)
     from pipeline.errors import run_stage
 
     stage = importlib.import_module(f"pipeline.{argv[0]}")
