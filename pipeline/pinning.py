@@ -102,7 +102,9 @@ def pinned_environ(environ: Mapping[str, str]) -> dict[str, str]:
     level) is dropped."""
     env = {k: v for k, v in environ.items() if k != "NPY_ENABLE_CPU_FEATURES"}
     env.update(PINNED_ENV)
-    env["NPY_DISABLE_CPU_FEATURES"] = _merge_words(environ.get("NPY_DISABLE_CPU_FEATURES"), NUMPY_DISABLED, " ")
+    env["NPY_DISABLE_CPU_FEATURES"] = _merge_words(
+        environ.get("NPY_DISABLE_CPU_FEATURES"), NUMPY_DISABLED, " "
+    )
     env["GLIBC_TUNABLES"] = merge_tunables(environ.get("GLIBC_TUNABLES"))
     return env
 
@@ -147,7 +149,8 @@ def glibc_active() -> dict[str, bool]:
     leaf.restype = ctypes.POINTER(ctypes.c_uint * 8)
     leaf.argtypes = [ctypes.c_uint]
     return {
-        name: bool(leaf(index).contents[4 + reg] >> bit & 1) for name, (index, reg, bit) in _GLIBC_BITS.items()
+        name: bool(leaf(index).contents[4 + reg] >> bit & 1)
+        for name, (index, reg, bit) in _GLIBC_BITS.items()
     }
 
 
@@ -173,7 +176,9 @@ def check() -> None:
         raise PinError(f"numpy does not find its baseline {NUMPY_BASELINE} on this CPU")
     active = [t for t in dispatch if features.get(t)]
     if active:
-        raise PinError(f"numpy still dispatches to {', '.join(active)}: NPY_DISABLE_CPU_FEATURES did not take effect")
+        raise PinError(
+            f"numpy still dispatches to {', '.join(active)}: NPY_DISABLE_CPU_FEATURES did not take effect"
+        )
     check_openblas()
 
 
