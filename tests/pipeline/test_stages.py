@@ -16,7 +16,7 @@ from pipeline.data import Table
 from pipeline.errors import PipelineError
 from pipeline.estimator import build_estimator, resolve_class, task_of
 from pipeline.evaluate import build_metadata, classification_metrics, regression_metrics, roc_points
-from pipeline.export import attempt, check_rows, reference_outputs, serving_document, with_probes
+from pipeline.export import attempt, check_margin, check_rows, reference_outputs, serving_document, with_probes
 from pipeline.features import model_input
 from pipeline.params import EstimatorParams, PrepareParams, TrainParams, load_params
 from pipeline.prepare import split
@@ -265,6 +265,21 @@ def test_export_takes_the_exact_path_when_the_gate_fails(table: Table) -> None:
     assert onnx_bytes == b""
     assert "gate failed: worst difference" in doc["reason"]
     assert doc["gate"]["passed"] is False
+    assert "0.001" not in doc["reason"]  # no measured number: serving.json must not vary by CPU
+
+
+def test_export_stops_when_the_gate_passes_inside_the_margin(table: Table) -> None:
+    """Within the tolerance but above tolerance / MARGIN (linear, double: 1e-12 / 2), another CPU's
+    onnxruntime could decide otherwise: the stage stops instead of taking either path."""
+    model = train(table, _schema(), params=LOGISTIC)
+    X = model_input(table.X, _schema())
+    ref = reference_outputs(model, X, _schema())
+    near = type(ref)(labels=ref.labels, outputs=ref.outputs + 7.5e-13)
+    taken = attempt(model, _schema(), X, near, "double")
+    assert taken.passed
+    with pytest.raises(PipelineError, match=r"worst difference 7\.5e-13 lies between tolerance/2 \(5e-13\)"):
+        check_margin(model, taken)
+    check_margin(model, attempt(model, _schema(), X, ref, "double"))  # 2e-16: well inside
 
 
 def test_committed_artifacts_agree_with_each_other(repo_root: Path) -> None:
