@@ -26,6 +26,10 @@ def main(argv: list[str]) -> int:
     if len(argv) != 1 or argv[0] not in STAGES:
         print(f"usage: python -m pipeline {{{','.join(STAGES)}}}", file=sys.stderr)
         return 2
+    from pipeline.toolchain import dispatch  # the locked toolchain, unless LOCKSTEP_TRAIN=host
+
+    if (status := dispatch(argv[0])) is not None:
+        return status
     if "numpy" in sys.modules:  # too late to pin anything
         print("error: numpy was imported before the numeric environment was pinned", file=sys.stderr)
         return 2
