@@ -88,7 +88,10 @@ def require_engine() -> None:
 def image_id(ref: str) -> str | None:
     """The engine's id of ``ref`` (with the containerd image store: the manifest digest), or None."""
     p = subprocess.run(
-        ["docker", "image", "inspect", "--format", "{{.Id}}", ref], capture_output=True, text=True, check=False
+        ["docker", "image", "inspect", "--format", "{{.Id}}", ref],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     return p.stdout.strip() if p.returncode == 0 else None
 
@@ -173,7 +176,7 @@ def make_context(context: Path) -> Path:
 def labels(inputs: dict[str, Any]) -> dict[str, str]:
     return {
         "org.opencontainers.image.title": "lockstep-toolchain",
-        "org.opencontainers.image.description": "Training toolchain; digest is a function of the locked inputs",
+        "org.opencontainers.image.description": "Training toolchain; digest: a function of the locked inputs",
         "io.lockstep.requirements.sha256": inputs["requirements_sha256"],
         "io.lockstep.base-lock.sha256": inputs["base_lock_sha256"],
     }
@@ -200,7 +203,11 @@ def _cached(inputs: dict[str, Any]) -> image.BuildResult | None:
         oci = ocidiff.open_oci(OCI_TAR)
     except (OSError, ValueError, ToolError):
         return None
-    if last.get("inputs") != inputs or last.get("digest") != oci.digest or image_id(oci.digest) != oci.digest:
+    if (last.get("inputs"), last.get("labels")) != (inputs, labels(inputs)) or last.get(
+        "digest"
+    ) != oci.digest:
+        return None
+    if image_id(oci.digest) != oci.digest:
         return None
     return image.BuildResult(oci.digest, oci, 0.0, cached=True)
 
@@ -214,14 +221,16 @@ def build(no_cache: bool = False) -> image.BuildResult:
         return cached
     result = _build(inputs, OCI_TAR, no_cache)
     image.load_and_tag(result, [f"{REPOSITORY}:latest"])
-    common.write_json_atomic(LAST_BUILD, {"digest": result.digest, "inputs": inputs})
+    common.write_json_atomic(
+        LAST_BUILD, {"digest": result.digest, "inputs": inputs, "labels": labels(inputs)}
+    )
     log(f"toolchain: built in {result.seconds:.1f}s, loaded as {REPOSITORY}:latest ({result.digest})")
     return result
 
 
 def differs_from_lock(digest: str, lock: dict[str, Any]) -> InputError:
     diffs = input_differences(lock["inputs"], current_inputs())
-    why = ("; the inputs differ: " + "; ".join(diffs)) if diffs else "; all inputs are equal (another builder?)"
+    why = f"; the inputs differ: {'; '.join(diffs)}" if diffs else "; all inputs are equal (another builder?)"
     return InputError(
         f"the toolchain builds to {digest}, but {rel(LOCK)} locks {lock['digest']}{why}; "
         "`make lock-toolchain` records an intended change"

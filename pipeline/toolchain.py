@@ -32,7 +32,7 @@ TOOLCHAIN_PREFIX = "/opt/venv"  # the toolchain's venv (image/toolchain.Dockerfi
 PASSED_ENV = ("NPY_DISABLE_CPU_FEATURES", "GLIBC_TUNABLES")
 
 
-class ToolchainUnavailable(Exception):
+class ToolchainUnavailableError(Exception):
     """The toolchain cannot run this stage: the message is one line saying what to do."""
 
 
@@ -54,16 +54,16 @@ def check_toolchain(cwd: Path) -> str:
     from imagetool.common import ToolError
 
     if problem := toolchain.engine_problem():
-        raise ToolchainUnavailable(problem)
+        raise ToolchainUnavailableError(problem)
     try:
         digest = toolchain.locked_digest(cwd)
     except ToolError as e:
-        raise ToolchainUnavailable(str(e)) from None
+        raise ToolchainUnavailableError(str(e)) from None
     if toolchain.image_id(digest) == digest:
         return digest
     latest = toolchain.image_id(f"{toolchain.REPOSITORY}:latest")
     other = f" ({toolchain.REPOSITORY}:latest is {latest}, not the locked one)" if latest else ""
-    raise ToolchainUnavailable(
+    raise ToolchainUnavailableError(
         f"the training toolchain {digest} (image/toolchain.lock.json) is not in the Docker engine{other}: "
         "run `make toolchain` (builds it offline from the store; it names any input that differs)"
     )
@@ -76,7 +76,7 @@ def dispatch(stage: str, env: dict[str, str] | None = None) -> int | None:
     mode = env.get(MODE_ENV, "toolchain")
     if mode == IN_IMAGE:
         if sys.prefix != TOOLCHAIN_PREFIX:
-            print(f"error: {MODE_ENV}=container is the toolchain image's own; use one of {MODES}", file=sys.stderr)
+            print(f"error: {MODE_ENV}=container is the toolchain's own; use one of {MODES}", file=sys.stderr)
             return 2
         return None
     if mode == "host":
@@ -92,7 +92,7 @@ def dispatch(stage: str, env: dict[str, str] | None = None) -> int | None:
     cwd = Path.cwd()
     try:
         digest = check_toolchain(cwd)
-    except ToolchainUnavailable as e:
+    except ToolchainUnavailableError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return subprocess.run(docker_command(stage, digest, cwd, env), check=False).returncode
