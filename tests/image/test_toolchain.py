@@ -30,9 +30,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.docker]
 NOBODY = 1234  # a uid and gid no file of the repo belongs to
 
 
-def _run(cmd: list[str], cwd: Path, timeout: float = 600, **env: str) -> subprocess.CompletedProcess[str]:
+def _run(cmd: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        cmd, cwd=cwd, env=venv_env(**env), capture_output=True, text=True, check=False, timeout=timeout
+        cmd, cwd=cwd, env=venv_env(**env), capture_output=True, text=True, check=False, timeout=600
     )
 
 
@@ -114,7 +114,7 @@ def test_a_stage_runs_as_the_invoking_user(world_readable_tmp: Path, locked_tool
     """A non-root user runs `python -m pipeline prepare`: the outputs are that user's, not root's."""
     work = pipeline_workdir(world_readable_tmp / "work")
     subprocess.run(["chown", "-R", f"{NOBODY}:{NOBODY}", str(work)], check=True)
-    socket_gid = os.stat("/var/run/docker.sock").st_gid  # the docker group: the user may use the engine
+    socket_gid = Path("/var/run/docker.sock").stat().st_gid  # the docker group: the user may use the engine
     as_user = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", f"--groups={socket_gid}"]
     proc = _run([*as_user, sys.executable, "-m", "pipeline", "prepare"], work, HOME=str(work))
     assert proc.returncode == 0, proc.stderr
