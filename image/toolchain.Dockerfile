@@ -15,6 +15,8 @@ ADD rootfs.tar /
 FROM base AS venv
 ARG SOURCE_DATE_EPOCH
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
+# Dropped, as in the service image: the packages' own test suites (a third of the venv, 168 MB) and
+# build-time sources; no stage imports them, and the build and its export take a third less time.
 # Byte-compiled as unchecked-hash .pyc (no timestamps): the root is read-only when stages run, so
 # without them every stage would compile scikit-learn, scipy and pandas from source on import.
 RUN --mount=type=bind,source=wheels,target=/wheels \
@@ -25,6 +27,9 @@ RUN --mount=type=bind,source=wheels,target=/wheels \
         --require-hashes --no-deps --only-binary=:all: --no-warn-script-location --no-compile \
         -r /tmp/requirements.txt \
  && /opt/venv/bin/python -c "import numpy, scipy, sklearn, pandas, joblib, yaml, skl2onnx, onnx, onnxruntime" \
+ && find /opt/venv/lib/python3.11/site-packages -type d -name tests -prune -exec rm -rf {} + \
+ && find /opt/venv/lib/python3.11/site-packages -type f \( -name '*.pyi' -o -name '*.pxd' -o -name '*.pyx' \
+        -o -name '*.h' -o -name '*.c' -o -name '*.cpp' -o -name '*.a' \) -delete \
  && /opt/venv/bin/python -m compileall -q -j 0 --invalidation-mode unchecked-hash \
         /opt/venv/lib/python3.11/site-packages \
  && chmod -R u=rwX,go=rX /opt/venv
