@@ -270,7 +270,7 @@ _DONE = re.compile(r"^#(\d+) (DONE|CACHED)(?: ([0-9.]+)s)?$")
 _OUTPUT = re.compile(r"^#(\d+) ")
 
 
-def progress_lines(line: str, steps: dict[str, str], shown: set[str]) -> list[str]:
+def progress_lines(line: str, steps: dict[str, str], shown: set[str], what: str = "image") -> list[str]:
     """A concise version of BuildKit's plain progress: a line per Dockerfile step when it starts
     (or "cached"), and its time when it took a second or more; the rest goes to the log only."""
     if m := _STEP.match(line):
@@ -279,20 +279,20 @@ def progress_lines(line: str, steps: dict[str, str], shown: set[str]) -> list[st
     m = _OUTPUT.match(line)
     if not m or m.group(1) not in steps or steps[m.group(1)].startswith("[internal]"):
         return []
-    n, what = m.group(1), steps[m.group(1)]
+    n, step = m.group(1), steps[m.group(1)]
     out = []
     if (done := _DONE.match(line)) and done.group(2) == "CACHED":
-        return [] if n in shown else [f"image:   cached  {what[:100]}"]
+        return [] if n in shown else [f"{what}:   cached  {step[:100]}"]
     if n not in shown:
         shown.add(n)
-        out.append(f"image:   {what[:110]}")
+        out.append(f"{what}:   {step[:110]}")
     if done and float(done.group(3) or 0) >= 1.0:
-        label = what.split("] ", 1)[0] + "]" if what.startswith("[") else what
-        out.append(f"image:   {label} done in {done.group(3)}s")
+        label = step.split("] ", 1)[0] + "]" if step.startswith("[") else step
+        out.append(f"{what}:   {label} done in {done.group(3)}s")
     return out
 
 
-def _run_buildx(cmd: list[str], env: dict[str, str], log_file: Path) -> tuple[int, list[str]]:
+def _run_buildx(cmd: list[str], env: dict[str, str], log_file: Path, what: str) -> tuple[int, list[str]]:
     """Run buildx, writing its whole output to ``log_file`` and a concise version to stderr."""
     steps: dict[str, str] = {}
     shown: set[str] = set()
@@ -306,7 +306,7 @@ def _run_buildx(cmd: list[str], env: dict[str, str], log_file: Path) -> tuple[in
         for line in proc.stdout:
             f.write(line)
             output.append(line.rstrip("\n"))
-            for concise in progress_lines(output[-1], steps, shown):
+            for concise in progress_lines(output[-1], steps, shown, what):
                 log(concise)
     return proc.returncode, output
 
@@ -344,7 +344,7 @@ def oci_build(
     log(f"{what}: docker buildx build{flag} (SOURCE_DATE_EPOCH={source_date_epoch})")
     t0 = time.monotonic()
     log_file = dest.with_name(dest.name.split(".")[0] + ".buildx.log")
-    returncode, output = _run_buildx(cmd, {**os.environ, **(env or {})}, log_file)
+    returncode, output = _run_buildx(cmd, {**os.environ, **(env or {})}, log_file, what)
     seconds = time.monotonic() - t0
     if returncode != 0:
         tmp.unlink(missing_ok=True)
