@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from contract import locked_outs, parse_dvc_lock
-from imagetool import toolchain
+from imagetool import image, toolchain
 from pipeline import toolchain as launcher
 from tests.helpers import REPO_ROOT as ROOT
 from tests.helpers import copy_repo, pipeline_workdir, venv_bin, venv_env
@@ -91,11 +91,14 @@ def test_the_lock_records_the_tree_inputs(locked_toolchain: str) -> None:
     assert json.loads((ROOT / "image/toolchain.lock.json").read_text())["digest"] == locked_toolchain
 
 
-def test_the_service_image_context_does_not_see_the_toolchain() -> None:
-    """The toolchain's recipe and context stay out of the service image's build context."""
+def test_the_service_image_does_not_see_the_toolchain() -> None:
+    """The toolchain's recipe, lock and context are no input of the service image: its hashed
+    sources name none of them, and its .dockerignore allow-list lets none of them in."""
+    assert not [f for f in image.source_files(ROOT) if "toolchain" in f]
     ignore = (ROOT / ".dockerignore").read_text().splitlines()
-    assert "*" in ignore
-    assert not any("toolchain" in line for line in ignore)
+    assert "*" in ignore  # an allow-list: what it does not name stays out
+    assert not [line for line in ignore if "toolchain" in line]
+    assert not [f for f in image.REQUIRED_FILES if "toolchain" in f]
 
 
 # --- stages in the container -------------------------------------------------------------------
