@@ -59,7 +59,7 @@ check-lock: setup ## Fail, naming the file, if a lock no longer matches what its
 		requirements/build.txt
 
 .PHONY: test
-test: setup check-repro $(TEST_PREREQS) ## Run the whole test suite (installs and starts everything it needs)
+test: setup $(TEST_PREREQS) check-repro ## Run the whole test suite (installs and starts everything it needs)
 	$(PY) -m pytest
 
 .PHONY: lint

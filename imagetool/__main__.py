@@ -26,6 +26,7 @@ VERBS: dict[str, Verb] = {
     "base": Verb("base", "build|lock|check the Debian base root filesystem"),
     "wheels": Verb("wheels", "download|check the image's locked wheels"),
     "image": Verb("image", "build|lock|verify|check|inputs the service image"),
+    "toolchain": Verb("toolchain", "build|lock|verify|check|ensure the training toolchain image"),
     "second-builder": Verb("second_builder", "verify the digest with a second, newer BuildKit"),
     "minimal-root": Verb("minimal_root", "copy a package closure out of a Debian root (the Dockerfile)"),
     "locks": Verb("locks", "check LOCK.txt...: each lock matches its .in and constraints"),

@@ -58,7 +58,21 @@ engine_ok() {
 # mmdebstrap (re-deriving the base, `make lock-base`) and zstd (reading the image's layers).
 tools_ok() { command -v mmdebstrap >/dev/null && command -v zstd >/dev/null; }
 
+# Major version of the engine that answers (a local dockerd, a mounted socket, DOCKER_HOST), or 0.
+server_major() {
+    local v
+    v="$(timeout 5 docker version --format '{{.Server.Version}}' 2>/dev/null || true)"
+    echo "${v%%.*}" | grep -E '^[0-9]+$' || echo 0
+}
+
 cmd_install() {
+    # No dockerd here, but an engine answers that is new enough (a chroot or container given the
+    # host's socket): use it as it is, install nothing beside it.
+    if ! command -v dockerd >/dev/null && [[ "$(server_major)" -ge "$MIN_ENGINE_MAJOR" ]] \
+        && docker buildx version >/dev/null 2>&1; then
+        log "using the engine that answers ($(docker version --format '{{.Server.Version}}')); nothing to install"
+        return 0
+    fi
     if engine_ok && tools_ok; then
         log "engine already installed: $(dockerd --version), buildx $(docker buildx version | awk '{print $2}')"
         return 0

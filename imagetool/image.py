@@ -270,7 +270,7 @@ _DONE = re.compile(r"^#(\d+) (DONE|CACHED)(?: ([0-9.]+)s)?$")
 _OUTPUT = re.compile(r"^#(\d+) ")
 
 
-def progress_lines(line: str, steps: dict[str, str], shown: set[str]) -> list[str]:
+def progress_lines(line: str, steps: dict[str, str], shown: set[str], what: str = "image") -> list[str]:
     """A concise version of BuildKit's plain progress: a line per Dockerfile step when it starts
     (or "cached"), and its time when it took a second or more; the rest goes to the log only."""
     if m := _STEP.match(line):
@@ -279,20 +279,20 @@ def progress_lines(line: str, steps: dict[str, str], shown: set[str]) -> list[st
     m = _OUTPUT.match(line)
     if not m or m.group(1) not in steps or steps[m.group(1)].startswith("[internal]"):
         return []
-    n, what = m.group(1), steps[m.group(1)]
+    n, step = m.group(1), steps[m.group(1)]
     out = []
     if (done := _DONE.match(line)) and done.group(2) == "CACHED":
-        return [] if n in shown else [f"image:   cached  {what[:100]}"]
+        return [] if n in shown else [f"{what}:   cached  {step[:100]}"]
     if n not in shown:
         shown.add(n)
-        out.append(f"image:   {what[:110]}")
+        out.append(f"{what}:   {step[:110]}")
     if done and float(done.group(3) or 0) >= 1.0:
-        label = what.split("] ", 1)[0] + "]" if what.startswith("[") else what
-        out.append(f"image:   {label} done in {done.group(3)}s")
+        label = step.split("] ", 1)[0] + "]" if step.startswith("[") else step
+        out.append(f"{what}:   {label} done in {done.group(3)}s")
     return out
 
 
-def _run_buildx(cmd: list[str], env: dict[str, str], log_file: Path) -> tuple[int, list[str]]:
+def _run_buildx(cmd: list[str], env: dict[str, str], log_file: Path, what: str) -> tuple[int, list[str]]:
     """Run buildx, writing its whole output to ``log_file`` and a concise version to stderr."""
     steps: dict[str, str] = {}
     shown: set[str] = set()
@@ -306,48 +306,69 @@ def _run_buildx(cmd: list[str], env: dict[str, str], log_file: Path) -> tuple[in
         for line in proc.stdout:
             f.write(line)
             output.append(line.rstrip("\n"))
-            for concise in progress_lines(output[-1], steps, shown):
+            for concise in progress_lines(output[-1], steps, shown, what):
                 log(concise)
     return proc.returncode, output
 
 
-def buildx(
-    root: Path, inputs: dict[str, Any], dest: Path, no_cache: bool, env: dict[str, str] | None = None
+def oci_build(
+    context: Path,
+    dest: Path,
+    source_date_epoch: int,
+    build_args: dict[str, str],
+    labels: dict[str, str],
+    *,
+    no_cache: bool,
+    dockerfile: Path | None = None,
+    env: dict[str, str] | None = None,
+    what: str = "image",
 ) -> BuildResult:
-    """Build the OCI tarball ``dest``; ``env`` (e.g. DOCKER_HOST) selects another engine."""
+    """`docker buildx build --network=none` of ``context`` into the OCI tarball ``dest``, timestamps
+    rewritten to ``source_date_epoch``: the reproducible build every image of the project shares."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(dest.name + ".tmp")
     tmp.unlink(missing_ok=True)
     out = f"type=oci,dest={tmp},rewrite-timestamp=true,compression={COMPRESSION},force-compression=true"
     cmd = ["docker", "buildx", "build", "--builder", "default", "--network=none", "--provenance=false"]
     cmd += ["--sbom=false", "--platform", PLATFORM, "--progress=plain", "--output", out]
-    cmd += ["--build-arg", f"SOURCE_DATE_EPOCH={inputs['source_date_epoch']}"]
-    cmd += ["--build-arg", f"SERVE_LOCK={recipe.serve_lock(root)}"]
-    shipped = " ".join(Path(f).name for f in recipe.model_files(root))
-    cmd += ["--build-arg", f"MODEL_FILES={shipped}"]
-    for key, value in image_labels(inputs).items():
+    if dockerfile is not None:
+        cmd += ["--file", str(dockerfile)]
+    for key, value in {"SOURCE_DATE_EPOCH": str(source_date_epoch), **build_args}.items():
+        cmd += ["--build-arg", f"{key}={value}"]
+    for key, value in labels.items():
         cmd += ["--label", f"{key}={value}"]
     if no_cache:
         cmd.append("--no-cache")
-    cmd.append(str(root))
+    cmd.append(str(context))
     flag = " --no-cache" if no_cache else ""
-    log(f"image: docker buildx build{flag} (SOURCE_DATE_EPOCH={inputs['source_date_epoch']})")
+    log(f"{what}: docker buildx build{flag} (SOURCE_DATE_EPOCH={source_date_epoch})")
     t0 = time.monotonic()
     log_file = dest.with_name(dest.name.split(".")[0] + ".buildx.log")
-    returncode, output = _run_buildx(cmd, {**os.environ, **(env or {})}, log_file)
+    returncode, output = _run_buildx(cmd, {**os.environ, **(env or {})}, log_file, what)
     seconds = time.monotonic() - t0
     if returncode != 0:
         tmp.unlink(missing_ok=True)
         tail = "\n".join(output[-30:])
         raise ToolError(f"docker buildx build failed ({returncode}); log: {rel(log_file)}:\n{tail}")
     oci = ocidiff.open_oci(tmp)
-    labels = oci.config.get("config", {}).get("Labels") or {}
-    if labels.get("io.lockstep.model.md5") != inputs["model_md5"]:
+    built_labels = oci.config.get("config", {}).get("Labels") or {}
+    if any(built_labels.get(k) != v for k, v in labels.items()):
         tmp.unlink(missing_ok=True)
-        raise ToolError("built image carries the wrong model label; the context changed during the build")
+        raise ToolError(f"built {what} carries other labels than asked; the context changed during the build")
     tmp.replace(dest)
     oci.path = dest
     return BuildResult(oci.digest, oci, seconds)
+
+
+def buildx(
+    root: Path, inputs: dict[str, Any], dest: Path, no_cache: bool, env: dict[str, str] | None = None
+) -> BuildResult:
+    """Build the OCI tarball ``dest``; ``env`` (e.g. DOCKER_HOST) selects another engine."""
+    shipped = " ".join(Path(f).name for f in recipe.model_files(root))
+    build_args = {"SERVE_LOCK": recipe.serve_lock(root), "MODEL_FILES": shipped}
+    return oci_build(
+        root, dest, inputs["source_date_epoch"], build_args, image_labels(inputs), no_cache=no_cache, env=env
+    )
 
 
 def load_and_tag(result: BuildResult, tags: list[str]) -> None:

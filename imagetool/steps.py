@@ -25,6 +25,7 @@ ALL_STEPS = [
     ("setup", "Python: create .venv and install the hash-locked dev requirements (~30 s the first time)"),
     ("engine", "Docker engine: if none suitable, install it from the store (system-wide, root); start it"),
     ("store", "Store: every file checked against image/store.lock.json; what is missing from the DVC remote"),
+    ("toolchain", "Training toolchain: the image the stages run in, from the store (~35 s the first time)"),
     ("repro", "Model: dvc repro (prepare, train, evaluate, export); nothing to do when up to date"),
     ("base", "Base root filesystem: from the store, checked against image/base.lock.json"),
     ("wheels", "Wheels: from the store, checked against the requirement locks"),

@@ -24,9 +24,11 @@ WHEELS = BUILD / "wheels"
 # lock the image takes (imagetool/recipe.py) names.
 LOCK_NAMES = (*recipe.SERVE_LOCKS, recipe.BUILD_LOCK)
 LOCKS = tuple(ROOT / name for name in LOCK_NAMES)
+# The training toolchain's lock: the whole runtime lock (scikit-learn, pandas, skl2onnx, ...).
+TRAIN_LOCK = "requirements.txt"
 # What the store keeps: both serve locks (the image installs one of them, by the model's serving
-# path), and pip for the build.
-STORE_LOCK_NAMES = (*recipe.SERVE_LOCKS, recipe.BUILD_LOCK)
+# path), pip for the build, and the training toolchain's lock (imagetool/toolchain.py).
+STORE_LOCK_NAMES = (*recipe.SERVE_LOCKS, recipe.BUILD_LOCK, TRAIN_LOCK)
 
 # The image's interpreter: Debian 12's CPython 3.11 on glibc 2.36, x86_64.
 PYTHON_VERSION = "3.11"

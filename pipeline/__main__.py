@@ -22,6 +22,11 @@ def main(argv: list[str]) -> int:
     if len(argv) != 1 or argv[0] not in STAGES:
         print(f"usage: python -m pipeline {{{','.join(STAGES)}}}", file=sys.stderr)
         return 2
+    from pipeline.toolchain import dispatch  # the locked toolchain, unless LOCKSTEP_TRAIN=host
+
+    # The pins' re-execution below comes back here: the stage already has its place by then.
+    if not os.environ.get(REEXEC_MARK) and (status := dispatch(argv[0])) is not None:
+        return status
     if needs_reexec(os.environ):
         if os.environ.get(REEXEC_MARK):  # the pins did not survive the re-execution: no loop
             print("error: the numeric pins were lost when the interpreter restarted", file=sys.stderr)

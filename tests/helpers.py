@@ -50,11 +50,14 @@ def copy_repo(dest: Path, *, with_outputs: bool = False, with_store: bool = Fals
 
 
 def pipeline_workdir(dest: Path, *, data: str = "data/raw") -> Path:
-    """The pipeline and the contract (their own copies), params.yaml and one data folder in `dest`:
-    enough to run `python -m pipeline STAGE` there without DVC."""
+    """The pipeline and the contract (their own copies), params.yaml, the toolchain lock (which
+    image the stages run in) and one data folder in `dest`: enough to run `python -m pipeline STAGE`
+    there without DVC."""
     for part in ("pipeline", "contract", data):
         shutil.copytree(REPO_ROOT / part, dest / part, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(REPO_ROOT / "params.yaml", dest / "params.yaml")
+    for name in ("params.yaml", "image/toolchain.lock.json"):
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO_ROOT / name, dest / name)
     return dest
 
 
