@@ -340,7 +340,7 @@ def main(argv: list[str]) -> int:
     push.add_argument("registry", help="HOST:PORT[/PREFIX] or NAME.DOMAIN[/PREFIX]")
     push.add_argument("--tag", default="latest", help="also tag the manifest (default: latest)")
     push.add_argument("--sbom", type=Path, help="attach this CycloneDX file (e.g. image/sbom.cdx.json)")
-    push.add_argument("--oci", type=Path, default=OCI_TAR, help=argparse.SUPPRESS)
+    push.add_argument("--oci", type=Path, default=OCI_TAR, help=f"the OCI tarball (default {OCI_TAR})")
     refs = sub.add_parser("referrers", help="list the artifacts attached to the image")
     refs.add_argument("registry", help="HOST:PORT[/PREFIX] or NAME.DOMAIN[/PREFIX]")
     refs.add_argument("digest", nargs="?", help="default: image.lock's digest")
