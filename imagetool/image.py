@@ -316,8 +316,7 @@ def buildx(
 ) -> BuildResult:
     """Build the OCI tarball ``dest``; ``env`` (e.g. DOCKER_HOST) selects another engine."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(dest.name + ".tmp")
-    tmp.unlink(missing_ok=True)
+    tmp = common.temporary_beside(dest)
     out = f"type=oci,dest={tmp},rewrite-timestamp=true,compression={COMPRESSION},force-compression=true"
     cmd = ["docker", "buildx", "build", "--builder", "default", "--network=none", "--provenance=false"]
     cmd += ["--sbom=false", "--platform", PLATFORM, "--progress=plain", "--output", out]
@@ -340,12 +339,15 @@ def buildx(
         tmp.unlink(missing_ok=True)
         tail = "\n".join(output[-30:])
         raise ToolError(f"docker buildx build failed ({returncode}); log: {rel(log_file)}:\n{tail}")
-    oci = ocidiff.open_oci(tmp)
-    labels = oci.config.get("config", {}).get("Labels") or {}
-    if labels.get("io.lockstep.model.md5") != inputs["model_md5"]:
+    changed = context_changes(root, inputs)
+    if changed:
         tmp.unlink(missing_ok=True)
-        raise ToolError("built image carries the wrong model label; the context changed during the build")
-    tmp.replace(dest)
+        raise ToolError(
+            "the build context changed during the build, so the image may hold either version; "
+            "build again:\n  " + "\n  ".join(changed)
+        )
+    oci = ocidiff.open_oci(tmp)
+    common.replace_durably(tmp, dest)
     oci.path = dest
     return BuildResult(oci.digest, oci, seconds)
 
@@ -448,6 +450,12 @@ def validate_image_lock(lock: Any) -> dict[str, Any]:
     if problems:
         raise ToolError(f"{rel(IMAGE_LOCK)}: " + "; ".join(problems))
     return lock
+
+
+def context_changes(root: Path, inputs: dict[str, Any]) -> list[str]:
+    """What differs now from the `inputs` hashed before the build started (sources, model, locks):
+    BuildKit read the context at some moment in between, so any difference makes the build suspect."""
+    return input_differences(inputs, current_inputs(root))
 
 
 def input_differences(locked: dict[str, Any], now: dict[str, Any]) -> list[str]:

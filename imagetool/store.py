@@ -35,7 +35,17 @@ from typing import Any
 
 from imagetool import aptsources, base, common, wheels
 from imagetool.apt import AptState, deb_file_version
-from imagetool.common import BUILD, ROOT, ToolError, file_digest, log, read_json, rel
+from imagetool.common import (
+    BUILD,
+    ROOT,
+    ToolError,
+    file_digest,
+    log,
+    read_json,
+    rel,
+    replace_durably,
+    temporary_beside,
+)
 
 STORE = ROOT / "store"
 STORE_DVC = ROOT / "store.dvc"
@@ -132,13 +142,12 @@ def place(src: Path, dest: Path) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     if dest.exists() and src.samefile(dest):
         return
-    tmp = dest.with_name(dest.name + ".tmp")
-    tmp.unlink(missing_ok=True)
+    tmp = temporary_beside(dest)
     try:
         os.link(src, tmp)
     except OSError:
         shutil.copyfile(src, tmp)
-    tmp.replace(dest)
+    replace_durably(tmp, dest)
 
 
 def _mb(n: int) -> str:
@@ -284,7 +293,7 @@ def fetch_rootfs() -> str:
     if base.TARBALL.is_file() and file_digest(base.TARBALL) == lock["tarball"]["sha256"]:
         place(base.TARBALL, dest)
         return f"copied from {rel(base.TARBALL)}"
-    tmp = STORE / "base" / "rootfs.tar.tmp"
+    tmp = temporary_beside(dest)
     debs = {n: e for n, e in load_lock().items() if n.startswith("base/debs/")}
     if debs and not check_files(STORE, debs, ("base",)):
         built, how = rederive_base(tmp), "re-derived by mmdebstrap from store/base/debs (no network)"
@@ -299,7 +308,7 @@ def fetch_rootfs() -> str:
             f"{how.split(' (')[0]}, the base is not {rel(base.LOCK)}'s (sha256 {built.sha256}, locked "
             f"{lock['tarball']['sha256']}); " + base.drift_explanation(lock["packages"], built.packages)
         )
-    tmp.replace(dest)
+    replace_durably(tmp, dest)
     return how
 
 
