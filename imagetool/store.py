@@ -29,6 +29,9 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -127,6 +130,32 @@ def check_files(store: Path, files: dict[str, dict[str, Any]], groups: tuple[str
                 "(altered or corrupt: delete it, then `make store`)"
             )
     return problems
+
+
+@contextmanager
+def verified_copies(
+    names: list[str], files: dict[str, dict[str, Any]], store: Path | None = None
+) -> Iterator[list[Path]]:
+    """Private copies of store files, each hashed after it was copied: what dpkg then reads is
+    exactly what was checked (no one can swap a store file between the check and its use).
+
+    The copies live in a fresh directory only this user can enter (mode 0700: root-owned when run
+    as root) and are removed afterwards. A copy whose sha256 is not the lock's is refused, naming
+    the file and both hashes."""
+    store = store if store is not None else STORE
+    with tempfile.TemporaryDirectory(prefix="lockstep-debs-") as tmp:
+        private = Path(tmp)
+        private.chmod(0o700)
+        copies = []
+        for name in names:
+            copy = private / Path(name).name
+            shutil.copyfile(store / name, copy)
+            got = file_digest(copy)
+            if got != files[name]["sha256"]:
+                locked = files[name]["sha256"]
+                raise ToolError(f"refusing {rel(store / name)}: its copy has sha256 {got}, locked {locked}")
+            copies.append(copy)
+        yield copies
 
 
 def refuse_altered(problems: Problems) -> None:
@@ -541,19 +570,18 @@ def cmd_install_engine(root: Path, tools_only: bool = False) -> int:
     if not chosen:
         log(f"engine: every package of {rel(ENGINE_DEFINITION)} is installed in {root}")
         return 0
-    problems = check_files(STORE, {n: files[n] for n in chosen}, ("engine",))
-    refuse_altered(problems)  # checked again right before dpkg reads them
     log(f"engine: installing {len(chosen)} packages from {rel(STORE)}/engine/debs into {root} (no mirror)")
     cmd = ["dpkg", "--force-confdef", "--force-confold", "-i"]
     if root.resolve() != Path("/"):
         cmd.insert(1, f"--root={root}")
-    p = subprocess.run(
-        [*cmd, *(str(STORE / n) for n in chosen)],
-        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    with verified_copies(chosen, files) as copies:  # dpkg reads the checked copies, not the store
+        p = subprocess.run(
+            [*cmd, *map(str, copies)],
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
     if p.returncode != 0:
         raise ToolError(f"dpkg -i failed ({p.returncode}):\n{(p.stderr or p.stdout).strip()[-2000:]}")
     log(f"engine: installed {', '.join(deb_file_version(Path(n).name)[0] for n in chosen)}")
