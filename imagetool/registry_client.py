@@ -36,7 +36,7 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, TypeAlias
+from typing import IO, Any, Protocol, TypeAlias
 from urllib.parse import urlencode, urlsplit
 
 ENV_USERNAME = "REGISTRY_USERNAME"
@@ -241,11 +241,15 @@ def exchange(
     return Reply(status or 0, got, data)
 
 
-def _read(reply: IO[bytes], limit: int, deadline: Deadline, what: str) -> bytes:
+class _Body(Protocol):
+    def read1(self, n: int = ..., /) -> bytes: ...
+
+
+def _read(reply: _Body, limit: int, deadline: Deadline, what: str) -> bytes:
     """The body in chunks: at most `limit` bytes, and not past the deadline."""
     chunks: list[bytes] = []
     size = 0
-    while chunk := reply.read(_CHUNK):
+    while chunk := reply.read1(_CHUNK):  # what has arrived: the deadline is checked as bytes come
         size += len(chunk)
         if size > limit:
             raise RegistryError(f"{what}: the answer is larger than {limit} bytes")
