@@ -142,6 +142,9 @@ def create_app(settings: Settings) -> FastAPI:
         # No "/healthz/" -> "/healthz" redirects: Starlette builds their Location from the client's
         # Host header, which would let anyone make this service point a client elsewhere.
         redirect_slashes=False,
+        # Swagger UI and ReDoc pages pull their scripts from a CDN: /docs only when asked for, no ReDoc.
+        docs_url="/docs" if settings.enable_docs else None,
+        redoc_url=None,
         # Metrics and logs are ours (Prometheus, JSON lines); FastAPI's OpenTelemetry layer stays off.
         telemetry={
             "tracing": False,
@@ -157,7 +160,9 @@ def create_app(settings: Settings) -> FastAPI:
     v2 = V2Service(state)
     app.include_router(build_v2_router(v2))
     _install_error_handlers(app)
-    routes = {"/healthz", "/readyz", "/model", "/metrics", "/predict", "/docs", "/openapi.json"}
+    routes = {"/healthz", "/readyz", "/model", "/metrics", "/predict", "/openapi.json"}
+    if settings.enable_docs:
+        routes.add("/docs")
     if settings.enable_ceiling_route:
         routes.add(CEILING_PATH)
     routes |= v2.paths()

@@ -318,8 +318,8 @@ def verify_artifacts(settings: Settings) -> VerifiedArtifacts:
     # The pickle is the model of record (its md5 is the served version), but on the ONNX path it is
     # never loaded, and the image does not ship it: its md5 comes from dvc.lock alone.
     model_raw = b""
-    if serving.path == "sklearn":
-        model_raw, model_md5 = verified(settings.model_path, "model")
+    if serving.path == "sklearn":  # unpickled: models/model.sha256's sha256 as well as the md5
+        model_raw, model_md5 = contract.verified_pickle_bytes(settings.model_path, lock, lock_path, "model")
     else:
         model_md5 = contract.locked_md5(lock, lock_path, settings.model_path)
     recorded = _require(serving.document, "model", dict, settings.serving_path)

@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     # Small /predict requests that arrive together are scored in one model call of at most this many
     # rows (api.coalesce), when the model gives each row the same bits either way; 0 turns it off.
     coalesce_max_rows: int = Field(default=256, ge=0)
+    # Swagger UI at /docs: off by default, because FastAPI's page loads swagger-ui's JavaScript and CSS
+    # from a CDN (jsdelivr) without integrity hashes. /openapi.json (the schema) is always served.
+    enable_docs: bool = False
     # Benchmark-only route (POST /_bench/ceiling); never enabled in production.
     enable_ceiling_route: bool = False
     # Seconds uvicorn waits for in-flight requests after SIGTERM before closing them.

@@ -49,10 +49,11 @@ def ensure_venv() -> Path:
 @contextmanager
 def mlserver(model_path: Path, lock_path: Path, log_path: Path) -> Iterator[Server]:
     """MLServer with one process serving `model_path`, its output in `log_path`, until ready.
-    MLServer unpickles what it is given: it gets a private copy of bytes whose md5 matched dvc.lock."""
-    from contract import load_dvc_lock, verified_bytes
+    MLServer unpickles what it is given: it gets a private copy of bytes whose md5 matched dvc.lock
+    and whose sha256 matched models/model.sha256."""
+    from contract import load_dvc_lock, verified_pickle_bytes
 
-    model_bytes, _ = verified_bytes(model_path, load_dvc_lock(lock_path), lock_path, "model")
+    model_bytes, _ = verified_pickle_bytes(model_path, load_dvc_lock(lock_path), lock_path, "model")
     venv = ensure_venv()
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="mlserver-") as tmp:

@@ -13,9 +13,16 @@ Formats (all JSON written with sorted keys where order carries no meaning, float
                    "missing": bool}]}                  # whether the raw data had gaps in it
 
 `models/model.joblib` (stage train): the fitted scikit-learn Pipeline (preprocessing built from the
-    schema, then the estimator params.yaml names). Loaded only after its md5 matched dvc.lock:
-    `load_verified_pickle` everywhere outside the service (stages, tests, benchmarks);
-    `dvc repro` records train's outputs in dvc.lock before evaluate and export run.
+    schema, then the estimator params.yaml names). Loaded only after its md5 matched dvc.lock and its
+    sha256 matched `models/model.sha256`: `load_verified_pickle` everywhere outside the service
+    (stages, tests, benchmarks), `verified_pickle_bytes` in it; `dvc repro` records train's outputs
+    in dvc.lock before evaluate and export run.
+
+`models/model.sha256` (stage train, `cache: false`: tracked by git, not by DVC's cache or remote):
+    `sha256sum` lines, `<64 hex>  models/model.joblib`, for every pickle train writes. md5 (all DVC
+    records) has cheap identical-prefix collisions: whoever can write the DVC remote can make a twin
+    of the pickle with the same md5, which `dvc pull` and the md5 check accept. The sha256 comes
+    from git, beside dvc.lock, so the twin is refused before a byte of it is unpickled.
 
 `models/metadata.json` (stage evaluate): what the service shows and validates against,
     {"schema_version": 2, "target": str, "task": "binary"|"multiclass"|"regression",
@@ -85,6 +92,7 @@ TRAIN_CSV = Path("data/prepared/train.csv")
 TEST_CSV = Path("data/prepared/test.csv")
 SCHEMA_FILE = Path("data/prepared/schema.json")
 MODEL_FILE = Path("models/model.joblib")
+MODEL_SHA256_FILE = Path("models/model.sha256")  # sha256 of each pickle, git-tracked
 ONNX_FILE = Path("models/model.onnx")
 SERVING_FILE = Path("models/serving.json")
 METADATA_FILE = Path("models/metadata.json")
@@ -108,6 +116,7 @@ SERVING_SCHEMA_VERSION = 1
 # libyaml's safe loader parses dvc.lock ~10x faster than the pure-Python one (start-up time).
 _SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _FILE_MD5 = re.compile(r"[0-9a-f]{32}")
+_SHA256_LINE = re.compile(r"(?P<hex>[0-9a-f]{64}) [ *](?P<path>\S.*)")
 _LOCKED_MD5 = re.compile(r"[0-9a-f]{32}(\.dir)?")  # DVC marks a directory's md5 with ".dir"
 
 
@@ -118,6 +127,35 @@ class ContractError(RuntimeError):
 def md5_hex(data: bytes) -> str:
     """Plain md5 of bytes: what DVC 3 records for a file."""
     return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_lines(files: dict[Path, bytes]) -> str:
+    """`sha256sum` output for `files` (path as recorded -> bytes), sorted by path."""
+    return "".join(f"{sha256_hex(data)}  {path.as_posix()}\n" for path, data in sorted(files.items()))
+
+
+def sha256_file(lock_path: Path) -> Path:
+    """Where the pickles' sha256s are, beside `lock_path` (paths in both are relative to its directory)."""
+    return lock_path.parent / MODEL_SHA256_FILE
+
+
+def recorded_sha256(sums_path: Path, base: Path, target: Path) -> str:
+    """The sha256 that `sums_path` (sha256sum format, paths relative to `base`) records for
+    `target`; one line naming the file when it is missing or malformed."""
+    text = read_bytes(sums_path, "sha256 record").decode("utf-8", "replace")
+    base = base.resolve()
+    wanted = target.resolve()
+    for number, line in enumerate(text.splitlines(), 1):
+        m = _SHA256_LINE.fullmatch(line)
+        if not m:
+            raise ContractError(f"{sums_path}:{number}: not a `sha256sum` line (<64 hex>  <path>)")
+        if (base / m["path"]).resolve() == wanted:
+            return m["hex"]
+    raise ContractError(f"{sums_path} has no sha256 for {target}: refusing to unpickle an unrecorded file")
 
 
 def read_bytes(path: Path, what: str) -> bytes:
@@ -212,12 +250,28 @@ def verified_bytes(path: Path, lock: dict[str, Any], lock_path: Path, what: str)
     return data, actual
 
 
+def verified_pickle_bytes(path: Path, lock: dict[str, Any], lock_path: Path, what: str) -> tuple[bytes, str]:
+    """verified_bytes, and then the sha256 `models/model.sha256` (beside `lock_path`) records: the
+    only bytes a pickle may be loaded from. An md5 twin passes the first check and not this one."""
+    data, md5 = verified_bytes(path, lock, lock_path, what)
+    sums = sha256_file(lock_path)
+    expected = recorded_sha256(sums, lock_path.parent, path)
+    actual = sha256_hex(data)
+    if actual != expected:
+        raise ContractError(
+            f"{what} {path} has sha256 {actual} but {sums} records {expected} "
+            f"(its md5 {md5} does match {lock_path}: an md5 collision?): refusing to unpickle it"
+        )
+    return data, md5
+
+
 def load_verified_pickle(path: Path, lock_path: Path = DVC_LOCK_FILE, what: str = "model") -> tuple[Any, str]:
-    """Unpickle `path` only if its bytes have the md5 dvc.lock records for it; return the object
-    and that md5. Every pickle loaded outside the service goes through here, so a poisoned DVC
-    remote or a swapped file is refused (one line naming the file and both md5s) before any of
-    its code can run. The bytes hashed are the bytes unpickled: the file is read once."""
-    data, md5 = verified_bytes(path, load_dvc_lock(lock_path), lock_path, what)
+    """Unpickle `path` only if its bytes have the md5 dvc.lock records for it and the sha256
+    `models/model.sha256` records; return the object and that md5. Every pickle loaded outside the
+    service goes through here, so a poisoned DVC remote, a swapped file or an md5 twin is refused
+    (one line naming the file and both hashes) before any of its code can run. The bytes hashed
+    are the bytes unpickled: the file is read once."""
+    data, md5 = verified_pickle_bytes(path, load_dvc_lock(lock_path), lock_path, what)
     import joblib  # not at import: the service's ONNX path has no joblib
 
     try:

@@ -2,11 +2,19 @@
 touching the host's sources, package lists or dpkg database.
 
 Used only when the store is filled or re-locked (the network step); builds never call it.
+
+apt's sandbox is left as apt sets it: run as root, apt downloads as its unprivileged `_apt` user.
+That user must be able to reach the state directory and write where files land, so the download
+goes to a fresh directory owned by `_apt` and is moved to its destination afterwards; apt's
+fallback to downloading as root ("performed unsandboxed") is refused rather than accepted.
 """
 
 from __future__ import annotations
 
+import os
+import pwd
 import re
+import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +24,26 @@ from imagetool.common import ToolError, log
 
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 _INST = re.compile(r"^Inst (\S+) (?:\[\S+\] )?\((\S+) ")
+SANDBOX_USER = "_apt"  # apt's default APT::Sandbox::User
+
+
+def sandbox_uid() -> int | None:
+    """The uid apt downloads as: `_apt` when run as root (None when apt does not drop privileges)."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        return pwd.getpwnam(SANDBOX_USER).pw_uid
+    except KeyError:
+        return None
+
+
+def hand_to_sandbox(folder: Path) -> None:
+    """A directory apt's sandbox user can write: owned by it, mode 0700."""
+    folder.mkdir(parents=True, exist_ok=True)
+    uid = sandbox_uid()
+    if uid is not None:
+        os.chown(folder, uid, -1)
+    folder.chmod(0o700)
 
 
 def parse_simulation(text: str) -> list[tuple[str, str]]:
@@ -57,7 +85,6 @@ class AptState:
             "-o", f"Dir::Cache={d / 'cache'}",
             "-o", f"Dir::State::status={d / 'status'}",
             "-o", "APT::Architecture=amd64",
-            "-o", "APT::Sandbox::User=root",
         ]  # fmt: skip
 
     def _apt(self, *args: str, cwd: Path | None = None) -> str:
@@ -70,6 +97,12 @@ class AptState:
             raise ToolError(
                 f"apt-get {' '.join(args[:3])} failed ({p.returncode}):\n{p.stderr.strip()[-1500:]}"
             )
+        unsandboxed = [line for line in p.stderr.splitlines() if "unsandboxed" in line]
+        if unsandboxed:  # apt fell back to downloading as root: a directory its user cannot reach
+            raise ToolError(
+                f"apt-get {' '.join(args[:3])}: {unsandboxed[0].strip()} (make {self.folder} and its "
+                f"parents reachable by `{SANDBOX_USER}`)"
+            )
         return p.stdout
 
     def update(self) -> None:
@@ -78,6 +111,8 @@ class AptState:
         d = self.folder
         for sub in ("lists/partial", "cache/archives/partial", "sources.list.d", "preferences.d"):
             (d / sub).mkdir(parents=True, exist_ok=True)
+        for partial in ("lists/partial", "cache/archives/partial"):
+            hand_to_sandbox(d / partial)
         (d / "status").write_text("", encoding="utf-8")
         lines = []
         for s in self.sources:
@@ -103,5 +138,13 @@ class AptState:
         """``apt-get download name=version ...`` into ``dest`` (apt checks the index hashes)."""
         self.update()
         dest.mkdir(parents=True, exist_ok=True)
+        landing = self.folder / "download"  # apt's user writes here, then the files move to dest
+        shutil.rmtree(landing, ignore_errors=True)
+        hand_to_sandbox(landing)
         log(f"apt: downloading {len(specs)} packages into {dest} (network)")
-        self._apt("-qq", "download", *specs, cwd=dest)
+        self._apt("-qq", "download", *specs, cwd=landing)
+        for deb in sorted(landing.glob("*.deb")):
+            os.chown(deb, os.geteuid(), os.getegid())
+            deb.chmod(0o644)
+            deb.replace(dest / deb.name)
+        shutil.rmtree(landing)

@@ -314,7 +314,7 @@ def cmd_lock() -> int:
     if LOCK.exists():
         old = validate_lock(read_json(LOCK, "base lock"))
     dsha = definition_sha256(definition)
-    tmp = BASE_DIR / "rootfs.tar.tmp"
+    tmp = common.temporary_beside(TARBALL)
     built: Built | None = None
     epoch = 0
     if old and old["definition_sha256"] == dsha:
@@ -327,7 +327,7 @@ def cmd_lock() -> int:
     if built is None:
         epoch = release_epoch(sources)
         built = mmdebstrap(definition, sources, epoch, tmp)
-    tmp.replace(TARBALL)
+    common.replace_durably(tmp, TARBALL)
     CANDIDATE.unlink(missing_ok=True)
     lock = {
         "comment": "Written by `make lock-base` (python -m imagetool base lock); do not edit.",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 import subprocess
 import sys
 import tomllib
@@ -44,12 +45,43 @@ def canonical_json(data: Any) -> str:
     return json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
 
 
+def temporary_beside(path: Path) -> Path:
+    """A fresh name beside `path` for a file that will replace it: unique per call, so two writers
+    (two make runs, two threads) never share one temporary file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
+
+
+def _fsync(path: Path, flags: int = os.O_RDONLY) -> None:
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def replace_durably(tmp: Path, path: Path) -> None:
+    """Rename a finished `tmp` over `path`: its bytes reach the disk first, and the rename after
+    (a crash leaves the old file or the new one, never an empty or half-written one)."""
+    try:
+        _fsync(tmp)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to `path`; readers never see a half-written file, crashes never leave one."""
+    tmp = temporary_beside(path)
+    tmp.write_bytes(data)
+    replace_durably(tmp, path)
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write sorted, indented JSON; readers never see a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(canonical_json(data), encoding="utf-8")
-    tmp.replace(path)
+    write_bytes_atomic(path, canonical_json(data).encode("utf-8"))
 
 
 def _read(path: Path, what: str, parse: Callable[[str], Any], bad: type[Exception], says: str) -> Any:

@@ -116,12 +116,28 @@ EOF
 
 docker_up() { timeout 5 docker info >/dev/null 2>&1; }
 
-# PID of a daemon we started, if still alive.
+# The program a PID runs: /proc/PID/exe's file name (" (deleted)" once upgraded in place), else
+# its comm (the kernel's 15-character name, when exe is not readable).
+pid_program() {
+    local exe
+    if exe="$(readlink "/proc/$1/exe" 2>/dev/null)"; then
+        exe="${exe% (deleted)}"
+        echo "${exe##*/}"
+    else
+        cat "/proc/$1/comm" 2>/dev/null
+    fi
+}
+
+# PID of a daemon we started, if still alive and still that program: a stale PID file whose number
+# now belongs to another process names nothing of ours.
 alive_pid() {
     local f="$LOG_DIR/$1.pid" pid
     [[ -r "$f" ]] || return 1
     pid="$(cat "$f")"
-    kill -0 "$pid" 2>/dev/null && echo "$pid"
+    [[ "$pid" =~ ^[1-9][0-9]*$ ]] || return 1
+    kill -0 "$pid" 2>/dev/null || return 1
+    [[ "$(pid_program "$pid")" == "$1" ]] || return 1
+    echo "$pid"
 }
 
 cmd_start() {
@@ -159,8 +175,14 @@ $(tail -n 20 "$LOG_DIR/dockerd.log")"
 }
 
 stop_one() {
-    local name="$1" pid
-    pid="$(alive_pid "$name")" || { rm -f "$LOG_DIR/$name.pid"; return 0; }
+    local name="$1" pid stale
+    if ! pid="$(alive_pid "$name")"; then
+        if stale="$(cat "$LOG_DIR/$name.pid" 2>/dev/null)" && kill -0 "$stale" 2>/dev/null; then
+            log "stale $LOG_DIR/$name.pid: PID $stale is $(pid_program "$stale"), not $name; left running"
+        fi
+        rm -f "$LOG_DIR/$name.pid"
+        return 0
+    fi
     kill "$pid"
     for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
     kill -0 "$pid" 2>/dev/null && kill -9 "$pid"

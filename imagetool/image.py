@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -322,12 +323,13 @@ def oci_build(
     dockerfile: Path | None = None,
     env: dict[str, str] | None = None,
     what: str = "image",
+    context_changes: Callable[[], list[str]] | None = None,
 ) -> BuildResult:
     """`docker buildx build --network=none` of ``context`` into the OCI tarball ``dest``, timestamps
-    rewritten to ``source_date_epoch``: the reproducible build every image of the project shares."""
+    rewritten to ``source_date_epoch``: the reproducible build every image of the project shares.
+    ``context_changes`` names the inputs that differ after the build from what was hashed before."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(dest.name + ".tmp")
-    tmp.unlink(missing_ok=True)
+    tmp = common.temporary_beside(dest)
     out = f"type=oci,dest={tmp},rewrite-timestamp=true,compression={COMPRESSION},force-compression=true"
     cmd = ["docker", "buildx", "build", "--builder", "default", "--network=none", "--provenance=false"]
     cmd += ["--sbom=false", "--platform", PLATFORM, "--progress=plain", "--output", out]
@@ -350,12 +352,15 @@ def oci_build(
         tmp.unlink(missing_ok=True)
         tail = "\n".join(output[-30:])
         raise ToolError(f"docker buildx build failed ({returncode}); log: {rel(log_file)}:\n{tail}")
-    oci = ocidiff.open_oci(tmp)
-    built_labels = oci.config.get("config", {}).get("Labels") or {}
-    if any(built_labels.get(k) != v for k, v in labels.items()):
+    changed = context_changes() if context_changes else []
+    if changed:
         tmp.unlink(missing_ok=True)
-        raise ToolError(f"built {what} carries other labels than asked; the context changed during the build")
-    tmp.replace(dest)
+        raise ToolError(
+            f"the build context changed during the build, so the {what} may hold either version; "
+            "build again:\n  " + "\n  ".join(changed)
+        )
+    oci = ocidiff.open_oci(tmp)
+    common.replace_durably(tmp, dest)
     oci.path = dest
     return BuildResult(oci.digest, oci, seconds)
 
@@ -367,7 +372,14 @@ def buildx(
     shipped = " ".join(Path(f).name for f in recipe.model_files(root))
     build_args = {"SERVE_LOCK": recipe.serve_lock(root), "MODEL_FILES": shipped}
     return oci_build(
-        root, dest, inputs["source_date_epoch"], build_args, image_labels(inputs), no_cache=no_cache, env=env
+        root,
+        dest,
+        inputs["source_date_epoch"],
+        build_args,
+        image_labels(inputs),
+        no_cache=no_cache,
+        env=env,
+        context_changes=lambda: context_changes(root, inputs),
     )
 
 
@@ -469,6 +481,12 @@ def validate_image_lock(lock: Any) -> dict[str, Any]:
     if problems:
         raise ToolError(f"{rel(IMAGE_LOCK)}: " + "; ".join(problems))
     return lock
+
+
+def context_changes(root: Path, inputs: dict[str, Any]) -> list[str]:
+    """What differs now from the `inputs` hashed before the build started (sources, model, locks):
+    BuildKit read the context at some moment in between, so any difference makes the build suspect."""
+    return input_differences(inputs, current_inputs(root))
 
 
 def input_differences(locked: dict[str, Any], now: dict[str, Any]) -> list[str]:

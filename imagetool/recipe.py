@@ -4,7 +4,7 @@ Both follow `models/serving.json`'s `"path"` (the pipeline's export stage decide
   - "onnx": the service runs models/model.onnx with onnxruntime: requirements/serve.txt, and the
     image ships model.onnx, serving.json and metadata.json, not the pickle it never loads;
   - "sklearn" (the exact path): requirements/serve-sklearn.txt (scikit-learn, pandas) and the
-    md5-checked pickle models/model.joblib as well.
+    md5- and sha256-checked pickle models/model.joblib as well (and models/model.sha256).
 The Dockerfile takes both as build arguments in build stages only (SERVE_LOCK, MODEL_FILES), so
 the digest does not see how a builder renders them. The `.dockerignore` allow-list lets in every
 file either path may need (MODEL_CONTEXT; a test compares them). The store keeps the wheels of both
@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from contract import METADATA_FILE, MODEL_FILE, ONNX_FILE, SERVING_FILE
+from contract import METADATA_FILE, MODEL_FILE, MODEL_SHA256_FILE, ONNX_FILE, SERVING_FILE
 from imagetool.common import ToolError
 
 SERVE_LOCK_BY_PATH = {"onnx": "requirements/serve.txt", "sklearn": "requirements/serve-sklearn.txt"}
@@ -25,6 +25,7 @@ BUILD_LOCK = "requirements/build.txt"  # pip itself, run from its wheel in a bui
 # Every model file the image may ship (DVC outputs), with the dvc.yaml stage that writes each.
 MODEL_CONTEXT = {
     MODEL_FILE.as_posix(): "train",
+    MODEL_SHA256_FILE.as_posix(): "train",  # the pickle's sha256, checked before unpickling
     METADATA_FILE.as_posix(): "evaluate",
     ONNX_FILE.as_posix(): "export",
     SERVING_FILE.as_posix(): "export",
@@ -51,5 +52,5 @@ def serve_lock(root: Path) -> str:
 def model_files(root: Path) -> dict[str, str]:
     """The model files the image ships for this model -> the stage that writes each."""
     # Each path ships only what the service loads: the graph, or the pickle (the graph is empty).
-    unused = MODEL_FILE if serving_path(root) == "onnx" else ONNX_FILE
-    return {path: stage for path, stage in MODEL_CONTEXT.items() if path != unused.as_posix()}
+    unused = {MODEL_FILE, MODEL_SHA256_FILE} if serving_path(root) == "onnx" else {ONNX_FILE}
+    return {path: stage for path, stage in MODEL_CONTEXT.items() if Path(path) not in unused}

@@ -16,7 +16,9 @@ image index listing the artifacts that refer to the image.
 REGISTRY is `HOST:PORT[/PREFIX]`, or `NAME.DOMAIN[/PREFIX]` for a registry on HTTPS's port
 (`ghcr.io/owner/repo`). Plain HTTP is used for loopback registries only; anything else is HTTPS.
 A registry that asks for credentials gets them from REGISTRY_USERNAME/REGISTRY_PASSWORD or docker's
-`config.json` (imagetool/registry_client.py: Basic and the Bearer token flow), never from the command line.
+`config.json` (imagetool/registry_client.py: Basic and the Bearer token flow), never from the command line,
+and they go to the registry's own origin and its token realm only. Answers are size-limited and the whole
+run has a deadline (`--deadline`); a malformed answer is one line and exit 2.
 """
 
 from __future__ import annotations
@@ -32,16 +34,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import urljoin
 
 from imagetool.deploy import DeployError, locked_digest
 from imagetool.registry_client import (
-    LOOPBACK,
+    DEADLINE,
     CredentialLookup,
     Credentials,
     RegistryError,
     Reply,
     Session,
+    base_of,
     find_credentials,
+    parse_json,
 )
 
 __all__ = ["Credentials", "Registry", "RegistryError", "Reply"]
@@ -63,6 +68,7 @@ _REGISTRY = re.compile(
     r"(?P<host>[A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\])(:(?P<port>\d{1,5}))?(?P<prefix>(/[a-z0-9._-]+)*)"
 )
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+MAX_BLOB = 512 * 1024 * 1024  # what fetch_blob reads into memory at most
 
 
 @dataclass(frozen=True)
@@ -85,6 +91,7 @@ class Registry:
         text: str,
         repository: str = REPOSITORY,
         credentials: Credentials | CredentialLookup | None = None,
+        deadline: float = DEADLINE,
     ) -> Registry:
         m = _REGISTRY.fullmatch(text)
         port_ok = m is not None and (0 < int(m["port"]) < 65536 if m["port"] else "." in m["host"])
@@ -94,7 +101,7 @@ class Registry:
                 "(e.g. 127.0.0.1:5000/team, ghcr.io/owner/repo)"
             )
         host = f"{m['host']}:{m['port']}" if m["port"] else m["host"]
-        return cls(host, m["prefix"].lstrip("/"), repository, Session(host, credentials))
+        return cls(host, m["prefix"].lstrip("/"), repository, Session(host, credentials, deadline))
 
     @property
     def name(self) -> str:
@@ -108,9 +115,7 @@ class Registry:
 
     @property
     def base_url(self) -> str:
-        hostname = self.host.rsplit(":", 1)[0] if not self.host.endswith("]") else self.host
-        scheme = "http" if hostname.strip("[]") in LOOPBACK else "https"
-        return f"{scheme}://{self.host}/v2/{self.name}"
+        return f"{base_of(self.host)}/v2/{self.name}"
 
     def request(self, method: str, url: str, **options: Any) -> Reply:
         """One exchange through the session (RegistrySession.request: authenticated when challenged)."""
@@ -134,7 +139,7 @@ class OciTarball:
 
     @property
     def blobs(self) -> list[dict[str, Any]]:
-        doc = json.loads(self.manifest)
+        doc = json.loads(self.manifest)  # open_tarball checked its shape
         return [doc["config"], *doc["layers"]]
 
     @contextmanager
@@ -153,7 +158,10 @@ def open_tarball(path: Path = OCI_TAR) -> OciTarball:
             index = json.load(_member(tf, "index.json"))
             [desc] = index["manifests"]
             manifest = _member(tf, f"blobs/sha256/{desc['digest'].removeprefix('sha256:')}").read()
-    except (OSError, KeyError, ValueError, tarfile.TarError) as exc:
+            doc = json.loads(manifest)
+            for blob in [doc["config"], *doc["layers"]]:
+                str(blob["digest"]), int(blob["size"])
+    except (OSError, KeyError, ValueError, TypeError, tarfile.TarError) as exc:
         raise RegistryError(f"{path}: not a single-image OCI tarball ({exc}); run `make image`") from None
     if sha256(manifest) != desc["digest"]:
         raise RegistryError(f"{path}: manifest bytes do not hash to {desc['digest']}")
@@ -177,8 +185,9 @@ def push_blob(reg: Registry, digest: str, size: int, data: IO[bytes] | bytes) ->
         return False
     start = reg.request("POST", f"{reg.base_url}/blobs/uploads/", ok=(202,))
     location = start.headers.get("location", "")
-    if location.startswith("/"):
-        location = reg.base_url.split("/v2/")[0] + location
+    if not location:
+        raise RegistryError(f"POST {reg.base_url}/blobs/uploads/: HTTP 202 without a Location")
+    location = urljoin(reg.base_url, location)  # on another origin, it gets no credentials (Session)
     sep = "&" if "?" in location else "?"
     headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
     reg.request("PUT", f"{location}{sep}digest={digest}", body=data, headers=headers, ok=(201,))
@@ -283,14 +292,11 @@ def attach_sbom(reg: Registry, image_digest: str, sbom: bytes) -> str:
 def _add_to_referrers_tag(reg: Registry, subject: str, digest: str, size: int) -> None:
     tag = referrers_tag(subject)
     found = get_manifest(reg, tag, ok=(200, 404))
-    index: dict[str, Any] = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}
-    if found.status == 200:
-        index = json.loads(found.body)
-    if any(m.get("digest") == digest for m in index["manifests"]):
+    manifests = _descriptors(found.body, f"{reg.reference}:{tag}") if found.status == 200 else []
+    if any(m["digest"] == digest for m in manifests):
         return
-    index["manifests"].append(
-        {"mediaType": OCI_MANIFEST, "digest": digest, "size": size, "artifactType": SBOM_TYPE}
-    )
+    manifests.append({"mediaType": OCI_MANIFEST, "digest": digest, "size": size, "artifactType": SBOM_TYPE})
+    index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests}
     put_manifest(reg, tag, OCI_INDEX, json.dumps(index, sort_keys=True, separators=(",", ":")).encode())
 
 
@@ -300,15 +306,25 @@ def referrers(reg: Registry, digest: str) -> list[dict[str, Any]]:
         "GET", f"{reg.base_url}/referrers/{digest}", headers={"Accept": OCI_INDEX}, ok=(200, 404)
     )
     if api.status == 200 and api.headers.get("content-type", "").startswith(OCI_INDEX):
-        found: list[dict[str, Any]] = json.loads(api.body)["manifests"]
-        return found
+        return _descriptors(api.body, f"{reg.base_url}/referrers/{digest}")
     tagged = get_manifest(reg, referrers_tag(digest), ok=(200, 404))
-    return list(json.loads(tagged.body)["manifests"]) if tagged.status == 200 else []
+    return (
+        _descriptors(tagged.body, f"{reg.reference}:{referrers_tag(digest)}") if tagged.status == 200 else []
+    )
 
 
-def fetch_blob(reg: Registry, digest: str) -> bytes:
-    """A blob, checked against its digest."""
-    data = reg.request("GET", f"{reg.base_url}/blobs/{digest}").body
+def _descriptors(body: bytes, what: str) -> list[dict[str, Any]]:
+    """The `manifests` of an image index, each a descriptor with a digest; else one line saying so."""
+    doc = parse_json(body, what)
+    found = doc.get("manifests") if isinstance(doc, dict) else None
+    if not isinstance(found, list) or not all(isinstance(d, dict) and "digest" in d for d in found):
+        raise RegistryError(f"{what}: not an image index (no list of descriptors in `manifests`)")
+    return found
+
+
+def fetch_blob(reg: Registry, digest: str, limit: int = MAX_BLOB) -> bytes:
+    """A blob (at most `limit` bytes), checked against its digest."""
+    data = reg.request("GET", f"{reg.base_url}/blobs/{digest}", limit=limit).body
     if sha256(data) != digest:
         raise RegistryError(f"{reg.reference}: blob {digest} has other bytes ({sha256(data)})")
     return data
@@ -324,10 +340,17 @@ def main(argv: list[str]) -> int:
     push.add_argument("registry", help="HOST:PORT[/PREFIX] or NAME.DOMAIN[/PREFIX]")
     push.add_argument("--tag", default="latest", help="also tag the manifest (default: latest)")
     push.add_argument("--sbom", type=Path, help="attach this CycloneDX file (e.g. image/sbom.cdx.json)")
-    push.add_argument("--oci", type=Path, default=OCI_TAR, help=argparse.SUPPRESS)
+    push.add_argument("--oci", type=Path, default=OCI_TAR, help=f"the OCI tarball (default {OCI_TAR})")
     refs = sub.add_parser("referrers", help="list the artifacts attached to the image")
     refs.add_argument("registry", help="HOST:PORT[/PREFIX] or NAME.DOMAIN[/PREFIX]")
     refs.add_argument("digest", nargs="?", help="default: image.lock's digest")
+    for talking in (push, refs):
+        talking.add_argument(
+            "--deadline",
+            type=float,
+            default=DEADLINE,
+            help=f"seconds for the whole run (default {DEADLINE:g})",
+        )
     ref = sub.add_parser("reference", help="print REGISTRY/lockstep@<image.lock's digest> (what to sign)")
     ref.add_argument("registry", help="HOST:PORT[/PREFIX] or NAME.DOMAIN[/PREFIX]")
     args = parser.parse_args(argv)
@@ -336,7 +359,8 @@ def main(argv: list[str]) -> int:
         if args.command == "reference":
             print(f"{reg.reference}@{locked_digest()}")
             return 0
-        reg = Registry.parse(args.registry, credentials=find_credentials)  # asked at a 401 only
+        # Credentials are asked for at a 401 only.
+        reg = Registry.parse(args.registry, credentials=find_credentials, deadline=args.deadline)
         if args.command == "referrers":
             digest = args.digest or locked_digest()
             if not _DIGEST.fullmatch(digest):

@@ -13,8 +13,13 @@ Credentials come from the environment, `REGISTRY_USERNAME` and `REGISTRY_PASSWOR
 docker's configuration as `docker login` leaves it (`$DOCKER_CONFIG/config.json`, default
 `~/.docker/config.json`): the `auths` entry for the registry host, or the credential helper that
 `credHelpers`/`credsStore` names. Never from the command line; messages name where they came from,
-never what they are. They are sent over HTTPS only (plain HTTP to loopback), and not along redirects
-(blob downloads are often redirected to a storage host).
+never what they are (not even the username).
+
+Where the `Authorization` goes: only to the registry's own origin (scheme, host and port, compared
+exactly: `localhost` is not `127.0.0.1`) and, for the token itself, to the challenge's realm. Not to
+an upload `Location` on another origin (a storage host), not along redirects, and never over plain
+HTTP except to loopback. Every answer is read with a size limit, and a session has one overall
+deadline, so a registry that drips or floods cannot hold a push forever.
 """
 
 from __future__ import annotations
@@ -25,18 +30,22 @@ import json
 import os
 import re
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TypeAlias
+from typing import IO, Any, Protocol, TypeAlias
 from urllib.parse import urlencode, urlsplit
 
 ENV_USERNAME = "REGISTRY_USERNAME"
 ENV_PASSWORD = "REGISTRY_PASSWORD"
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
-_TIMEOUT = 60.0
+_TIMEOUT = 60.0  # per socket operation, within the session's deadline
+DEADLINE = 1800.0  # seconds for one whole session (a push of every layer)
+MAX_BODY = 4 * 1024 * 1024  # manifests, indexes, tokens: the distribution spec's 4 MiB manifest limit
+_CHUNK = 64 * 1024
 _CHALLENGE = re.compile(r"\s*(?P<scheme>[A-Za-z]+)\s*(?P<params>.*)")
 _PARAM = re.compile(r'([A-Za-z_]+)="([^"]*)"')
 
@@ -154,6 +163,50 @@ def _loopback(url: str) -> bool:
     return parts.scheme == "http" and parts.hostname in LOOPBACK
 
 
+def origin(url: str) -> tuple[str, str, int]:
+    """(scheme, host, port) of a URL, the port made explicit: what `Authorization` is bound to."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    default = {"http": 80, "https": 443}.get(parts.scheme, 0)
+    return parts.scheme, (parts.hostname or "").lower(), port or default
+
+
+def base_of(host: str) -> str:
+    """`http://host` for a loopback registry, `https://host` for any other (`host` is `name[:port]`)."""
+    hostname = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    return f"{'http' if hostname.strip('[]') in LOOPBACK else 'https'}://{host}"
+
+
+def may_carry_credentials(url: str) -> bool:
+    """HTTPS, or plain HTTP to loopback only."""
+    return urlsplit(url).scheme == "https" or _loopback(url)
+
+
+def parse_json(data: bytes, what: str) -> Any:
+    """The registry's JSON, or one line naming what was not JSON."""
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RegistryError(f"{what}: the registry's answer is not JSON ({exc})") from None
+
+
+class Deadline:
+    """One overall time limit for a session; each socket operation gets at most what is left."""
+
+    def __init__(self, seconds: float = DEADLINE):
+        self.seconds = seconds
+        self.end = time.monotonic() + seconds
+
+    def left(self, what: str) -> float:
+        remaining = self.end - time.monotonic()
+        if remaining <= 0:
+            raise RegistryError(f"{what}: the overall deadline of {self.seconds:g} s passed")
+        return min(_TIMEOUT, remaining)
+
+
 # --- one exchange, and a session that authenticates ---------------------------------------------
 
 
@@ -163,19 +216,46 @@ def exchange(
     body: bytes | IO[bytes] | None = None,
     headers: Mapping[str, str] | None = None,
     authorization: str | None = None,
+    limit: int = MAX_BODY,
+    deadline: Deadline | None = None,
 ) -> Reply:
-    """One HTTP exchange, any status; no answer at all is a RegistryError naming the URL."""
+    """One HTTP exchange, any status; no answer at all, an answer over `limit` bytes or one past the
+    deadline is a RegistryError naming the URL."""
+    deadline = deadline or Deadline()
+    what = f"{method} {url}"
     req = urllib.request.Request(url, data=body, method=method, headers=dict(headers or {}))
     if authorization:
+        if not may_carry_credentials(url):  # the callers check first; this is the last guard
+            raise RegistryError(f"{what}: credentials go over HTTPS only (plain HTTP to loopback)")
         req.add_unredirected_header("Authorization", authorization)  # not sent along redirects
     try:
-        with urllib.request.urlopen(req, timeout=_TIMEOUT) as reply:
-            status, got, data = reply.status, dict(reply.headers.items()), reply.read()
-    except urllib.error.HTTPError as exc:
-        status, got, data = exc.code, dict(exc.headers.items()), exc.read()
+        try:
+            reply = urllib.request.urlopen(req, timeout=deadline.left(what))
+        except urllib.error.HTTPError as exc:
+            reply = exc
+        with reply:
+            status, got = reply.status, {k.lower(): v for k, v in reply.headers.items()}
+            data = _read(reply, limit, deadline, what)
     except (OSError, ValueError) as exc:
-        raise RegistryError(f"{method} {url}: no answer from the registry ({exc})") from None
-    return Reply(status, {k.lower(): v for k, v in got.items()}, data)
+        raise RegistryError(f"{what}: no answer from the registry ({exc})") from None
+    return Reply(status or 0, got, data)
+
+
+class _Body(Protocol):
+    def read1(self, n: int = ..., /) -> bytes: ...
+
+
+def _read(reply: _Body, limit: int, deadline: Deadline, what: str) -> bytes:
+    """The body in chunks: at most `limit` bytes, and not past the deadline."""
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := reply.read1(_CHUNK):  # what has arrived: the deadline is checked as bytes come
+        size += len(chunk)
+        if size > limit:
+            raise RegistryError(f"{what}: the answer is larger than {limit} bytes")
+        deadline.left(what)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _rewind(body: bytes | IO[bytes] | None) -> None:
@@ -184,12 +264,23 @@ def _rewind(body: bytes | IO[bytes] | None) -> None:
 
 
 class Session:
-    """Requests to one registry host; answers its 401 challenges with the credentials, if any."""
+    """Requests to one registry (`base_url`'s origin); answers its 401 challenges with the
+    credentials, if any, and sends them nowhere else."""
 
-    def __init__(self, host: str, credentials: Credentials | CredentialLookup | None = None):
+    def __init__(
+        self,
+        host: str,
+        credentials: Credentials | CredentialLookup | None = None,
+        deadline: float = DEADLINE,
+    ):
         self.host = host
+        self.origin = origin(base_of(host))
+        self.deadline = Deadline(deadline)
         self._credentials = credentials
-        self._authorization: str | None = None  # sent with every request once a challenge was met
+        self._authorization: str | None = None  # sent to the registry's origin once a challenge was met
+
+    def _own(self, url: str) -> bool:
+        return origin(url) == self.origin and may_carry_credentials(url)
 
     @property
     def credentials(self) -> Credentials | None:
@@ -206,13 +297,23 @@ class Session:
         body: bytes | IO[bytes] | None = None,
         headers: Mapping[str, str] | None = None,
         ok: tuple[int, ...] = (200, 201, 202),
+        limit: int = MAX_BODY,
     ) -> Reply:
-        """The exchange, authenticated if challenged; a status outside `ok` is a RegistryError."""
-        reply = exchange(method, url, body, headers, self._authorization)
+        """The exchange, authenticated if challenged; a status outside `ok` is a RegistryError.
+        A URL on another origin (an upload `Location` on a storage host) gets no credentials, and
+        its challenge is not answered."""
+        own = self._own(url)
+        authorization = self._authorization if own else None
+        reply = exchange(method, url, body, headers, authorization, limit, self.deadline)
         if reply.status == 401:
+            if not own:
+                raise RegistryError(
+                    f"{method} {url}: HTTP 401 from another origin than the registry {self.host}; "
+                    "its credentials are not sent there"
+                )
             self._authorization = self._answer(reply.headers.get("www-authenticate", ""))
             _rewind(body)
-            reply = exchange(method, url, body, headers, self._authorization)
+            reply = exchange(method, url, body, headers, self._authorization, limit, self.deadline)
             if reply.status == 401:
                 raise self._refused()
         if reply.status not in ok:
@@ -230,8 +331,8 @@ class Session:
         if self.credentials is None:
             return self._needs_credentials()
         return RegistryError(
-            f"{self.host}: HTTP 401 Unauthorized with the credentials from {self.credentials.source} "
-            f"(user {self.credentials.username!r}): wrong, or without push rights to this repository"
+            f"{self.host}: HTTP 401 Unauthorized with the credentials from {self.credentials.source}: "
+            "wrong, or without push rights to this repository"
         )
 
     def _answer(self, challenge: str) -> str:
@@ -256,19 +357,17 @@ class Session:
             )
         query = urlencode([(k, params[k]) for k in ("service", "scope") if k in params])
         url = f"{realm}{'&' if '?' in realm else '?'}{query}" if query else realm
-        reply = exchange("GET", url, authorization=self.credentials.basic if self.credentials else None)
+        basic = self.credentials.basic if self.credentials else None
+        reply = exchange("GET", url, authorization=basic, deadline=self.deadline)
         if reply.status in (401, 403):
             if self.credentials is None:
                 raise self._needs_credentials()
             raise RegistryError(
-                f"{self.host}: token server {realm} refused the credentials from {self.credentials.source} "
-                f"(user {self.credentials.username!r}): HTTP {reply.status}"
+                f"{self.host}: token server {realm} refused the credentials from "
+                f"{self.credentials.source}: HTTP {reply.status}"
             )
-        try:
-            doc = json.loads(reply.body) if reply.status == 200 else {}
-            token = doc.get("token") or doc.get("access_token")
-        except (ValueError, AttributeError):
-            token = None
+        doc = parse_json(reply.body, f"token server {realm}") if reply.status == 200 else {}
+        token = (doc.get("token") or doc.get("access_token")) if isinstance(doc, dict) else None
         if not isinstance(token, str) or not token:
             raise RegistryError(f"{self.host}: token server {realm} gave no token (HTTP {reply.status})")
         return token

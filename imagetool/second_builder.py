@@ -12,10 +12,13 @@ host's runc runs the build steps. Everything stops when the build is done.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import shutil
 import subprocess
+import tarfile
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -30,19 +33,58 @@ UNPACKED = HOME / "root"
 START_TIMEOUT = 60
 
 
+def deb_contents(deb: Path) -> dict[str, str]:
+    """sha256 of every regular file a .deb installs (path relative to the root -> hex), read from
+    its data archive (`dpkg-deb --fsys-tarfile`)."""
+    done = subprocess.run(["dpkg-deb", "--fsys-tarfile", str(deb)], capture_output=True, check=False)
+    if done.returncode != 0:
+        raise ToolError(f"dpkg-deb --fsys-tarfile {deb.name} failed: {done.stderr.decode(errors='replace')}")
+    sums = {}
+    with tarfile.open(fileobj=io.BytesIO(done.stdout)) as tar:
+        for member in tar:
+            data = tar.extractfile(member) if member.isreg() else None
+            if data is not None:
+                sums[member.name.removeprefix("./")] = hashlib.sha256(data.read()).hexdigest()
+    return sums
+
+
+def tree_differences(root: Path, expected: dict[str, str]) -> list[str]:
+    """Files under `root` that are missing or whose sha256 is not the .debs' (each named)."""
+    problems = []
+    for name, want in sorted(expected.items()):
+        path = root / name
+        if path.is_symlink() or not path.is_file():
+            problems.append(f"{name}: missing")
+        elif (got := file_digest(path)) != want:
+            problems.append(f"{name}: sha256 {got}, the .deb has {want}")
+    return problems
+
+
 def unpack() -> Path:
-    """dpkg -x the second builder's .debs from the store (checked) into build/second-builder/root."""
+    """The second builder's .debs, from checked private copies of the store's, unpacked (dpkg -x)
+    into build/second-builder/root, and every file of it verified against the .debs' own contents
+    on every use (not on the word of a stamp): a changed binary is named and unpacked again."""
     store.ensure(["builder2"], quiet=True)
-    debs = sorted(n for n in store.load_lock() if n.startswith("builder2/debs/"))
-    stamp = HOME / "unpacked.json"
-    want = {n: file_digest(store.STORE / n) for n in debs}
-    if stamp.is_file() and json.loads(stamp.read_text(encoding="utf-8")) == want:
-        return UNPACKED
-    shutil.rmtree(UNPACKED, ignore_errors=True)
-    UNPACKED.mkdir(parents=True)
-    for name in debs:
-        subprocess.run(["dpkg", "-x", str(store.STORE / name), str(UNPACKED)], check=True)
-    stamp.write_text(json.dumps(want), encoding="utf-8")
+    files = store.load_lock()
+    debs = sorted(n for n in files if n.startswith("builder2/debs/"))
+    with store.verified_copies(debs, files) as copies:
+        expected: dict[str, str] = {}
+        for copy in copies:
+            expected.update(deb_contents(copy))
+        changed = tree_differences(UNPACKED, expected)
+        if not changed:
+            return UNPACKED
+        if UNPACKED.exists():
+            shown = "; ".join(changed[:5]) + (f"; and {len(changed) - 5} more" if len(changed) > 5 else "")
+            log(f"second builder: {rel(UNPACKED)} differs from its .debs ({shown}): unpacking again")
+        shutil.rmtree(UNPACKED, ignore_errors=True)
+        UNPACKED.mkdir(parents=True)
+        for copy in copies:
+            subprocess.run(["dpkg", "-x", str(copy), str(UNPACKED)], check=True)
+    still = tree_differences(UNPACKED, expected)
+    if still:
+        raise ToolError(f"second builder: {rel(UNPACKED)} differs from its .debs after unpacking: {still[0]}")
+    (HOME / "unpacked.json").unlink(missing_ok=True)  # the stamp earlier versions trusted
     return UNPACKED
 
 

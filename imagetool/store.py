@@ -29,13 +29,26 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from imagetool import aptsources, base, common, wheels
 from imagetool.apt import AptState, deb_file_version
-from imagetool.common import BUILD, ROOT, ToolError, file_digest, log, read_json, rel
+from imagetool.common import (
+    BUILD,
+    ROOT,
+    ToolError,
+    file_digest,
+    log,
+    read_json,
+    rel,
+    replace_durably,
+    temporary_beside,
+)
 
 STORE = ROOT / "store"
 STORE_DVC = ROOT / "store.dvc"
@@ -119,6 +132,32 @@ def check_files(store: Path, files: dict[str, dict[str, Any]], groups: tuple[str
     return problems
 
 
+@contextmanager
+def verified_copies(
+    names: list[str], files: dict[str, dict[str, Any]], store: Path | None = None
+) -> Iterator[list[Path]]:
+    """Private copies of store files, each hashed after it was copied: what dpkg then reads is
+    exactly what was checked (no one can swap a store file between the check and its use).
+
+    The copies live in a fresh directory only this user can enter (mode 0700: root-owned when run
+    as root) and are removed afterwards. A copy whose sha256 is not the lock's is refused, naming
+    the file and both hashes."""
+    store = store if store is not None else STORE
+    with tempfile.TemporaryDirectory(prefix="lockstep-debs-") as tmp:
+        private = Path(tmp)
+        private.chmod(0o700)
+        copies = []
+        for name in names:
+            copy = private / Path(name).name
+            shutil.copyfile(store / name, copy)
+            got = file_digest(copy)
+            if got != files[name]["sha256"]:
+                locked = files[name]["sha256"]
+                raise ToolError(f"refusing {rel(store / name)}: its copy has sha256 {got}, locked {locked}")
+            copies.append(copy)
+        yield copies
+
+
 def refuse_altered(problems: Problems) -> None:
     if problems.altered:
         raise ToolError(
@@ -132,13 +171,12 @@ def place(src: Path, dest: Path) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     if dest.exists() and src.samefile(dest):
         return
-    tmp = dest.with_name(dest.name + ".tmp")
-    tmp.unlink(missing_ok=True)
+    tmp = temporary_beside(dest)
     try:
         os.link(src, tmp)
     except OSError:
         shutil.copyfile(src, tmp)
-    tmp.replace(dest)
+    replace_durably(tmp, dest)
 
 
 def _mb(n: int) -> str:
@@ -284,7 +322,7 @@ def fetch_rootfs() -> str:
     if base.TARBALL.is_file() and file_digest(base.TARBALL) == lock["tarball"]["sha256"]:
         place(base.TARBALL, dest)
         return f"copied from {rel(base.TARBALL)}"
-    tmp = STORE / "base" / "rootfs.tar.tmp"
+    tmp = temporary_beside(dest)
     debs = {n: e for n, e in load_lock().items() if n.startswith("base/debs/")}
     if debs and not check_files(STORE, debs, ("base",)):
         built, how = rederive_base(tmp), "re-derived by mmdebstrap from store/base/debs (no network)"
@@ -299,7 +337,7 @@ def fetch_rootfs() -> str:
             f"{how.split(' (')[0]}, the base is not {rel(base.LOCK)}'s (sha256 {built.sha256}, locked "
             f"{lock['tarball']['sha256']}); " + base.drift_explanation(lock["packages"], built.packages)
         )
-    tmp.replace(dest)
+    replace_durably(tmp, dest)
     return how
 
 
@@ -532,19 +570,18 @@ def cmd_install_engine(root: Path, tools_only: bool = False) -> int:
     if not chosen:
         log(f"engine: every package of {rel(ENGINE_DEFINITION)} is installed in {root}")
         return 0
-    problems = check_files(STORE, {n: files[n] for n in chosen}, ("engine",))
-    refuse_altered(problems)  # checked again right before dpkg reads them
     log(f"engine: installing {len(chosen)} packages from {rel(STORE)}/engine/debs into {root} (no mirror)")
     cmd = ["dpkg", "--force-confdef", "--force-confold", "-i"]
     if root.resolve() != Path("/"):
         cmd.insert(1, f"--root={root}")
-    p = subprocess.run(
-        [*cmd, *(str(STORE / n) for n in chosen)],
-        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    with verified_copies(chosen, files) as copies:  # dpkg reads the checked copies, not the store
+        p = subprocess.run(
+            [*cmd, *map(str, copies)],
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
     if p.returncode != 0:
         raise ToolError(f"dpkg -i failed ({p.returncode}):\n{(p.stderr or p.stdout).strip()[-2000:]}")
     log(f"engine: installed {', '.join(deb_file_version(Path(n).name)[0] for n in chosen)}")

@@ -137,7 +137,14 @@ def atomic_write(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
     try:
         with os.fdopen(fd, mode, newline="" if "b" not in mode else None) as fh:
             yield fh
+            fh.flush()
+            os.fsync(fh.fileno())  # the bytes on disk before the rename that publishes them
         Path(tmp).replace(path)
+        directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(directory)  # and the rename itself
+        finally:
+            os.close(directory)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
-from contract import MODEL_FILE, SCHEMA_FILE, TRAIN_CSV
+from contract import MODEL_FILE, MODEL_SHA256_FILE, SCHEMA_FILE, TRAIN_CSV, sha256_lines
 from pipeline.data import Table, atomic_write, read_table
 from pipeline.errors import PipelineError
 from pipeline.estimator import PARAMS_KEY, build_estimator
@@ -41,10 +42,16 @@ def train(table: Table, schema: Schema, *, estimator: BaseEstimator, params: Tra
     return model
 
 
-def save_model(model: Pipeline, path: Path = MODEL_FILE) -> None:
-    """Pickle with joblib, atomically (no half-written model for DVC to cache)."""
+def save_model(model: Pipeline, path: Path = MODEL_FILE, sums: Path = MODEL_SHA256_FILE) -> None:
+    """Pickle with joblib, atomically (no half-written model for DVC to cache), and record the
+    pickle's sha256 in `sums` (git-tracked: what is checked before unpickling, beside dvc.lock's md5)."""
+    buffer = io.BytesIO()
+    joblib.dump(model, buffer)
+    data = buffer.getvalue()
     with atomic_write(path, "wb") as fh:
-        joblib.dump(model, fh)
+        fh.write(data)
+    with atomic_write(sums) as fh:
+        fh.write(sha256_lines({path: data}))
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ scoped to that job.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -111,9 +112,13 @@ def test_hosted_runner_docker_verifies_with_the_containerd_image_store(workflow:
     assert "make engine" not in script
 
 
-# --- publish: push to GHCR by digest, keyless signature and attestations, verified ------------------
+# --- publish: no build, the tarball checked against image.lock, pushed, signed, verified ---------------
 
 ISSUER = "https://token.actions.githubusercontent.com"
+ON_PUBLISH = (
+    "github.event_name == 'push' && (github.ref == 'refs/heads/main' || startsWith(github.ref, 'refs/tags/'))"
+)
+PUSH = 'python3 -m imagetool registry push "$REGISTRY" --oci "$OCI" --sbom image/sbom.cdx.json'
 
 
 @pytest.fixture(scope="module")
@@ -123,14 +128,16 @@ def publish(workflow: dict[Any, Any]) -> dict[str, Any]:
     return job
 
 
-def _publish_script(workflow: dict[Any, Any]) -> str:
-    """Every publish step's script, continuation lines joined."""
-    return "\n".join(_runs(workflow, "publish")).replace("\\\n", " ")
+def _script(workflow: dict[Any, Any], job: str = "publish", step: str | None = None) -> str:
+    """The job's scripts (or the one step whose name starts with `step`), continuation lines joined."""
+    steps = [s for s in _steps(workflow, job) if "run" in s and (step is None or s["name"].startswith(step))]
+    assert steps, f"{job}: no step {step!r}"
+    return "\n".join(s["run"] for s in steps).replace("\\\n", " ")
 
 
-def _commands(workflow: dict[Any, Any], program: str) -> list[list[str]]:
-    lines = _publish_script(workflow).splitlines()
-    return [shlex.split(line.strip()) for line in lines if line.strip().startswith(f"{program} ")]
+def _commands(script: str, program: str) -> list[list[str]]:
+    lines = [line.strip() for line in script.splitlines()]
+    return [shlex.split(line) for line in lines if line.startswith(f"{program} ")]
 
 
 def test_publish_runs_after_the_digest_proofs_on_pushes_to_main_and_tags_only(
@@ -138,9 +145,91 @@ def test_publish_runs_after_the_digest_proofs_on_pushes_to_main_and_tags_only(
 ) -> None:
     assert {"ci", "hosted-docker"} <= set(publish["needs"])
     assert any("make verify" in script for script in _runs(workflow, "ci"))
-    condition = " ".join(publish["if"].split())
-    assert "github.event_name == 'push'" in condition
-    assert "github.ref == 'refs/heads/main' || startsWith(github.ref, 'refs/tags/')" in condition
+    assert " ".join(publish["if"].split()) == ON_PUBLISH
+
+
+def test_publish_runs_no_build_step_and_no_project_dependency(publish: dict[str, Any]) -> None:
+    """Third-party code from the build (pip packages, Debian packages, the engine) never runs
+    beside the write permissions and the OIDC token: the job has no container, no make, no venv."""
+    assert "container" not in publish, "no privileged job container"
+    script = "\n".join(step.get("run", "") for step in publish["steps"])
+    for forbidden in ("make ", ".venv", "pip ", "apt-get", "dvc ", "docker "):
+        assert forbidden not in script, forbidden
+    # The one piece of the project it runs is the push client, with the runner's python3.
+    assert [line.strip() for line in script.splitlines() if "python" in line] == [PUSH]
+
+
+def test_the_push_client_imports_only_the_standard_library(repo_root: Path) -> None:
+    """What the publish job runs with the runner's bare python3 must need nothing installed."""
+    code = (
+        f"import sys; sys.path.insert(0, {str(repo_root)!r}); import imagetool.registry; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} - set(sys.stdlib_module_names)))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", code], cwd=repo_root, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['__main__', 'imagetool']"
+
+
+def test_ci_hands_the_verified_tarball_and_predicate_to_publish_as_an_artifact(
+    workflow: dict[Any, Any], publish: dict[str, Any]
+) -> None:
+    ci_steps = _steps(workflow, "ci")
+    [upload] = [s for s in ci_steps if str(s.get("uses", "")).startswith("actions/upload-artifact@")]
+    assert " ".join(upload["if"].split()) == ON_PUBLISH
+    assert upload["with"]["name"] == "image"
+    assert upload["with"]["path"].split() == ["build/image/verify.oci.tar", "build/provenance.predicate.json"]
+    names = [s.get("name", s.get("uses")) for s in ci_steps]
+    verify = next(i for i, s in enumerate(ci_steps) if s.get("run") == "make verify")
+    assert verify < names.index(upload["name"])  # `make verify` wrote verify.oci.tar and proved it
+    [download] = [
+        s for s in publish["steps"] if str(s.get("uses", "")).startswith("actions/download-artifact@")
+    ]
+    assert download["with"] == {"name": "image", "path": "build"}
+    assert publish["env"]["OCI"] == "build/image/verify.oci.tar"
+
+
+def test_the_tarball_digest_is_checked_against_image_lock_before_anything_else(
+    publish: dict[str, Any],
+) -> None:
+    runs = [s for s in publish["steps"] if "run" in s]
+    assert runs[0]["name"].startswith("The tarball holds image.lock's digest")
+
+
+def _oci_tarball(root: Path, manifest: bytes, digest: str) -> Path:
+    """A minimal OCI layout tarball: index.json naming `digest`, and the manifest blob."""
+    import io
+    import tarfile
+
+    path = root / "image.oci.tar"
+    index = json.dumps({"schemaVersion": 2, "manifests": [{"digest": digest, "size": len(manifest)}]})
+    with tarfile.open(path, "w") as tf:
+        for name, data in (("index.json", index.encode()), (f"blobs/sha256/{digest[7:]}", manifest)):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    "case", ["locked", "other-digest-in-lock", "manifest-bytes-changed"], ids=lambda c: str(c)
+)
+def test_the_digest_check_passes_only_for_image_lock_s_manifest(
+    workflow: dict[Any, Any], tmp_path: Path, case: str
+) -> None:
+    """The step's own script, run here with tar, jq and sha256sum, on a tarball it must accept or refuse."""
+    manifest = b'{"schemaVersion":2}'
+    digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
+    oci = _oci_tarball(tmp_path, manifest if case != "manifest-bytes-changed" else b"{}", digest)
+    locked = digest if case != "other-digest-in-lock" else "sha256:" + "0" * 64
+    (tmp_path / "image.lock").write_text(json.dumps({"digest": locked}))
+    script = _script(workflow, step="The tarball holds image.lock's digest")
+    env = {**os.environ, "OCI": str(oci), "RUNNER_TEMP": str(tmp_path / "runner")}
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert (done.returncode == 0) == (case == "locked"), done.stdout + done.stderr
 
 
 def test_write_permissions_and_the_oidc_token_belong_to_the_publish_job_alone(
@@ -156,7 +245,7 @@ def test_write_permissions_and_the_oidc_token_belong_to_the_publish_job_alone(
 def test_github_token_reaches_only_the_push_and_the_cosign_login(workflow: dict[Any, Any]) -> None:
     users = [step for step in _steps(workflow, "publish") if "secrets.GITHUB_TOKEN" in yaml.safe_dump(step)]
     assert [step["run"] for step in users] == [
-        'make push REGISTRY="$REGISTRY"',
+        PUSH,
         'cosign login ghcr.io --username "$REGISTRY_USERNAME" --password-stdin <<< "$REGISTRY_PASSWORD"',
     ]
     for step in users:
@@ -173,11 +262,9 @@ def test_image_step_names_the_lowercased_ghcr_repository_at_image_lock_digest(
     workflow: dict[Any, Any], repo_root: Path, tmp_path: Path
 ) -> None:
     """The step's own script, run here: GITHUB_ENV gets REGISTRY and IMAGE = REGISTRY/lockstep@digest."""
-    [script] = [s for s in _runs(workflow, "publish") if "imagetool registry reference" in s]
+    script = _script(workflow, step="Image name")
     github_env = tmp_path / "github_env"
     env = {**os.environ, "GITHUB_REPOSITORY": "Some-Owner/Lockstep", "GITHUB_ENV": str(github_env)}
-    env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
-    script = script.replace(".venv/bin/python", sys.executable)  # the venv this test runs in
     subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=repo_root, env=env, check=True)
     digest = json.loads((repo_root / "image.lock").read_text())["digest"]
     assert github_env.read_text().splitlines() == [
@@ -186,38 +273,69 @@ def test_image_step_names_the_lowercased_ghcr_repository_at_image_lock_digest(
     ]
 
 
-def test_push_is_make_push_to_that_registry_before_any_signing(workflow: dict[Any, Any]) -> None:
-    script = _publish_script(workflow)
-    assert 'make push REGISTRY="$REGISTRY"' in script
-    assert script.index("make push") < script.index("cosign sign")
+def test_push_comes_before_any_signing(workflow: dict[Any, Any]) -> None:
+    script = _script(workflow)
+    assert PUSH in script
+    assert script.index(PUSH) < script.index("cosign sign")
 
 
-def test_cosign_signs_attests_and_verifies_the_digest_never_a_tag(workflow: dict[Any, Any]) -> None:
-    commands = _commands(workflow, "cosign")
-    verbs = [c[1] for c in commands]
-    assert verbs == ["login", "sign", "attest", "attest", "verify", "verify-attestation"]
-    for command in commands[1:]:
+SIGN_STEPS = {"keyless": "Sign and attest keyless", "key": "Sign and attest with the repository's key"}
+
+
+@pytest.mark.parametrize("mode", list(SIGN_STEPS))
+def test_cosign_signs_attests_and_verifies_the_digest_never_a_tag(
+    workflow: dict[Any, Any], mode: str
+) -> None:
+    [step] = [s for s in _steps(workflow, "publish") if s.get("name", "").startswith(SIGN_STEPS[mode])]
+    assert step["if"] == f"env.SIGNING == '{mode}'"
+    commands = [
+        c for c in _commands(_script(workflow, step=SIGN_STEPS[mode]), "cosign") if c[1] != "public-key"
+    ]
+    assert [c[1] for c in commands] == ["sign", "attest", "attest", "verify", "verify-attestation"]
+    for command in commands:
         assert command[-1] == "$IMAGE", f"{command}: must name $IMAGE (REGISTRY/lockstep@sha256:...)"
-    assert "--yes" in commands[1]  # no prompt in CI
-    attest = {c[c.index("--type") + 1]: c[c.index("--predicate") + 1] for c in commands[2:4]}
+    for command in commands[:3]:
+        assert "--yes" in command  # no prompt in CI
+    attest = {c[c.index("--type") + 1]: c[c.index("--predicate") + 1] for c in commands[1:3]}
     assert attest == {
         "slsaprovenance1": "build/provenance.predicate.json",
         "cyclonedx": "image/sbom.cdx.json",
     }
-    assert all("--key" not in c for c in commands), "keyless: no key in CI"
+    if mode == "keyless":
+        assert all("--key" not in c for c in commands)
+    else:
+        assert all(c[c.index("--key") + 1] == "env://COSIGN_PRIVATE_KEY" for c in commands[:3])
+        assert all(c[c.index("--key") + 1] == "$RUNNER_TEMP/cosign.pub" for c in commands[3:])
+
+
+def test_the_signing_key_is_optional_and_reaches_only_the_key_step(
+    workflow: dict[Any, Any], publish: dict[str, Any]
+) -> None:
+    assert publish["env"]["SIGNING"] == "${{ secrets.COSIGN_PRIVATE_KEY != '' && 'key' || 'keyless' }}"
+    holders = [s for s in publish["steps"] if "secrets.COSIGN_PRIVATE_KEY" in yaml.safe_dump(s)]
+    assert [s["name"] for s in holders] == [
+        next(s["name"] for s in holders if s["name"].startswith(SIGN_STEPS["key"]))
+    ]
+    assert holders[0]["env"] == {
+        "COSIGN_PRIVATE_KEY": "${{ secrets.COSIGN_PRIVATE_KEY }}",
+        "COSIGN_PASSWORD": "${{ secrets.COSIGN_PASSWORD }}",
+    }
+    for name, job in workflow["jobs"].items():
+        if name != "publish":
+            assert "COSIGN" not in yaml.safe_dump(job)
 
 
 def test_slsaprovenance1_is_the_predicate_type_make_provenance_writes(workflow: dict[Any, Any]) -> None:
-    """cosign's `--type slsaprovenance1` is https://slsa.dev/provenance/v1, the statement's type."""
+    """cosign's `--type slsaprovenance1` is https://slsa.dev/provenance/v1, the statement's type;
+    `ci` writes and checks the predicate before it hands it over."""
     assert provenance.PREDICATE_TYPE == "https://slsa.dev/provenance/v1"
-    script = _publish_script(workflow)
-    for command in ("make provenance", "make verify-provenance", "make check-sbom"):
+    script = _script(workflow, "ci", step="Provenance and SBOM match the tree")
+    for command in ("make image", "make provenance", "make verify-provenance", "make check-sbom"):
         assert command in script
     assert (
         "imagetool provenance predicate build/provenance.intoto.json build/provenance.predicate.json"
         in script
     )
-    assert script.index("imagetool provenance predicate") < script.index("cosign attest")
 
 
 def test_verification_expects_this_workflows_identity_and_github_s_issuer(
@@ -225,22 +343,24 @@ def test_verification_expects_this_workflows_identity_and_github_s_issuer(
 ) -> None:
     assert publish["env"]["SIGNER_IDENTITY"] == "${{ github.server_url }}/${{ github.workflow_ref }}"
     assert publish["env"]["SIGNER_ISSUER"] == ISSUER
-    checks = [c for c in _commands(workflow, "cosign") if c[1].startswith("verify")]
+    script = _script(workflow, step=SIGN_STEPS["keyless"])
+    checks = [c for c in _commands(script, "cosign") if c[1].startswith("verify")]
     for command in checks:
         assert command[command.index("--certificate-identity") + 1] == "$SIGNER_IDENTITY"
         assert command[command.index("--certificate-oidc-issuer") + 1] == "$SIGNER_ISSUER"
     [attestations] = [c for c in checks if c[1] == "verify-attestation"]
     assert attestations[attestations.index("--type") + 1] == "$type"
-    assert "for type in slsaprovenance1 cyclonedx; do" in _publish_script(workflow)
+    assert "for type in slsaprovenance1 cyclonedx; do" in script
 
 
-def test_actions_and_cosign_are_pinned(workflow: dict[Any, Any], publish: dict[str, Any]) -> None:
-    for job in workflow["jobs"]:
-        for step in _steps(workflow, job):
-            if "uses" in step:
-                assert re.fullmatch(r"[\w.-]+/[\w.-]+@(v\d+(\.\d+)*|[0-9a-f]{40})", step["uses"]), step[
-                    "uses"
-                ]
+def test_every_action_is_pinned_by_commit_with_its_tag_beside_it(
+    repo_root: Path, workflow: dict[Any, Any], publish: dict[str, Any]
+) -> None:
+    """A tag can be moved to other code; a commit cannot. The comment says which release it is."""
+    lines = [ln for ln in (repo_root / WORKFLOW).read_text().splitlines() if re.match(r"\s*(- )?uses:", ln)]
+    assert len(lines) == sum("uses" in s for job in workflow["jobs"] for s in _steps(workflow, job))
+    for line in lines:
+        assert re.fullmatch(r"\s*(- )?uses: [\w.-]+/[\w.-]+@[0-9a-f]{40}  # v\d+(\.\d+)*", line), line
     [installer] = [
         s for s in publish["steps"] if str(s.get("uses", "")).startswith("sigstore/cosign-installer@")
     ]

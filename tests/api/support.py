@@ -38,6 +38,7 @@ ARTIFACT_ROOT = Path(os.environ.get("LOCKSTEP_TEST_ARTIFACT_ROOT", REPO_ROOT))
 # service at it (LOCKSTEP_<SETTING> in the environment).
 _LAYOUT = {
     "model": (contract.MODEL_FILE, "model_path"),
+    "sha256": (contract.MODEL_SHA256_FILE, None),  # beside dvc.lock: the service finds it from there
     "onnx": (contract.ONNX_FILE, "onnx_path"),
     "serving": (contract.SERVING_FILE, "serving_path"),
     "metadata": (contract.METADATA_FILE, "metadata_path"),
@@ -52,6 +53,7 @@ class Artifacts:
 
     root: Path
     model: Path = field(init=False)
+    sha256: Path = field(init=False)
     onnx: Path = field(init=False)
     serving: Path = field(init=False)
     metadata: Path = field(init=False)

@@ -176,6 +176,28 @@ def test_exact_path_refuses_a_tampered_pickle_before_unpickling(
     assert str(copy.model) in str(refused.value)
 
 
+def test_exact_path_refuses_a_pickle_whose_md5_is_locked_but_not_its_sha256(
+    trained: Callable[[str], Artifacts], tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What an md5 twin looks like to the service: dvc.lock's md5 matches (relocked here, as a
+    collision would match it), models/model.sha256 (from git) does not. tests/test_contract.py
+    does the same with a real md5 collision pair."""
+    copy = trained("penguins-exact").copy_to(tmp_path / "copy")
+    data = bytearray(copy.model.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    copy.relock(copy.model, bytes(data))
+
+    def forbidden(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a pickle was unpickled before its sha256 was checked")
+
+    monkeypatch.setattr(joblib, "load", forbidden)
+    with pytest.raises(ContractError) as refused, TestClient(create_app(copy.settings())):
+        pass
+    assert f"model {copy.model} has sha256 {hashlib.sha256(data).hexdigest()} but {copy.sha256}" in str(
+        refused.value
+    )
+
+
 def test_exact_path_refuses_output_it_does_not_reproduce(
     trained: Callable[[str], Artifacts], tmp_path: Any
 ) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.api.support import TestClient
+from api.app import create_app
+from tests.api.support import TestClient, make_settings
 
 
 def test_openapi_documents_the_real_features_with_the_example(
@@ -30,4 +31,16 @@ def test_openapi_documents_the_real_features_with_the_example(
     assert body["examples"]["named"]["value"] == {"instances": [example]}
     assert set(doc["paths"]["/predict"]["post"]["responses"]) >= {"200", "400", "413", "415", "422"}
     assert "/_bench/ceiling" not in doc["paths"]
-    assert client.get("/docs").status_code == 200
+
+
+def test_docs_pages_are_off_unless_enabled(client: TestClient) -> None:
+    """Swagger UI's page loads its scripts from a CDN without integrity hashes: not served by default
+    (LOCKSTEP_ENABLE_DOCS=1 turns /docs on); ReDoc (the same) never."""
+    assert client.get("/openapi.json").status_code == 200
+    assert client.get("/docs").status_code == 404
+    assert client.get("/redoc").status_code == 404
+    with TestClient(create_app(make_settings(enable_docs=True))) as enabled:
+        page = enabled.get("/docs")
+        assert page.status_code == 200
+        assert "swagger-ui" in page.text
+        assert enabled.get("/redoc").status_code == 404

@@ -12,6 +12,7 @@ import re
 import subprocess
 import threading
 import urllib.request
+from contextlib import AbstractContextManager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from imagetool.registry import Credentials, OciTarball, Registry, RegistryError
 from imagetool.registry_client import (
     ENV_PASSWORD,
     ENV_USERNAME,
+    MAX_BODY,
     Session,
     docker_config_credentials,
     exchange,
@@ -30,6 +32,7 @@ from imagetool.registry_client import (
     parse_challenge,
 )
 from tests.deploy.conftest import imagetool
+from tests.deploy.hostile_registry import Hostile, hostile_registry
 from tests.deploy.token_server import SERVICE, TokenServer
 
 pytestmark = pytest.mark.docker
@@ -416,10 +419,11 @@ def test_wrong_password_is_refused_in_one_line_without_the_password(
     )
     assert proc.returncode == 2
     [line] = proc.stderr.splitlines()
-    assert f"credentials from {ENV_USERNAME}/{ENV_PASSWORD} (user {registry_credentials.username!r})" in line
+    assert f"credentials from {ENV_USERNAME}/{ENV_PASSWORD}" in line
     assert secured.host in line
     assert "401" in line
-    assert wrong not in proc.stdout + proc.stderr
+    for secret in (wrong, registry_credentials.username):  # nothing of the credentials, not even the user
+        assert secret not in proc.stdout + proc.stderr
 
 
 def token_scopes(tokens: TokenServer) -> set[tuple[str, str, frozenset[str]]]:
@@ -506,3 +510,81 @@ def test_credentials_are_looked_up_only_when_a_registry_asks(
         "names credential helper docker-credential-lockstep-absent-helper, which did not run"
         in secured_run.stderr
     )
+
+
+# --- a hostile registry: credentials stay with the registry's origin ----------------------------
+
+HOSTILE_USER = Credentials("mallory-target", "s3cret-password", "the test")
+
+
+def hostile(mode: str, other: str) -> tuple[Hostile, AbstractContextManager[int]]:
+    state = Hostile(HOSTILE_USER.basic, mode)
+    return state, hostile_registry(state, other)
+
+
+@pytest.mark.parametrize("other", ["port", "localhost"], ids=["other-port", "localhost-for-127.0.0.1"])
+def test_upload_location_on_another_origin_gets_no_credentials(other: str) -> None:
+    state, server = hostile("upload", other)
+    with server as port:
+        reg = Registry.parse(f"127.0.0.1:{port}/test", credentials=HOSTILE_USER)
+        assert registry.push_blob(reg, registry.sha256(b"layer"), 5, b"layer")
+    [upload] = [s for s in state.seen if s.path.startswith("/elsewhere/")]
+    assert (upload.method, upload.host) == ("PUT", state.other.removeprefix("http://"))
+    assert upload.authorization is None
+    # The registry's own origin did get them: the test would pass vacuously otherwise.
+    assert any(s.authorization == HOSTILE_USER.basic for s in state.seen if s.host == f"127.0.0.1:{port}")
+
+
+@pytest.mark.parametrize("other", ["port", "localhost"], ids=["other-port", "localhost-for-127.0.0.1"])
+def test_redirect_to_another_origin_gets_no_credentials(other: str) -> None:
+    state, server = hostile("redirect", other)
+    with server as port:
+        reg = Registry.parse(f"127.0.0.1:{port}/test", credentials=HOSTILE_USER)
+        assert registry.get_manifest(reg, "latest").body == b"{}"
+    [followed] = [s for s in state.seen if s.path.startswith("/elsewhere/")]
+    assert followed.authorization is None
+
+
+def test_an_https_registry_sends_no_credentials_to_plain_http_or_other_hosts() -> None:
+    session = Session("registry.example.com", HOSTILE_USER)
+    assert session._own("https://registry.example.com/v2/x")
+    assert session._own("https://registry.example.com:443/v2/x")
+    for url in (
+        "http://registry.example.com/v2/x",  # same host, plain HTTP
+        "https://registry.example.com:8443/v2/x",
+        "https://storage.example.com/v2/x",
+    ):
+        assert not session._own(url), url
+    with pytest.raises(RegistryError, match="credentials go over HTTPS only"):
+        exchange("GET", "http://registry.example.com/v2/", authorization=HOSTILE_USER.basic)
+
+
+@pytest.mark.parametrize(
+    ("mode", "message"),
+    [
+        ("bad-json", "the registry's answer is not JSON"),
+        ("bad-index", "not an image index"),
+        ("flood", f"the answer is larger than {MAX_BODY} bytes"),
+    ],
+)
+def test_malformed_or_oversized_answers_are_one_line_and_exit_2(
+    mode: str, message: str, tmp_path: Path
+) -> None:
+    _, server = hostile(mode, "port")
+    (tmp_path / "docker").mkdir()
+    with server as port:
+        args = ["referrers", f"127.0.0.1:{port}/test", "sha256:" + "a" * 64]
+        proc = run_cli(args, tmp_path, tmp_path / "docker", **secret_env(HOSTILE_USER))
+    assert proc.returncode == 2
+    [line] = proc.stderr.splitlines()
+    assert message in line
+    for secret in (HOSTILE_USER.username, HOSTILE_USER.password, HOSTILE_USER.basic):
+        assert secret not in proc.stdout + proc.stderr
+
+
+def test_a_dripping_registry_is_stopped_by_the_overall_deadline() -> None:
+    _, server = hostile("drip", "port")
+    with server as port:
+        reg = Registry.parse(f"127.0.0.1:{port}/test", credentials=HOSTILE_USER, deadline=1.5)
+        with pytest.raises(RegistryError, match=r"the overall deadline of 1.5 s passed"):
+            registry.get_manifest(reg, "latest")  # each byte within the socket timeout, 10 s in all

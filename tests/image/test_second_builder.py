@@ -25,3 +25,19 @@ def test_second_buildkit_gives_the_locked_digest(
     assert other["engine"].split(".")[0] != system["engine"].split(".")[0], (system, other)
     assert other["buildx"] != system["buildx"]
     assert result.digest == locked, f"builder {other} gives another digest than image.lock ({system})"
+
+
+def test_unpacked_daemons_are_checked_against_the_debs_on_every_use(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """No stamp is trusted: a daemon changed after unpacking is named and unpacked again from the
+    checked .debs, before anything runs it."""
+    root = second_builder.unpack()
+    daemon = root / "usr/bin/containerd"
+    original = daemon.read_bytes()
+    with daemon.open("ab") as fh:
+        fh.write(b"\0tampered")
+    capsys.readouterr()
+    assert second_builder.unpack() == root
+    assert "usr/bin/containerd: sha256 " in capsys.readouterr().err
+    assert daemon.read_bytes() == original

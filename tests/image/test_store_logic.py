@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -177,3 +179,35 @@ def test_tools_only_install_never_touches_the_engine() -> None:
         DEBS, {"libc6": "2.36-9"}, {"docker.io": "26.1.5"}, only={"tini", "libc6", "docker.io"}
     )
     assert chosen == [DEBS[3]]
+
+
+# --- .debs are installed from checked private copies -----------------------------------------------
+
+
+def test_verified_copies_are_private_and_keep_the_checked_bytes(
+    small_store: tuple[Path, dict[str, dict[str, Any]]],
+) -> None:
+    """dpkg reads the copies: swapping the store file after the check changes nothing they hold."""
+    root, files = small_store
+    name = "engine/debs/tini_0.19.0-1_amd64.deb"
+    with store.verified_copies([name], files, root) as [copy]:
+        folder = copy.parent
+        assert folder.stat().st_mode & 0o777 == 0o700
+        assert folder.stat().st_uid == os.geteuid()
+        (root / name).write_bytes(b"swapped after the check")
+        assert copy.read_bytes() == b"deb"
+    assert not folder.exists()  # removed afterwards
+
+
+def test_a_store_file_altered_before_the_copy_is_refused_naming_both_hashes(
+    small_store: tuple[Path, dict[str, dict[str, Any]]],
+) -> None:
+    root, files = small_store
+    name = "engine/debs/tini_0.19.0-1_amd64.deb"
+    (root / name).write_bytes(b"evil")
+    with pytest.raises(ToolError) as refused, store.verified_copies([name], files, root):
+        pass
+    message = str(refused.value)
+    assert hashlib.sha256(b"evil").hexdigest() in message
+    assert str(files[name]["sha256"]) in message
+    assert name in message
