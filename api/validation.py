@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -56,18 +57,21 @@ def _count(body: bytes, array: np.ndarray | None, char: str) -> int:
 
 
 @dataclass(frozen=True)
-class _Tokens:
+class BodyTokens:
     """Byte counts of a JSON body, taken before parsing: with the parsed document they show, without
-    looking at each value, that no value is a string or a boolean where the document has none."""
+    looking at each value, that no value is a string or a boolean where the document has none; and
+    before it they bound how many strings and values parsing could build."""
 
     quotes: int  # '"' bytes (two per string, plus any escaped ones)
     escaped_quotes: int  # '\\"' pairs (0 when the body has no backslash)
     backslash: bool  # any escape sequence at all
     true_letters: int  # bytes equal to _TRUE_LETTER
     false_letters: int  # bytes equal to _FALSE_LETTER
+    separators: int  # ',' bytes
+    openings: int  # '[' and '{' bytes
 
     @classmethod
-    def of(cls, body: bytes) -> _Tokens:
+    def of(cls, body: bytes) -> BodyTokens:
         array = np.frombuffer(body, dtype=np.uint8) if len(body) > _NUMPY_COUNT_BYTES else None
         backslash = b"\\" in body
         return cls(
@@ -76,7 +80,34 @@ class _Tokens:
             backslash=backslash,
             true_letters=_count(body, array, _TRUE_LETTER),
             false_letters=_count(body, array, _FALSE_LETTER),
+            separators=_count(body, array, ","),
+            openings=_count(body, array, "[") + _count(body, array, "{"),
         )
+
+    @property
+    def strings_at_least(self) -> int:
+        """A lower bound on the body's strings: two unescaped quotes each (a quote after a backslash
+        is subtracted even when the backslash is itself escaped, which can only undercount)."""
+        return (self.quotes - self.escaped_quotes) // 2
+
+    @property
+    def values_at_most(self) -> int:
+        """An upper bound on the values parsing builds: every value but the first of an array or
+        object follows a comma, so values <= commas + containers + 1 (commas inside strings count
+        too: an overcount, never an undercount)."""
+        return self.separators + self.openings + 1
+
+    def excess(self, max_strings: int, max_values: int) -> str | None:
+        """Why the body holds more strings or values than `max_*` allow (checked before parsing, so
+        no body within the byte limit builds more objects than the largest valid one), or None."""
+        if self.strings_at_least > max_strings:
+            return f"body has at least {self.strings_at_least} JSON strings; at most {max_strings} fit"
+        if self.values_at_most > max_values:
+            return (
+                f"body has up to {self.values_at_most} JSON values (counting its commas and brackets); "
+                f"at most {max_values} fit"
+            )
+        return None
 
     def only_numbers_besides(self, strings: int, letters: tuple[int, int]) -> bool:
         """Whether the body's strings are exactly `strings` ones, with no escapes, holding `letters`
@@ -181,39 +212,30 @@ class InstanceParser:
 
     def parse(self, body: bytes) -> Batch:
         """Return the validated Batch or raise ClientError (400 malformed, 422 invalid)."""
-        tokens = _Tokens.of(body)
-        self._refuse_excess_strings(tokens)
-        doc, strict = self.load(body)
+        tokens = BodyTokens.of(body)
+        self._refuse_excess(tokens)
+        doc, strict = load_json(body)
         batch = self._fast(doc, tokens) if strict else None
         # The exact path reuses the parsed document: a second parse would double a bad body's cost.
         return batch if batch is not None else self._exact(doc)
 
-    def load(self, body: bytes) -> tuple[Any, bool]:
-        """The parsed document, and whether it is strict JSON (else it has NaN/Infinity: exact path only)."""
-        try:
-            return orjson.loads(body), True
-        except orjson.JSONDecodeError:
-            return self._load_for_diagnosis(body), False
+    def _refuse_excess(self, tokens: BodyTokens) -> None:
+        """Refuse, before parsing, a body with more JSON strings or values than any valid batch holds.
 
-    def _refuse_excess_strings(self, tokens: _Tokens) -> None:
-        """Refuse, before parsing, a body with more JSON strings than any valid batch can hold.
-
-        Parsing builds an object per key, so a body within the byte limit could still cost many
-        times its size (one row of a million unknown keys). Each string has two unescaped quotes,
-        and subtracting every quote that follows a backslash can only undercount: a lower bound on
-        the body's strings. A valid body has at most "instances" plus, per row, one key per
-        feature and one value per categorical feature.
+        Parsing builds an object per key and per value, so a body within the byte limit could still
+        cost many times its size (one row of a million unknown keys, a million zeros). A valid body
+        has at most "instances" plus, per row, one key per feature and one value per categorical
+        feature as strings, and the object, the array, a container per row and its values as values.
+        Values get twice that: a comma inside a string counts as one, and a body a little past the
+        row limit is still parsed, so its refusal can name the rows.
         """
-        at_least = (tokens.quotes - tokens.escaped_quotes) // 2
-        at_most = 1 + self.max_rows * (self.n_features + len(self.categorical_names))
-        if at_least > at_most:
-            message = (
-                f"body has at least {at_least} JSON strings; at most {at_most} fit {self.max_rows} rows "
-                f"of {self.n_features} features"
-            )
+        max_strings = 1 + self.max_rows * (self.n_features + len(self.categorical_names))
+        message = tokens.excess(max_strings, 2 * (2 + self.max_rows * (1 + self.n_features)))
+        if message:
+            message += f" {self.max_rows} rows of {self.n_features} features"
             raise ClientError(422, "too_many_fields", message, [problem(None, None, message)])
 
-    def _fast(self, doc: Any, tokens: _Tokens) -> Batch | None:
+    def _fast(self, doc: Any, tokens: BodyTokens) -> Batch | None:
         """Validate well-formed input cheaply; None means "not sure", never "invalid"."""
         if type(doc) is not dict or len(doc) != 1:
             return None
@@ -407,16 +429,38 @@ class InstanceParser:
                 columns[index][row_index] = value
         return found
 
-    @staticmethod
-    def _load_for_diagnosis(body: bytes) -> Any:
-        """Parse leniently so NaN/Infinity tokens can be reported by row and field; else a 400."""
-        try:
-            return json.loads(body)  # accepts NaN, Infinity, -Infinity and 1e999, which orjson refuses
-        except json.JSONDecodeError as exc:
-            message = f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-            message = f"malformed JSON: {exc.__class__.__name__}"
-        raise ClientError(400, "malformed_json", message, [problem(None, None, message)])
+
+def load_json(body: bytes) -> tuple[Any, bool]:
+    """The parsed document, and whether it is strict JSON (else it has NaN/Infinity: the exact path
+    only), or a 400 naming why it is not JSON.
+
+    orjson first. Only what it refuses goes to the standard parser, which reads NaN, Infinity and
+    1e999 so they can be refused by row and field. That parser also accepts what orjson rightly
+    refuses, lone UTF-16 surrogates (as raw bytes, or as a \\uD800-\\uDFFF escape without its pair),
+    which no later step can encode: they are refused here, so no key, id, category or parameter
+    anywhere in a document carries one.
+    """
+    try:
+        return orjson.loads(body), True
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        text = body.decode("utf-8")  # strict: refuses encoded surrogates, which json.loads would pass
+        doc = json.loads(text)  # accepts NaN, Infinity, -Infinity and 1e999, which orjson refuses
+        if _SURROGATE_ESCAPE.search(body):
+            # Paired escapes are joined into one code point; a lone one stays and cannot be encoded.
+            json.dumps(doc, ensure_ascii=False).encode("utf-8")
+        return doc, False
+    except json.JSONDecodeError as exc:
+        message = f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+    except UnicodeError:
+        message = "malformed JSON: a string is not valid Unicode (UTF-8 without lone surrogates)"
+    except (ValueError, RecursionError) as exc:
+        message = f"malformed JSON: {exc.__class__.__name__}"
+    raise ClientError(400, "malformed_json", message, [problem(None, None, message)])
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 # An oversize body is read and dropped, up to this many times the limit, before the 413 is sent.
