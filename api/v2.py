@@ -53,6 +53,8 @@ DATATYPES = NUMERIC_TYPES | {"BOOL", "BYTES"}
 _FLOAT_VALUES = frozenset({int, float, type(None)})
 _INT_VALUES = frozenset({int, type(None)})
 _TEXT_VALUES = frozenset({str, type(None)})
+# A request's id is echoed in its answer: an identifier, not a payload.
+MAX_ID_LENGTH = 256
 # Strings and values a request may hold besides its data, per request and per tensor.
 _SLACK = 64
 _PARAMETER_VALUES = frozenset({str, int, float, bool})
@@ -221,8 +223,8 @@ class V2Codec:
         unknown = [key for key in doc if key not in _REQUEST_KEYS]
         if unknown:
             raise bad_request(f"unknown top-level field {safe_text(unknown[0])!r}", unknown[0])
-        if "id" in doc and type(doc["id"]) is not str:
-            raise bad_request("id must be a string", "id")
+        if "id" in doc and (type(doc["id"]) is not str or len(doc["id"]) > MAX_ID_LENGTH):
+            raise bad_request(f"id must be a string of at most {MAX_ID_LENGTH} characters", "id")
         if "parameters" in doc:
             _check_parameters(doc["parameters"], "parameters", "parameters")
         inputs = doc.get("inputs")

@@ -16,3 +16,7 @@ bench: setup repro ## Benchmark /predict vs floor and ceiling per model family (
 bench-slow-clients: setup repro ## 2,000 body-trickling clients beside a normal load (hey); writes bench/results/slow_clients.{json,md}
 	@command -v hey >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hey; }
 	$(PY) -m bench.slow_clients $(BENCH_ARGS)
+
+.PHONY: bench-body-memory
+bench-body-memory: setup repro ## Peak RSS of the largest body of each kind (tests/api/bombs.py); writes bench/results/serve_body_memory.{json,md}
+	$(PY) -m bench.body_memory $(BENCH_ARGS)
