@@ -81,7 +81,8 @@ def measure(size: int, repeats: int) -> dict[str, Any]:
 
 def table(result: dict[str, Any]) -> str:
     lines = [
-        f"Largest body of each kind at a {result['body_limit_bytes'] / 2**20:.0f} MiB body limit, one worker:",
+        f"Largest body of each kind at a {result['body_limit_bytes'] / 2**20:.0f} MiB body limit, "
+        "one worker:",
         "",
         "| kind | path | status | body MiB | peak RSS growth MiB | bytes per body byte |",
         "| --- | --- | --- | --- | --- | --- |",

@@ -132,6 +132,11 @@ def deep(size: int, where: bytes = b"") -> bytes:
     return b'{"instances":' + where + b"[" * depth + b"]" * depth + b"}"
 
 
+def v2_zeros(size: int) -> bytes:
+    head = b'{"inputs":[{"name":"X","shape":[1,1],"datatype":"FP64","data":['
+    return head + zeros(size - 64)[15:-2] + b"]}]}"
+
+
 def v2_big_id(size: int) -> bytes:
     return b'{"id":"' + b"a" * (size - 120) + b'","inputs":[]}'
 

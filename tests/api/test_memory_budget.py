@@ -37,7 +37,7 @@ def deploy_memory_limits() -> dict[str, float]:
     [k8s] = deployment["spec"]["template"]["spec"]["containers"]
     service = yaml.safe_load((REPO_ROOT / "deploy/kserve/inferenceservice.yaml").read_text())
     kserve = service["spec"]["predictor"]["model"]
-    compose = yaml.safe_load((REPO_ROOT / "deploy/compose.yaml").read_text())
+    compose = yaml.safe_load((REPO_ROOT / "deploy/compose.yaml").read_text())["services"]["api"]
     return {
         "make run (mk/image.mk RUN_MEMORY)": mib(run[1]),
         "deploy/k8s": mib(k8s["resources"]["limits"]["memory"]),
