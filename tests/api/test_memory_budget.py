@@ -42,9 +42,7 @@ def deploy_memory_limits() -> dict[str, float]:
         "make run (mk/image.mk RUN_MEMORY)": mib(run[1]),
         "deploy/k8s": mib(k8s["resources"]["limits"]["memory"]),
         "deploy/kserve": mib(kserve["resources"]["limits"]["memory"]),
-        "deploy/compose.yaml": mib(
-            str(compose["services"]["api"]["deploy"]["resources"]["limits"]["memory"])
-        ),
+        "deploy/compose.yaml": mib(str(compose["deploy"]["resources"]["limits"]["memory"])),
     }
 
 
