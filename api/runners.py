@@ -19,6 +19,8 @@ from api.validation import Batch
 from contract import ContractError
 
 _ONNX_DTYPES = {"double": np.float64, "float": np.float32}
+# Below this many rows a per-row dictionary lookup of the label costs less than numpy's unique.
+_LOOKUP_PER_ROW = 64
 
 
 @dataclass
@@ -112,10 +114,17 @@ class OnnxRunner:
         if not self._classifier:
             return Scores(values=np.asarray(results[0], dtype=np.float64).reshape(-1).tolist())
         labels, probabilities = results
-        index = self._class_index
-        return Scores(
-            labels=[index[str(label)] for label in labels.tolist()], probabilities=probabilities.tolist()
-        )
+        return Scores(labels=self._label_indices(labels), probabilities=probabilities.tolist())
+
+    def _label_indices(self, labels: np.ndarray) -> list[int]:
+        """Each row's label as its index in the metadata's classes: looked up once per distinct label
+        (a batch has few), then spread over the rows by numpy."""
+        if len(labels) < _LOOKUP_PER_ROW:
+            return [self._class_index[str(label)] for label in labels.tolist()]
+        distinct, where = np.unique(labels.reshape(-1), return_inverse=True)
+        indices = np.array([self._class_index[str(label)] for label in distinct.tolist()], dtype=np.int64)
+        result: list[int] = indices[where].tolist()
+        return result
 
 
 class SklearnRunner:

@@ -163,6 +163,27 @@ def _tensor(index: int, spec: Any, bounds: ShapeBounds) -> Tensor:
     return Tensor(name, shape, datatype, _flatten(data, shape, where), where)
 
 
+def _numbers_only_in_data(doc: dict[str, Any], tokens: BodyTokens) -> bool:
+    """Whether every string of the body is outside the tensors' data (keys, names, datatypes,
+    ids, parameters, outputs) and it has no true/false token: then the data holds none."""
+    inputs = doc.get("inputs")
+    data = {id(t.get("data")) for t in inputs if type(t) is dict} if type(inputs) is list else set()
+    texts: list[str] = []
+    stack: list[Any] = [doc]
+    while stack:
+        value = stack.pop()
+        if type(value) is dict:
+            texts.extend(value)
+            stack.extend(value.values())
+        elif type(value) is list:
+            if id(value) not in data:
+                stack.extend(value)
+        elif type(value) is str:
+            texts.append(value)
+    joined = "".join(texts)
+    return tokens.only_numbers_besides(len(texts), (joined.count("r"), joined.count("a")))
+
+
 def _check_parameters(parameters: Any, where: str, field: str) -> None:
     """The specification's parameters: an object whose values are strings, numbers or booleans."""
     if type(parameters) is not dict:
@@ -216,8 +237,13 @@ class V2Codec:
             "outputs": outputs,
         }
 
-    def decode(self, doc: Any) -> tuple[Batch, tuple[str, ...]]:
-        """The request's Batch and the outputs to return, or ClientError(400) naming what is wrong."""
+    def decode(self, doc: Any, tokens: BodyTokens | None = None) -> tuple[Batch, tuple[str, ...]]:
+        """The request's Batch and the outputs to return, or ClientError(400) naming what is wrong.
+
+        `tokens`: the body's byte counts, when `doc` is its strict parse; with them, a body whose
+        strings are all outside the tensors' data holds only numbers and nulls there (no string,
+        no boolean), so numeric data goes to numpy without a per-value type check.
+        """
         if type(doc) is not dict:
             raise bad_request("the request must be a JSON object with 'inputs'")
         unknown = [key for key in doc if key not in _REQUEST_KEYS]
@@ -231,7 +257,8 @@ class V2Codec:
         if type(inputs) is not list or not inputs:
             raise bad_request("inputs must be a non-empty array of tensors", "inputs")
         tensors = [_tensor(i, spec, self.bounds) for i, spec in enumerate(inputs)]
-        batch = self._matrix(tensors[0]) if self._is_matrix(tensors) else self._columns(tensors)
+        plain = tokens is not None and _numbers_only_in_data(doc, tokens)
+        batch = self._matrix(tensors[0], plain) if self._is_matrix(tensors) else self._columns(tensors, plain)
         return batch, self._outputs(doc.get("outputs"))
 
     def _outputs(self, requested: Any) -> tuple[str, ...]:
@@ -270,7 +297,7 @@ class V2Codec:
             raise bad_request(message, f"{tensor.name}.shape")
         return rows
 
-    def _matrix(self, tensor: Tensor) -> Batch:
+    def _matrix(self, tensor: Tensor, plain: bool) -> Batch:
         """One [N, F] numeric tensor, columns in feature order."""
         width = len(self.features)
         if not self.all_numeric:
@@ -283,10 +310,10 @@ class V2Codec:
             message = f"{tensor.where}: shape {tensor.shape} must be [N, {width}] (one column per feature)"
             raise bad_request(message, f"{tensor.name}.shape")
         rows = self._rows(tensor)
-        numeric = self._numbers(tensor).reshape(rows, width)
+        numeric = self._numbers(tensor, plain).reshape(rows, width)
         return self.model.parser._batch(rows, numeric, [])
 
-    def _columns(self, tensors: list[Tensor]) -> Batch:
+    def _columns(self, tensors: list[Tensor], plain: bool) -> Batch:
         """One [N] or [N, 1] tensor per feature."""
         by_name: dict[str, Tensor] = {}
         for tensor in tensors:
@@ -308,14 +335,32 @@ class V2Codec:
                 raise bad_request(message, f"{tensor.name}.shape")
         numeric = np.empty((rows, len(self.numeric_index)), dtype=np.float64)
         for name, k in self.numeric_index.items():
-            numeric[:, k] = self._numbers(by_name[name])
+            numeric[:, k] = self._numbers(by_name[name], plain)
         columns: list[Sequence[str | None]] = [
             self._categories(by_name[name]) for name in self.categorical_index
         ]
         return self.model.parser._batch(rows, numeric, columns)
 
-    def _numbers(self, tensor: Tensor) -> np.ndarray:
-        """The tensor's values as float64 (null -> NaN, a missing value); refuses what /predict refuses."""
+    def _numbers(self, tensor: Tensor, plain: bool = False) -> np.ndarray:
+        """The tensor's values as float64 (null -> NaN, a missing value); refuses what /predict refuses.
+
+        `plain`: the body shows no string or boolean among the data; then a float tensor's values
+        are numbers, nulls, or containers, which numpy refuses (and the exact check then names).
+        """
+        array = self._plain_floats(tensor) if plain else None
+        return self._checked(tensor, array)
+
+    @staticmethod
+    def _plain_floats(tensor: Tensor) -> np.ndarray | None:
+        if tensor.datatype not in FLOAT_TYPES:
+            return None
+        try:
+            array = np.array(tensor.values, dtype=np.float64)
+        except (TypeError, ValueError, OverflowError):
+            return None
+        return array if array.shape == (len(tensor.values),) else None
+
+    def _checked(self, tensor: Tensor, array: np.ndarray | None) -> np.ndarray:
         where, datatype, values = tensor.where, tensor.datatype, tensor.values
         if datatype not in NUMERIC_TYPES:
             raise bad_request(
@@ -324,7 +369,7 @@ class V2Codec:
             )
         allowed = _FLOAT_VALUES if datatype in FLOAT_TYPES else _INT_VALUES
         # Exact types: a bool is not a number here, and numpy would turn "1.5" into 1.5.
-        types = set(map(type, values))
+        types = allowed if array is not None else set(map(type, values))
         if not types <= allowed:
             wrong = next(v for v in values if type(v) not in allowed)
             kind = "numbers" if datatype in FLOAT_TYPES else "integers"
@@ -336,10 +381,12 @@ class V2Codec:
             ints = [v for v in values if v is not None] if type(None) in types else values
             if ints and (min(ints) < info.min or max(ints) > info.max):
                 raise bad_request(f"{where}: a value is out of {datatype}'s range", f"{tensor.name}.data")
-        try:
-            array = np.array(values, dtype=np.float64)
-        except OverflowError:
-            raise bad_request(f"{where}: a value is out of range for a 64-bit float", tensor.name) from None
+        if array is None:
+            try:
+                array = np.array(values, dtype=np.float64)
+            except OverflowError:
+                message = f"{where}: a value is out of range for a 64-bit float"
+                raise bad_request(message, tensor.name) from None
         if datatype in INT_TYPES and datatype not in _WIDE_INTS:
             present = array[~np.isnan(array)]  # not nanmin: an all-null tensor would warn
             info = np.iinfo(INT_TYPES[datatype])
@@ -437,12 +484,13 @@ class V2Service:
     async def infer(self, scope: Scope, receive: Receive, name: str, version: str | None = None) -> bytes:
         codec = self.codec(name, version)
         body = await read_json_body(_assume_json(scope), receive, self.state.settings.max_body_bytes)
-        excess = BodyTokens.of(body).excess(codec.max_strings, codec.max_values)
+        tokens = BodyTokens.of(body)
+        excess = tokens.excess(body, codec.max_strings, codec.max_values)
         if excess:
             raise bad_request(f"{excess} this model's largest request")
         # orjson, else the standard parser, which reads NaN and Infinity so they are refused by name.
-        doc, _ = load_json(body)
-        batch, outputs = codec.decode(doc)
+        doc, strict = load_json(body)
+        batch, outputs = codec.decode(doc, tokens if strict else None)
         scores = codec.model.runner.predict(batch)
         check_finite(scores)
         self.state.metrics.observe_predictions(batch, scores.labels)

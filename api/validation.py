@@ -67,8 +67,6 @@ class BodyTokens:
     backslash: bool  # any escape sequence at all
     true_letters: int  # bytes equal to _TRUE_LETTER
     false_letters: int  # bytes equal to _FALSE_LETTER
-    separators: int  # ',' bytes
-    openings: int  # '[' and '{' bytes
 
     @classmethod
     def of(cls, body: bytes) -> BodyTokens:
@@ -80,8 +78,6 @@ class BodyTokens:
             backslash=backslash,
             true_letters=_count(body, array, _TRUE_LETTER),
             false_letters=_count(body, array, _FALSE_LETTER),
-            separators=_count(body, array, ","),
-            openings=_count(body, array, "[") + _count(body, array, "{"),
         )
 
     @property
@@ -90,23 +86,23 @@ class BodyTokens:
         is subtracted even when the backslash is itself escaped, which can only undercount)."""
         return (self.quotes - self.escaped_quotes) // 2
 
-    @property
-    def values_at_most(self) -> int:
-        """An upper bound on the values parsing builds: every value but the first of an array or
-        object follows a comma, so values <= commas + containers + 1 (commas inside strings count
-        too: an overcount, never an undercount)."""
-        return self.separators + self.openings + 1
+    def excess(self, body: bytes, max_strings: int, max_values: int) -> str | None:
+        """Why `body` holds more strings or values than `max_*` allow (checked before parsing, so
+        no body within the byte limit builds more objects than the largest valid one), or None.
 
-    def excess(self, max_strings: int, max_values: int) -> str | None:
-        """Why the body holds more strings or values than `max_*` allow (checked before parsing, so
-        no body within the byte limit builds more objects than the largest valid one), or None."""
+        Every value but the first of an array or object follows a comma, so a body has at most
+        commas + containers + 1 values (commas inside strings count too: an overcount, never an
+        undercount); and no more values than bytes, so a body that short needs no count.
+        """
         if self.strings_at_least > max_strings:
             return f"body has at least {self.strings_at_least} JSON strings; at most {max_strings} fit"
-        if self.values_at_most > max_values:
-            return (
-                f"body has up to {self.values_at_most} JSON values (counting its commas and brackets); "
-                f"at most {max_values} fit"
-            )
+        if len(body) < max_values:
+            return None
+        array = np.frombuffer(body, dtype=np.uint8) if len(body) > _NUMPY_COUNT_BYTES else None
+        values = sum(_count(body, array, char) for char in ",[{") + 1
+        if values > max_values:
+            counted = f"body has up to {values} JSON values (counting its commas and brackets)"
+            return f"{counted}; at most {max_values} fit"
         return None
 
     def only_numbers_besides(self, strings: int, letters: tuple[int, int]) -> bool:
@@ -213,13 +209,13 @@ class InstanceParser:
     def parse(self, body: bytes) -> Batch:
         """Return the validated Batch or raise ClientError (400 malformed, 422 invalid)."""
         tokens = BodyTokens.of(body)
-        self._refuse_excess(tokens)
+        self._refuse_excess(body, tokens)
         doc, strict = load_json(body)
         batch = self._fast(doc, tokens) if strict else None
         # The exact path reuses the parsed document: a second parse would double a bad body's cost.
         return batch if batch is not None else self._exact(doc)
 
-    def _refuse_excess(self, tokens: BodyTokens) -> None:
+    def _refuse_excess(self, body: bytes, tokens: BodyTokens) -> None:
         """Refuse, before parsing, a body with more JSON strings or values than any valid batch holds.
 
         Parsing builds an object per key and per value, so a body within the byte limit could still
@@ -230,7 +226,7 @@ class InstanceParser:
         row limit is still parsed, so its refusal can name the rows.
         """
         max_strings = 1 + self.max_rows * (self.n_features + len(self.categorical_names))
-        message = tokens.excess(max_strings, 2 * (2 + self.max_rows * (1 + self.n_features)))
+        message = tokens.excess(body, max_strings, 2 * (2 + self.max_rows * (1 + self.n_features)))
         if message:
             message += f" {self.max_rows} rows of {self.n_features} features"
             raise ClientError(422, "too_many_fields", message, [problem(None, None, message)])
