@@ -46,6 +46,8 @@ _CATEGORICAL_TYPES = frozenset({str, _NONE})
 Row = tuple[Any, ...]
 # Past this size numpy counts a byte faster than bytes.count, whose per-call cost is lower.
 _NUMPY_COUNT_BYTES = 16 * 1024
+# Keys beyond what a body's objects can validly hold that are still parsed (and named when refused).
+_KEY_SLACK = 1024
 # Letters no JSON number has: "r" is in every true token, "a" in every false one.
 _TRUE_LETTER, _FALSE_LETTER = "r", "a"
 
@@ -230,6 +232,20 @@ class InstanceParser:
         if message:
             message += f" {self.max_rows} rows of {self.n_features} features"
             raise ClientError(422, "too_many_fields", message, [problem(None, None, message)])
+        values = self.max_rows * len(self.categorical_names)
+        if tokens.strings_at_least > 1 + values:
+            # Its other strings are keys: each followed by a colon, at most one per feature in each
+            # object (the body's own and one per row); colons and braces in strings only add. A
+            # few more are parsed, so a row with some unknown keys is refused naming them.
+            objects = body.count(b"{")
+            keys = min(body.count(b":"), 1 + max(0, objects - 1) * self.n_features)
+            if tokens.strings_at_least > keys + values + _KEY_SLACK:
+                message = (
+                    f"body has at least {tokens.strings_at_least} JSON strings; its {objects} objects "
+                    f"hold at most {keys} keys of {self.n_features} features, and categorical values "
+                    f"at most {values}"
+                )
+                raise ClientError(422, "too_many_fields", message, [problem(None, None, message)])
 
     def _fast(self, doc: Any, tokens: BodyTokens) -> Batch | None:
         """Validate well-formed input cheaply; None means "not sure", never "invalid"."""

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import statistics
 import subprocess
 import sys
 import tarfile
@@ -69,7 +68,7 @@ def write_bodies(directory: Path, artifacts: Artifacts) -> dict[str, Path]:
         "one_positional": {"instances": [positional]},
         "named": {"instances": [example] * ROWS},
         "positional": {"instances": [positional] * ROWS},
-        "v2": {k: v for k, v in matrix_request([positional] * ROWS, proba=False).items()},
+        "v2": dict(matrix_request([positional] * ROWS, proba=False).items()),
         "v2_one": matrix_request([positional], proba=False),
         "peer_plain": matrix_request([positional] * ROWS, proba=True),
         "peer_pipeline": requests_for(artifacts.model, artifacts.lock, meta, ROWS, proba=True),
