@@ -20,7 +20,6 @@ import json
 import math
 import re
 from collections.abc import Callable, Sequence
-from contextlib import suppress
 from dataclasses import dataclass, field
 from itertools import chain, islice
 from operator import itemgetter
@@ -263,18 +262,25 @@ class InstanceParser:
                     return None
                 keys = self.n_features * n_rows
                 numeric_rows = list(map(self._numeric_named, instances))
-                categorical_rows = list(map(self._categorical_named, instances))
+                categorical_rows = (
+                    list(map(self._categorical_named, instances)) if self.categorical_names else []
+                )
             elif row_types == {list} and set(map(len, instances)) == {self.n_features}:
                 keys = 0
-                numeric_rows = list(map(self._numeric_positional, instances))
-                categorical_rows = list(map(self._categorical_positional, instances))
+                # All numeric: a row is already its numeric values in feature order.
+                numeric_rows = (
+                    list(map(self._numeric_positional, instances)) if self.categorical_names else instances
+                )
+                categorical_rows = (
+                    list(map(self._categorical_positional, instances)) if self.categorical_names else []
+                )
             else:
                 return None
-            if self.categorical_names and not (
-                set(map(type, chain.from_iterable(categorical_rows))) <= _CATEGORICAL_TYPES
-            ):
-                return None
-            columns: list[Sequence[str | None]] = list(zip(*categorical_rows, strict=True))
+            columns: list[Sequence[str | None]] = []
+            if self.categorical_names:
+                if not set(map(type, chain.from_iterable(categorical_rows))) <= _CATEGORICAL_TYPES:
+                    return None
+                columns = list(zip(*categorical_rows, strict=True))
             gaps = [column.count(None) for column in columns]
             # When "instances", the keys and the categorical values are all the body's strings and
             # it has no true/false token, the numeric values need no per-value type check.
@@ -300,24 +306,16 @@ class InstanceParser:
         width = len(self.numeric_names)
         if not width:
             return np.empty((n_rows, 0), dtype=np.float64)
-        nulls: bool | None = None  # when plain: unknown until a null stops np.fromiter
         if not plain:
             # Exact, and a C-level pass: a bool's type is bool, and strings are refused here rather
             # than converted by numpy.
             types = set(map(type, chain.from_iterable(rows)))
             if not types <= _NUMERIC_TYPES:
                 return None
-            nulls = _NONE in types
-        matrix = None
-        if not nulls:
-            # TypeError: a null (or, when plain, an array or object where a number belongs).
-            with suppress(TypeError):
-                matrix = np.fromiter(chain.from_iterable(rows), np.float64, n_rows * width)
-        if matrix is None:
-            matrix = np.array(rows, dtype=np.float64)  # None becomes NaN
-            if matrix.shape != (n_rows, width):  # arrays where numbers belong
-                return None
-        matrix = matrix.reshape(n_rows, width)
+        # None becomes NaN; an array or object where a number belongs raises, or changes the shape.
+        matrix = np.array(rows, dtype=np.float64)
+        if matrix.shape != (n_rows, width):
+            return None
         if (np.abs(matrix) > self.max_abs).any():  # NaN compares False: only real overflows count
             return None
         return matrix
