@@ -37,9 +37,11 @@ print(json.dumps({"oom_kill": int(counts.get("oom_kill", 0)), "peak": int(peak) 
 
 
 @pytest.fixture(scope="module")
-def bounded(locked_image: str) -> Iterator[Container]:
-    """A container of its own, started by `make run` itself (its memory and swap limits)."""
-    with made_run(locked_image, f"lockstep-memory-{os.getpid()}", free_port()) as running:
+def bounded(request: pytest.FixtureRequest) -> Iterator[Container]:
+    """A container of its own, started by `make run` itself (its memory and swap limits), of the
+    session's build of this tree, or of LOCKSTEP_TEST_IMAGE (a tag already built from it)."""
+    tag = os.environ.get("LOCKSTEP_TEST_IMAGE") or request.getfixturevalue("locked_image")
+    with made_run(tag, f"lockstep-memory-{os.getpid()}", free_port()) as running:
         yield running
 
 
