@@ -199,10 +199,11 @@ def measure(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
 
 def table(results: dict[str, Any]) -> str:
     lines = [
-        f"1,000-row batches (req/s, median of alternating rounds; server CPU µs per request) and single rows; "
-        f"baseline = `{results['baseline_ref']}`'s api/ in the same run.",
+        "1,000-row batches (req/s, median of alternating rounds; server CPU µs per request) and single "
+        f"rows; baseline = `{results['baseline_ref']}`'s api/ in the same run.",
         "",
-        "| workers | target | req/s | rows/s | server CPU µs/req | baseline req/s | ÷ MLServer plain | ÷ MLServer pipeline |",
+        "| workers | target | req/s | rows/s | server CPU µs/req | baseline req/s | ÷ MLServer plain "
+        "| ÷ MLServer pipeline |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for key, batch in results.items():
@@ -212,10 +213,11 @@ def table(results: dict[str, Any]) -> str:
         verdict = batch["verdict"]
         for form in ("predict_named", "predict_positional", "v2"):
             r, b = batch[form], batch[f"baseline_{form}"]
+            plain, pipeline = verdict[f"{form}_vs_mlserver_plain"], verdict[f"{form}_vs_mlserver_pipeline"]
             lines.append(
-                f"| {workers} | lockstep {form} | {r['requests_per_s']:.0f} | {r['requests_per_s'] * ROWS:,.0f} | "
-                f"{r['server_cpu_us_per_request']:.0f} | {b['requests_per_s']:.0f} | "
-                f"**{verdict[f'{form}_vs_mlserver_plain']:.2f}** | {verdict[f'{form}_vs_mlserver_pipeline']:.2f} |"
+                f"| {workers} | lockstep {form} | {r['requests_per_s']:.0f} | "
+                f"{r['requests_per_s'] * ROWS:,.0f} | {r['server_cpu_us_per_request']:.0f} | "
+                f"{b['requests_per_s']:.0f} | **{plain:.2f}** | {pipeline:.2f} |"
             )
         for peer in ("mlserver_plain", "mlserver_pipeline"):
             r = batch[peer]
