@@ -8,8 +8,9 @@ load then hits every target alike, and each target's median round is reported):
     serving a plain StandardScaler + LogisticRegression fitted on the same 30 columns of the same
     training split: its most favourable case (one [N, F] FP64 tensor, predict_proba, no pandas).
 Bodies: lockstep /predict named and positional, lockstep V2 with one [N, F] tensor, each peer's own
-best V2 form with predict_proba. Then with 2 workers (lockstep) against MLServer with 2 parallel
-inference workers and with none, its better figure. Writes bench/results/serve_batch.{json,md}.
+best V2 form with predict_proba. Then all again with 2 workers for lockstep and its baseline; MLServer
+keeps in-process inference (its parallel inference workers do not start under uvloop on these
+hosts), its one working setting. Writes bench/results/serve_batch.{json,md}.
 """
 
 from __future__ import annotations
@@ -156,7 +157,9 @@ def measure(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
             base = stack.enter_context(
                 baseline_server(args.baseline, artifacts, workers, scratch / f"baseline-{workers}.log")
             )
-            parallel = 0 if workers == 1 else workers
+            # MLServer 1.7.1's parallel inference workers die at start under uvloop on these hosts
+            # ("There is no current event loop"): in-process inference is its only working setting.
+            parallel = 0
             plain = stack.enter_context(
                 mlserver_serving(plain_bytes, "plain.joblib", scratch / f"peer-plain-{workers}.log", parallel)
             )
@@ -194,6 +197,7 @@ def measure(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
             batch["verdict"][f"{form}_vs_mlserver_plain"] >= TARGET for form in forms
         )
         results[f"batch_{workers}_workers"] = batch
+        args.out.with_suffix(".partial.json").write_text(json.dumps(results, indent=2) + "\n")
     return results
 
 
