@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, islice
 from operator import itemgetter
@@ -101,11 +101,12 @@ class BodyTokens:
 
         Every value but the first of an array or object follows a comma, so a body has at most
         commas + containers + 1 values (commas inside strings count too: an overcount, never an
-        undercount); and no more values than bytes, so a body that short needs no count.
+        undercount). And each value but the outermost takes two bytes at least (its first, and
+        the comma or closing bracket after it), so a body that short needs no count.
         """
         if self.strings_at_least > max_strings:
             return f"body has at least {self.strings_at_least} JSON strings; at most {max_strings} fit"
-        if len(body) < max_values:
+        if (len(body) + 1) // 2 + 1 <= max_values:
             return None
         array = np.frombuffer(body, dtype=np.uint8) if len(body) > _NUMPY_COUNT_BYTES else None
         values = sum(_count(body, array, char) for char in ",[{") + 1
@@ -516,26 +517,30 @@ def _too_large(limit: int) -> ClientError:
     return ClientError(413, "body_too_large", message, [problem(None, None, message)])
 
 
-async def _read_declared(receive: Receive, declared: int, limit: int) -> bytes:
-    """A body of `declared` bytes (Content-Length, within the limit), written into one buffer as it
-    arrives: at its peak a request holds its body once, not its chunks and their join besides."""
-    body = bytearray(declared)
-    view = memoryview(body)
-    size = 0
+async def _chunks(receive: Receive) -> AsyncIterator[tuple[bytes, bool]]:
+    """The body's chunks as they arrive, each with whether more follow."""
     while True:
         received = await receive()
         if received["type"] == "http.disconnect":
             raise ClientDisconnect()
-        chunk: bytes = received.get("body", b"")
-        if size + len(chunk) > declared:  # the server's framing forbids it; refuse rather than grow
-            raise _too_large(limit)
-        view[size : size + len(chunk)] = chunk
-        size += len(chunk)
-        if not received.get("more_body", False):
-            break
-    view.release()
-    if size < declared:
-        del body[size:]
+        more = bool(received.get("more_body", False))
+        yield received.get("body", b""), more
+        if not more:
+            return
+
+
+async def _read_declared(receive: Receive, declared: int, limit: int) -> bytes:
+    """A body of `declared` bytes (Content-Length, within the limit), written into one buffer as it
+    arrives: at its peak a request holds its body once, not its chunks and their join besides."""
+    body = bytearray(declared)
+    size = 0
+    with memoryview(body) as view:
+        async for chunk, _ in _chunks(receive):
+            if size + len(chunk) > declared:  # the server's framing forbids it; refuse, never grow
+                raise _too_large(limit)
+            view[size : size + len(chunk)] = chunk
+            size += len(chunk)
+    del body[size:]
     # A bytearray reads as bytes everywhere the body goes (orjson, numpy, bytes methods, re).
     return body  # type: ignore[return-value]
 
@@ -556,18 +561,12 @@ async def read_json_body(scope: Scope, receive: Receive, limit: int) -> bytes:
         return await _read_declared(receive, int(content_length), limit)
     chunks: list[bytes] = []
     size = 0
-    while True:
-        received = await receive()
-        if received["type"] == "http.disconnect":
-            raise ClientDisconnect()
-        chunk: bytes = received.get("body", b"")
+    async for chunk, more in _chunks(receive):
         size += len(chunk)
         if size > limit:  # chunked uploads carry no Content-Length: enforce the limit as bytes arrive
             chunks.clear()
-            if received.get("more_body", False):
+            if more:
                 await _discard_rest(receive, size, DRAIN_FACTOR * limit)
             raise _too_large(limit)
         chunks.append(chunk)
-        if not received.get("more_body", False):
-            break
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)

@@ -35,7 +35,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from bench.peer_mlserver import matrix_request, mlserver_serving, requests_for
-from bench.serve_bench import cpu_seconds, worker_pids, wrk
+from bench.serve_bench import cpu_seconds, worker_pids, write_results, wrk
 from contract import load_dvc_lock, verified_bytes
 from tests.api.support import DEFAULT, Artifacts
 from tests.helpers import REPO_ROOT, Server, free_port, running_server, serving
@@ -251,8 +251,9 @@ def table(results: dict[str, Any]) -> str:
     if single:
         lines += [
             "",
-            "| single row | req/s | p50 ms | p99 ms | baseline req/s | ÷ baseline |",
-            "| --- | --- | --- | --- | --- | --- |",
+            "| single row | req/s | p50 ms | p99 ms | server CPU µs/req | baseline req/s (CPU µs/req) "
+            "| ÷ baseline: req/s (CPU) |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
         ]
         for form in ("predict_one", "v2_one"):
             r, b = single[form], single[f"baseline_{form}"]
@@ -276,9 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="lockstep-batch-") as tmp:
         results = measure(args, Path(tmp))
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
-    args.out.with_suffix(".md").write_text(table(results))
-    print(table(results))
+    write_results(args.out, results, table(results))
     return 0
 
 

@@ -12,13 +12,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 from api.settings import Settings
-from tests.api.bombs import LARGEST, Model
+from bench.serve_bench import write_results
+from tests.api.bombs import LARGEST, Model, post_status
 from tests.api.support import DEFAULT
 from tests.helpers import REPO_ROOT, running_server
 
@@ -30,17 +29,6 @@ def status_kib(pid: int, field: str) -> int:
         if line.startswith(f"{field}:"):
             return int(line.split()[1])
     raise KeyError(field)
-
-
-def post(url: str, body: bytes) -> int:
-    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=120) as reply:
-            reply.read()
-            return int(reply.status)
-    except urllib.error.HTTPError as exc:
-        exc.read()
-        return int(exc.code)
 
 
 def measure(size: int, repeats: int) -> dict[str, Any]:
@@ -56,7 +44,7 @@ def measure(size: int, repeats: int) -> dict[str, Any]:
             for _ in range(repeats):
                 Path(f"/proc/{pid}/clear_refs").write_text("5")  # resets VmHWM to the current RSS
                 before = status_kib(pid, "VmRSS")
-                statuses.append(post(server.url + path, body))
+                statuses.append(post_status(server.url + path, body))
                 peaks.append(status_kib(pid, "VmHWM") - before)
             growth = max(peaks) * 1024
             kinds[kind] = {
@@ -104,9 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS / "serve_body_memory.json")
     args = parser.parse_args(argv)
     result = measure(args.size, args.repeats)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    args.out.with_suffix(".md").write_text(table(result))
-    print(table(result))
+    write_results(args.out, result, table(result))
     return 0
 
 

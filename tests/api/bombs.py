@@ -4,6 +4,8 @@ to the image under `make run`'s limits). Each is built to fill `size` bytes."""
 
 from __future__ import annotations
 
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -164,3 +166,15 @@ LARGEST: dict[str, tuple[str, Callable[[Model, int], bytes]]] = {
         ),
     ),
 }
+
+
+def post_status(url: str, body: bytes) -> int:
+    """POST a JSON body; the status, whatever it is (the answer is read and dropped)."""
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as reply:
+            reply.read()
+            return int(reply.status)
+    except urllib.error.HTTPError as exc:
+        exc.read()
+        return int(exc.code)

@@ -15,7 +15,7 @@ import pytest
 
 from api.settings import Settings
 from imagetool.container import Container, made_run
-from tests.api.bombs import LARGEST, Model
+from tests.api.bombs import LARGEST, Model, post_status
 from tests.api.test_memory_budget import deploy_memory_limits
 from tests.helpers import REPO_ROOT, free_port
 
@@ -53,17 +53,6 @@ def cgroup(cid: str) -> dict[str, int | str | None]:
     return result
 
 
-def post(url: str, body: bytes) -> int:
-    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=120) as reply:
-            reply.read()
-            return int(reply.status)
-    except urllib.error.HTTPError as exc:
-        exc.read()
-        return int(exc.code)
-
-
 def test_the_container_runs_under_the_make_run_memory_limit(bounded: Container) -> None:
     run_memory = deploy_memory_limits()["make run (mk/image.mk RUN_MEMORY)"]
     assert cgroup(bounded.id)["limit"] == str(int(run_memory * 2**20))
@@ -76,7 +65,7 @@ def test_the_largest_body_of_each_kind_is_answered_without_an_oom_kill(bounded: 
     metadata = json.loads((REPO_ROOT / "models/metadata.json").read_text())
     body = build(Model.of(metadata, Settings().max_rows), Settings().max_body_bytes)
     assert len(body) <= Settings().max_body_bytes
-    status = post(bounded.url + path, body)
+    status = post_status(bounded.url + path, body)
     assert status == 200 or 400 <= status < 500, status
     inspected = json.loads(
         subprocess.run(["docker", "inspect", bounded.id], capture_output=True, text=True, check=True).stdout
