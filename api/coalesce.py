@@ -85,20 +85,31 @@ class Coalescer:
         group, self._pending = self._pending[:taken], self._pending[taken:]
         if self._pending:
             asyncio.get_running_loop().call_soon(self._flush)
-        try:
-            if len(group) == 1:
-                parts = [self.runner.predict(group[0][0])]
-            else:
-                scores = self.runner.predict(merge_batches([batch for batch, _ in group]))
-                parts, start = [], 0
-                for batch, _ in group:
-                    parts.append(rows_of(scores, start, start + batch.rows))
-                    start += batch.rows
-        except Exception as exc:  # each waiting request fails as it would have alone (a 500)
-            for _, future in group:
-                if not future.done():
-                    future.set_exception(exc)
+        if len(group) == 1:
+            self._settle(group)
             return
-        for (_, future), part in zip(group, parts, strict=True):
+        try:
+            scores = self.runner.predict(merge_batches([batch for batch, _ in group]))
+        except Exception:
+            # One request's rows failed the joined call: each request is scored again on its own,
+            # so it gets exactly what it would have got alone, and a failure stays with its request.
+            for member in group:
+                self._settle([member])
+            return
+        start = 0
+        for batch, future in group:
             if not future.done():  # a request cancelled meanwhile (shutdown) takes no result
-                future.set_result(part)
+                future.set_result(rows_of(scores, start, start + batch.rows))
+            start += batch.rows
+
+    def _settle(self, alone: list[tuple[Batch, asyncio.Future[Scores]]]) -> None:
+        """Score one request by itself: its result, or its own exception (a 500, as uncoalesced)."""
+        [(batch, future)] = alone
+        try:
+            scores = self.runner.predict(batch)
+        except Exception as exc:
+            if not future.done():
+                future.set_exception(exc)
+            return
+        if not future.done():
+            future.set_result(scores)

@@ -9,8 +9,16 @@ MAX_REPORTED_ERRORS = 20
 
 
 def safe_text(value: object, limit: int = 80) -> str:
-    """Client-supplied text made safe for a JSON body: valid UTF-8 (lone surrogates escaped), bounded."""
-    text = str(value)
+    """Client-supplied text made safe for a JSON body: valid UTF-8 (lone surrogates escaped), bounded.
+
+    A container is summarised, never rendered: str() of a client's array costs its whole size (and
+    fails past the recursion limit for a deep one) before any truncation could help.
+    """
+    if isinstance(value, list):
+        return f"an array of {len(value)} items"
+    if isinstance(value, dict):
+        return f"an object of {len(value)} fields"
+    text = value if isinstance(value, str) else str(value)
     if len(text) > limit:
         text = text[:limit] + "…"
     return text.encode("utf-8", "backslashreplace").decode("utf-8")

@@ -19,6 +19,8 @@ from api.validation import Batch
 from contract import ContractError
 
 _ONNX_DTYPES = {"double": np.float64, "float": np.float32}
+# Below this many rows a per-row dictionary lookup of the label costs less than numpy's unique.
+_LOOKUP_PER_ROW = 64
 
 
 @dataclass
@@ -112,10 +114,28 @@ class OnnxRunner:
         if not self._classifier:
             return Scores(values=np.asarray(results[0], dtype=np.float64).reshape(-1).tolist())
         labels, probabilities = results
-        index = self._class_index
-        return Scores(
-            labels=[index[str(label)] for label in labels.tolist()], probabilities=probabilities.tolist()
-        )
+        return Scores(labels=self._label_indices(labels), probabilities=probabilities.tolist())
+
+    def _label_indices(self, labels: np.ndarray) -> list[int]:
+        """Each row's label as its index in the metadata's classes: one vectorised comparison per
+        class (a classifier has few) rather than a lookup per row."""
+        flat = labels.reshape(-1)
+        if len(flat) < _LOOKUP_PER_ROW:
+            return [self._class_index[str(label)] for label in flat.tolist()]
+        indices = np.full(len(flat), -1, dtype=np.int64)
+        for label, index in self._graph_labels(flat.dtype).items():
+            indices[flat == label] = index
+        if (indices < 0).any():  # a label the metadata does not know: say which, as a lookup would
+            unknown = next(str(v) for v, i in zip(flat.tolist(), indices.tolist(), strict=True) if i < 0)
+            raise KeyError(unknown)
+        result: list[int] = indices.tolist()
+        return result
+
+    def _graph_labels(self, dtype: np.dtype) -> dict[Any, int]:
+        """The classes as the graph writes its labels (strings, or integers for integer classes)."""
+        if dtype.kind in "iu":
+            return {int(c): i for c, i in self._class_index.items() if c.lstrip("-").isdigit()}
+        return dict(self._class_index)
 
 
 class SklearnRunner:

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Sequence
-from contextlib import suppress
+import re
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, islice
 from operator import itemgetter
@@ -45,6 +45,12 @@ _CATEGORICAL_TYPES = frozenset({str, _NONE})
 Row = tuple[Any, ...]
 # Past this size numpy counts a byte faster than bytes.count, whose per-call cost is lower.
 _NUMPY_COUNT_BYTES = 16 * 1024
+_COUNT_SLICE = 1024 * 1024
+# Keys beyond what a body's objects can validly hold that are still parsed (and named when refused).
+_KEY_SLACK = 1024
+# Fewer strings than this cost little to parse: such a body's keys are not counted (a 1,000-row
+# named batch has 30,000).
+_KEYS_COUNTED_FROM = 32_768
 # Letters no JSON number has: "r" is in every true token, "a" in every false one.
 _TRUE_LETTER, _FALSE_LETTER = "r", "a"
 
@@ -52,13 +58,18 @@ _TRUE_LETTER, _FALSE_LETTER = "r", "a"
 def _count(body: bytes, array: np.ndarray | None, char: str) -> int:
     if array is None:
         return body.count(char.encode())
-    return int(np.count_nonzero(array == ord(char)))
+    code = ord(char)
+    # In slices: a comparison over the whole body would allocate a temporary as large as the body.
+    return sum(
+        int(np.count_nonzero(array[i : i + _COUNT_SLICE] == code)) for i in range(0, len(array), _COUNT_SLICE)
+    )
 
 
 @dataclass(frozen=True)
-class _Tokens:
+class BodyTokens:
     """Byte counts of a JSON body, taken before parsing: with the parsed document they show, without
-    looking at each value, that no value is a string or a boolean where the document has none."""
+    looking at each value, that no value is a string or a boolean where the document has none; and
+    before it they bound how many strings and values parsing could build."""
 
     quotes: int  # '"' bytes (two per string, plus any escaped ones)
     escaped_quotes: int  # '\\"' pairs (0 when the body has no backslash)
@@ -67,7 +78,7 @@ class _Tokens:
     false_letters: int  # bytes equal to _FALSE_LETTER
 
     @classmethod
-    def of(cls, body: bytes) -> _Tokens:
+    def of(cls, body: bytes) -> BodyTokens:
         array = np.frombuffer(body, dtype=np.uint8) if len(body) > _NUMPY_COUNT_BYTES else None
         backslash = b"\\" in body
         return cls(
@@ -77,6 +88,32 @@ class _Tokens:
             true_letters=_count(body, array, _TRUE_LETTER),
             false_letters=_count(body, array, _FALSE_LETTER),
         )
+
+    @property
+    def strings_at_least(self) -> int:
+        """A lower bound on the body's strings: two unescaped quotes each (a quote after a backslash
+        is subtracted even when the backslash is itself escaped, which can only undercount)."""
+        return (self.quotes - self.escaped_quotes) // 2
+
+    def excess(self, body: bytes, max_strings: int, max_values: int) -> str | None:
+        """Why `body` holds more strings or values than `max_*` allow (checked before parsing, so
+        no body within the byte limit builds more objects than the largest valid one), or None.
+
+        Every value but the first of an array or object follows a comma, so a body has at most
+        commas + containers + 1 values (commas inside strings count too: an overcount, never an
+        undercount). And each value but the outermost takes two bytes at least (its first, and
+        the comma or closing bracket after it), so a body that short needs no count.
+        """
+        if self.strings_at_least > max_strings:
+            return f"body has at least {self.strings_at_least} JSON strings; at most {max_strings} fit"
+        if (len(body) + 1) // 2 + 1 <= max_values:
+            return None
+        array = np.frombuffer(body, dtype=np.uint8) if len(body) > _NUMPY_COUNT_BYTES else None
+        values = sum(_count(body, array, char) for char in ",[{") + 1
+        if values > max_values:
+            counted = f"body has up to {values} JSON values (counting its commas and brackets)"
+            return f"{counted}; at most {max_values} fit"
+        return None
 
     def only_numbers_besides(self, strings: int, letters: tuple[int, int]) -> bool:
         """Whether the body's strings are exactly `strings` ones, with no escapes, holding `letters`
@@ -181,39 +218,45 @@ class InstanceParser:
 
     def parse(self, body: bytes) -> Batch:
         """Return the validated Batch or raise ClientError (400 malformed, 422 invalid)."""
-        tokens = _Tokens.of(body)
-        self._refuse_excess_strings(tokens)
-        doc, strict = self.load(body)
+        tokens = BodyTokens.of(body)
+        self._refuse_excess(body, tokens)
+        doc, strict = load_json(body)
         batch = self._fast(doc, tokens) if strict else None
         # The exact path reuses the parsed document: a second parse would double a bad body's cost.
         return batch if batch is not None else self._exact(doc)
 
-    def load(self, body: bytes) -> tuple[Any, bool]:
-        """The parsed document, and whether it is strict JSON (else it has NaN/Infinity: exact path only)."""
-        try:
-            return orjson.loads(body), True
-        except orjson.JSONDecodeError:
-            return self._load_for_diagnosis(body), False
+    def _refuse_excess(self, body: bytes, tokens: BodyTokens) -> None:
+        """Refuse, before parsing, a body with more JSON strings or values than any valid batch holds.
 
-    def _refuse_excess_strings(self, tokens: _Tokens) -> None:
-        """Refuse, before parsing, a body with more JSON strings than any valid batch can hold.
-
-        Parsing builds an object per key, so a body within the byte limit could still cost many
-        times its size (one row of a million unknown keys). Each string has two unescaped quotes,
-        and subtracting every quote that follows a backslash can only undercount: a lower bound on
-        the body's strings. A valid body has at most "instances" plus, per row, one key per
-        feature and one value per categorical feature.
+        Parsing builds an object per key and per value, so a body within the byte limit could still
+        cost many times its size (one row of a million unknown keys, a million zeros). A valid body
+        has at most "instances" plus, per row, one key per feature and one value per categorical
+        feature as strings, and the object, the array, a container per row and its values as values.
+        Values get twice that: a comma inside a string counts as one, and a body a little past the
+        row limit is still parsed, so its refusal can name the rows.
         """
-        at_least = (tokens.quotes - tokens.escaped_quotes) // 2
-        at_most = 1 + self.max_rows * (self.n_features + len(self.categorical_names))
-        if at_least > at_most:
-            message = (
-                f"body has at least {at_least} JSON strings; at most {at_most} fit {self.max_rows} rows "
-                f"of {self.n_features} features"
-            )
+        max_strings = 1 + self.max_rows * (self.n_features + len(self.categorical_names))
+        message = tokens.excess(body, max_strings, 2 * (2 + self.max_rows * (1 + self.n_features)))
+        if message:
+            message += f" {self.max_rows} rows of {self.n_features} features"
             raise ClientError(422, "too_many_fields", message, [problem(None, None, message)])
+        values = self.max_rows * len(self.categorical_names)
+        if tokens.strings_at_least > values + _KEYS_COUNTED_FROM:
+            # Its other strings are keys: each followed by a colon, at most one per feature in each
+            # object (the body's own and one per row); colons and braces in strings only add. A
+            # few more are parsed, so a row with some unknown keys is refused naming them.
+            array = np.frombuffer(body, dtype=np.uint8) if len(body) > _NUMPY_COUNT_BYTES else None
+            objects = _count(body, array, "{")
+            keys = min(_count(body, array, ":"), 1 + max(0, objects - 1) * self.n_features)
+            if tokens.strings_at_least > keys + values + _KEY_SLACK:
+                message = (
+                    f"body has at least {tokens.strings_at_least} JSON strings; its {objects} objects "
+                    f"hold at most {keys} keys of {self.n_features} features, and categorical values "
+                    f"at most {values}"
+                )
+                raise ClientError(422, "too_many_fields", message, [problem(None, None, message)])
 
-    def _fast(self, doc: Any, tokens: _Tokens) -> Batch | None:
+    def _fast(self, doc: Any, tokens: BodyTokens) -> Batch | None:
         """Validate well-formed input cheaply; None means "not sure", never "invalid"."""
         if type(doc) is not dict or len(doc) != 1:
             return None
@@ -229,18 +272,25 @@ class InstanceParser:
                     return None
                 keys = self.n_features * n_rows
                 numeric_rows = list(map(self._numeric_named, instances))
-                categorical_rows = list(map(self._categorical_named, instances))
+                categorical_rows = (
+                    list(map(self._categorical_named, instances)) if self.categorical_names else []
+                )
             elif row_types == {list} and set(map(len, instances)) == {self.n_features}:
                 keys = 0
-                numeric_rows = list(map(self._numeric_positional, instances))
-                categorical_rows = list(map(self._categorical_positional, instances))
+                # All numeric: a row is already its numeric values in feature order.
+                numeric_rows = (
+                    list(map(self._numeric_positional, instances)) if self.categorical_names else instances
+                )
+                categorical_rows = (
+                    list(map(self._categorical_positional, instances)) if self.categorical_names else []
+                )
             else:
                 return None
-            if self.categorical_names and not (
-                set(map(type, chain.from_iterable(categorical_rows))) <= _CATEGORICAL_TYPES
-            ):
-                return None
-            columns: list[Sequence[str | None]] = list(zip(*categorical_rows, strict=True))
+            columns: list[Sequence[str | None]] = []
+            if self.categorical_names:
+                if not set(map(type, chain.from_iterable(categorical_rows))) <= _CATEGORICAL_TYPES:
+                    return None
+                columns = list(zip(*categorical_rows, strict=True))
             gaps = [column.count(None) for column in columns]
             # When "instances", the keys and the categorical values are all the body's strings and
             # it has no true/false token, the numeric values need no per-value type check.
@@ -266,24 +316,16 @@ class InstanceParser:
         width = len(self.numeric_names)
         if not width:
             return np.empty((n_rows, 0), dtype=np.float64)
-        nulls: bool | None = None  # when plain: unknown until a null stops np.fromiter
         if not plain:
             # Exact, and a C-level pass: a bool's type is bool, and strings are refused here rather
             # than converted by numpy.
             types = set(map(type, chain.from_iterable(rows)))
             if not types <= _NUMERIC_TYPES:
                 return None
-            nulls = _NONE in types
-        matrix = None
-        if not nulls:
-            # TypeError: a null (or, when plain, an array or object where a number belongs).
-            with suppress(TypeError):
-                matrix = np.fromiter(chain.from_iterable(rows), np.float64, n_rows * width)
-        if matrix is None:
-            matrix = np.array(rows, dtype=np.float64)  # None becomes NaN
-            if matrix.shape != (n_rows, width):  # arrays where numbers belong
-                return None
-        matrix = matrix.reshape(n_rows, width)
+        # None becomes NaN; an array or object where a number belongs raises, or changes the shape.
+        matrix = np.array(rows, dtype=np.float64)
+        if matrix.shape != (n_rows, width):
+            return None
         if (np.abs(matrix) > self.max_abs).any():  # NaN compares False: only real overflows count
             return None
         return matrix
@@ -407,16 +449,38 @@ class InstanceParser:
                 columns[index][row_index] = value
         return found
 
-    @staticmethod
-    def _load_for_diagnosis(body: bytes) -> Any:
-        """Parse leniently so NaN/Infinity tokens can be reported by row and field; else a 400."""
-        try:
-            return json.loads(body)  # accepts NaN, Infinity, -Infinity and 1e999, which orjson refuses
-        except json.JSONDecodeError as exc:
-            message = f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-            message = f"malformed JSON: {exc.__class__.__name__}"
-        raise ClientError(400, "malformed_json", message, [problem(None, None, message)])
+
+def load_json(body: bytes) -> tuple[Any, bool]:
+    """The parsed document, and whether it is strict JSON (else it has NaN/Infinity: the exact path
+    only), or a 400 naming why it is not JSON.
+
+    orjson first. Only what it refuses goes to the standard parser, which reads NaN, Infinity and
+    1e999 so they can be refused by row and field. That parser also accepts what orjson rightly
+    refuses, lone UTF-16 surrogates (as raw bytes, or as a \\uD800-\\uDFFF escape without its pair),
+    which no later step can encode: they are refused here, so no key, id, category or parameter
+    anywhere in a document carries one.
+    """
+    try:
+        return orjson.loads(body), True
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        text = body.decode("utf-8")  # strict: refuses encoded surrogates, which json.loads would pass
+        doc = json.loads(text)  # accepts NaN, Infinity, -Infinity and 1e999, which orjson refuses
+        if _SURROGATE_ESCAPE.search(body):
+            # Paired escapes are joined into one code point; a lone one stays and cannot be encoded.
+            json.dumps(doc, ensure_ascii=False).encode("utf-8")
+        return doc, False
+    except json.JSONDecodeError as exc:
+        message = f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+    except UnicodeError:
+        message = "malformed JSON: a string is not valid Unicode (UTF-8 without lone surrogates)"
+    except (ValueError, RecursionError) as exc:
+        message = f"malformed JSON: {exc.__class__.__name__}"
+    raise ClientError(400, "malformed_json", message, [problem(None, None, message)])
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 # An oversize body is read and dropped, up to this many times the limit, before the 413 is sent.
@@ -453,6 +517,34 @@ def _too_large(limit: int) -> ClientError:
     return ClientError(413, "body_too_large", message, [problem(None, None, message)])
 
 
+async def _chunks(receive: Receive) -> AsyncIterator[tuple[bytes, bool]]:
+    """The body's chunks as they arrive, each with whether more follow."""
+    while True:
+        received = await receive()
+        if received["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        more = bool(received.get("more_body", False))
+        yield received.get("body", b""), more
+        if not more:
+            return
+
+
+async def _read_declared(receive: Receive, declared: int, limit: int) -> bytes:
+    """A body of `declared` bytes (Content-Length, within the limit), written into one buffer as it
+    arrives: at its peak a request holds its body once, not its chunks and their join besides."""
+    body = bytearray(declared)
+    size = 0
+    with memoryview(body) as view:
+        async for chunk, _ in _chunks(receive):
+            if size + len(chunk) > declared:  # the server's framing forbids it; refuse, never grow
+                raise _too_large(limit)
+            view[size : size + len(chunk)] = chunk
+            size += len(chunk)
+    del body[size:]
+    # A bytearray reads as bytes everywhere the body goes (orjson, numpy, bytes methods, re).
+    return body  # type: ignore[return-value]
+
+
 async def read_json_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     """The whole body, counted while it arrives so an oversize one is refused before it is buffered."""
     content_type, content_length = _headers_of_interest(scope)
@@ -465,20 +557,16 @@ async def read_json_body(scope: Scope, receive: Receive, limit: int) -> bytes:
         if int(content_length) <= DRAIN_FACTOR * limit:
             await _discard_rest(receive, 0, DRAIN_FACTOR * limit)
         raise _too_large(limit)
+    if content_length is not None and content_length.isdigit():
+        return await _read_declared(receive, int(content_length), limit)
     chunks: list[bytes] = []
     size = 0
-    while True:
-        received = await receive()
-        if received["type"] == "http.disconnect":
-            raise ClientDisconnect()
-        chunk: bytes = received.get("body", b"")
+    async for chunk, more in _chunks(receive):
         size += len(chunk)
         if size > limit:  # chunked uploads carry no Content-Length: enforce the limit as bytes arrive
             chunks.clear()
-            if received.get("more_body", False):
+            if more:
                 await _discard_rest(receive, size, DRAIN_FACTOR * limit)
             raise _too_large(limit)
         chunks.append(chunk)
-        if not received.get("more_body", False):
-            break
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)

@@ -54,18 +54,28 @@ def mlserver(model_path: Path, lock_path: Path, log_path: Path) -> Iterator[Serv
     from contract import load_dvc_lock, verified_pickle_bytes
 
     model_bytes, _ = verified_pickle_bytes(model_path, load_dvc_lock(lock_path), lock_path, "model")
+    with mlserver_serving(model_bytes, model_path.name, log_path) as running:
+        yield running
+
+
+@contextmanager
+def mlserver_serving(
+    model_bytes: bytes, filename: str, log_path: Path, parallel: int = 0
+) -> Iterator[Server]:
+    """MLServer serving a pickle the caller made or verified, until ready; `parallel` inference
+    worker processes (0: inference in the server's own process)."""
     venv = ensure_venv()
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="mlserver-") as tmp:
         folder = Path(tmp)
-        model_copy = folder / model_path.name
+        model_copy = folder / filename
         model_copy.write_bytes(model_bytes)
         settings = {
             "http_port": port,
             "grpc_port": free_port(),
             "metrics_port": free_port(),
             "host": "127.0.0.1",
-            "parallel_workers": 0,  # one process, as lockstep's one worker
+            "parallel_workers": parallel,
             "debug": False,
         }
         (folder / "settings.json").write_text(json.dumps(settings))

@@ -80,6 +80,14 @@ FAMILIES = {
 }
 
 
+def write_results(out: Path, results: dict[str, Any], table: str) -> None:
+    """The results as JSON at `out` and their Markdown table beside it (same name, .md); the table
+    is printed too."""
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    out.with_suffix(".md").write_text(table)
+    print(table)
+
+
 def median_seconds(call: Any, number: int) -> float:
     return statistics.median(timeit.repeat(call, number=number, repeat=7)) / number
 

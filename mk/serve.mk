@@ -16,3 +16,12 @@ bench: setup repro ## Benchmark /predict vs floor and ceiling per model family (
 bench-slow-clients: setup repro ## 2,000 body-trickling clients beside a normal load (hey); writes bench/results/slow_clients.{json,md}
 	@command -v hey >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hey; }
 	$(PY) -m bench.slow_clients $(BENCH_ARGS)
+
+.PHONY: bench-body-memory
+bench-body-memory: setup repro ## Peak RSS of the largest body of each kind (tests/api/bombs.py); writes bench/results/serve_body_memory.{json,md}
+	$(PY) -m bench.body_memory $(BENCH_ARGS)
+
+.PHONY: bench-batch
+bench-batch: setup repro ## 1,000-row batches vs MLServer 1.7.1 (full pipeline and plain LogisticRegression peers) and single rows, beside a baseline ref (BASELINE=main); writes bench/results/serve_batch.{json,md}
+	@command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
+	$(PY) -m bench.batch_bench --baseline $(or $(BASELINE),main) $(BENCH_ARGS)

@@ -9,6 +9,7 @@ import json
 import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -16,6 +17,7 @@ import pytest
 
 from api.coalesce import MAX_REQUEST_ROWS, Coalescer
 from api.model import ServedModel, load_model, reproduce_check
+from api.predict import encode_predictions
 from api.runners import Runner, Scores
 from api.validation import Batch
 from tests.api.support import Artifacts, TestClient
@@ -98,22 +100,66 @@ def test_coalescing_respects_the_row_cap_and_leaves_big_requests_alone(
     assert counting.calls == [36, 5, 5, 2]  # the big one at once, alone; the small ones at most 5 a call
 
 
-def test_a_failing_model_call_fails_every_request_that_shared_it(default_artifacts: Artifacts) -> None:
+def failing(model: ServedModel, batch: Batch) -> Batch:
+    """`batch` with a row the model cannot score (no request can carry one: the parser refuses it):
+    a category holding a lone surrogate, which onnxruntime cannot encode, or for an all-numeric
+    model a numeric cell that is text."""
+    if batch.categorical:
+        column = list(batch.categorical[0])
+        column[0] = "\ud800"
+        return replace(batch, categorical=[column, *batch.categorical[1:]])
+    numeric = batch.numeric.astype(object)
+    numeric[0, 0] = "not a number"
+    return replace(batch, numeric=numeric)
+
+
+@pytest.mark.slow
+def test_a_failing_request_in_a_coalesced_group_changes_no_other_answer(
+    served_model: tuple[ServedModel, list[dict[str, Any]]],
+) -> None:
+    model, rows = served_model
+    work = batches(model, rows)[:6]
+    bad = 2
+    work[bad] = failing(model, work[bad])
+    counting = Counting(model.runner)
+
+    async def each() -> list[Any]:
+        scorer = Coalescer(counting, model.scorer.max_rows)
+        return list(await asyncio.gather(*(scorer.predict(b) for b in work), return_exceptions=True))
+
+    outcomes = asyncio.run(each())
+    assert counting.calls[0] == sum(b.rows for b in work)  # they did share a call, which failed
+    assert isinstance(outcomes[bad], Exception)
+    with pytest.raises(type(outcomes[bad])):
+        model.runner.predict(work[bad])  # the same failure as alone
+    for i, (batch, got) in enumerate(zip(work, outcomes, strict=True)):
+        if i != bad:
+            assert isinstance(got, Scores)
+            alone = model.runner.predict(batch)
+            assert encode_predictions(model.version, model.classes, got) == encode_predictions(
+                model.version, model.classes, alone
+            )
+
+
+def test_a_broken_model_fails_each_request_with_its_own_call(default_artifacts: Artifacts) -> None:
     model = load_model(default_artifacts.settings())
     work = batches(model, numeric_rows(default_artifacts))[:4]
 
     class Broken:
         kind = "onnx"
+        calls = 0
 
         def predict(self, batch: Batch) -> Scores:
-            raise RuntimeError("model call failed")
+            Broken.calls += 1
+            raise RuntimeError(f"model call {Broken.calls} failed")
 
     async def each() -> list[Any]:
         scorer = Coalescer(Broken(), 256)
         return list(await asyncio.gather(*(scorer.predict(b) for b in work), return_exceptions=True))
 
     outcomes = asyncio.run(each())
-    assert [str(o) for o in outcomes] == ["model call failed"] * 4
+    # The shared call (1) failed; each request then failed alone, with its own exception.
+    assert [str(o) for o in outcomes] == [f"model call {n} failed" for n in range(2, 6)]
 
 
 @pytest.mark.parametrize(("setting", "expected"), [(None, 256), (0, 0), (17, 17)])

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from api.artifacts import Feature, parse_metadata
 from api.errors import ClientError
-from api.validation import MAX_ABS_VALUE, Batch, InstanceParser, _Tokens
+from api.validation import MAX_ABS_VALUE, Batch, BodyTokens, InstanceParser, load_json
 from tests.api.support import Artifacts
 
 FEATURES = [
@@ -49,15 +49,15 @@ documents = st.one_of(
 
 def exact(body: bytes) -> Batch | ClientError:
     try:
-        return PARSER._exact(PARSER.load(body)[0])
+        return PARSER._exact(load_json(body)[0])
     except ClientError as refused:
         return refused
 
 
 def fast_path(body: bytes, parser: InstanceParser = PARSER) -> Batch | None:
     """The fast path's answer for a body, as parse() would ask it (only for strict JSON)."""
-    doc, strict = parser.load(body)
-    return parser._fast(doc, _Tokens.of(body)) if strict else None
+    doc, strict = load_json(body)
+    return parser._fast(doc, BodyTokens.of(body)) if strict else None
 
 
 def assert_same(fast: Batch, reference: Batch) -> None:
@@ -161,7 +161,7 @@ def parse_outcome(parser: InstanceParser, body: bytes) -> Batch | tuple[int, lis
 
 def exact_outcome(parser: InstanceParser, body: bytes) -> Batch | tuple[int, list[dict[str, Any]]]:
     try:
-        return parser._exact(parser.load(body)[0])
+        return parser._exact(load_json(body)[0])
     except ClientError as refused:
         return refused.status, refused.problems
 
