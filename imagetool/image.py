@@ -311,6 +311,15 @@ def _run_buildx(cmd: list[str], env: dict[str, str], log_file: Path) -> tuple[in
     return proc.returncode, output
 
 
+def oci_buildx_command(tmp: Path, source_date_epoch: int) -> list[str]:
+    """`docker buildx build` as every image of the project is built (this one and the stack's):
+    no network, an OCI tarball at ``tmp`` with timestamps clamped to SOURCE_DATE_EPOCH."""
+    out = f"type=oci,dest={tmp},rewrite-timestamp=true,compression={COMPRESSION},force-compression=true"
+    cmd = ["docker", "buildx", "build", "--builder", "default", "--network=none", "--provenance=false"]
+    cmd += ["--sbom=false", "--platform", PLATFORM, "--progress=plain", "--output", out]
+    return [*cmd, "--build-arg", f"SOURCE_DATE_EPOCH={source_date_epoch}"]
+
+
 def buildx(
     root: Path, inputs: dict[str, Any], dest: Path, no_cache: bool, env: dict[str, str] | None = None
 ) -> BuildResult:
@@ -318,10 +327,7 @@ def buildx(
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(dest.name + ".tmp")
     tmp.unlink(missing_ok=True)
-    out = f"type=oci,dest={tmp},rewrite-timestamp=true,compression={COMPRESSION},force-compression=true"
-    cmd = ["docker", "buildx", "build", "--builder", "default", "--network=none", "--provenance=false"]
-    cmd += ["--sbom=false", "--platform", PLATFORM, "--progress=plain", "--output", out]
-    cmd += ["--build-arg", f"SOURCE_DATE_EPOCH={inputs['source_date_epoch']}"]
+    cmd = oci_buildx_command(tmp, inputs["source_date_epoch"])
     cmd += ["--build-arg", f"SERVE_LOCK={recipe.serve_lock(root)}"]
     shipped = " ".join(Path(f).name for f in recipe.model_files(root))
     cmd += ["--build-arg", f"MODEL_FILES={shipped}"]
@@ -528,6 +534,9 @@ def cmd_lock(args: argparse.Namespace) -> int:
         "built_with": builder_identity(),
         "layers": layer_records(result.oci),
     }
+    old = read_json(IMAGE_LOCK, "image lock") if IMAGE_LOCK.is_file() else {}
+    if isinstance(old, dict) and "stack" in old:
+        lock["stack"] = old["stack"]  # the stack's images, locked by `make lock-stack-images`
     common.write_json_atomic(IMAGE_LOCK, lock)
     log(f"image: wrote {rel(IMAGE_LOCK)}")
     print(result.digest)
