@@ -47,19 +47,21 @@ def containers(service_image: str, proxy_image: str) -> Iterator[dict[str, str]]
     name = f"lockstep-bench-proxy-{os.getpid()}"
     ports = {target: free_port() for target in TARGETS}
     docker("network", "create", name)
+    old = REPO_ROOT / "bench/old_proxy.py"
+    hardened = ["--read-only", "--cap-drop", "ALL", "--network", name]
+    runs = {
+        "direct": ["--network-alias", "tasks.api", service_image],
+        "haproxy": [proxy_image],
+        "old": ["-v", f"{old}:/bench/old_proxy.py:ro", "-e", "PROXY_UPSTREAM=tasks.api",
+                "--entrypoint", "python", service_image, "-u", "/bench/old_proxy.py"],
+    }  # fmt: skip
+    inner = {"direct": 8000, "haproxy": 8080, "old": 8080}
     started: list[str] = []
     try:
-        started.append(f"{name}-api")
-        docker("run", "-d", "--name", started[-1], "--network", name, "--network-alias", "tasks.api",
-               "-p", f"127.0.0.1:{ports['direct']}:8000", "--read-only", "--cap-drop", "ALL", service_image)  # fmt: skip
-        started.append(f"{name}-haproxy")
-        docker("run", "-d", "--name", started[-1], "--network", name, "-p", f"127.0.0.1:{ports['haproxy']}:8080",
-               "--read-only", "--cap-drop", "ALL", proxy_image)  # fmt: skip
-        started.append(f"{name}-old")
-        old = REPO_ROOT / "bench/old_proxy.py"
-        docker("run", "-d", "--name", started[-1], "--network", name, "-p", f"127.0.0.1:{ports['old']}:8080",
-               "--read-only", "--cap-drop", "ALL", "-v", f"{old}:/bench/old_proxy.py:ro",
-               "-e", "PROXY_UPSTREAM=tasks.api", "--entrypoint", "python", service_image, "-u", "/bench/old_proxy.py")  # fmt: skip
+        for target, rest in runs.items():
+            started.append(f"{name}-{target}")
+            publish = f"127.0.0.1:{ports[target]}:{inner[target]}"
+            docker("run", "-d", "--name", started[-1], "-p", publish, *hardened, *rest)
         urls = {target: f"http://127.0.0.1:{port}" for target, port in ports.items()}
         for url in urls.values():
             wait_ready(f"{url}/readyz", timeout=60)
@@ -134,7 +136,9 @@ def main() -> int:
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args()
     if args.rounds < 1 or args.seconds < 1 or args.connections < 1 or args.rate < 1:
-        print("bench.proxy_overhead: --rounds, --seconds, --connections and --rate must be >= 1", file=sys.stderr)
+        print(
+            "bench.proxy_overhead: --rounds, --seconds, --connections, --rate must be >= 1", file=sys.stderr
+        )
         return 2
     example = json.loads((REPO_ROOT / "models/metadata.json").read_text())["example"]
     with tempfile.TemporaryDirectory() as tmp:
@@ -146,8 +150,10 @@ def main() -> int:
     result = {
         "what": "one-row POST /predict through each front proxy vs direct, alternating rounds",
         "host": {"cpus": os.cpu_count(), "machine": platform.machine()},
-        "images": {"service": docker("image", "inspect", "--format", "{{.Id}}", args.service_image),
-                   "proxy": docker("image", "inspect", "--format", "{{.Id}}", args.proxy_image)},  # fmt: skip
+        "images": {
+            "service": docker("image", "inspect", "--format", "{{.Id}}", args.service_image),
+            "proxy": docker("image", "inspect", "--format", "{{.Id}}", args.proxy_image),
+        },
         "settings": {k: getattr(args, k) for k in ("rounds", "seconds", "connections", "rate")},
         "seconds": round(time.monotonic() - t0, 1),
         "targets": summary,

@@ -84,7 +84,8 @@ def build_oci(names: tuple[str, ...] = NAMES, no_cache: bool = False) -> dict[st
             partial.unlink(missing_ok=True)
             cmd = [*image.oci_buildx_command(partial, epoch), "--target", name, "-f", str(DOCKERFILE)]
             cmd += [*(["--no-cache"] if no_cache else []), tmp]
-            log(f"stack-images: building {name} (SOURCE_DATE_EPOCH={epoch}{', --no-cache' if no_cache else ''})")
+            flag = ", --no-cache" if no_cache else ""
+            log(f"stack-images: building {name} (SOURCE_DATE_EPOCH={epoch}{flag})")
             returncode, output = image._run_buildx(cmd, dict(os.environ), OUT_DIR / f"{name}.buildx.log")
             if returncode != 0:
                 partial.unlink(missing_ok=True)
@@ -110,8 +111,14 @@ def locked() -> dict[str, Any]:
     """image.lock's `stack`: {"digests": {name: digest}, "inputs": {file: sha256}}."""
     lock = image.validate_image_lock(read_json(image.IMAGE_LOCK, "image lock"))
     stack = lock.get("stack")
-    if not (isinstance(stack, dict) and isinstance(stack.get("digests"), dict) and set(stack["digests"]) == set(NAMES)):
-        raise ToolError(f"{rel(image.IMAGE_LOCK)}: no `stack` digests of {', '.join(NAMES)}; run `make lock-stack-images`")
+    if not (
+        isinstance(stack, dict)
+        and isinstance(stack.get("digests"), dict)
+        and set(stack["digests"]) == set(NAMES)
+    ):
+        raise ToolError(
+            f"{rel(image.IMAGE_LOCK)}: no `stack` digests of {', '.join(NAMES)}; run `make lock-stack-images`"
+        )
     return stack
 
 
@@ -126,11 +133,21 @@ def cmd_lock() -> int:
 
 def cmd_verify() -> int:
     stack = locked()
-    changed = sorted(k for k in stack["inputs"].keys() | inputs().keys() if stack["inputs"].get(k) != inputs().get(k))
+    changed = sorted(
+        k for k in stack["inputs"].keys() | inputs().keys() if stack["inputs"].get(k) != inputs().get(k)
+    )
     results = build_oci(no_cache=True)
-    differ = [f"{n} {r.digest} (locked {stack['digests'][n]})" for n, r in results.items() if r.digest != stack["digests"][n]]
+    differ = [
+        f"{n} {r.digest} (locked {stack['digests'][n]})"
+        for n, r in results.items()
+        if r.digest != stack["digests"][n]
+    ]
     if differ:
-        why = f"inputs changed: {', '.join(changed)}" if changed else "same inputs: the build is not reproducible"
+        why = (
+            f"inputs changed: {', '.join(changed)}"
+            if changed
+            else "same inputs: the build is not reproducible"
+        )
         raise ToolError(f"stack images differ from {rel(image.IMAGE_LOCK)}: {'; '.join(differ)}; {why}")
     log(f"stack-images: rebuilt with --no-cache, digests equal {rel(image.IMAGE_LOCK)}'s")
     return 0

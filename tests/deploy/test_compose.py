@@ -18,7 +18,9 @@ HAPROXY_CFG = Path("deploy/proxy/haproxy.cfg")
 
 
 def haproxy_cfg(repo_root: Path) -> str:
-    return "\n".join(line.split("#")[0].rstrip() for line in (repo_root / HAPROXY_CFG).read_text().splitlines())
+    return "\n".join(
+        line.split("#")[0].rstrip() for line in (repo_root / HAPROXY_CFG).read_text().splitlines()
+    )
 
 
 def services(repo_root: Path) -> dict[str, Any]:
@@ -53,7 +55,11 @@ def test_api_rolls_start_first_gated_by_health_and_rolls_back_on_failure(repo_ro
 def test_proxy_and_prometheus_find_the_api_tasks(repo_root: Path) -> None:
     cfg = haproxy_cfg(repo_root)
     assert "nameserver dns 127.0.0.11:53" in cfg  # Docker's embedded DNS
-    assert re.search(r"server-template api \d+ tasks\.api:8000 resolvers docker init-addr none check", cfg)
+    [template] = re.findall(r"^\s*server-template api \d+ tasks\.api:8000 (.*)$", cfg, re.M)
+    options = template.split()
+    for option in ("resolvers docker", "resolve-prefer ipv4", "init-addr none"):
+        assert option in " ".join(options), option
+    assert "check" in options
     config = yaml.safe_load((repo_root / "deploy/prometheus/prometheus.yml").read_text())
     [job] = config["scrape_configs"]
     assert job["metrics_path"] == "/metrics"
@@ -72,7 +78,8 @@ def test_only_the_proxy_is_published_and_statistics_stay_on_loopback(repo_root: 
     binds = re.findall(r"^\s*bind (\S+)", cfg, re.M)
     assert binds == [":8080", "127.0.0.1:8404"], binds
     stats_section = cfg[cfg.index("listen stats") :]
-    assert "bind 127.0.0.1:8404" in stats_section and "stats enable" in stats_section
+    assert "bind 127.0.0.1:8404" in stats_section
+    assert "stats enable" in stats_section
     assert "stats" not in cfg[cfg.index("frontend public") : cfg.index("backend api")]
 
 
@@ -88,7 +95,11 @@ def test_haproxys_limits_are_the_services(repo_root: Path) -> None:
     [client_timeout] = re.findall(r"timeout client (\d+)s", cfg)
     assert float(client_timeout) == settings.body_timeout_seconds
     api_env = services(repo_root)["api"].get("environment", {})
-    assert not {"LOCKSTEP_MAX_BODY_BYTES", "LOCKSTEP_HEADER_TIMEOUT_SECONDS", "LOCKSTEP_BODY_TIMEOUT_SECONDS"} & set(api_env)
+    assert not {
+        "LOCKSTEP_MAX_BODY_BYTES",
+        "LOCKSTEP_HEADER_TIMEOUT_SECONDS",
+        "LOCKSTEP_BODY_TIMEOUT_SECONDS",
+    } & set(api_env)
 
 
 def test_haproxy_retries_only_what_no_replica_answered(repo_root: Path) -> None:

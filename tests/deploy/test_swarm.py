@@ -114,7 +114,9 @@ def test_prometheus_scrapes_every_api_replica(stack: Stack) -> None:
             break
         assert time.monotonic() < deadline, f"Prometheus targets not 2 x up after 30 s: {targets}"
         time.sleep(1)
-    query = json.loads(stack.loopback_get("prometheus", f"{PROMETHEUS}/api/v1/query?query=up%7Bjob%3D%22lockstep%22%7D"))
+    query = json.loads(
+        stack.loopback_get("prometheus", f"{PROMETHEUS}/api/v1/query?query=up%7Bjob%3D%22lockstep%22%7D")
+    )
     assert isinstance(query, dict)
     assert [r["value"][1] for r in query["data"]["result"]] == ["1", "1"]
 
