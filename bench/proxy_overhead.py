@@ -10,7 +10,9 @@ own under the alias `tasks.api`, as in the stack, and in front of it, each publi
 Rounds alternate over the three (the host is shared: background load must not decide a ratio):
   wrk     - closed loop, --connections, one-row /predict: req/s and latency percentiles;
   hey     - rate-capped at --rate req/s: latency at equal offered load.
-Per-request overhead = the proxy's median p50 minus direct's, per load kind.
+Per-request overhead = the proxy's median p50 minus direct's, per load kind; and the CPU time the
+proxy process itself spends per request (/proc/PID/stat around each run), which the other jobs on a
+shared host disturb far less than latency.
 Writes bench/results/proxy_overhead.json and a Markdown table beside it.
 """
 
@@ -30,7 +32,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from bench.serve_bench import hey_at_rate, wrk
+from bench.serve_bench import cpu_seconds, hey_at_rate, wrk
 from tests.helpers import REPO_ROOT, free_port, wait_ready
 
 RESULTS = REPO_ROOT / "bench/results/proxy_overhead.json"
@@ -42,8 +44,9 @@ def docker(*args: str) -> str:
 
 
 @contextmanager
-def containers(service_image: str, proxy_image: str) -> Iterator[dict[str, str]]:
-    """The three targets' base URLs on 127.0.0.1; everything removed afterwards."""
+def containers(service_image: str, proxy_image: str) -> Iterator[dict[str, tuple[str, int]]]:
+    """The three targets' base URLs on 127.0.0.1 and the PIDs of the processes that answer on them
+    (the service for direct, else the proxy); everything removed afterwards."""
     name = f"lockstep-bench-proxy-{os.getpid()}"
     ports = {target: free_port() for target in TARGETS}
     docker("network", "create", name)
@@ -65,20 +68,29 @@ def containers(service_image: str, proxy_image: str) -> Iterator[dict[str, str]]
         urls = {target: f"http://127.0.0.1:{port}" for target, port in ports.items()}
         for url in urls.values():
             wait_ready(f"{url}/readyz", timeout=60)
-        yield urls
+        pids = {t: int(docker("inspect", "--format", "{{.State.Pid}}", f"{name}-{t}")) for t in TARGETS}
+        yield {t: (urls[t], pids[t]) for t in TARGETS}
     finally:
         subprocess.run(["docker", "rm", "-f", *started], capture_output=True, check=False)
         subprocess.run(["docker", "network", "rm", name], capture_output=True, check=False)
 
 
-def measure(urls: dict[str, str], body: Path, args: argparse.Namespace) -> dict[str, Any]:
+def with_cpu(pid: int, run: Any, *args: Any) -> dict[str, Any]:
+    before = cpu_seconds(pid)
+    result: dict[str, Any] = run(*args)
+    result["cpu_us_per_request"] = (cpu_seconds(pid) - before) * 1e6 / max(1, result["requests"])
+    return result
+
+
+def measure(urls: dict[str, tuple[str, int]], body: Path, args: argparse.Namespace) -> dict[str, Any]:
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {t: {"wrk": [], "hey": []} for t in TARGETS}
     for round_no in range(args.rounds):
         order = TARGETS[round_no % 3 :] + TARGETS[: round_no % 3]  # who goes first rotates too
         for target in order:
-            url = f"{urls[target]}/predict"
-            runs[target]["wrk"].append(wrk(url, body, args.connections, args.seconds))
-            runs[target]["hey"].append(hey_at_rate(url, body, args.rate, args.seconds))
+            base, pid = urls[target]
+            url = f"{base}/predict"
+            runs[target]["wrk"].append(with_cpu(pid, wrk, url, body, args.connections, args.seconds))
+            runs[target]["hey"].append(with_cpu(pid, hey_at_rate, url, body, args.rate, args.seconds))
     summary: dict[str, Any] = {}
     for target, kinds in runs.items():
         summary[target] = {
@@ -88,6 +100,7 @@ def measure(urls: dict[str, str], body: Path, args: argparse.Namespace) -> dict[
                 "median_requests_per_s": statistics.median(
                     r.get("requests_per_s", r.get("achieved_rate_per_s", 0.0)) for r in measured
                 ),
+                "median_cpu_us_per_request": statistics.median(r["cpu_us_per_request"] for r in measured),
                 "errors": sum(r["errors"] for r in measured),
                 "rounds": measured,
             }
@@ -107,10 +120,12 @@ def table(summary: dict[str, Any], args: argparse.Namespace) -> str:
         "",
         f"wrk: closed loop, {args.connections} connections, {args.seconds} s a round; "
         f"hey: {args.rate} req/s offered, {args.seconds} s a round. Medians over rounds.",
+        "CPU us/request: the answering process's own CPU time per request (direct: the service's;",
+        "haproxy, old: the proxy's, on top of the service's).",
         "",
         "| target | wrk req/s | vs direct | wrk p50 ms | wrk p99 ms | p50 overhead ms (wrk) "
-        "| hey p50 ms | hey p99 ms | p50 overhead ms (hey) | errors |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| hey p50 ms | hey p99 ms | p50 overhead ms (hey) | CPU us/request (wrk, hey) | errors |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for target in TARGETS:
         w, h = summary[target]["wrk"], summary[target]["hey"]
@@ -120,7 +135,8 @@ def table(summary: dict[str, Any], args: argparse.Namespace) -> str:
         lines.append(
             f"| {target} | {w['median_requests_per_s']:,.0f} | {ratio} | {w['median_p50_ms']:.2f} | "
             f"{w['median_p99_ms']:.2f} | {over_w} | {h['median_p50_ms']:.2f} | {h['median_p99_ms']:.2f} | "
-            f"{over_h} | {w['errors'] + h['errors']} |"
+            f"{over_h} | {w['median_cpu_us_per_request']:.0f}, {h['median_cpu_us_per_request']:.0f} | "
+            f"{w['errors'] + h['errors']} |"
         )
     return "\n".join(lines) + "\n"
 
