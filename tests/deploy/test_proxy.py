@@ -1,7 +1,8 @@
 """HAProxy in front of the stack (deploy/proxy/haproxy.cfg), over real sockets on the published
 127.0.0.1 port: the cases the audit found the home-made proxy failing. A silent backend needs a
-backend that never answers, which the stack's replicas are not: that case runs the same proxy
-image beside a listener that accepts and stays silent, published on 127.0.0.1 as well."""
+backend that never answers, and 204/304 answers need a backend that gives them, which the stack's
+replicas do not: those cases run the same proxy image in front of a small scripted backend,
+published on 127.0.0.1 as well."""
 
 from __future__ import annotations
 
@@ -154,15 +155,22 @@ def test_statistics_answer_on_the_proxys_own_loopback(stack: Stack) -> None:
     assert len(up) == 2, {k: row["status"] for k, row in stats.items()}
 
 
-# Answers HAProxy's /readyz checks (so it stays a healthy server) and never answers anything else.
-SILENT = """
+# A backend with scripted answers: /readyz 200 (so HAProxy keeps it as a healthy server), 204 and
+# 304 with the headers that tempt a proxy to wait for a body (a 304 keeps the Content-Length of the
+# body it stands for), and silence for anything else, the connection held open.
+SCRIPTED = """
 import socket, threading
+ANSWERS = {
+    b"GET /readyz ": b"HTTP/1.1 200 OK\\r\\ncontent-length: 2\\r\\n\\r\\nok",
+    b"GET /no-content ": b"HTTP/1.1 204 No Content\\r\\n\\r\\n",
+    b"GET /not-modified ": b"HTTP/1.1 304 Not Modified\\r\\ncontent-length: 1234\\r\\n\\r\\n",
+}
 def handle(conn):
-    if conn.recv(65536).startswith(b"GET /readyz "):
-        conn.sendall(b"HTTP/1.1 200 OK\\r\\ncontent-length: 2\\r\\nconnection: close\\r\\n\\r\\nok")
-        conn.close()
-    else:
-        threading.Event().wait()  # silent, the connection held open
+    while request := conn.recv(65536):
+        answer = next((a for prefix, a in ANSWERS.items() if request.startswith(prefix)), None)
+        if answer is None:
+            threading.Event().wait()  # silent
+        conn.sendall(answer)
 s = socket.create_server(("", 8000))
 while True:
     threading.Thread(target=handle, args=(s.accept()[0],), daemon=True).start()
@@ -170,9 +178,9 @@ while True:
 
 
 @pytest.fixture
-def silent_backend(stack: Stack) -> Iterator[str]:
-    """The stack's proxy image on its own network with a listener aliased `tasks.api` that passes
-    HAProxy's /readyz checks and never answers a request; the proxy published on 127.0.0.1."""
+def scripted_backend(stack: Stack) -> Iterator[str]:
+    """The stack's proxy image on its own network in front of SCRIPTED, aliased `tasks.api`; the
+    proxy published on 127.0.0.1, and ready (the backend resolved and checked)."""
     name = f"proxy-silent-{free_port()}"
     api_image = run(["docker", "service", "inspect", "--format", "{{.Spec.TaskTemplate.ContainerSpec.Image}}",
                      stack.service("api")]).stdout.strip()  # fmt: skip
@@ -180,19 +188,20 @@ def silent_backend(stack: Stack) -> Iterator[str]:
     run(["docker", "network", "create", name])
     try:
         run(["docker", "run", "-d", "--name", f"{name}-backend", "--network", name,
-             "--network-alias", "tasks.api", "--entrypoint", "python", api_image, "-c", SILENT])  # fmt: skip
+             "--network-alias", "tasks.api", "--entrypoint", "python", api_image,
+             "-c", SCRIPTED])  # fmt: skip
         run(["docker", "run", "-d", "--name", f"{name}-proxy", "--network", name,
              "-p", f"127.0.0.1:{port}:8080", "--read-only", "--cap-drop", "ALL",
              stack.env["LOCKSTEP_PROXY_IMAGE"]])  # fmt: skip
+        wait_ready(f"http://127.0.0.1:{port}/readyz", timeout=30)
         yield f"http://127.0.0.1:{port}"
     finally:
         run(["docker", "rm", "-f", f"{name}-proxy", f"{name}-backend"], check=False)
         run(["docker", "network", "rm", name], check=False)
 
 
-def test_a_silent_backend_is_a_504_within_the_server_timeout(silent_backend: str) -> None:
-    wait_ready(f"{silent_backend}/readyz", timeout=30)  # HAProxy up, the backend resolved and checked
-    url = urlsplit(silent_backend)
+def test_a_silent_backend_is_a_504_within_the_server_timeout(scripted_backend: str) -> None:
+    url = urlsplit(scripted_backend)
     with socket.create_connection((url.hostname, url.port), timeout=SERVER_TIMEOUT + 10) as sock:
         sock.sendall(b"GET /predict HTTP/1.1\r\nHost: x\r\n\r\n")
         started = time.monotonic()
@@ -200,3 +209,13 @@ def test_a_silent_backend_is_a_504_within_the_server_timeout(silent_backend: str
         waited = time.monotonic() - started
     assert status == 504
     assert SERVER_TIMEOUT - 1 < waited < SERVER_TIMEOUT + 5
+
+
+def test_204_and_304_carry_no_body_and_the_connection_stays_usable(scripted_backend: str) -> None:
+    url = urlsplit(scripted_backend)
+    with socket.create_connection((url.hostname, url.port), timeout=5) as sock:
+        for path, expected in (("/no-content", 204), ("/not-modified", 304), ("/readyz", 200)):
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            status, _, rest = read_response(sock, head_only=expected != 200)
+            assert status == expected
+            assert rest == (b"ok" if expected == 200 else b"")  # nothing read ahead of the next answer
