@@ -35,7 +35,7 @@ VERBS: dict[str, Verb] = {
     "provenance": Verb("provenance", "write|verify|predicate the image's SLSA provenance"),
     "deploy": Verb("deploy", "check|sync the deploy files' pinned digest with image.lock"),
     "registry": Verb("registry", "push|reference|referrers: the image in a registry, by digest"),
-    "stack-images": Verb("stack_images", "build the stack's proxy and Prometheus images"),
+    "stack-images": Verb("stack_images", "build|lock|verify the stack's HAProxy and Prometheus images"),
 }
 
 ENGINE_SCRIPT = Path(__file__).with_name("engine.sh")

@@ -321,6 +321,7 @@ def oci_build(
     *,
     no_cache: bool,
     dockerfile: Path | None = None,
+    target: str | None = None,
     env: dict[str, str] | None = None,
     what: str = "image",
     context_changes: Callable[[], list[str]] | None = None,
@@ -335,6 +336,8 @@ def oci_build(
     cmd += ["--sbom=false", "--platform", PLATFORM, "--progress=plain", "--output", out]
     if dockerfile is not None:
         cmd += ["--file", str(dockerfile)]
+    if target is not None:
+        cmd += ["--target", target]
     for key, value in {"SOURCE_DATE_EPOCH": str(source_date_epoch), **build_args}.items():
         cmd += ["--build-arg", f"{key}={value}"]
     for key, value in labels.items():
@@ -567,6 +570,9 @@ def cmd_lock(args: argparse.Namespace) -> int:
         "built_with": builder_identity(),
         "layers": layer_records(result.oci),
     }
+    old = read_json(IMAGE_LOCK, "image lock") if IMAGE_LOCK.is_file() else {}
+    if isinstance(old, dict) and "stack" in old:
+        lock["stack"] = old["stack"]  # the stack's images, locked by `make lock-stack-images`
     common.write_json_atomic(IMAGE_LOCK, lock)
     log(f"image: wrote {rel(IMAGE_LOCK)}")
     print(result.digest)

@@ -1,75 +1,160 @@
-"""Build the stack's helper images (front proxy, Prometheus) from the project's Debian base.
+"""Build the stack's helper images (HAProxy in front, Prometheus) reproducibly, and lock their digests.
 
-    python -m imagetool stack-images build [proxy|prometheus ...]   # default: both
+    python -m imagetool stack-images build [proxy|prometheus ...]   # default: both; prints the tags
+    python -m imagetool stack-images lock     # build both, record their digests in image.lock's `stack`
+    python -m imagetool stack-images verify   # build both with --no-cache; fail unless == image.lock
 
-No image can be pulled on the build hosts, so both start from `build/base/rootfs.tar` (`make base`,
-checked against image/base.lock.json) like the service image does. The proxy adds
-deploy/proxy/proxy.py; Prometheus adds the server binary from Debian's `prometheus` package
-(`apt-get download`, the host's own archive). Tags: `lockstep-proxy:latest`,
-`lockstep-prometheus:latest` (what deploy/compose.yaml defaults to). These are operational helpers:
-the service image alone is pinned by digest.
+No image can be pulled on the build hosts. Both images start from `build/base/rootfs.tar` (`make
+base`, checked against image/base.lock.json) and install the .debs that image/stack.toml pins,
+from the store (store/stack/debs, each checked against image/store.lock.json right before the
+build), then keep only the program's package closure (imagetool/minimal_root.py: no shell). The
+build runs as the service image's does (imagetool.image.oci_build: --network=none,
+SOURCE_DATE_EPOCH of the base, rewrite-timestamp), so the digests are functions of those inputs.
+Tags: `lockstep-proxy:latest`, `lockstep-prometheus:latest` (deploy/compose.yaml's defaults).
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
-from imagetool.common import ROOT, ToolError, file_digest, log, main_wrapper, read_json, run
+from imagetool import base, common, image, store
+from imagetool.common import ROOT, ToolError, file_digest, log, main_wrapper, read_json, rel
 
 DEPLOY = ROOT / "deploy"
+DOCKERFILE = DEPLOY / "stack.Dockerfile"
+HAPROXY_CFG = DEPLOY / "proxy/haproxy.cfg"
+MINIMAL_ROOT = ROOT / "imagetool/minimal_root.py"
 ROOTFS = ROOT / "build/base/rootfs.tar"
-TAGS = {"proxy": "lockstep-proxy:latest", "prometheus": "lockstep-prometheus:latest"}
+OUT_DIR = common.BUILD / "stack"
+NAMES = ("proxy", "prometheus")
+TAGS = {name: f"lockstep-{name}:latest" for name in NAMES}
 
 
 def _checked_rootfs() -> Path:
-    locked = read_json(ROOT / "image/base.lock.json", "base lock")["tarball"]["sha256"]
+    locked = read_json(base.LOCK, "base lock")["tarball"]["sha256"]
     if not ROOTFS.is_file() or file_digest(ROOTFS) != locked:
-        raise ToolError(f"{ROOTFS.relative_to(ROOT)}: missing or not image/base.lock.json's; run `make base`")
+        raise ToolError(f"{rel(ROOTFS)}: missing or not image/base.lock.json's; run `make base`")
     return ROOTFS
 
 
-def _prometheus_binary(dest: Path) -> None:
-    """usr/bin/prometheus out of the archive's `prometheus` .deb."""
-    with tempfile.TemporaryDirectory() as tmp:
-        # apt's sandbox user cannot write to a root-owned temporary directory.
-        Path(tmp).chmod(0o755)
-        run(["apt-get", "download", "-qq", "prometheus"], cwd=Path(tmp), capture=True)
-        [deb] = Path(tmp).glob("prometheus_*.deb")
-        run(["dpkg-deb", "-x", str(deb), f"{tmp}/root"], capture=True)
-        shutil.copy2(f"{tmp}/root/usr/bin/prometheus", dest / "prometheus")
-        log(f"stack-images: prometheus from {deb.name}")
+def stack_debs() -> dict[str, dict[str, Any]]:
+    """The store lock's stack .debs (store path -> {sha256, bytes})."""
+    return {n: e for n, e in store.load_lock().items() if store.group_of(n) == "stack"}
+
+
+def inputs() -> dict[str, str]:
+    """Every file the two images are made of, by sha256: what their digests are a function of."""
+    files = {rel(p): file_digest(p) for p in (DOCKERFILE, HAPROXY_CFG, MINIMAL_ROOT, base.LOCK)}
+    return {**files, **{name: e["sha256"] for name, e in sorted(stack_debs().items())}}
+
+
+def _context(context: Path) -> None:
+    """rootfs.tar, the checked .debs (private copies, checked after copying), minimal_root.py, haproxy.cfg."""
+    shutil.copyfile(_checked_rootfs(), context / "rootfs.tar")
+    store.ensure(["stack"], quiet=True)
+    debs = stack_debs()
+    (context / "debs").mkdir()
+    for name in debs:
+        shutil.copyfile(store.STORE / name, context / "debs" / Path(name).name)
+    # Checked in the context itself: what the build reads is what the lock records.
+    problems = store.check_files(context, {f"debs/{Path(n).name}": e for n, e in debs.items()}, ("debs",))
+    store.refuse_altered(problems)
+    shutil.copyfile(MINIMAL_ROOT, context / "minimal_root.py")
+    shutil.copyfile(HAPROXY_CFG, context / "haproxy.cfg")
+
+
+def build_oci(names: tuple[str, ...] = NAMES, no_cache: bool = False) -> dict[str, image.BuildResult]:
+    """Each named image as an OCI tarball under build/stack/; name -> its build result."""
+    unknown = [n for n in names if n not in NAMES]
+    if unknown:
+        raise ToolError(f"unknown stack image {unknown[0]!r}; one of {', '.join(NAMES)}")
+    epoch = base.validate_lock(read_json(base.LOCK, "base lock"))["source_date_epoch"]
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    results = {}
+    with tempfile.TemporaryDirectory(dir=common.BUILD, prefix="stack-context-") as tmp:
+        _context(Path(tmp))
+        for name in names:
+            dest = OUT_DIR / f"{name}.oci.tar"
+            results[name] = image.oci_build(
+                Path(tmp),
+                dest,
+                epoch,
+                {},
+                {},
+                no_cache=no_cache,
+                dockerfile=DOCKERFILE,
+                target=name,
+                what=name,
+            )
+            log(f"stack-images: {name} {results[name].digest}")
+    return results
 
 
 def build(name: str, tag: str | None = None) -> str:
-    """Build one helper image as `tag` (default: TAGS[name]); returns the tag."""
-    if name not in TAGS:
-        raise ToolError(f"unknown stack image {name!r}; one of {sorted(TAGS)}")
-    rootfs = _checked_rootfs()
-    with tempfile.TemporaryDirectory(dir=ROOT / "build") as tmp:
-        context = Path(tmp)
-        os.link(rootfs, context / "rootfs.tar")
-        if name == "proxy":
-            shutil.copy2(DEPLOY / "proxy/proxy.py", context / "proxy.py")
-        else:
-            _prometheus_binary(context)
-        dockerfile = DEPLOY / name / "Dockerfile"
-        tag = tag or TAGS[name]
-        build_cmd = ["docker", "build", "--network=none", "-q", "-t", tag, "-f", str(dockerfile)]
-        run([*build_cmd, str(context)], capture=True)
-    log(f"stack-images: built {tag}")
+    """Build one helper image and load it as `tag` (default: TAGS[name]); returns the tag."""
+    result = build_oci((name,))[name]
+    tag = tag or TAGS[name]
+    image.load_and_tag(result, [tag])
+    log(f"stack-images: loaded {tag}")
     return tag
+
+
+def locked() -> dict[str, Any]:
+    """image.lock's `stack`: {"digests": {name: digest}, "inputs": {file: sha256}}."""
+    lock = image.validate_image_lock(read_json(image.IMAGE_LOCK, "image lock"))
+    stack = lock.get("stack")
+    if not (
+        isinstance(stack, dict)
+        and isinstance(stack.get("digests"), dict)
+        and set(stack["digests"]) == set(NAMES)
+    ):
+        raise ToolError(
+            f"{rel(image.IMAGE_LOCK)}: no `stack` digests of {', '.join(NAMES)}; run `make lock-stack-images`"
+        )
+    return stack
+
+
+def cmd_lock() -> int:
+    results = build_oci()
+    lock = image.validate_image_lock(read_json(image.IMAGE_LOCK, "image lock"))
+    lock["stack"] = {"digests": {n: r.digest for n, r in results.items()}, "inputs": inputs()}
+    common.write_json_atomic(image.IMAGE_LOCK, lock)
+    log(f"stack-images: wrote `stack` into {rel(image.IMAGE_LOCK)}")
+    return 0
+
+
+def cmd_verify() -> int:
+    stack = locked()
+    changed = sorted(
+        k for k in stack["inputs"].keys() | inputs().keys() if stack["inputs"].get(k) != inputs().get(k)
+    )
+    results = build_oci(no_cache=True)
+    differ = [
+        f"{n} {r.digest} (locked {stack['digests'][n]})"
+        for n, r in results.items()
+        if r.digest != stack["digests"][n]
+    ]
+    if differ:
+        why = (
+            f"inputs changed: {', '.join(changed)}"
+            if changed
+            else "same inputs: the build is not reproducible"
+        )
+        raise ToolError(f"stack images differ from {rel(image.IMAGE_LOCK)}: {'; '.join(differ)}; {why}")
+    log(f"stack-images: rebuilt with --no-cache, digests equal {rel(image.IMAGE_LOCK)}'s")
+    return 0
 
 
 def main() -> int:
     args = sys.argv[1:]
-    if not args or args[0] != "build":
-        log("usage: python -m imagetool stack-images build [proxy|prometheus ...]")
-        return 2
-    for name in args[1:] or list(TAGS):
+    if args[:1] != ["build"]:
+        verb = common.chosen_verb(args, "stack-images", ("build", "lock", "verify"))
+        return cmd_lock() if verb == "lock" else cmd_verify()
+    for name in args[1:] or NAMES:
         print(build(name))
     return 0
 

@@ -15,6 +15,7 @@ Layout of ``store/`` (a DVC-tracked folder, ``store.dvc``: `dvc push` / `dvc pul
                          re-derived from them offline (mmdebstrap) when it is missing
     engine/debs/*.deb    image/engine.toml's engine and tools, with every dependency a fresh host lacks
     builder2/debs/*.deb  image/engine.toml's second builder (unpacked, never installed: CI builds with it too)
+    stack/debs/*.deb     image/stack.toml's HAProxy and Prometheus, with the dependencies the base lacks
 
 ``image/store.lock.json`` records each file's sha256 and size. Builds read only from the store and
 refuse a file whose sha256 differs, naming it and both hashes. The network (PyPI, the Debian mirror)
@@ -54,7 +55,8 @@ STORE = ROOT / "store"
 STORE_DVC = ROOT / "store.dvc"
 LOCK = ROOT / "image" / "store.lock.json"
 ENGINE_DEFINITION = ROOT / "image" / "engine.toml"
-GROUPS = ("wheels", "base", "engine", "builder2")
+STACK_DEFINITION = ROOT / "image" / "stack.toml"
+GROUPS = ("wheels", "base", "engine", "builder2", "stack")
 ROOTFS = "base/rootfs.tar"
 # Set to refuse any network fetch (the offline tests and users who want proof set it).
 OFFLINE_ENV = "LOCKSTEP_OFFLINE"
@@ -99,6 +101,22 @@ def load_engine_definition(path: Path = ENGINE_DEFINITION) -> dict[str, Any]:
 
 def engine_pins(definition: dict[str, Any]) -> dict[str, str]:
     return dict(spec.split("=", 1) for spec in definition["packages"])
+
+
+def load_stack_definition(path: Path = STACK_DEFINITION) -> dict[str, Any]:
+    data = common.read_toml(path, "stack definition")
+    specs = data.get("packages")
+    if not isinstance(specs, list) or not specs:
+        raise ToolError(f"{rel(path)}: `packages` must list name=version pins")
+    for spec in specs:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9.+-]*=\S+", str(spec)):
+            raise ToolError(f"{rel(path)}: packages: {spec!r} is not name=version")
+    return data
+
+
+def not_in_base(closure: list[tuple[str, str]], base_packages: dict[str, str]) -> list[str]:
+    """``name=version`` of the closure's packages the base does not hold at that very version."""
+    return [f"{p}={v}" for p, v in closure if base_packages.get(p) != v]
 
 
 # --- checking ---------------------------------------------------------------------------------
@@ -463,6 +481,16 @@ def cmd_lock(groups: list[str]) -> int:
         definition = load_engine_definition()
         specs = list(definition["second_builder"]["packages"])
         wanted |= download_debs(builder2_apt(definition), specs, "builder2/debs")
+    if "stack" in groups:
+        # From the base's own sources: the images install these .debs on the base's dpkg database.
+        apt = AptState(BUILD / "apt-base", base.resolve_sources(base.load_definition()))
+        pins = load_stack_definition()["packages"]
+        closure = apt.resolve(pins)
+        wrong = sorted(set(pins) - {f"{p}={v}" for p, v in closure})
+        if wrong:
+            raise ToolError(f"{rel(STACK_DEFINITION)}: apt did not resolve {', '.join(wrong)}")
+        base_packages = base.validate_lock(read_json(base.LOCK, "base lock"))["packages"]
+        wanted |= download_debs(apt, not_in_base(closure, base_packages), "stack/debs")
     for group in groups:  # drop what the locks no longer name
         for path in STORE.joinpath(group).rglob("*"):
             name = path.relative_to(STORE).as_posix()

@@ -6,7 +6,8 @@ SBOM ?= image/sbom.cdx.json
 # The deploy tests start a reference registry and put the stack under load with hey.
 TEST_PREREQS += deploy-tools
 
-.PHONY: check-deploy sync-deploy deploy-tools push stack-images deploy-stack require-registry
+.PHONY: check-deploy sync-deploy deploy-tools push stack-images lock-stack-images verify-stack-images \
+	bench-proxy deploy-stack require-registry
 
 check-deploy: setup ## Fail if a deploy file pins another image digest than image.lock
 	$(PY) -m imagetool deploy check
@@ -27,8 +28,19 @@ require-registry:
 push: require-registry setup image ## Push image.lock's image to REGISTRY=host[:port][/prefix] by digest, SBOM attached (SBOM= to skip); credentials: REGISTRY_USERNAME/REGISTRY_PASSWORD or docker login
 	$(PY) -m imagetool registry push $(REGISTRY) $(if $(SBOM),--sbom $(SBOM))
 
-stack-images: setup base ## Build the stack's proxy and Prometheus images from the Debian base
+stack-images: setup base ## Build the stack's HAProxy and Prometheus images from the store's .debs (image/stack.toml)
 	$(PY) -m imagetool stack-images build
+
+lock-stack-images: setup base ## Build both stack images; record their digests in image.lock's `stack`
+	$(PY) -m imagetool stack-images lock
+
+verify-stack-images: setup base ## Rebuild both stack images with --no-cache; fail unless == image.lock's `stack`
+	$(PY) -m imagetool stack-images verify
+
+bench-proxy: setup image stack-images ## Per-request cost of HAProxy vs the old Python proxy vs direct (wrk/hey); writes bench/results/proxy_overhead.{json,md}
+	@command -v wrk >/dev/null && command -v hey >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk hey; }
+	$(PY) -m bench.proxy_overhead $(BENCH_ARGS)
 
 deploy-stack: require-registry stack-images ## Deploy deploy/compose.yaml as swarm stack $(STACK), pulling from REGISTRY
 	LOCKSTEP_REGISTRY=$(REGISTRY) docker stack deploy --detach=false --resolve-image never \

@@ -197,8 +197,7 @@ class Stack:
     name: str
     files: Path
     env: dict[str, str]
-    url: str  # the front proxy
-    prometheus_url: str
+    url: str  # HAProxy's published port on 127.0.0.1
 
     def deploy(self, digest: str) -> None:
         """What `make sync-deploy` then `make deploy-stack` do, against the test registry."""
@@ -214,23 +213,50 @@ class Stack:
         return f"{self.name}_{name}"
 
     def wait_ready(self, timeout: float = 60.0) -> None:
-        wait_ready(f"{self.url}/readyz", timeout=timeout)  # the stack's proxy
+        wait_ready(f"{self.url}/readyz", timeout=timeout)  # through HAProxy
 
     def model_version(self) -> str:
         reply = http_json(f"{self.url}/readyz")
         assert isinstance(reply, dict)
         return str(reply["model_version"])
 
+    def loopback_get(self, service: str, url: str) -> str:
+        """GET `url` (on 127.0.0.1) inside a running task's own network namespace: how an operator
+        on the host reaches what the stack keeps off every published port (HAProxy's statistics,
+        Prometheus). Needs root, as `docker` does."""
+        label = f"label=com.docker.swarm.service.name={self.service(service)}"
+        [container, *_] = run(["docker", "ps", "-q", "--filter", label]).stdout.split()
+        pid = run(["docker", "inspect", "--format", "{{.State.Pid}}", container]).stdout.strip()
+        code = "import sys, urllib.request as u; print(u.urlopen(sys.argv[1], timeout=5).read().decode())"
+        return run(["nsenter", "-t", pid, "-n", sys.executable, "-c", code, url]).stdout
+
+    def proxy_stats(self) -> dict[str, dict[str, str]]:
+        """HAProxy's statistics (CSV from its loopback-only listener): `proxy/server` -> fields."""
+        lines = self.loopback_get("proxy", "http://127.0.0.1:8404/stats;csv").splitlines()
+        header = lines[0].lstrip("# ").split(",")
+        rows = [dict(zip(header, line.split(","), strict=False)) for line in lines[1:] if line]
+        return {f"{r['pxname']}/{r['svname']}": r for r in rows}
+
+    def retries(self) -> dict[str, int]:
+        """The api backend's retries and redispatches so far, and its 5xx answers."""
+        row = self.proxy_stats()["api/BACKEND"]
+        return {k: int(row[k] or 0) for k in ("wretr", "wredis", "hrsp_5xx")}
+
 
 @pytest.fixture(scope="session")
 def stack_images(built_image: OciTarball) -> Iterator[dict[str, str]]:
-    """The proxy and Prometheus images under this session's own tags (removed afterwards), as the
-    environment variables deploy/compose.yaml reads them from."""
-    tags = {
-        name: stack_images_tool.build(name, f"lockstep-{name}:test-{os.getpid()}")
-        for name in ("proxy", "prometheus")
+    """HAProxy's and Prometheus' images, built as `make stack-images` does (from the store's .debs,
+    --network=none), loaded under this session's own tags (removed afterwards). Also their
+    digests (`digest:NAME`), which a test compares with image.lock's `stack`."""
+    results = stack_images_tool.build_oci()
+    tags = {name: f"lockstep-{name}:test-{os.getpid()}" for name in results}
+    for name, result in results.items():
+        image.load_and_tag(result, [tags[name]])
+    yield {
+        "LOCKSTEP_PROXY_IMAGE": tags["proxy"],
+        "LOCKSTEP_PROMETHEUS_IMAGE": tags["prometheus"],
+        **{f"digest:{name}": result.digest for name, result in results.items()},
     }
-    yield {"LOCKSTEP_PROXY_IMAGE": tags["proxy"], "LOCKSTEP_PROMETHEUS_IMAGE": tags["prometheus"]}
     run(["docker", "rmi", *tags.values()], check=False)
 
 
@@ -245,14 +271,13 @@ def stack(
     """The stack running the tree's image (pulled from the test registry), ready behind its proxy."""
     name = f"ship-test-{os.getpid()}"
     files = shutil.copytree(ROOT / "deploy", tmp_path_factory.mktemp("stack") / "deploy")
-    port, prometheus_port = free_port(), free_port()
+    port = free_port()
     env = {
         "LOCKSTEP_REGISTRY": registry_server.reference.removesuffix(f"/{registry_server.repository}"),
         "LOCKSTEP_PORT": str(port),
-        "LOCKSTEP_PROMETHEUS_PORT": str(prometheus_port),
-        **stack_images,
+        **{k: v for k, v in stack_images.items() if k.startswith("LOCKSTEP_")},
     }
-    running = Stack(name, files, env, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{prometheus_port}")
+    running = Stack(name, files, env, f"http://127.0.0.1:{port}")
     try:
         running.deploy(pushed)
         yield running

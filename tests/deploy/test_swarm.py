@@ -1,6 +1,7 @@
 """deploy/compose.yaml as a Docker Swarm stack on this engine (single-node swarm on loopback):
-hardened like `make run`, scraped by Prometheus, and rolled from one digest to another and back
-under steady load from `hey` with zero failed requests."""
+hardened like `make run`, its helper images equal to image.lock's, scraped by Prometheus, and
+rolled from one digest to another and back, or a replica SIGKILLed, under steady load from `hey`
+through HAProxy with zero failed requests."""
 
 from __future__ import annotations
 
@@ -15,13 +16,14 @@ from pathlib import Path
 import pytest
 
 from imagetool.registry import OciTarball, Registry, push_image
-from tests.deploy.conftest import Stack, http_json, run
+from tests.deploy.conftest import Stack, run
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 RATE = 200  # requests per second: steady, well under one replica's capacity
 RESULTS = Path(__file__).resolve().parents[2] / "build/deploy/rolling_update.json"
 KILLED = RESULTS.with_name("replica_killed.json")
+PROMETHEUS = "http://127.0.0.1:9090"  # on its container's loopback only
 
 
 @dataclass
@@ -84,6 +86,13 @@ def test_stack_file_is_valid_and_pins_the_service_by_digest(repo_root: Path) -> 
     assert f"/lockstep@{locked}" in proc.stdout
 
 
+def test_stack_images_are_image_locks(stack_images: dict[str, str], repo_root: Path) -> None:
+    """Built again for this session (on a fresh CI engine: from nothing), the digests are the ones
+    image.lock's `stack` records."""
+    locked = json.loads((repo_root / "image.lock").read_text())["stack"]["digests"]
+    assert {name: stack_images[f"digest:{name}"] for name in locked} == locked
+
+
 def test_api_tasks_run_hardened_like_make_run(stack: Stack) -> None:
     label = f"label=com.docker.swarm.service.name={stack.service('api')}"
     ids = run(["docker", "ps", "-q", "--filter", label])
@@ -98,14 +107,16 @@ def test_api_tasks_run_hardened_like_make_run(stack: Stack) -> None:
 def test_prometheus_scrapes_every_api_replica(stack: Stack) -> None:
     deadline = time.monotonic() + 30
     while True:
-        reply = http_json(f"{stack.prometheus_url}/api/v1/targets?state=active")
+        reply = json.loads(stack.loopback_get("prometheus", f"{PROMETHEUS}/api/v1/targets?state=active"))
         assert isinstance(reply, dict)
         targets = reply["data"]["activeTargets"]
         if len(targets) == 2 and all(t["health"] == "up" for t in targets):
             break
         assert time.monotonic() < deadline, f"Prometheus targets not 2 x up after 30 s: {targets}"
         time.sleep(1)
-    query = http_json(f"{stack.prometheus_url}/api/v1/query?query=up%7Bjob%3D%22lockstep%22%7D")
+    query = json.loads(
+        stack.loopback_get("prometheus", f"{PROMETHEUS}/api/v1/query?query=up%7Bjob%3D%22lockstep%22%7D")
+    )
     assert isinstance(query, dict)
     assert [r["value"][1] for r in query["data"]["result"]] == ["1", "1"]
 
@@ -150,8 +161,9 @@ def test_rolling_update_to_another_digest_and_back_fails_no_request(
     RESULTS.write_text(json.dumps(figures, indent=2) + "\n")
     assert rolled_to != before, "the roll did not change the model the stack serves"
     assert stack.model_version() == before, "the rollback did not restore the first model"
-    stats = http_json(f"{stack.url}/_proxy/stats")
-    assert (roll.failed, back.failed) == (0, 0), (figures, stats)
+    figures["proxy"] = stack.retries()
+    RESULTS.write_text(json.dumps(figures, indent=2) + "\n")
+    assert (roll.failed, back.failed) == (0, 0), figures
     assert roll.requests > RATE * 10, figures
     assert back.requests > RATE * 10, figures
     image = run(["docker", "service", "inspect", "--format", "{{.Spec.TaskTemplate.ContainerSpec.Image}}",
@@ -165,8 +177,8 @@ def running_api_containers(stack: Stack) -> list[str]:
 
 
 def test_a_killed_replica_costs_no_request(stack: Stack, predict_body: Path) -> None:
-    """SIGKILL one replica under load: its requests in flight are retried on the other one by the
-    proxy, and swarm replaces the task."""
+    """SIGKILL one replica under load: what it had not answered is retried on the other one by
+    HAProxy (nothing of an answer was sent), and swarm replaces the task."""
     [victim, *_] = running_api_containers(stack)
     with SteadyLoad(stack, predict_body) as load:
         time.sleep(2)
@@ -177,7 +189,7 @@ def test_a_killed_replica_costs_no_request(stack: Stack, predict_body: Path) -> 
             time.sleep(0.5)
         time.sleep(2)
         result = load.stop()
-    stats = http_json(f"{stack.url}/_proxy/stats")
+    stats = stack.retries()
     KILLED.write_text(json.dumps({**asdict(result), "proxy": stats}, indent=2) + "\n")
     assert result.failed == 0, (asdict(result), stats)
     assert result.requests > RATE * 3

@@ -211,3 +211,26 @@ def test_a_store_file_altered_before_the_copy_is_refused_naming_both_hashes(
     assert hashlib.sha256(b"evil").hexdigest() in message
     assert str(files[name]["sha256"]) in message
     assert name in message
+
+
+def test_the_stack_group_keeps_only_what_the_base_lacks_at_that_version() -> None:
+    closure = [("libc6", "2.36-9+deb12u13"), ("haproxy", "2.6.12-1+deb12u4"), ("zlib1g", "1:1.2.13")]
+    base_packages = {"libc6": "2.36-9+deb12u13", "zlib1g": "1:1.2.11"}
+    assert store.not_in_base(closure, base_packages) == ["haproxy=2.6.12-1+deb12u4", "zlib1g=1:1.2.13"]
+
+
+def test_the_committed_stack_definition_is_in_the_lock() -> None:
+    """Every pinned package of image/stack.toml has its .deb, at that version, in the store lock."""
+    pins = store.load_stack_definition()["packages"]
+    locked = {
+        "=".join(apt.deb_file_version(Path(n).name)) for n in store.load_lock() if n.startswith("stack/")
+    }
+    assert set(pins) <= locked
+
+
+@pytest.mark.parametrize("text", ["packages = []\n", 'packages = ["haproxy"]\n', "other = 1\n"])
+def test_a_bad_stack_definition_is_refused_naming_it(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "stack.toml"
+    path.write_text(text)
+    with pytest.raises(ToolError, match=r"stack\.toml"):
+        store.load_stack_definition(path)

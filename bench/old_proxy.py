@@ -1,4 +1,8 @@
-"""Front proxy for the Swarm stack: HTTP/1.1, round-robin over the service's tasks, retries.
+"""The stack's former front proxy, kept only as the baseline of `make bench-proxy`
+(bench/proxy_overhead.py). Not deployed: HAProxy replaced it (deploy/proxy/haproxy.cfg), for the
+faults listed in the README's Swarm section. What follows is its original description.
+
+Front proxy for the Swarm stack: HTTP/1.1, round-robin over the service's tasks, retries.
 
 Why it exists: the hosts' kernel has no IPVS, so Swarm's routing mesh and VIP load balancing do
 not answer. This proxy is published on a host-mode port and finds the replicas itself through the
