@@ -11,11 +11,13 @@ fallback to downloading as root ("performed unsandboxed") is refused rather than
 
 from __future__ import annotations
 
+import atexit
 import os
 import pwd
 import re
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +37,16 @@ def sandbox_uid() -> int | None:
         return pwd.getpwnam(SANDBOX_USER).pw_uid
     except KeyError:
         return None
+
+
+def state_folder(name: str) -> Path:
+    """A fresh apt state folder that `_apt` can reach wherever the checkout lies: a clone under a
+    0700 directory (mktemp -d, a home directory) would otherwise make apt download as root, which
+    AptState refuses. World-traversable, unpredictably named, removed when the process ends."""
+    folder = Path(tempfile.mkdtemp(prefix=f"lockstep-{name}-"))
+    folder.chmod(0o755)
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
 
 
 def hand_to_sandbox(folder: Path) -> None:

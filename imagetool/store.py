@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from imagetool import aptsources, base, common, wheels
-from imagetool.apt import AptState, deb_file_version
+from imagetool.apt import AptState, deb_file_version, state_folder
 from imagetool.common import (
     BUILD,
     ROOT,
@@ -273,13 +273,13 @@ def host_suite_sources(suite: str) -> list[aptsources.Source]:
 def engine_apt(definition: dict[str, Any]) -> AptState:
     host = host_suite_sources(definition["host_suite"])
     newer = aptsources.Source(host[0].uri, definition["suite"], ("main",))
-    return AptState(BUILD / "apt-engine", [newer, *host], low_priority_suites=(definition["suite"],))
+    return AptState(state_folder("apt-engine"), [newer, *host], low_priority_suites=(definition["suite"],))
 
 
 def builder2_apt(definition: dict[str, Any]) -> AptState:
     host = host_suite_sources(definition["host_suite"])
     suite = definition["second_builder"]["suite"]
-    return AptState(BUILD / "apt-builder2", [aptsources.Source(host[0].uri, suite, ("main",))])
+    return AptState(state_folder("apt-builder2"), [aptsources.Source(host[0].uri, suite, ("main",))])
 
 
 def fetch_wheels() -> int:
@@ -373,7 +373,7 @@ def fetch_debs(names: list[str]) -> None:
             apt = builder2_apt(load_engine_definition())
         else:
             definition = base.load_definition()
-            apt = AptState(BUILD / "apt-base", base.resolve_sources(definition))
+            apt = AptState(state_folder("apt-base"), base.resolve_sources(definition))
         apt.download(specs, STORE / folder)
 
 
@@ -463,7 +463,7 @@ def cmd_lock(groups: list[str]) -> int:
         lock = base.validate_lock(read_json(base.LOCK, "base lock"))
         specs = [f"{p}={v}" for p, v in lock["packages"].items()]
         definition = base.load_definition()
-        apt = AptState(BUILD / "apt-base", base.resolve_sources(definition))
+        apt = AptState(state_folder("apt-base"), base.resolve_sources(definition))
         wanted |= download_debs(apt, specs, "base/debs")
         wanted.add(ROOTFS)
     if "engine" in groups:
@@ -483,7 +483,7 @@ def cmd_lock(groups: list[str]) -> int:
         wanted |= download_debs(builder2_apt(definition), specs, "builder2/debs")
     if "stack" in groups:
         # From the base's own sources: the images install these .debs on the base's dpkg database.
-        apt = AptState(BUILD / "apt-base", base.resolve_sources(base.load_definition()))
+        apt = AptState(state_folder("apt-base"), base.resolve_sources(base.load_definition()))
         pins = load_stack_definition()["packages"]
         closure = apt.resolve(pins)
         wrong = sorted(set(pins) - {f"{p}={v}" for p, v in closure})

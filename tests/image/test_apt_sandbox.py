@@ -21,11 +21,9 @@ pytestmark = [
 
 @pytest.fixture
 def folder() -> Iterator[Path]:
-    """A directory under build/ (reachable by `_apt`, as the store's apt state is); not tmp_path,
+    """A directory `_apt` can reach, as the store's apt state is (apt.state_folder); not tmp_path,
     which pytest makes 0700."""
-    path = BUILD / "test-apt-sandbox"
-    shutil.rmtree(path, ignore_errors=True)
-    path.mkdir(parents=True)
+    path = apt.state_folder("test-apt-sandbox")
     yield path
     shutil.rmtree(path, ignore_errors=True)
 
