@@ -6,10 +6,10 @@ IMAGE_TAG ?= lockstep:latest
 RUN_PORT ?= 8000
 RUN_NAME ?= lockstep-run
 # The image tests need the filled store (they push it to a test remote), a running engine, the base
-# rootfs and the wheels.
-TEST_PREREQS += engine store base wheels
+# rootfs and the wheels; the pipeline's emulated-CPU test needs qemu-user-static (host-tools).
+TEST_PREREQS += engine store base wheels host-tools
 
-.PHONY: store lock-store check-store rederive-base engine base lock-base wheels image lock-image verify verify-second-builder \
+.PHONY: store lock-store check-store rederive-base engine host-tools base lock-base wheels image lock-image verify verify-second-builder \
 	check-image-lock run stop \
 	bench-build lock-build-deps
 
@@ -28,6 +28,9 @@ check-store: setup ## Fail, naming the file and both hashes, unless store/ match
 engine: setup ## Install the Docker engine from the store if none suitable (Debian), and start it
 	LOCKSTEP_PYTHON=$(abspath $(PY)) $(PY) -m imagetool engine install
 	$(PY) -m imagetool engine start
+
+host-tools: setup ## Install, when missing, mmdebstrap, diffoscope, zstd, gpg and qemu-user-static (Debian)
+	$(PY) -m imagetool engine host-tools
 
 base: setup ## Base rootfs from the store into build/base (checked against image/base.lock.json)
 	$(PY) -m imagetool base build

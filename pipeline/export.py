@@ -386,7 +386,7 @@ def serving_document(
 
 def gate_report(model: Pipeline, attempts: list[Attempt]) -> dict[str, Any]:
     """reports/gate.json: what this machine's onnxruntime measured, for people, not for the image."""
-    import onnxruntime as ort  # type: ignore[import-untyped]
+    import onnxruntime as ort
 
     fields = ("precision", "worst", "labels_identical", "error")
     return {

@@ -16,6 +16,7 @@ not pinned: the stage then exits 2 rather than train on an unpinned dispatcher.
 
 from __future__ import annotations
 
+import importlib
 import os
 import platform
 import shlex
@@ -166,7 +167,7 @@ def check() -> None:
     above = [f for f, on in glibc.items() if on and f not in _GLIBC_REQUIRED]
     if above:
         raise PinError(f"glibc's ifuncs still use {', '.join(above)}: GLIBC_TUNABLES did not take effect")
-    from numpy._core import _multiarray_umath as umath
+    umath = importlib.import_module("numpy._core._multiarray_umath")  # numpy's own CPU report
 
     features, dispatch = umath.__cpu_features__, umath.__cpu_dispatch__
     unknown = [t for t in dispatch if t not in NUMPY_DISABLED]
@@ -184,7 +185,7 @@ def check() -> None:
 
 def check_openblas() -> None:
     """Every OpenBLAS loaded so far (numpy's, scipy's) runs the pinned kernel with one thread."""
-    import scipy.linalg  # noqa: F401  # loads scipy's own OpenBLAS, so it is checked too
+    import scipy.linalg  # type: ignore[import-untyped]  # noqa: F401  # loads scipy's own OpenBLAS: checked too
     from threadpoolctl import threadpool_info
 
     for lib in threadpool_info():

@@ -8,9 +8,9 @@ catches a difference, so equal locks are the pins' doing. (A real emulated CPU: 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -21,7 +21,8 @@ from contract import load_dvc_lock, locked_outs
 from tests.families import FAMILIES, Family
 from tests.helpers import REPO_ROOT, copy_repo, venv_bin, venv_env
 
-pytestmark = pytest.mark.slow
+# 15 cases x 3 levels: about 5 CPU-minutes, which the first test's setup carries (module fixture).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 
 _AVX512 = ("AVX512F", "AVX512CD", "AVX512BW", "AVX512DQ", "AVX512VL", "AVX512_FP16")
 # What an AVX2 machine without AVX-512 and an x86-64-v2 machine look like to numpy and glibc.
@@ -116,7 +117,7 @@ def run_levels(
 
 
 @pytest.fixture(scope="module")
-def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Run]]:
+def matrix(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
     """Every case at every level, two cases at a time (the CI machine's two cores)."""
     root = tmp_path_factory.mktemp("cpu-levels")
     keep = {k: os.environ[k] for k in ("NPY_DISABLE_CPU_FEATURES", "GLIBC_TUNABLES") if k in os.environ}
@@ -125,7 +126,10 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Run]]
         futures = {
             name: pool.submit(run_levels, root, name, family, list(LEVELS)) for name, family in CASES.items()
         }
-        yield {name: future.result() for name, future in futures.items()}
+        runs = {name: future.result() for name, future in futures.items()}
+    # Each case's output md5s per level, kept beside the copies for whoever reads a failure.
+    (root / "matrix.json").write_text(json.dumps({name: run.outs for name, run in runs.items()}, indent=1))
+    return runs
 
 
 def differing(run: Run, level: str, base: str = "native") -> dict[str, tuple[str, str]]:

@@ -93,5 +93,6 @@ def test_a_cpu_below_the_pinned_level_is_refused_in_one_line(tmp_path: Path) -> 
     lines = [line for line in proc.stderr.splitlines() if not line.startswith(f"{QEMU}: warning")]
     assert proc.returncode == 2, proc.stderr
     assert lines == [
-        "error: cannot pin the numeric environment: this CPU is below x86-64-v2 (no SSSE3, SSE4_1, SSE4_2, POPCNT): nothing to pin it to"
+        "error: cannot pin the numeric environment: this CPU is below x86-64-v2 "
+        "(no SSSE3, SSE4_1, SSE4_2, POPCNT): nothing to pin it to"
     ]

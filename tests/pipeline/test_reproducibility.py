@@ -1,4 +1,5 @@
-"""Bit-for-bit retraining: independent of thread settings and hash seed, and equal to dvc.lock."""
+"""Bit-for-bit retraining: independent of thread settings, BLAS kernel, the caller's CPU settings and hash
+seed, and equal to dvc.lock. (CPU levels: test_cpu_levels.py; an emulated CPU: test_qemu_cpu.py.)"""
 
 from __future__ import annotations
 
@@ -48,12 +49,14 @@ THREAD_SETTINGS = [
         "OPENBLAS_NUM_THREADS": "2",
         "PYTHONHASHSEED": "4242",
         "OPENBLAS_CORETYPE": "Haswell",
+        "NPY_ENABLE_CPU_FEATURES": "X86_V3",  # a caller asking numpy for AVX2: the pins drop it
     },
     {
         "OMP_NUM_THREADS": "7",
         "OPENBLAS_NUM_THREADS": "3",
         "PYTHONHASHSEED": "random",
         "OPENBLAS_CORETYPE": "Zen",
+        "GLIBC_TUNABLES": "glibc.malloc.arena_max=1:glibc.cpu.hwcaps=-ERMS",  # kept, and added to
     },
 ]
 THREAD_IDS = ["1-thread", "2-threads-avx2-kernel", "oversubscribed-zen-kernel"]
@@ -62,7 +65,11 @@ MODEL_OUTS = ("models/model.joblib", "models/model.onnx", "models/serving.json")
 
 def run_stages(workdir: Path, stages: tuple[str, ...], env: dict[str, str]) -> None:
     """Run stages as DVC does, in subprocesses with their own thread, BLAS-kernel and hash-seed settings."""
-    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("OPENBLAS_", "OMP_", "MKL_"))}
+    inherited = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("OPENBLAS_", "OMP_", "MKL_", "NPY_", "GLIBC_"))
+    }
     for stage in stages:
         subprocess.run(
             [sys.executable, "-m", "pipeline", stage],

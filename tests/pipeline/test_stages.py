@@ -16,7 +16,14 @@ from pipeline.data import Table
 from pipeline.errors import PipelineError
 from pipeline.estimator import build_estimator, resolve_class, task_of
 from pipeline.evaluate import build_metadata, classification_metrics, regression_metrics, roc_points
-from pipeline.export import attempt, check_margin, check_rows, reference_outputs, serving_document, with_probes
+from pipeline.export import (
+    attempt,
+    check_margin,
+    check_rows,
+    reference_outputs,
+    serving_document,
+    with_probes,
+)
 from pipeline.features import model_input
 from pipeline.params import EstimatorParams, PrepareParams, TrainParams, load_params
 from pipeline.prepare import split
