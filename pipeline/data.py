@@ -64,7 +64,7 @@ def read_cells(
             if row and len(row) != len(header):
                 raise PipelineError(
                     f"{path}: line {rows.line_num}: {len(row)} fields, header has {len(header)} "
-                    f"(delimiter {dialect.describe()}; prepare.delimiter sets it)"
+                    f"(read with {dialect.describe()}; prepare.delimiter sets the delimiter)"
                 )
     except csv.Error as exc:
         raise PipelineError(f"{path}: line {rows.line_num}: not a readable CSV: {exc}") from None

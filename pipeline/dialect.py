@@ -1,9 +1,10 @@
 """A CSV's dialect: its encoding, delimiter and decimal mark, set in params.yaml or detected.
 
 - Encoding: UTF-8 when the bytes are UTF-8 (a byte-order mark, as Excel's "CSV UTF-8" writes,
-  is dropped); otherwise charset-normalizer's best guess (Latin-1 and Windows-1252 files are the
-  common case). A strict UTF-8 decode is tried first because it is exact: a guess is only needed
-  when it fails.
+  is dropped); otherwise charset-normalizer's guess, Windows-1252 when that decodes as cleanly as
+  its best (Latin-1 and Windows-1252 files are the common case, and a table's few accented
+  letters fit many code pages). A strict UTF-8 decode is tried first because it is exact: a guess
+  is only needed when it fails. The summary prints what was used; prepare.encoding overrides it.
 - Delimiter: the standard library's csv.Sniffer (the detector pandas' `sep=None` uses), limited
   to `,` `;` tab `|` and checked: the sample must parse with the sniffed delimiter into rows of
   one width, else the comma is kept. Sniffer is quote-aware, needs no compiled dependency in the
@@ -24,6 +25,7 @@ from pathlib import Path
 from pipeline.errors import PipelineError
 
 DELIMITERS = ",;\t|"
+WESTERN = "cp1252"
 SAMPLE_BYTES = 1 << 20  # enough lines to sniff, little enough to stay instant on a 5 GB file
 DECIMAL_COMMA = re.compile(r"^\s*[+-]?\d*,\d+\s*$")
 DECIMAL_POINT = re.compile(r"^\s*[+-]?\d*\.\d+\s*$")
@@ -58,9 +60,15 @@ def detect_encoding(data: bytes, path: Path) -> str:
         return "utf-8"
     from charset_normalizer import from_bytes
 
-    best = from_bytes(data[:SAMPLE_BYTES]).best()
+    matches = from_bytes(data[:SAMPLE_BYTES])
+    best = matches.best()
     if best is None:
         raise PipelineError(f"{path}: cannot tell the text encoding: set prepare.encoding (e.g. latin-1)")
+    # A few accented letters in a table decode cleanly in many code pages; among the equally
+    # clean ones, Windows-1252 (what Excel writes in Western locales) is the likeliest.
+    clean = [m for m in matches if m.chaos <= best.chaos]
+    if any(WESTERN in m.could_be_from_charset for m in clean):
+        return WESTERN
     return codecs.lookup(best.encoding).name
 
 

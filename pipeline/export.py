@@ -410,6 +410,5 @@ def main() -> None:
         fh.write(onnx_bytes)
     write_json(SERVING_FILE, doc)
     # The served path and why, in `dvc repro`'s output (not only in serving.json).
-    print(
-        f"export: serves the {'ONNX graph' if doc['path'] == 'onnx' else 'pickle (exact path)'}: {doc['reason']}"
-    )
+    served = "ONNX graph" if doc["path"] == "onnx" else "pickle (exact path)"
+    print(f"export: serves the {served}: {doc['reason']}")

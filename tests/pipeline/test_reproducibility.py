@@ -259,21 +259,20 @@ def test_a_params_change_reruns_training_and_changes_the_model(repo_copy: Callab
 
 
 def test_dvc_exp_run_switches_the_estimator_class_as_the_readme_shows(repo_copy: Callable[[], Path]) -> None:
+    """The README's line, also right after a failed experiment left params.yaml changed."""
     repo = repo_copy()
     git = ["git", "-c", "user.name=test", "-c", "user.email=test@localhost"]
     subprocess.run([*git, "add", "-A"], cwd=repo, check=True)
     subprocess.run([*git, "commit", "-q", "-m", "init"], cwd=repo, check=True)
-    proc = dvc(
-        repo,
-        "exp",
-        "run",
+    readme_line = [
         "-S",
         "train.estimator.class=sklearn.ensemble.RandomForestClassifier",
         "-S",
-        "~train.estimator.params",
-        "-S",
-        "+train.estimator.params={n_estimators: 11}",
-    )
+        "++train.estimator.params=null",
+    ]
+    failed = dvc(repo, "exp", "run", *readme_line, "-S", "++train.estimator.params={n_estimators: 0}")
+    assert failed.returncode != 0
+    proc = dvc(repo, "exp", "run", *readme_line, "-S", "++train.estimator.params={n_estimators: 11}")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     params = yaml.safe_load((repo / "params.yaml").read_text())
     assert params["train"]["estimator"] == {
