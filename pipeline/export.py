@@ -197,9 +197,10 @@ def convert(model: Pipeline, schema: Schema, precision: str) -> tuple[bytes, lis
     from skl2onnx import convert_sklearn  # type: ignore[import-untyped]
     from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType, StringTensorType  # type: ignore[import-untyped]
 
-    from pipeline.converters import register_fixes
+    from pipeline.converters import register_fixes, register_other_libraries
 
     register_fixes()
+    register_other_libraries()
     number = DoubleTensorType if precision == "double" else FloatTensorType
     graph_name = {feature: name for name, feature in graph_names(schema).items()}
     inputs = [

@@ -218,12 +218,12 @@ def main() -> None:
     task = task_of(params.train.estimator.class_)
     notes: list[str] = []
     table, kinds = load_raw(raw, params.prepare, task, notes)
-    if task == "classification":
-        check_positive_class(params, table)
     try:
         train, test = split(table, params=params.prepare, stratify=task == "classification")
     except PipelineError as exc:
         raise PipelineError(f"{raw}: {exc}") from None
+    if task == "classification":
+        check_positive_class(params, table)
     schema = build_schema(table, train, kinds, task)
     if task == "classification":
         notes.append(f"target {table.target!r} classes: {class_counts(train, test)}")

@@ -91,6 +91,18 @@ FAMILIES = {
         "sklearn",
         None,
     ),
+    "xgboost": Family(
+        "xgboost.XGBClassifier", {"n_estimators": 20}, "penguins.csv", "species", "onnx", "float"
+    ),
+    "xgboost-regressor": Family(
+        "xgboost.XGBRegressor", {"n_estimators": 20}, "penguins.csv", "body_mass_g", "onnx", "float"
+    ),
+    "lightgbm": Family(
+        "lightgbm.LGBMClassifier", {"n_estimators": 20}, "penguins.csv", "species", "onnx", "float"
+    ),
+    "lightgbm-regressor": Family(
+        "lightgbm.LGBMRegressor", {"n_estimators": 20}, "penguins.csv", "body_mass_g", "onnx", "float"
+    ),
     # skl2onnx has no converter for it: the exact path.
     "nearest-centroid": Family(
         "sklearn.neighbors.NearestCentroid", {}, "penguins.csv", "species", "sklearn", None

@@ -104,6 +104,8 @@ FAMILIES = {
         {"max_iter": 30},
         "body_mass_g",
     ),
+    "xgboost": ("xgboost.XGBClassifier", {"n_estimators": 15}, "species"),
+    "lightgbm": ("lightgbm.LGBMClassifier", {"n_estimators": 15}, "species"),
 }
 
 
