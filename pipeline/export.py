@@ -315,6 +315,15 @@ def check_rows(X_raw: pd.DataFrame) -> list[int]:
     return sorted(gaps + rest)
 
 
+def labels_not_argmax(model: Pipeline, ref: Reference) -> int | None:
+    """Gate rows whose label (scikit-learn's predict, which both paths serve) is not the class of
+    highest probability: SVC's Platt-scaled probabilities can disagree with its decision function."""
+    if ref.labels is None:
+        return None
+    most_probable = [str(model.classes_[i]) for i in np.argmax(ref.outputs, axis=1).tolist()]
+    return sum(a != b for a, b in zip(ref.labels, most_probable, strict=True))
+
+
 def _json_cell(value: Any) -> Any:
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return None
@@ -383,6 +392,7 @@ def serving_document(
             "tolerance": tolerance,
             "worst_abs_diff": last.worst,
             "passed": chosen is not None,
+            "labels_not_argmax": labels_not_argmax(model, ref),
         },
         "check": {
             "rows": [
