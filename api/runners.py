@@ -8,7 +8,10 @@ scikit-learn and joblib are imported only by `SklearnRunner`, so the ONNX path n
 from __future__ import annotations
 
 import io
+import os
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -36,6 +39,19 @@ class Runner(Protocol):
     def predict(self, batch: Batch) -> Scores: ...
 
 
+def _writable_cache_for_onnxruntime() -> None:
+    """onnxruntime, when it loads, stores a telemetry device ID under $XDG_CACHE_HOME (~/.cache)
+    and, where it cannot (the image's read-only root), prints a colour-coded warning on stderr
+    before any setting of ours applies: not a JSON log line. Point it at the temp directory then."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=cache):
+            pass
+    except OSError:
+        os.environ["XDG_CACHE_HOME"] = tempfile.gettempdir()
+
+
 class OnnxRunner:
     """An onnxruntime session built from the verified graph bytes; numeric columns are fed as the
     [rows, k] blocks serving.json describes, categorical ones as [rows, 1] strings."""
@@ -43,6 +59,7 @@ class OnnxRunner:
     kind = "onnx"
 
     def __init__(self, graph: OnnxGraph, onnx_bytes: bytes, metadata: Metadata, where: str):
+        _writable_cache_for_onnxruntime()
         import onnxruntime as ort  # type: ignore[import-untyped]
 
         options = ort.SessionOptions()
