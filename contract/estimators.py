@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from xgboost import XGBClassifier  # type: ignore[import-untyped]
+from xgboost import XGBClassifier
 
 
-class LabelledXGBClassifier(XGBClassifier):  # type: ignore[misc]
+class LabelledXGBClassifier(XGBClassifier):
     """XGBClassifier with any labels (sorted, as np.unique sorts them)."""
 
     @property

@@ -102,7 +102,7 @@ def register_other_libraries() -> None:
         from onnxmltools.convert.xgboost.operator_converters.XGBoost import (  # type: ignore[import-untyped]
             convert_xgboost,
         )
-        from xgboost import XGBRegressor  # type: ignore[import-untyped]
+        from xgboost import XGBRegressor
 
         from contract.estimators import LabelledXGBClassifier
     except ImportError:
