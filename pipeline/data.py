@@ -85,13 +85,19 @@ def read_cells(
         raise PipelineError(f"{path}: {str(exc).strip().splitlines()[0]}") from None
     if frame.empty:
         raise PipelineError(f"{path}: no data rows")
-    cells: Cells = {name: [None if pd.isna(v) else str(v) for v in frame[name].tolist()] for name in header}
+    cells: Cells = {name: _text_or_none(frame[name]) for name in header}
     if dialect.decimal == ",":
         for values in cells.values():
             for i, v in enumerate(values):
                 if v is not None and DECIMAL_COMMA.match(v):
                     values[i] = v.replace(",", ".")
     return header, cells, dialect
+
+
+def _text_or_none(column: pd.Series[Any]) -> list[str | None]:
+    """A column read as text, a gap as None (one vectorised NA mask, not a pd.isna per cell)."""
+    gaps = column.isna().to_numpy().tolist()
+    return [None if gap else str(v) for v, gap in zip(column.tolist(), gaps, strict=True)]
 
 
 def typed_features(cells: Mapping[str, Sequence[str | None]], kinds: Mapping[str, str]) -> pd.DataFrame:
@@ -174,11 +180,17 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def _column_cells(values: pd.Series[Any] | npt.NDArray[Any]) -> list[str]:
+    """_cell over a whole column; a float64 column without the per-cell type checks."""
+    if values.dtype == np.float64:
+        return ["" if v != v else repr(v) for v in values.tolist()]
+    return [_cell(v) for v in values.tolist()]
+
+
 def write_table(path: Path, table: Table) -> None:
     """Write a Table as CSV: floats via repr(), an empty cell for a gap."""
     with atomic_write(path) as fh:
         writer = csv.writer(fh, lineterminator="\n")
         writer.writerow([*table.features, table.target])
-        columns = [table.X[name].tolist() for name in table.features]
-        for i, label in enumerate(table.y.tolist()):
-            writer.writerow([*(_cell(col[i]) for col in columns), _cell(label)])
+        columns = [_column_cells(table.X[name]) for name in table.features]
+        writer.writerows(zip(*columns, _column_cells(table.y), strict=True))
