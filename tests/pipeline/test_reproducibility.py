@@ -253,6 +253,11 @@ def test_a_params_change_reruns_training_and_changes_the_model(repo_copy: Callab
     assert "Running stage 'evaluate'" in proc.stdout
     assert "Running stage 'export'" in proc.stdout
     assert "Running stage 'prepare'" not in proc.stdout
+    # Each stage's summary, as `dvc repro` shows it.
+    assert "train: fitted sklearn.linear_model.LogisticRegression on 455 rows, 30 features" in proc.stdout
+    assert "evaluate: on 114 test rows: accuracy " in proc.stdout
+    assert "export: serves the ONNX graph: converted by skl2onnx" in proc.stdout
+    assert "export: done in " in proc.stdout
     after = md5(repo / "models/model.joblib")
     assert after != before
     assert locked(repo / "dvc.lock")["models/model.joblib"] == after
