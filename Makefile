@@ -49,6 +49,8 @@ lock: setup ## Regenerate every lock (requirements.txt, requirements/*.txt) from
 	$(PIP_COMPILE) --upgrade --output-file requirements/dev.txt requirements/dev.in
 	$(PIP_COMPILE) --output-file requirements/serve.txt requirements/serve.in  # pins come from requirements.txt
 	$(PIP_COMPILE) --output-file requirements/serve-sklearn.txt requirements/serve-sklearn.in
+	$(PIP_COMPILE) --output-file requirements/serve-xgboost.txt requirements/serve-xgboost.in
+	$(PIP_COMPILE) --output-file requirements/serve-lightgbm.txt requirements/serve-lightgbm.in
 	$(PIP_COMPILE) --upgrade --output-file requirements/build.txt requirements/build.in
 	$(PIP_COMPILE) --output-file requirements/mlserver.txt requirements/mlserver.in  # the bench's peer, in its own venv
 	$(PY) -m imagetool store lock wheels  # the store keeps exactly the locked wheels
@@ -56,7 +58,7 @@ lock: setup ## Regenerate every lock (requirements.txt, requirements/*.txt) from
 .PHONY: check-lock
 check-lock: setup ## Fail, naming the file, if a lock no longer matches what its .in resolves to
 	$(PY) -m imagetool locks check requirements.txt requirements/dev.txt requirements/serve.txt requirements/serve-sklearn.txt \
-		requirements/build.txt
+		requirements/serve-xgboost.txt requirements/serve-lightgbm.txt requirements/build.txt
 
 .PHONY: test
 test: setup $(TEST_PREREQS) check-repro ## Run the whole test suite (installs and starts everything it needs)

@@ -189,6 +189,11 @@ def _describe(
             # Most rows one model call scores for requests that arrive together (0: one call each).
             "coalesce_max_rows": coalesce_rows,
             "onnx_opset": plan.onnx.opset if plan.onnx else None,
+            # Both paths answer scikit-learn's predict() as the label, which for some estimators
+            # (SVC's Platt scaling) is not always the most probable class: gate.labels_not_argmax.
+            "label": "the estimator's predict(), not always the most probable class"
+            if artifacts.metadata.is_classifier
+            else None,
         },
         "estimator": meta.get("estimator"),
         "target": meta.get("target"),

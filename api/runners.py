@@ -8,8 +8,11 @@ scikit-learn and joblib are imported only by `SklearnRunner`, so the ONNX path n
 from __future__ import annotations
 
 import io
+import os
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -38,6 +41,27 @@ class Runner(Protocol):
     def predict(self, batch: Batch) -> Scores: ...
 
 
+def quiet_onnxruntime() -> None:
+    """onnxruntime, when it loads, stores a telemetry device ID under $XDG_CACHE_HOME (~/.cache)
+    and, where it cannot (the image's read-only root), prints a colour-coded warning on stderr
+    before any setting of ours applies: not a JSON log line. Point it at the temp directory then."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=cache):
+            pass
+    except OSError:
+        os.environ["XDG_CACHE_HOME"] = tempfile.gettempdir()
+
+
+def quiet_loky() -> None:
+    """scikit-learn sizes its OpenMP pools (HistGradientBoosting's predict, for one) with joblib's
+    count of physical cores, which runs `lscpu`/`cat`; the image has neither, so joblib (loky)
+    warns with a traceback on stderr. A count set by LOKY_MAX_CPU_COUNT below the CPUs skips that
+    probe: one, as the ONNX path's one-thread sessions (the workers already use the cores)."""
+    os.environ.setdefault("LOKY_MAX_CPU_COUNT", "1")
+
+
 class OnnxRunner:
     """An onnxruntime session built from the verified graph bytes; numeric columns are fed as the
     [rows, k] blocks serving.json describes, categorical ones as [rows, 1] strings."""
@@ -45,6 +69,7 @@ class OnnxRunner:
     kind = "onnx"
 
     def __init__(self, graph: OnnxGraph, onnx_bytes: bytes, metadata: Metadata, where: str):
+        quiet_onnxruntime()
         import onnxruntime as ort  # type: ignore[import-untyped]
 
         options = ort.SessionOptions()
@@ -144,6 +169,7 @@ class SklearnRunner:
     kind = "sklearn"
 
     def __init__(self, model_bytes: bytes, metadata: Metadata, missing_string: str, where: str):
+        quiet_loky()
         try:
             import joblib  # only here: the ONNX path never imports scikit-learn or joblib
 

@@ -51,7 +51,8 @@ Formats (all JSON written with sorted keys where order carries no meaning, float
               "missing_string": str} | null,           # null on the exact path
      "gate": {"rows": int, "precision": "double"|"float", "measure": "absolute"|"relative",
               "labels_identical": bool|null, "tolerance": float,
-              "margin": float, "passed": bool},
+              "margin": float, "passed": bool,
+              "labels_not_argmax": int|null},  # rows whose predict() is not the most probable class
      "check": {"rows": [{feature: value|null}, ...],   # 8 raw test rows (null = missing value)
                "expected": [...],                      # scikit-learn's probabilities or values
                "labels": [str, ...] | null}}           # scikit-learn's labels (classifiers)

@@ -4,7 +4,10 @@ Both follow `models/serving.json`'s `"path"` (the pipeline's export stage decide
   - "onnx": the service runs models/model.onnx with onnxruntime: requirements/serve.txt, and the
     image ships model.onnx, serving.json and metadata.json, not the pickle it never loads;
   - "sklearn" (the exact path): requirements/serve-sklearn.txt (scikit-learn, pandas) and the
-    md5- and sha256-checked pickle models/model.joblib as well (and models/model.sha256).
+    md5- and sha256-checked pickle models/model.joblib as well (and models/model.sha256); a model
+    of another library (metadata.json's estimator class, e.g. xgboost.XGBClassifier) takes that
+    library's lock instead (requirements/serve-xgboost.txt, serve-lightgbm.txt): the library only
+    when the model needs it.
 The Dockerfile takes both as build arguments in build stages only (SERVE_LOCK, MODEL_FILES), so
 the digest does not see how a builder renders them. The `.dockerignore` allow-list lets in every
 file either path may need (MODEL_CONTEXT; a test compares them). The store keeps the wheels of both
@@ -20,7 +23,12 @@ from contract import METADATA_FILE, MODEL_FILE, MODEL_SHA256_FILE, ONNX_FILE, SE
 from imagetool.common import ToolError
 
 SERVE_LOCK_BY_PATH = {"onnx": "requirements/serve.txt", "sklearn": "requirements/serve-sklearn.txt"}
-SERVE_LOCKS = tuple(SERVE_LOCK_BY_PATH.values())
+# The exact path's lock for a model whose estimator comes from another library (its class's first part).
+EXACT_LOCK_BY_LIBRARY = {
+    "xgboost": "requirements/serve-xgboost.txt",
+    "lightgbm": "requirements/serve-lightgbm.txt",
+}
+SERVE_LOCKS = (*SERVE_LOCK_BY_PATH.values(), *EXACT_LOCK_BY_LIBRARY.values())
 BUILD_LOCK = "requirements/build.txt"  # pip itself, run from its wheel in a build stage only
 # Every model file the image may ship (DVC outputs), with the dvc.yaml stage that writes each.
 MODEL_CONTEXT = {
@@ -44,9 +52,24 @@ def serving_path(root: Path) -> str:
     return str(path)
 
 
+def estimator_library(root: Path) -> str:
+    """The library of the model's estimator class, as models/metadata.json names it ("sklearn", ...)."""
+    try:
+        dotted = json.loads((root / METADATA_FILE).read_text(encoding="utf-8"))["estimator"]["class"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        what = e.__class__.__name__
+        raise ToolError(
+            f"{METADATA_FILE}: cannot read the estimator class ({what}); run `dvc repro`"
+        ) from None
+    return str(dotted).split(".")[0]
+
+
 def serve_lock(root: Path) -> str:
     """The requirements lock the image installs for this model."""
-    return SERVE_LOCK_BY_PATH[serving_path(root)]
+    path = serving_path(root)
+    if path == "sklearn":
+        return EXACT_LOCK_BY_LIBRARY.get(estimator_library(root), SERVE_LOCK_BY_PATH[path])
+    return SERVE_LOCK_BY_PATH[path]
 
 
 def model_files(root: Path) -> dict[str, str]:

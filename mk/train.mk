@@ -29,3 +29,7 @@ check-toolchain: setup ## Fail if image/toolchain.lock.json no longer matches th
 
 bench-toolchain: setup toolchain ## Toolchain vs host mode: dvc repro -f, no-op repro, per-stage overhead, offline build
 	$(PY) -m bench.toolchain_bench
+
+.PHONY: bench-prepare
+bench-prepare: setup ## prepare and train on generated 1M and 5M-row CSVs (time, peak RSS): bench/results/prepare_scale.*
+	$(PY) -m bench.prepare_scale $(BENCH_ARGS)

@@ -1,4 +1,6 @@
-"""Two fixes to skl2onnx 1.20's converters, registered over its own before a conversion.
+"""Two fixes to skl2onnx 1.20's converters, registered over its own before a conversion, and
+onnxmltools' converters for the XGBoost and LightGBM estimators (register_other_libraries), so that
+their models convert inside the same pipeline graph as the preprocessing.
 
 - SimpleImputer on numbers: skl2onnx emits the ai.onnx.ml `Imputer` op, which onnxruntime
   implements for float32 only and whose fill values are float32 even in a double graph (so an
@@ -83,3 +85,53 @@ def register_fixes() -> None:
         original = _converter_pool[alias]
         _ORIGINAL[alias] = original
         register_converter(alias, fix(original), overwrite=True, options=original.get_allowed_options())
+
+
+def register_other_libraries() -> None:
+    """Idempotent: onnxmltools' converters and skl2onnx's shape calculators for the estimators of
+    pipeline.estimator.OTHER_LIBRARIES, registered with skl2onnx (its documented way to convert
+    a pipeline that ends in one of them). Each library only when installed."""
+    from skl2onnx import update_registered_converter  # type: ignore[import-untyped]
+    from skl2onnx.common.shape_calculator import (  # type: ignore[import-untyped]
+        calculate_linear_classifier_output_shapes,
+        calculate_linear_regressor_output_shapes,
+    )
+
+    classifier_options = {"nocl": [True, False], "zipmap": [True, False, "columns"]}
+    try:
+        from onnxmltools.convert.xgboost.operator_converters.XGBoost import (  # type: ignore[import-untyped]
+            convert_xgboost,
+        )
+        from xgboost import XGBRegressor
+
+        from contract.estimators import LabelledXGBClassifier
+    except ImportError:
+        pass
+    else:
+        update_registered_converter(
+            LabelledXGBClassifier,
+            "LockstepXGBClassifier",
+            calculate_linear_classifier_output_shapes,
+            convert_xgboost,
+            options=classifier_options,
+        )
+        update_registered_converter(
+            XGBRegressor, "XGBoostXGBRegressor", calculate_linear_regressor_output_shapes, convert_xgboost
+        )
+    try:
+        from lightgbm import LGBMClassifier, LGBMRegressor
+        from onnxmltools.convert.lightgbm.operator_converters.LightGbm import (  # type: ignore[import-untyped]
+            convert_lightgbm,
+        )
+    except ImportError:
+        return
+    update_registered_converter(
+        LGBMClassifier,
+        "LightGbmLGBMClassifier",
+        calculate_linear_classifier_output_shapes,
+        convert_lightgbm,
+        options=classifier_options,
+    )
+    update_registered_converter(
+        LGBMRegressor, "LightGbmLGBMRegressor", calculate_linear_regressor_output_shapes, convert_lightgbm
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import tempfile
@@ -16,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd  # type: ignore[import-untyped]  # no pandas-stubs in the dev lock
 
+from pipeline.dialect import DECIMAL_COMMA, Dialect, read_text
 from pipeline.errors import PipelineError
 from pipeline.schema import Schema
 
@@ -36,46 +38,66 @@ class Table:
         return [str(c) for c in self.X.columns]
 
 
-def read_cells(path: Path, *, missing_values: Sequence[str]) -> tuple[list[str], Cells]:
-    """Every cell as text (None for a gap), column by column; one-line errors name the file.
+def read_cells(
+    path: Path,
+    *,
+    missing_values: Sequence[str],
+    encoding: str | None = "utf-8",
+    delimiter: str | None = ",",
+    decimal: str | None = ".",
+) -> tuple[list[str], Cells, Dialect]:
+    """Every cell as text (None for a gap), column by column, and the file's dialect (None: detect
+    it, see pipeline.dialect); one-line errors name the file, and the line where there is one.
 
     pandas reads, but converts nothing: numbers are parsed later with float(), which rounds
     correctly (pandas' fast float parser does not always), so the CSV round-trips bit for bit.
+    A decimal comma becomes a point here, in the cells that are numbers written with one.
     """
+    text, dialect = read_text(path, encoding=encoding, delimiter=delimiter, decimal=decimal)
     try:
-        with path.open(newline="") as fh:
-            rows = csv.reader(fh)
-            header = next(rows, None)
-            if not header:
-                raise PipelineError(f"{path}: empty file, expected a header row")
-            # pandas would read a long row's extra cells as an index and pad a short one.
-            for row in rows:
-                if row and len(row) != len(header):
-                    raise PipelineError(
-                        f"{path}: line {rows.line_num}: {len(row)} fields, header has {len(header)}"
-                    )
-    except OSError as exc:
-        raise PipelineError(f"{path}: cannot read: {exc.strerror}") from None
-    except (csv.Error, UnicodeDecodeError) as exc:
-        raise PipelineError(f"{path}: not a readable CSV: {exc}") from None
+        rows = csv.reader(io.StringIO(text, newline=""), delimiter=dialect.delimiter)
+        header = next(rows, None)
+        if not header:
+            raise PipelineError(f"{path}: empty file, expected a header row")
+        # pandas would read a long row's extra cells as an index and pad a short one.
+        for row in rows:
+            if row and len(row) != len(header):
+                raise PipelineError(
+                    f"{path}: line {rows.line_num}: {len(row)} fields, header has {len(header)} "
+                    f"(read with {dialect.describe()}; prepare.delimiter sets the delimiter)"
+                )
+    except csv.Error as exc:
+        raise PipelineError(f"{path}: line {rows.line_num}: not a readable CSV: {exc}") from None
     dupes = sorted({h for h in header if header.count(h) > 1})
     if dupes:
         raise PipelineError(f"{path}: duplicate column(s) {', '.join(map(repr, dupes))}")
     try:
         frame = pd.read_csv(
-            path,
+            io.StringIO(text),
+            sep=dialect.delimiter,
             dtype=str,
             keep_default_na=False,
             na_values=list(missing_values),
             skip_blank_lines=True,
             index_col=False,
         )
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+    except (pd.errors.ParserError, ValueError) as exc:
         raise PipelineError(f"{path}: {str(exc).strip().splitlines()[0]}") from None
     if frame.empty:
         raise PipelineError(f"{path}: no data rows")
-    cells: Cells = {name: [None if pd.isna(v) else str(v) for v in frame[name].tolist()] for name in header}
-    return header, cells
+    cells: Cells = {name: _text_or_none(frame[name]) for name in header}
+    if dialect.decimal == ",":
+        for values in cells.values():
+            for i, v in enumerate(values):
+                if v is not None and DECIMAL_COMMA.match(v):
+                    values[i] = v.replace(",", ".")
+    return header, cells, dialect
+
+
+def _text_or_none(column: pd.Series[Any]) -> list[str | None]:
+    """A column read as text, a gap as None (one vectorised NA mask, not a pd.isna per cell)."""
+    gaps = column.isna().to_numpy().tolist()
+    return [None if gap else str(v) for v, gap in zip(column.tolist(), gaps, strict=True)]
 
 
 def typed_features(cells: Mapping[str, Sequence[str | None]], kinds: Mapping[str, str]) -> pd.DataFrame:
@@ -92,7 +114,7 @@ def typed_features(cells: Mapping[str, Sequence[str | None]], kinds: Mapping[str
 
 def read_table(path: Path, schema: Schema) -> Table:
     """Read a prepared CSV (written by write_table) with the column kinds of `schema`."""
-    header, cells = read_cells(path, missing_values=[""])
+    header, cells, _ = read_cells(path, missing_values=[""])
     expected = [*schema.names, schema.target]
     if header != expected:
         raise PipelineError(f"{path}: columns {header} differ from the schema's {expected}")
@@ -165,11 +187,17 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def _column_cells(values: pd.Series[Any] | npt.NDArray[Any]) -> list[str]:
+    """_cell over a whole column; a float64 column without the per-cell type checks."""
+    if values.dtype == np.float64:
+        return ["" if v != v else repr(v) for v in values.tolist()]
+    return [_cell(v) for v in values.tolist()]
+
+
 def write_table(path: Path, table: Table) -> None:
     """Write a Table as CSV: floats via repr(), an empty cell for a gap."""
     with atomic_write(path) as fh:
         writer = csv.writer(fh, lineterminator="\n")
         writer.writerow([*table.features, table.target])
-        columns = [table.X[name].tolist() for name in table.features]
-        for i, label in enumerate(table.y.tolist()):
-            writer.writerow([*(_cell(col[i]) for col in columns), _cell(label)])
+        columns = [_column_cells(table.X[name]) for name in table.features]
+        writer.writerows(zip(*columns, _column_cells(table.y), strict=True))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable
 
 from contract import ContractError
@@ -16,9 +17,13 @@ def run_stage(main: Callable[[], None]) -> int:
     """Run a stage's main() and return its exit code: bad input becomes one line on stderr and 2.
     ContractError is bad input too: an artifact or dvc.lock that is malformed or not the one
     dvc.lock records (contract.load_verified_pickle)."""
+    stage = main.__module__.rpartition(".")[2]
+    start = time.perf_counter()
     try:
         main()
     except (PipelineError, ContractError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    # The last line of the stage's summary, which `dvc repro` shows with the stage's output.
+    print(f"{stage}: done in {time.perf_counter() - start:.1f} s", flush=True)
     return 0

@@ -10,20 +10,47 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 
 from contract import PARAMS_FILE
 from pipeline.errors import PipelineError
-from pipeline.params import EstimatorParams
+from pipeline.params import EstimatorParams, HyperParam
 
 CLASS_KEY = "train.estimator.class"
 PARAMS_KEY = "train.estimator.params"
 # Families whose splits do not care about feature scale: no scaler in front of them.
-SCALE_FREE_MODULES = ("sklearn.tree", "sklearn.ensemble")
+SCALE_FREE_MODULES = ("sklearn.tree", "sklearn.ensemble", "xgboost", "lightgbm", "contract.estimators")
+# Estimators from outside scikit-learn, by their scikit-learn API: an allow-list, never an
+# arbitrary import. Each with the hyperparameters that make its training bit-for-bit (one thread;
+# LightGBM's own switches for a reproducible histogram build); the seed is random_state.
+OTHER_LIBRARIES: dict[str, dict[str, HyperParam]] = {
+    "xgboost.XGBClassifier": {"n_jobs": 1},
+    "xgboost.XGBRegressor": {"n_jobs": 1},
+    "lightgbm.LGBMClassifier": {"n_jobs": 1, "deterministic": True, "force_row_wise": True, "verbose": -1},
+    "lightgbm.LGBMRegressor": {"n_jobs": 1, "deterministic": True, "force_row_wise": True, "verbose": -1},
+}
+# The class actually fitted, where it differs: XGBClassifier learns labels 0..n-1 only.
+FITTED_CLASS = {"xgboost.XGBClassifier": "contract.estimators.LabelledXGBClassifier"}
+
+
+def _library_class(dotted: str, where: str) -> type[BaseEstimator]:
+    module_name, _, name = FITTED_CLASS.get(dotted, dotted).rpartition(".")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError:
+        raise PipelineError(f"{where}: {dotted.split('.')[0]} is not installed") from None
+    cls: type[BaseEstimator] = getattr(module, name)
+    return cls
 
 
 def resolve_class(dotted: str) -> type[BaseEstimator]:
-    """`sklearn.x.Y` -> the class, if it is one of scikit-learn's own classifiers or regressors."""
+    """`sklearn.x.Y` -> the class, if it is one of scikit-learn's own classifiers or regressors,
+    or one of OTHER_LIBRARIES."""
     where = f"{PARAMS_FILE}: {CLASS_KEY}: {dotted!r}"
+    if dotted in OTHER_LIBRARIES:
+        return _library_class(dotted, where)
     module_name, _, name = dotted.rpartition(".")
     if not module_name or module_name.split(".")[0] != "sklearn":
-        raise PipelineError(f"{where}: not a scikit-learn class (expected sklearn.<module>.<Class>)")
+        raise PipelineError(
+            f"{where}: not a scikit-learn class (expected sklearn.<module>.<Class>, or one of "
+            f"{', '.join(OTHER_LIBRARIES)})"
+        )
     try:
         module = importlib.import_module(module_name)
     except ImportError:
@@ -48,6 +75,13 @@ def build_estimator(spec: EstimatorParams, *, seed: int) -> BaseEstimator:
     """Instantiate with the hyperparameters and let scikit-learn validate them now, not mid-fit."""
     cls = resolve_class(spec.class_)
     kwargs: dict[str, Any] = dict(spec.params)
+    for key, value in OTHER_LIBRARIES.get(spec.class_, {}).items():
+        if kwargs.get(key, value) != value:
+            raise PipelineError(
+                f"{PARAMS_FILE}: {PARAMS_KEY}: {key}: {kwargs[key]!r}, but {spec.class_} trains with "
+                f"{key}={value!r} here, so that the model's bytes do not depend on the host"
+            )
+        kwargs[key] = value
     try:
         estimator = cls(**kwargs)
     except TypeError as exc:
@@ -62,7 +96,8 @@ def build_estimator(spec: EstimatorParams, *, seed: int) -> BaseEstimator:
     if "random_state" in estimator.get_params() and "random_state" not in kwargs:
         estimator.set_params(random_state=seed)
     validate = getattr(estimator, "_validate_params", None)
-    if callable(validate):
+    # scikit-learn's own declare their constraints; the other libraries check theirs in fit.
+    if callable(validate) and hasattr(estimator, "_parameter_constraints"):
         try:
             validate()
         except (ValueError, TypeError) as exc:

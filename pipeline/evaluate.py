@@ -117,7 +117,7 @@ def _json_value(value: Any) -> Any:
 
 
 def build_metadata(
-    model: Pipeline, schema: Schema, test: Table, params: Params, scores: dict[str, float]
+    model: Pipeline, schema: Schema, test: Table, params: Params, scores: dict[str, float | None]
 ) -> dict[str, Any]:
     """Everything the service needs to know about the model, besides the model itself."""
     first = test.X.iloc[0]
@@ -165,10 +165,17 @@ def main() -> None:
             ROC_FILE: roc_points(model, X, test.y, positive=positive),
             RESIDUALS_FILE: [],
         }
+    # A metric that is undefined on this split (NaN: e.g. ROC AUC when the test split holds one
+    # class) is written as null, which JSON and `dvc metrics show` take.
+    metrics: dict[str, float | None] = {
+        key: None if isinstance(v, float) and not np.isfinite(v) else v for key, v in scores.items()
+    }
     outputs = {
-        METRICS_FILE: scores,
+        METRICS_FILE: metrics,
         **plots,
-        METADATA_FILE: build_metadata(model, schema, test, params, scores),
+        METADATA_FILE: build_metadata(model, schema, test, params, metrics),
     }
     for path, obj in outputs.items():
         write_json(path, obj)
+    shown = ", ".join(f"{key} {'undefined' if v is None else f'{v:.4g}'}" for key, v in metrics.items())
+    print(f"evaluate: on {len(test.y)} test rows: {shown}")

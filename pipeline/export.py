@@ -17,6 +17,8 @@ values go to `reports/gate.json`, which DVC does not track (its md5 would reach 
 
 from __future__ import annotations
 
+import copy
+import re
 from dataclasses import asdict, dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -53,6 +55,7 @@ PRECISIONS = ("double", "float")
 # their thresholds and leaf values in float32 in ai.onnx.ml (measured 5e-8), SVC's Platt
 # scaling differs by about 2e-7. In float32, 1e-5 (measured up to 9e-6, SVC).
 LINEAR_MODULES = ("sklearn.linear_model",)
+SAFE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 TOLERANCES = {"linear": {"double": 1e-12, "float": 1e-5}, "other": {"double": 1e-6, "float": 1e-5}}
 # A precision passes at worst <= tolerance / MARGIN. Another CPU's kernels move the worst
 # difference by a few units in the last place, far less than this factor, so no model near the
@@ -147,6 +150,20 @@ def merge_column_inputs(graph: Any) -> dict[str, list[str]]:
     return merged
 
 
+def graph_names(schema: Schema) -> dict[str, str]:
+    """{graph input name: feature}: a feature's own name when it is an identifier, else a sanitised
+    one (skl2onnx rewrites names with spaces, `/`, a leading digit, ...; only ASCII letters, digits
+    and `_` survive it). Only the graph sees these: serving.json maps each graph input to its
+    features, so the API and its clients keep the CSV's header names."""
+    taken: dict[str, str] = {}
+    for index, name in enumerate(schema.names):
+        safe = name if SAFE_NAME.fullmatch(name) else f"f{index}_{re.sub(r'[^A-Za-z0-9_]', '_', name)}"
+        while safe in taken:
+            safe = f"{safe}_"
+        taken[safe] = name
+    return taken
+
+
 def onnx_inputs(graph: Any, merged: dict[str, list[str]], schema: Schema) -> list[dict[str, Any]]:
     """serving.json's `onnx.inputs`: each graph input, its type, and the features it takes in
     order (one for an [n, 1] column, several for an [n, k] block of numeric columns)."""
@@ -154,15 +171,34 @@ def onnx_inputs(graph: Any, merged: dict[str, list[str]], schema: Schema) -> lis
 
     names = {TensorProto.DOUBLE: "double", TensorProto.FLOAT: "float", TensorProto.STRING: "string"}
     known = set(schema.names)
+    feature_of = graph_names(schema)
     inputs = []
     for tensor in graph.input:
-        features = merged.get(tensor.name, [tensor.name])
+        features = [feature_of.get(n, n) for n in merged.get(tensor.name, [tensor.name])]
         if not set(features) <= known:
             raise PipelineError(f"{ONNX_FILE}: graph input {tensor.name!r} feeds no feature of the schema")
         inputs.append(
             {"name": tensor.name, "features": features, "type": names[tensor.type.tensor_type.elem_type]}
         )
     return inputs
+
+
+def rename_columns(model: Pipeline, graph_name: dict[str, str]) -> Pipeline:
+    """A copy of the fitted pipeline whose ColumnTransformer selects the graph's input names (the
+    converter matches its column lists against the initial types' names). The copy only feeds the
+    converter; the pickle, which the gate compares against, keeps the CSV's names."""
+    if all(k == v for k, v in graph_name.items()):
+        return model
+    renamed = copy.deepcopy(model)
+    preprocess = renamed.steps[0][1]
+    preprocess.transformers_ = [
+        (label, step, [graph_name.get(c, c) for c in columns] if isinstance(columns, list) else columns)
+        for label, step, columns in preprocess.transformers_
+    ]
+    preprocess.feature_names_in_ = np.asarray(
+        [graph_name[str(c)] for c in preprocess.feature_names_in_], dtype=object
+    )
+    return renamed
 
 
 def convert(model: Pipeline, schema: Schema, precision: str) -> tuple[bytes, list[dict[str, Any]]]:
@@ -174,14 +210,17 @@ def convert(model: Pipeline, schema: Schema, precision: str) -> tuple[bytes, lis
     from skl2onnx import convert_sklearn  # type: ignore[import-untyped]
     from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType, StringTensorType  # type: ignore[import-untyped]
 
-    from pipeline.converters import register_fixes
+    from pipeline.converters import register_fixes, register_other_libraries
 
     register_fixes()
+    register_other_libraries()
     number = DoubleTensorType if precision == "double" else FloatTensorType
+    graph_name = {feature: name for name, feature in graph_names(schema).items()}
     inputs = [
-        (c.name, number([None, 1]) if c.kind == "numeric" else StringTensorType([None, 1]))
+        (graph_name[c.name], number([None, 1]) if c.kind == "numeric" else StringTensorType([None, 1]))
         for c in schema.features
     ]
+    model = rename_columns(model, graph_name)
     estimator = model.steps[-1][1]
     options = {id(estimator): {"zipmap": False}} if schema.task == "classification" else None
     onx = convert_sklearn(
@@ -303,6 +342,15 @@ def check_rows(X_raw: pd.DataFrame) -> list[int]:
     return sorted(gaps + rest)
 
 
+def labels_not_argmax(model: Pipeline, ref: Reference) -> int | None:
+    """Gate rows whose label (scikit-learn's predict, which both paths serve) is not the class of
+    highest probability: SVC's Platt-scaled probabilities can disagree with its decision function."""
+    if ref.labels is None:
+        return None
+    most_probable = [str(model.classes_[i]) for i in np.argmax(ref.outputs, axis=1).tolist()]
+    return sum(a != b for a, b in zip(ref.labels, most_probable, strict=True))
+
+
 def _json_cell(value: Any) -> Any:
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return None
@@ -372,6 +420,7 @@ def serving_document(
             "tolerance": tolerance,
             "margin": MARGIN,
             "passed": chosen is not None,
+            "labels_not_argmax": labels_not_argmax(model, ref),
         },
         "check": {
             "rows": [
@@ -422,3 +471,6 @@ def main() -> None:
     with atomic_write(ONNX_FILE, "wb") as fh:
         fh.write(onnx_bytes)
     write_json(SERVING_FILE, doc)
+    # The served path and why, in `dvc repro`'s output (not only in serving.json).
+    served = "ONNX graph" if doc["path"] == "onnx" else "pickle (exact path)"
+    print(f"export: serves the {served}: {doc['reason']}")

@@ -3,16 +3,30 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
 
 from contract import PARAMS_FILE
 from pipeline.errors import PipelineError
 
 # A hyperparameter value as YAML can write it (the estimator itself validates the value).
 HyperParam = str | int | float | bool | None | list[Any] | dict[str, Any]
+
+
+def _label_text(value: Any) -> Any:
+    """A label or column name written as a bare number (`-S evaluate.positive_class=1` writes `1`,
+    which YAML reads as an int) is the text the CSV holds. Booleans are not: in YAML 1.2 only
+    true/false are, and a label spelled so must be quoted."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+# A column name or a class label: text, even when YAML read a bare number.
+Label = Annotated[str, BeforeValidator(_label_text)]
 
 
 class _Section(BaseModel):
@@ -22,17 +36,23 @@ class _Section(BaseModel):
 
 class PrepareParams(_Section):
     raw_data: str = Field(min_length=1)
-    target: str = Field(min_length=1)
+    target: Annotated[Label, Field(min_length=1)]
     test_size: float = Field(gt=0.0, lt=1.0)
     seed: int = Field(ge=0, le=2**32 - 1)
     # Cells that mean "no value" (besides the empty cell): pandas' long default list would
     # turn a category such as "None" or "NA" (sodium) into a gap without saying so.
-    missing_values: list[str] = Field(default_factory=lambda: ["", "NA"])
+    missing_values: list[Label] = Field(default_factory=lambda: ["", "NA"])
     # A categorical column with more distinct values is refused: one-hot encoding it would
     # blow up the model (and is usually an ID column by mistake).
     max_categories: int = Field(default=50, gt=0)
     # Override the inferred kind of a column, e.g. {year: categorical}.
-    column_kinds: dict[str, Literal["numeric", "categorical"]] = Field(default_factory=dict)
+    column_kinds: dict[Label, Literal["numeric", "categorical"]] = Field(default_factory=dict)
+    # Columns left out of the model entirely (an ID, a name, free text).
+    drop_columns: list[Label] = Field(default_factory=list)
+    # The CSV dialect; null: detected (see pipeline.dialect).
+    delimiter: Literal[",", ";", "\t", "|"] | None = None
+    encoding: str | None = Field(default=None, min_length=1)
+    decimal: Literal[".", ","] | None = None
     # Rows without a target are refused (naming the line) unless this drops them.
     drop_missing_target: bool = False
 
@@ -40,7 +60,10 @@ class PrepareParams(_Section):
 class EstimatorParams(_Section):
     # `class` is a Python keyword: the YAML key is `class`, the attribute `class_`.
     class_: str = Field(alias="class", min_length=1)
-    params: dict[str, HyperParam] = Field(default_factory=dict)
+    # null (`-S train.estimator.params=null`) means none: the estimator's defaults.
+    params: Annotated[dict[str, HyperParam], BeforeValidator(lambda v: {} if v is None else v)] = Field(
+        default_factory=dict
+    )
 
 
 class TrainParams(_Section):
@@ -50,7 +73,7 @@ class TrainParams(_Section):
 
 class EvaluateParams(_Section):
     # Class that ROC AUC, F1, precision and recall refer to (binary); null: the last class.
-    positive_class: str | None = None
+    positive_class: Label | None = None
 
 
 class Params(_Section):
@@ -82,7 +105,9 @@ def load_params(path: Path = PARAMS_FILE) -> Params:
     except OSError as exc:
         raise PipelineError(f"{path}: cannot read: {exc.strerror}") from None
     try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise PipelineError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
+        # YAML 1.2, as DVC reads and writes params.yaml (`dvc exp run -S`): `Yes`, `No`, `On`
+        # and `Off` are strings there, not the booleans a YAML 1.1 reader (PyYAML) makes them.
+        raw = YAML(typ="safe", pure=True).load(text)
+    except YAMLError as exc:
+        raise PipelineError(f"{path}: not valid YAML: {str(exc).strip().splitlines()[0]}") from None
     return parse_params(raw, source=str(path))

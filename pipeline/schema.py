@@ -91,17 +91,51 @@ def _as_number(text: str) -> float | None:
     return value
 
 
+# A column whose present cells are at least this share numbers, with at most MAX_ODD_TOKENS
+# distinct other values, is numbers with a few missing-value markers, not a category.
+MOSTLY_NUMERIC = 0.8
+MAX_ODD_TOKENS = 5
+
+
+def _cells_of(items: Sequence[tuple[int, str]], limit: int = 3) -> str:
+    shown = [f"{v!r} (line {i + 2})" for i, v in items[:limit]]
+    return ", ".join(shown) + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def _numeric_kind(name: str, parsed: Sequence[tuple[int, str, float | None]], source: Path) -> str:
+    """Why `name` is numeric, or an error naming its first non-finite cell."""
+    bad = next(((i, v) for i, v, num in parsed if num is not None and not math.isfinite(num)), None)
+    if bad is not None:
+        raise PipelineError(
+            f"{source}: line {bad[0] + 2}, column {name!r}: {bad[1]!r} is not a finite number"
+        )
+    distinct = len({num for _, _, num in parsed})
+    if (
+        distinct == len(parsed)
+        and distinct > MAX_ODD_TOKENS
+        and all(num is not None and num.is_integer() for _, _, num in parsed)
+    ):
+        return (
+            f"numeric: every value a number; all {distinct} distinct whole numbers "
+            f"(an ID? prepare.drop_columns leaves it out)"
+        )
+    return f"numeric: every value a number ({distinct} distinct)"
+
+
 def infer_kinds(
     columns: Mapping[str, Sequence[str | None]],
     *,
     overrides: Mapping[str, str],
     max_categories: int,
     source: Path,
+    reasons: dict[str, str] | None = None,
 ) -> dict[str, str]:
     """name -> "numeric" | "categorical": numeric when every present value parses as a finite number.
+    `reasons`, if given, receives each column's kind and why (the stage summary prints them).
 
     Refuses (naming the column and, for a value, its line) an entirely empty column, a numeric
-    override on text, a non-finite number, and a categorical column over `max_categories` levels.
+    override on text, a non-finite number, a column of numbers with a few other tokens (listing
+    them: missing-value markers, most likely), and a categorical column over `max_categories` levels.
     """
     unknown = sorted(set(overrides) - set(columns))
     if unknown:
@@ -110,25 +144,40 @@ def infer_kinds(
             f"(features: {', '.join(columns)})"
         )
     kinds: dict[str, str] = {}
+    why: dict[str, str] = {} if reasons is None else reasons
     for name, values in columns.items():
         present = [(i, v) for i, v in enumerate(values) if v is not None]
         if not present:
-            raise PipelineError(f"{source}: column {name!r} is entirely empty")
+            raise PipelineError(
+                f"{source}: column {name!r} is entirely empty (prepare.drop_columns leaves it out)"
+            )
         parsed = [(i, v, _as_number(v)) for i, v in present]
-        text = next(((i, v) for i, v, num in parsed if num is None), None)
-        kind = overrides.get(name) or ("numeric" if text is None else "categorical")
+        text = [(i, v) for i, v, num in parsed if num is None]
+        override = overrides.get(name)
+        kind = override or ("numeric" if not text else "categorical")
         if kind == "numeric":
-            if text is not None:
+            if text:
                 raise PipelineError(
-                    f"{source}: line {text[0] + 2}, column {name!r}: {text[1]!r} is not a number "
+                    f"{source}: line {text[0][0] + 2}, column {name!r}: {text[0][1]!r} is not a number "
                     f"(prepare.column_kinds says numeric)"
                 )
-            bad = next(((i, v) for i, v, num in parsed if num is not None and not math.isfinite(num)), None)
-            if bad is not None:
-                raise PipelineError(
-                    f"{source}: line {bad[0] + 2}, column {name!r}: {bad[1]!r} is not a finite number"
-                )
+            why[name] = _numeric_kind(name, parsed, source)
+            if override:
+                why[name] = "numeric: set in prepare.column_kinds"
         else:
+            tokens = sorted({v for _, v in text})
+            if (
+                not override
+                and len(text) < len(present)
+                and len(tokens) <= MAX_ODD_TOKENS
+                and (len(present) - len(text) >= MOSTLY_NUMERIC * len(present))
+            ):
+                raise PipelineError(
+                    f"{source}: column {name!r}: numbers except {len(text)} cell(s) holding "
+                    f"{', '.join(map(repr, tokens))} (first: {_cells_of(text, 1)}): if they mean "
+                    f'"no value", add them to prepare.missing_values; if the column is a category, '
+                    f"set prepare.column_kinds: {{{name}: categorical}}"
+                )
             levels = {v for _, v in present}
             if MISSING_STRING in levels:
                 raise PipelineError(
@@ -137,7 +186,13 @@ def infer_kinds(
             if len(levels) > max_categories:
                 raise PipelineError(
                     f"{source}: column {name!r} has {len(levels)} distinct values, over "
-                    f"prepare.max_categories={max_categories} (an ID column? set its kind or raise the limit)"
+                    f"prepare.max_categories={max_categories} (an ID or free text? prepare.drop_columns: "
+                    f"[{name}] leaves it out; a category with that many levels: raise the limit)"
                 )
+            why[name] = (
+                "categorical: set in prepare.column_kinds"
+                if override
+                else f"categorical: text such as {text[0][1]!r} (line {text[0][0] + 2})"
+            ) + f", {len(levels)} levels"
         kinds[name] = kind
     return kinds

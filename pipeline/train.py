@@ -65,3 +65,6 @@ def main() -> None:
     except PipelineError as exc:
         raise PipelineError(f"{TRAIN_CSV}: {exc}") from None
     save_model(model)
+    print(
+        f"train: fitted {params.train.estimator.class_} on {len(table.y)} rows, {len(schema.names)} features"
+    )

@@ -91,6 +91,20 @@ FAMILIES = {
         "sklearn",
         None,
     ),
+    "xgboost": Family(
+        "xgboost.XGBClassifier", {"n_estimators": 20}, "penguins.csv", "species", "onnx", "float"
+    ),
+    "xgboost-regressor": Family(
+        "xgboost.XGBRegressor", {"n_estimators": 20}, "penguins.csv", "body_mass_g", "onnx", "float"
+    ),
+    "lightgbm": Family(
+        "lightgbm.LGBMClassifier", {"n_estimators": 20}, "penguins.csv", "species", "onnx", "float"
+    ),
+    "lightgbm-regressor": Family(
+        "lightgbm.LGBMRegressor", {"n_estimators": 20}, "penguins.csv", "body_mass_g", "onnx", "float"
+    ),
+    # Platt-scaled probabilities: predict() (what both paths serve) is not always their argmax.
+    "svc": Family("sklearn.svm.SVC", {"probability": True}, "penguins.csv", "species", "onnx", "double"),
     # skl2onnx has no converter for it: the exact path.
     "nearest-centroid": Family(
         "sklearn.neighbors.NearestCentroid", {}, "penguins.csv", "species", "sklearn", None

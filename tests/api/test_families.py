@@ -63,6 +63,8 @@ def test_model_shows_the_path_its_reason_the_gate_and_the_task(
     assert (doc["serving"]["path"], doc["task"]) == (path, task)
     assert doc["serving"]["reason"] == serving["reason"]
     assert doc["serving"]["gate"] == serving["gate"]
+    rule = "the estimator's predict(), not always the most probable class"
+    assert doc["serving"]["label"] == (None if task == "regression" else rule)
     if path == "sklearn":
         assert "exact path" in doc["serving"]["reason"]
     assert doc["model_version"] == hashlib.md5(artifacts.model.read_bytes()).hexdigest()

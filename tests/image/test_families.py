@@ -30,6 +30,8 @@ IMAGE_FAMILIES = [
     "hist-gradient-boosting",
     "gradient-boosting",
     "hist-gradient-boosting-regressor",
+    "xgboost",
+    "lightgbm",
     "nearest-centroid",
 ]
 
@@ -79,8 +81,14 @@ def test_family_image_reproduces_its_digest_and_serves(
             listing = "import os, json; print(json.dumps(sorted(os.listdir('/app/models'))))"
             shipped = json.loads(_python(running.id, listing))
             assert shipped == sorted(Path(f).name for f in recipe.model_files(repo))
-            probe = "import importlib.util as u; print(bool(u.find_spec('sklearn')))"
-            has_sklearn = _python(running.id, probe)
-            assert has_sklearn == str(family.path == "sklearn")
+            libs = ("sklearn", "xgboost", "lightgbm")
+            probe = f"import importlib.util as u; print([bool(u.find_spec(m)) for m in {libs!r}])"
+            found = json.loads(_python(running.id, probe).lower())
+            libraries = dict(zip(libs, found, strict=True))
+            library = family.estimator.split(".")[0]
+            # The exact path carries scikit-learn, and the model's own library only when it needs it.
+            assert libraries == {
+                lib: family.path == "sklearn" and lib in ("sklearn", library) for lib in libraries
+            }
     finally:
         subprocess.run(["docker", "rmi", tag], capture_output=True, check=False)

@@ -424,17 +424,45 @@ def test_serving_plan_must_name_the_shipped_model_and_graph(tmp_path: Path) -> N
 
 
 @pytest.mark.parametrize(
-    ("path", "lock", "ships", "leaves_out"),
+    ("path", "estimator", "lock", "ships", "leaves_out"),
     [
-        ("onnx", "requirements/serve.txt", "models/model.onnx", "models/model.joblib"),
-        ("sklearn", "requirements/serve-sklearn.txt", "models/model.joblib", "models/model.onnx"),
+        ("onnx", "sklearn.svm.SVC", "requirements/serve.txt", "models/model.onnx", "models/model.joblib"),
+        (
+            "onnx",
+            "xgboost.XGBClassifier",
+            "requirements/serve.txt",
+            "models/model.onnx",
+            "models/model.joblib",
+        ),
+        (
+            "sklearn",
+            "sklearn.svm.SVC",
+            "requirements/serve-sklearn.txt",
+            "models/model.joblib",
+            "models/model.onnx",
+        ),
+        (
+            "sklearn",
+            "xgboost.XGBClassifier",
+            "requirements/serve-xgboost.txt",
+            "models/model.joblib",
+            "models/model.onnx",
+        ),
+        (
+            "sklearn",
+            "lightgbm.LGBMRegressor",
+            "requirements/serve-lightgbm.txt",
+            "models/model.joblib",
+            "models/model.onnx",
+        ),
     ],
 )
-def test_recipe_follows_the_serving_path(
-    tmp_path: Path, path: str, lock: str, ships: str, leaves_out: str
+def test_recipe_follows_the_serving_path_and_the_models_library(
+    tmp_path: Path, path: str, estimator: str, lock: str, ships: str, leaves_out: str
 ) -> None:
     (tmp_path / "models").mkdir()
     (tmp_path / "models/serving.json").write_text(json.dumps({"path": path}))
+    (tmp_path / "models/metadata.json").write_text(json.dumps({"estimator": {"class": estimator}}))
     assert recipe.serve_lock(tmp_path) == lock
     files = recipe.model_files(tmp_path)
     assert ships in files

@@ -204,3 +204,25 @@ def test_export_bytes_do_not_depend_on_hash_seed_or_threads(
             tuple(md5_hex((workdir / f).read_bytes()) for f in ("models/model.onnx", "models/serving.json"))
         )
     assert len(digests) == 1
+
+
+def test_the_gate_counts_labels_that_are_not_the_most_probable_class(trained: tuple[Family, Path]) -> None:
+    """Both paths serve scikit-learn's predict(); gate.labels_not_argmax counts the gate's rows where
+    that is not the class of highest probability (SVC's Platt scaling), recounted here."""
+    from pipeline.data import read_table
+    from pipeline.export import with_probes
+    from pipeline.features import model_input
+    from pipeline.schema import read_schema
+
+    _, workdir = trained
+    gate = load(workdir, "models/serving.json")["gate"]
+    schema = read_schema(workdir / "data/prepared/schema.json")
+    if schema.task == "regression":
+        assert gate["labels_not_argmax"] is None
+        return
+    model, _ = load_verified_pickle(workdir / "models/model.joblib", workdir / "dvc.lock")
+    test = read_table(workdir / "data/prepared/test.csv", schema)
+    X = model_input(with_probes(test.X, schema), schema)
+    most_probable = model.classes_[np.argmax(model.predict_proba(X), axis=1)]
+    assert gate["labels_not_argmax"] == int(np.sum(model.predict(X) != most_probable))
+    assert gate["rows"] == len(X)

@@ -111,6 +111,8 @@ FAMILIES = {
         {"max_iter": 30},
         "body_mass_g",
     ),
+    "xgboost": ("xgboost.XGBClassifier", {"n_estimators": 15}, "species"),
+    "lightgbm": ("lightgbm.LGBMClassifier", {"n_estimators": 15}, "species"),
 }
 
 
@@ -258,6 +260,11 @@ def test_a_params_change_reruns_training_and_changes_the_model(repo_copy: Callab
     assert "Running stage 'evaluate'" in proc.stdout
     assert "Running stage 'export'" in proc.stdout
     assert "Running stage 'prepare'" not in proc.stdout
+    # Each stage's summary, as `dvc repro` shows it.
+    assert "train: fitted sklearn.linear_model.LogisticRegression on 455 rows, 30 features" in proc.stdout
+    assert "evaluate: on 114 test rows: accuracy " in proc.stdout
+    assert "export: serves the ONNX graph: converted by skl2onnx" in proc.stdout
+    assert "export: done in " in proc.stdout
     after = md5(repo / "models/model.joblib")
     assert after != before
     assert locked(repo / "dvc.lock")["models/model.joblib"] == after
@@ -266,21 +273,20 @@ def test_a_params_change_reruns_training_and_changes_the_model(repo_copy: Callab
 
 
 def test_dvc_exp_run_switches_the_estimator_class_as_the_readme_shows(repo_copy: Callable[[], Path]) -> None:
+    """The README's line, also right after a failed experiment left params.yaml changed."""
     repo = repo_copy()
     git = ["git", "-c", "user.name=test", "-c", "user.email=test@localhost"]
     subprocess.run([*git, "add", "-A"], cwd=repo, check=True)
     subprocess.run([*git, "commit", "-q", "-m", "init"], cwd=repo, check=True)
-    proc = dvc(
-        repo,
-        "exp",
-        "run",
+    readme_line = [
         "-S",
         "train.estimator.class=sklearn.ensemble.RandomForestClassifier",
         "-S",
-        "~train.estimator.params",
-        "-S",
-        "+train.estimator.params={n_estimators: 11}",
-    )
+        "++train.estimator.params=null",
+    ]
+    failed = dvc(repo, "exp", "run", *readme_line, "-S", "++train.estimator.params={n_estimators: 0}")
+    assert failed.returncode != 0
+    proc = dvc(repo, "exp", "run", *readme_line, "-S", "++train.estimator.params={n_estimators: 11}")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     params = yaml.safe_load((repo / "params.yaml").read_text())
     assert params["train"]["estimator"] == {

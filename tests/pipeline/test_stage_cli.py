@@ -112,7 +112,7 @@ def _set_estimator(cls: str, params: dict[str, Any] | None = None) -> Callable[[
 BAD_ESTIMATORS = {
     "unknown-class": (_set_estimator("sklearn.ensemble.RandomJungleClassifier"), "train.estimator.class"),
     "not-a-predictor": (_set_estimator("sklearn.decomposition.PCA"), "neither a classifier nor a regressor"),
-    "outside-sklearn": (_set_estimator("xgboost.XGBClassifier"), "not a scikit-learn class"),
+    "outside-sklearn": (_set_estimator("xgboost.XGBRFClassifier"), "not a scikit-learn class"),
     "rejected-hyperparameter": (
         _set_estimator("sklearn.ensemble.HistGradientBoostingClassifier", {"max_iter": 0}),
         "train.estimator.params: The 'max_iter' parameter",
