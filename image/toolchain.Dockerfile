@@ -37,6 +37,13 @@ RUN --mount=type=bind,source=wheels,target=/wheels \
 # --- toolchain: the base, the venv, and the marker the launcher reads -------------------------------
 FROM base AS toolchain
 COPY --from=venv /opt/venv /opt/venv
+# lightgbm's library needs the system's libgomp.so.1, which the base lacks: GCC's OpenMP runtime,
+# which the scikit-learn wheel already vendors (xgboost-cpu vendors the same file), stands in for it,
+# so one OpenMP runtime is loaded whichever library asks first.
+RUN set -- /opt/venv/lib/python3.11/site-packages/scikit_learn.libs/libgomp-*.so.1.0.0 \
+ && test "$#" -eq 1 && test -f "$1" \
+ && ln -s "$1" /usr/lib/x86_64-linux-gnu/libgomp.so.1 \
+ && /opt/venv/bin/python -c "import lightgbm, xgboost"
 # LOCKSTEP_TRAIN=container: `python -m pipeline STAGE` runs the stage here instead of starting
 # another container (pipeline/toolchain.py accepts it only inside this image's /opt/venv).
 ENV PATH=/opt/venv/bin:/usr/sbin:/usr/bin:/sbin:/bin \
