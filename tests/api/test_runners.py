@@ -40,17 +40,24 @@ QUIET_CASES = {
 def test_start_up_is_quiet_where_the_image_would_make_the_libraries_warn(case: str) -> None:
     """The runner's preparation silences the warning; without it the same process prints it."""
     env, helper, load, warning = QUIET_CASES[case]
-    outputs = {}
-    for prepared in (False, True):
+    # Not what this process's runners set (LOKY_MAX_CPU_COUNT, XDG_CACHE_HOME): the control would
+    # inherit the fix.
+    clean = {k: v for k, v in os.environ.items() if k not in ("LOKY_MAX_CPU_COUNT", "XDG_CACHE_HOME")}
+
+    def stderr(prepared: bool) -> str:
         prepare = f"from api.runners import {helper}; {helper}(); " if prepared else ""
         proc = subprocess.run(
             [sys.executable, "-W", "default", "-c", prepare + load],
-            env={**os.environ, **env},
+            env={**clean, **env},
             capture_output=True,
             text=True,
             timeout=60,
             check=True,
         )
-        outputs[prepared] = proc.stderr
-    assert warning in outputs[False]
-    assert warning not in outputs[True], outputs[True]
+        return proc.stderr
+
+    # onnxruntime's telemetry warning was seen missing from a run now and then (its telemetry is not
+    # under our control): the control may take up to five runs to see it, the fix must hold in each.
+    assert any(warning in stderr(False) for _ in range(5)), f"{case}: the control never warned"
+    for _ in range(3):
+        assert warning not in (quiet := stderr(True)), quiet

@@ -106,10 +106,20 @@ def test_the_service_image_does_not_see_the_toolchain() -> None:
 
 @pytest.fixture
 def world_readable_tmp() -> Iterator[Path]:
-    """A directory another uid can reach (pytest's own tmp_path is private to root)."""
-    with tempfile.TemporaryDirectory(prefix="toolchain-uid-") as tmp:
-        Path(tmp).chmod(0o755)
-        yield Path(tmp)
+    """A directory another uid can reach (pytest's own tmp_path is private to root), and the dev
+    venv and the checkout reachable by it too: a clone under a 0700 directory (mktemp -d, a home)
+    is not, so the parents that lack it get o+x for the test and their modes back afterwards."""
+    venv = Path(sys.prefix)
+    modes = {p: p.stat().st_mode for p in (venv, *venv.parents) if not p.stat().st_mode & stat.S_IXOTH}
+    try:
+        for p, mode in modes.items():
+            p.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
+        with tempfile.TemporaryDirectory(prefix="toolchain-uid-") as tmp:
+            Path(tmp).chmod(0o755)
+            yield Path(tmp)
+    finally:
+        for p, mode in modes.items():
+            p.chmod(stat.S_IMODE(mode))
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="switching to another uid needs root (CI runs as root)")
