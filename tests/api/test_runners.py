@@ -56,8 +56,26 @@ def test_start_up_is_quiet_where_the_image_would_make_the_libraries_warn(case: s
         )
         return proc.stderr
 
-    # onnxruntime's telemetry warning was seen missing from a run now and then (its telemetry is not
-    # under our control): the control may take up to five runs to see it, the fix must hold in each.
-    assert any(warning in stderr(False) for _ in range(5)), f"{case}: the control never warned"
+    if case == "loky":
+        assert warning in stderr(False), f"{case}: the control did not warn"
     for _ in range(3):
         assert warning not in (quiet := stderr(True)), quiet
+
+
+def test_onnxruntime_gets_a_writable_cache_where_the_home_is_read_only() -> None:
+    """The telemetry warning's cause, checked directly: onnxruntime prints it only now and then (in
+    one CI run never, in the same setting), so a control run cannot show the fix is needed."""
+    code = (
+        "import os; from api.runners import quiet_onnxruntime as q; q(); print(os.environ['XDG_CACHE_HOME'])"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "XDG_CACHE_HOME"}
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**env, "HOME": "/proc"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.strip()
+    assert out != "/proc/.cache"
+    assert os.access(out, os.W_OK), out
