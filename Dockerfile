@@ -6,8 +6,11 @@
 # Layers, least to most often changed: minimal root | venv (+ the serve lock) | api/ | model.
 
 # --- base: Debian 12 root filesystem from mmdebstrap (image/base.lock.json) ---------------------
+# Per platform (imagetool/platforms.py): linux/arm64 passes build/base/arm64/rootfs.tar and
+# build/wheels-arm64. ARGs of these stages never reach the final image's config.
 FROM scratch AS base
-ADD build/base/rootfs.tar /
+ARG BASE_ROOTFS=build/base/rootfs.tar
+ADD ${BASE_ROOTFS} /
 
 # --- serve-lock: the lock the image installs (imagetool/recipe.py passes SERVE_LOCK) -------------
 FROM scratch AS serve-lock
@@ -17,12 +20,16 @@ COPY ${SERVE_LOCK} /requirements-serve.txt
 # --- deps: the locked wheels into /opt/venv, by a pip that never reaches the final image --------
 FROM base AS deps
 ARG SOURCE_DATE_EPOCH
+ARG WHEELS=build/wheels
 # Byte-compiled after trimming, as unchecked-hash .pyc: no build timestamps, and no per-import
 # re-hashing of the source, which can never change on the read-only root (~0.4 s of start-up).
 # Dropped: the packages' own test suites (~1/3 of the venv) and build-time sources (headers,
 # Cython, stubs, static libs); the service never imports them, and pip is not there to mind.
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
-RUN --mount=type=bind,source=build/wheels,target=/wheels \
+# The tmpfs hides the host's CPU topology: under qemu (linux/arm64 on an amd64 host) onnxruntime's
+# cpuinfo reads the x86 host's /sys entries at import and crashes; natively it falls back cleanly.
+RUN --mount=type=bind,source=${WHEELS},target=/wheels \
+    --mount=type=tmpfs,target=/sys/devices/system/cpu \
     --mount=type=bind,from=serve-lock,source=/requirements-serve.txt,target=/tmp/requirements-serve.txt \
     set -- /wheels/pip-*.whl \
  && python3 -m venv --without-pip /opt/venv \

@@ -21,7 +21,10 @@ class Verb(NamedTuple):
 
 VERBS: dict[str, Verb] = {
     "all": Verb("steps", "setup, store, engine, retrain, build: one line per step", ("all",)),
-    "engine": Verb("engine", "install|start|stop|status the Docker engine; host-tools: mmdebstrap & co."),
+    "engine": Verb(
+        "engine",
+        "install|start|stop|status the Docker engine; host-tools: mmdebstrap & co.; binfmt: arm64 emulation",
+    ),
     "store": Verb("store", "ensure|check|lock|install-engine|rederive-base|status the store of inputs"),
     "base": Verb("base", "build|lock|check the Debian base root filesystem"),
     "wheels": Verb("wheels", "download|check the image's locked wheels"),

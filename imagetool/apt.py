@@ -84,6 +84,7 @@ class AptState:
     folder: Path
     sources: list[aptsources.Source]
     low_priority_suites: tuple[str, ...] = ()
+    arch: str = "amd64"  # the Debian architecture resolved and downloaded (arm64 for that base)
     _updated: bool = field(default=False, init=False)
 
     def options(self) -> list[str]:
@@ -96,7 +97,7 @@ class AptState:
             "-o", f"Dir::State::Lists={d / 'lists'}",
             "-o", f"Dir::Cache={d / 'cache'}",
             "-o", f"Dir::State::status={d / 'status'}",
-            "-o", "APT::Architecture=amd64",
+            "-o", f"APT::Architecture={self.arch}",
         ]  # fmt: skip
 
     def _apt(self, *args: str, cwd: Path | None = None) -> str:
@@ -129,7 +130,7 @@ class AptState:
         lines = []
         for s in self.sources:
             opts = [o for o in s.options if not o.startswith("signed-by=")]
-            opts += [f"signed-by={KEYRING}", "arch=amd64"]
+            opts += [f"signed-by={KEYRING}", f"arch={self.arch}"]
             lines.append(aptsources.Source(s.uri, s.suite, s.components, tuple(opts)).line())
         (d / "sources.list").write_text("\n".join(lines) + "\n", encoding="utf-8")
         prefs = [

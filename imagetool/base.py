@@ -1,8 +1,12 @@
 """The image's base root filesystem: a Debian tarball built by mmdebstrap, locked by content.
 
-    python -m imagetool base build   # from the store (store/base/rootfs.tar), checked against the lock
-    python -m imagetool base lock    # (re)build with mmdebstrap and record what the archive yields now
-    python -m imagetool base check   # lock well-formed and matching image/base.toml (no build)
+    python -m imagetool base build [--platform P]  # from the store, checked against the lock
+    python -m imagetool base lock [--platform P]   # (re)build with mmdebstrap; record what the archive gives
+    python -m imagetool base check [--platform P]  # lock well-formed and matching image/base.toml
+
+One definition (image/base.toml) for every platform; a lock and a tarball per platform
+(imagetool/platforms.py): linux/amd64 keeps image/base.lock.json, linux/arm64 has
+image/base.arm64.lock.json, built by mmdebstrap for arm64 (its maintainer scripts under qemu).
 
 Determinism: mmdebstrap with SOURCE_DATE_EPOCH gives a bit-identical tarball for the same
 packages. The epoch is the archive's own Release ``Date`` at lock time (an input, not the clock),
@@ -26,15 +30,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from imagetool import aptsources, common, inrelease
+from imagetool import aptsources, common, inrelease, platforms
 from imagetool.common import ROOT, InputError, ToolError, file_digest, log, read_json, rel, run
+from imagetool.platforms import AMD64, Platform
 
 DEFINITION = ROOT / "image" / "base.toml"
 LOCK = ROOT / "image" / "base.lock.json"
 BASE_DIR = common.BUILD / "base"
-TARBALL = BASE_DIR / "rootfs.tar"
-CANDIDATE = BASE_DIR / "rootfs.candidate.tar"
-DEB_CACHE = BASE_DIR / "debs"
+TARBALL = AMD64.rootfs()
 MERGED_USR_HOOKS = Path("/usr/share/mmdebstrap/hooks/merged-usr")
 
 REQUIRED_KEYS = {
@@ -122,14 +125,16 @@ def package_changes(locked: dict[str, str], now: dict[str, str]) -> list[str]:
     return out
 
 
-def drift_explanation(locked_packages: dict[str, str], built_packages: dict[str, str]) -> str:
+def drift_explanation(
+    locked_packages: dict[str, str], built_packages: dict[str, str], lock: Path = LOCK
+) -> str:
     """Why a base built now is not the locked one, for a person: the packages that moved, or
     that none did."""
     moved = package_changes(locked_packages, built_packages)
     if moved:
-        return f"{len(moved)} packages differ from {rel(LOCK)}:\n" + "\n".join(moved)
+        return f"{len(moved)} packages differ from {rel(lock)}:\n" + "\n".join(moved)
     return (
-        f"the same package versions as {rel(LOCK)}, other bytes: another mmdebstrap or dpkg, "
+        f"the same package versions as {rel(lock)}, other bytes: another mmdebstrap or dpkg, "
         "or a non-deterministic build (compare the two tarballs with diffoscope)"
     )
 
@@ -212,17 +217,25 @@ def read_packages(tarball: Path) -> dict[str, str]:
     raise ToolError(f"{rel(tarball)}: no var/lib/dpkg/status inside")
 
 
-def mmdebstrap(definition: dict[str, Any], sources: list[aptsources.Source], epoch: int, out: Path) -> Built:
+def mmdebstrap(
+    definition: dict[str, Any],
+    sources: list[aptsources.Source],
+    epoch: int,
+    out: Path,
+    plat: Platform = AMD64,
+) -> Built:
     if shutil.which("mmdebstrap") is None:
         raise ToolError("mmdebstrap: not installed; `python -m imagetool engine host-tools` installs it")
+    plat.check_runnable()  # a foreign base runs its maintainer scripts under qemu
     out.parent.mkdir(parents=True, exist_ok=True)
-    DEB_CACHE.mkdir(parents=True, exist_ok=True)
-    cache = shlex.quote(str(DEB_CACHE))
+    deb_cache = plat.deb_cache()
+    deb_cache.mkdir(parents=True, exist_ok=True)
+    cache = shlex.quote(str(deb_cache))
     cmd = [
         "mmdebstrap",
         f"--variant={definition['variant']}",
         "--format=tar",
-        "--architectures=amd64",
+        f"--architectures={plat.deb_arch}",
         f"--include={','.join(definition['include'])}",
         # merged /usr via symlinks + usr-is-merged: avoids usrmerge, which drags in perl.
         f"--hook-dir={MERGED_USR_HOOKS}",
@@ -237,7 +250,10 @@ def mmdebstrap(definition: dict[str, Any], sources: list[aptsources.Source], epo
     cmd += [f"--dpkgopt=path-include={p}" for p in definition["path_include"]]
     cmd += [definition["suite"], str(out), "-"]
     stdin = "".join(s.line() + "\n" for s in sources)
-    log(f"base: mmdebstrap {definition['suite']} ({len(sources)} sources), SOURCE_DATE_EPOCH={epoch}")
+    log(
+        f"base: mmdebstrap {definition['suite']} {plat.deb_arch} ({len(sources)} sources), "
+        f"SOURCE_DATE_EPOCH={epoch}"
+    )
     import subprocess
 
     output: list[str] = []
@@ -264,90 +280,107 @@ def mmdebstrap(definition: dict[str, Any], sources: list[aptsources.Source], epo
     return Built(out, file_digest(out), out.stat().st_size, read_packages(out))
 
 
-def _load_lock() -> dict[str, Any]:
-    if not LOCK.exists():
-        raise ToolError(f"{rel(LOCK)}: missing; create it with `make lock-base`")
-    return validate_lock(read_json(LOCK, "base lock"))
+def load_lock(plat: Platform = AMD64, root: Path = ROOT) -> dict[str, Any]:
+    """The platform's base lock, checked for shape; a missing one names the command that writes it."""
+    path = plat.base_lock(root)
+    if not path.exists():
+        flag = "" if plat is AMD64 else f" PLATFORM={plat.name}"
+        raise InputError(f"{rel(path)}: missing; create it with `make lock-base{flag}`")
+    return validate_lock(read_json(path, "base lock"), path)
 
 
-def tarball_matches(lock: dict[str, Any]) -> bool:
-    return TARBALL.is_file() and file_digest(TARBALL) == lock["tarball"]["sha256"]
+def tarball_matches(lock: dict[str, Any], plat: Platform = AMD64) -> bool:
+    tarball = plat.rootfs()
+    return tarball.is_file() and file_digest(tarball) == lock["tarball"]["sha256"]
 
 
-def cmd_check() -> int:
+def _current_lock(plat: Platform) -> tuple[dict[str, Any], dict[str, Any]]:
     definition = load_definition()
-    lock = _load_lock()
+    lock = load_lock(plat)
     if lock["definition_sha256"] != definition_sha256(definition):
-        raise ToolError(f"{rel(DEFINITION)} changed since {rel(LOCK)} was written; run `make lock-base`")
-    state = "matches" if tarball_matches(lock) else "absent or different (run `make base`)"
-    log(f"base: {rel(LOCK)} ok ({len(lock['packages'])} packages); {rel(TARBALL)} {state}")
+        flag = "" if plat is AMD64 else f" PLATFORM={plat.name}"
+        raise ToolError(
+            f"{rel(DEFINITION)} changed since {rel(plat.base_lock())} was written; run `make lock-base{flag}`"
+        )
+    return definition, lock
+
+
+def cmd_check(plat: Platform = AMD64) -> int:
+    _, lock = _current_lock(plat)
+    state = "matches" if tarball_matches(lock, plat) else "absent or different (run `make base`)"
+    log(f"base: {rel(plat.base_lock())} ok ({len(lock['packages'])} packages); {rel(plat.rootfs())} {state}")
     return 0
 
 
-def cmd_build() -> int:
+def cmd_build(plat: Platform = AMD64) -> int:
     """build/base/rootfs.tar from the store (never from the mirror: `make lock-base` is that)."""
     from imagetool import store
 
-    definition = load_definition()
-    lock = _load_lock()
-    if lock["definition_sha256"] != definition_sha256(definition):
-        raise ToolError(f"{rel(DEFINITION)} changed since {rel(LOCK)} was written; run `make lock-base`")
-    if tarball_matches(lock):
-        log(f"base: {rel(TARBALL)} matches {rel(LOCK)} (cached)")
+    _, lock = _current_lock(plat)
+    tarball = plat.rootfs()
+    if tarball_matches(lock, plat):
+        log(f"base: {rel(tarball)} matches {rel(plat.base_lock())} (cached)")
         return 0
-    store.ensure(["base"], quiet=True)
-    stored = store.STORE / store.ROOTFS
+    store.ensure([store.rootfs_group(plat)], quiet=True)
+    stored = store.STORE / store.rootfs_name(plat)
     if file_digest(stored) != lock["tarball"]["sha256"]:
         raise ToolError(
-            f"{rel(stored)}: not the tarball {rel(LOCK)} locks (sha256 {lock['tarball']['sha256']}); "
+            f"{rel(stored)}: not the tarball {rel(plat.base_lock())} locks "
+            f"(sha256 {lock['tarball']['sha256']}); "
             "after `make lock-base`, run `make lock-store`"
         )
-    store.place(stored, TARBALL)
-    log(f"base: {rel(TARBALL)} from {rel(stored)} sha256:{lock['tarball']['sha256']} (= lock)")
+    store.place(stored, tarball)
+    log(f"base: {rel(tarball)} from {rel(stored)} sha256:{lock['tarball']['sha256']} (= lock)")
     return 0
 
 
-def cmd_lock() -> int:
+def cmd_lock(plat: Platform = AMD64) -> int:
     definition = load_definition()
     sources = resolve_sources(definition)
+    lock_path, tarball = plat.base_lock(), plat.rootfs()
     old: dict[str, Any] | None = None
-    if LOCK.exists():
-        old = validate_lock(read_json(LOCK, "base lock"))
+    if lock_path.exists():
+        old = validate_lock(read_json(lock_path, "base lock"), lock_path)
     dsha = definition_sha256(definition)
-    tmp = common.temporary_beside(TARBALL)
+    tmp = common.temporary_beside(tarball)
     built: Built | None = None
     epoch = 0
     if old and old["definition_sha256"] == dsha:
         # Same definition: keep the old epoch while the packages have not moved (stable digest).
         epoch = old["source_date_epoch"]
-        built = mmdebstrap(definition, sources, epoch, tmp)
+        built = mmdebstrap(definition, sources, epoch, tmp, plat)
         if built.packages != old["packages"]:
-            log("base: packages moved: " + drift_explanation(old["packages"], built.packages))
+            log("base: packages moved: " + drift_explanation(old["packages"], built.packages, lock_path))
             built = None
     if built is None:
         epoch = release_epoch(sources)
-        built = mmdebstrap(definition, sources, epoch, tmp)
-    common.replace_durably(tmp, TARBALL)
-    CANDIDATE.unlink(missing_ok=True)
+        built = mmdebstrap(definition, sources, epoch, tmp, plat)
+    common.replace_durably(tmp, tarball)
     lock = {
         "comment": "Written by `make lock-base` (python -m imagetool base lock); do not edit.",
         "definition_sha256": dsha,
         "suite": definition["suite"],
         "source_date_epoch": epoch,
-        "tarball": {"path": rel(TARBALL), "sha256": built.sha256, "bytes": built.size},
+        "tarball": {"path": rel(tarball), "sha256": built.sha256, "bytes": built.size},
         "tools": tool_versions(),
         "packages": built.packages,
     }
-    common.write_json_atomic(LOCK, lock)
-    log(f"base: wrote {rel(LOCK)}: {len(built.packages)} packages, sha256:{built.sha256}, epoch {epoch}")
+    if plat is not AMD64:
+        lock["architecture"] = plat.deb_arch
+    common.write_json_atomic(lock_path, lock)
+    log(f"base: wrote {rel(lock_path)}: {len(built.packages)} packages, sha256:{built.sha256}, epoch {epoch}")
     return 0
 
 
 def main() -> int:
     p = argparse.ArgumentParser(prog="python -m imagetool base", description=__doc__.split("\n")[0])
     p.add_argument("command", choices=["build", "lock", "check"])
+    platforms.add_argument(p)
     args = p.parse_args()
-    return {"build": cmd_build, "lock": cmd_lock, "check": cmd_check}[args.command]()
+    command = {"build": cmd_build, "lock": cmd_lock, "check": cmd_check}[args.command]
+    for plat in platforms.chosen(args.platform):
+        command(plat)
+    return 0
 
 
 if __name__ == "__main__":

@@ -108,11 +108,13 @@ def hardened_container(tag: str, timeout: float = 30.0) -> Iterator[Container]:
 
 
 @contextmanager
-def made_run(tag: str, name: str, port: int, root: Path = ROOT, timeout: float = 30.0) -> Iterator[Container]:
-    """`make run` itself (its recipe, RUN_NAME/RUN_PORT/IMAGE_TAG overridden), until ready;
-    stopped with `make stop` on exit."""
+def made_run(
+    tag: str, name: str, port: int, root: Path = ROOT, timeout: float = 30.0, platform: str = ""
+) -> Iterator[Container]:
+    """`make run` itself (its recipe, RUN_NAME/RUN_PORT/IMAGE_TAG and PLATFORM overridden), until
+    ready; stopped with `make stop` on exit."""
     started = time.monotonic()
-    cmd = make(root, "run", *make_variables(name, port, tag))
+    cmd = make(root, "run", *make_variables(name, port, tag), *([f"PLATFORM={platform}"] if platform else []))
     # The container's log goes to a file: a pipe nobody reads would fill and stall it.
     with tempfile.TemporaryFile("w+") as output, subprocess.Popen(cmd, stdout=output, stderr=output) as proc:
         try:

@@ -12,6 +12,7 @@ import json
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 from imagetool.common import chosen_verb
 
@@ -33,6 +34,21 @@ def locked_digest(image_lock: Path = IMAGE_LOCK) -> str:
     if not isinstance(digest, str) or not _DIGEST.fullmatch(digest):
         raise DeployError(f"{image_lock}: digest {digest!r} is not sha256:<64 hex>")
     return digest
+
+
+def locked_index(image_lock: Path = IMAGE_LOCK) -> dict[str, Any]:
+    """image.lock's `index`: {digest, size, manifests: {platform: {digest, size}}}."""
+    try:
+        index = json.loads(image_lock.read_text())["index"]
+        manifests = {name: (str(m["digest"]), int(m["size"])) for name, m in index["manifests"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise DeployError(
+            f"{image_lock}: no index over the platforms ({exc}); `make lock-image` records one"
+        ) from None
+    bad = [d for d, _ in manifests.values() if not _DIGEST.fullmatch(d)]
+    if bad or not _DIGEST.fullmatch(str(index.get("digest"))):
+        raise DeployError(f"{image_lock}: index digests must be sha256:<64 hex>")
+    return index  # type: ignore[no-any-return]
 
 
 def deploy_files(root: Path = DEPLOY_DIR) -> list[Path]:

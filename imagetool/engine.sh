@@ -212,7 +212,9 @@ cmd_status() {
 #   diffoscope-minimal  file-level diff when `make verify` finds two builds differ
 #   zstd                reads the image's zstd-compressed layers (size, layer diffs)
 #   gpg                 the InRelease trust tests sign with a throwaway key (gpgv, which checks, comes with apt)
-#   qemu-user-static    runs the pipeline on an emulated CPU (tests/pipeline/test_qemu_cpu.py)
+#   qemu-user-static    runs the pipeline on an emulated CPU (tests/pipeline/test_qemu_cpu.py), and
+#                       linux/arm64 RUN steps and containers through binfmt_misc (cmd_binfmt)
+#   arch-test           mmdebstrap's check that a foreign architecture (arm64) can run here
 cmd_host_tools() {
     local need=()
     command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
@@ -220,20 +222,37 @@ cmd_host_tools() {
     command -v zstd >/dev/null || need+=(zstd)
     command -v gpg >/dev/null || need+=(gpg)
     command -v qemu-x86_64-static >/dev/null || need+=(qemu-user-static)
-    [[ ${#need[@]} -eq 0 ]] && return 0
+    command -v arch-test >/dev/null || need+=(arch-test)
+    [[ ${#need[@]} -eq 0 ]] && { cmd_binfmt; return 0; }
     is_debian || die "not a Debian host; install ${need[*]} (Debian/Ubuntu package names) yourself"
     [[ "$(id -u)" -eq 0 ]] || die "host-tools needs root (apt-get)"
     log "installing ${need[*]}"
     apt-get -o DPkg::Lock::Timeout=600 -qq update
     DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
         --no-install-recommends "${need[@]}" >/dev/null
+    cmd_binfmt
+}
+
+# The aarch64 handler with the F flag (the kernel keeps the interpreter open, so it works inside
+# containers too). Lasts until the machine goes; nothing persists it. Idempotent.
+cmd_binfmt() {
+    local dir=/proc/sys/fs/binfmt_misc conf=/usr/lib/binfmt.d/qemu-aarch64.conf
+    [[ "$(uname -m)" == aarch64 ]] && return 0
+    [[ -e "$dir/qemu-aarch64" ]] && return 0
+    [[ "$(id -u)" -eq 0 ]] || die "registering the aarch64 binfmt handler needs root"
+    [[ -r "$conf" ]] || die "$conf missing: install qemu-user-static (make host-tools)"
+    [[ -e "$dir/register" ]] || mount -t binfmt_misc binfmt_misc "$dir" \
+        || die "cannot mount binfmt_misc on $dir"
+    [[ -e "$dir/qemu-aarch64" ]] || cat "$conf" > "$dir/register" || die "cannot register $conf"
+    log "binfmt: registered qemu-aarch64 (linux/arm64 builds and containers run emulated)"
 }
 
 case "${1:-}" in
     host-tools) cmd_host_tools ;;
+    binfmt) cmd_binfmt ;;
     install) cmd_install ;;
     start) cmd_start ;;
     stop) cmd_stop ;;
     status) cmd_status ;;
-    *) echo "usage: python -m imagetool engine install|start|stop|status|host-tools" >&2; exit 2 ;;
+    *) echo "usage: python -m imagetool engine install|start|stop|status|host-tools|binfmt" >&2; exit 2 ;;
 esac

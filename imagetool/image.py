@@ -6,6 +6,11 @@
     python -m imagetool image check                            # image.lock inputs == the tree (no build)
     python -m imagetool image inputs                           # print the current inputs as JSON
 
+Each takes --platform linux/amd64, linux/arm64 or all (default: $PLATFORM, else all). image.lock
+keeps linux/amd64's record at its top (as before arm64 existed), the other platforms' records
+under `platforms`, and under `index` the OCI image index over every platform's manifest: its
+digest is a function of theirs, so it is as reproducible as they are.
+
 Every input is checked before BuildKit starts; a failure names the file and nothing is built,
 loaded, tagged or recorded. The digest printed is the OCI manifest digest: what `docker push`
 uploads and deployments pin.
@@ -28,15 +33,32 @@ from pathlib import Path
 from typing import Any
 
 import contract
-from imagetool import base, common, ocidiff, recipe, wheels
-from imagetool.common import ROOT, ToolError, file_digest, log, read_json, rel, run
+from imagetool import base, common, ocidiff, platforms, recipe, wheels
+from imagetool.common import ROOT, InputError, ToolError, file_digest, log, read_json, rel, run
+from imagetool.platforms import AMD64, Platform
 
 IMAGE_LOCK = ROOT / "image.lock"
 OUT_DIR = common.BUILD / "image"
 OCI_TAR = OUT_DIR / "lockstep.oci.tar"
 LAST_BUILD = OUT_DIR / "last-build.json"
 REPOSITORY = "lockstep"
-PLATFORM = "linux/amd64"
+PLATFORM = AMD64.name
+INDEX_MEDIA_TYPE = platforms.INDEX_MEDIA_TYPE
+index_bytes = platforms.index_bytes
+
+
+def oci_tar(plat: Platform = AMD64) -> Path:
+    return OUT_DIR / plat.oci_name
+
+
+def last_build(plat: Platform = AMD64) -> Path:
+    return OUT_DIR / f"last-build{plat.image_suffix}.json"
+
+
+def latest_tag(plat: Platform = AMD64) -> str:
+    return f"{REPOSITORY}:latest{plat.image_suffix}"
+
+
 # zstd: as reproducible as gzip here and 3-4x faster to write, which dominates a cold build.
 COMPRESSION = "zstd"
 
@@ -130,19 +152,18 @@ def image_labels(inputs: dict[str, Any]) -> dict[str, str]:
     }
 
 
-def current_inputs(root: Path = ROOT) -> dict[str, Any]:
-    blk = base.validate_lock(
-        read_json(root / "image/base.lock.json", "base lock"), root / "image/base.lock.json"
-    )
+def current_inputs(root: Path = ROOT, plat: Platform = AMD64) -> dict[str, Any]:
+    blk_path = plat.base_lock(root)
+    blk = base.validate_lock(read_json(blk_path, "base lock"), blk_path)
     sources = source_files(root)
     inputs: dict[str, Any] = {
-        "base_lock_sha256": file_digest(root / "image/base.lock.json"),
+        "base_lock_sha256": file_digest(blk_path),
         "requirements_sha256": file_digest(root / recipe.serve_lock(root)),
         "model_md5": file_digest(root / "models/model.joblib", "md5"),
         "source_tree_sha256": tree_sha256(sources),
         "sources": sources,
         "source_date_epoch": blk["source_date_epoch"],
-        "platform": PLATFORM,
+        "platform": plat.name,
         "compression": COMPRESSION,
     }
     return inputs
@@ -215,7 +236,8 @@ def model_md5_problems(root: Path) -> list[str]:
     return problems
 
 
-def preflight(root: Path = ROOT, allow_untracked: bool = False) -> None:
+def preflight(root: Path = ROOT, allow_untracked: bool = False, plat: Platform = AMD64) -> None:
+    plat.check_runnable()  # its RUN steps execute under qemu on another host
     problems: list[str] = []
     missing = [f for f in required_files(root) if not (root / f).is_file()]
     if missing:
@@ -235,20 +257,20 @@ def preflight(root: Path = ROOT, allow_untracked: bool = False) -> None:
     problems += model_md5_problems(root)
     problems += export_problems(root)
 
-    blk_path = root / "image/base.lock.json"
+    blk_path = plat.base_lock(root)
     blk = base.validate_lock(read_json(blk_path, "base lock"), blk_path)
-    tarball = root / "build/base/rootfs.tar"
+    tarball = plat.rootfs(root / "build")
     if not tarball.is_file():
         problems.append(f"{rel(tarball)}: missing; run `make base`")
     else:
         got = file_digest(tarball)
         if got != blk["tarball"]["sha256"]:
             problems.append(
-                f"{rel(tarball)}: sha256 {got} does not match image/base.lock.json "
+                f"{rel(tarball)}: sha256 {got} does not match {rel(blk_path)} "
                 f"(tarball.sha256 {blk['tarball']['sha256']}); run `make base` "
-                "(if image/base.lock.json was edited by hand, restore it)"
+                f"(if {rel(blk_path)} was edited by hand, restore it)"
             )
-    problems += wheels.check_wheels(wheels.load_locks(root), root / "build/wheels")
+    problems += wheels.check_wheels(wheels.load_locks(root), plat.wheels(root / "build"))
     if problems:
         raise ToolError("refusing to build:\n  " + "\n  ".join(problems))
 
@@ -325,6 +347,7 @@ def oci_build(
     env: dict[str, str] | None = None,
     what: str = "image",
     context_changes: Callable[[], list[str]] | None = None,
+    platform: str = PLATFORM,
 ) -> BuildResult:
     """`docker buildx build --network=none` of ``context`` into the OCI tarball ``dest``, timestamps
     rewritten to ``source_date_epoch``: the reproducible build every image of the project shares.
@@ -333,7 +356,7 @@ def oci_build(
     tmp = common.temporary_beside(dest)
     out = f"type=oci,dest={tmp},rewrite-timestamp=true,compression={COMPRESSION},force-compression=true"
     cmd = ["docker", "buildx", "build", "--builder", "default", "--network=none", "--provenance=false"]
-    cmd += ["--sbom=false", "--platform", PLATFORM, "--progress=plain", "--output", out]
+    cmd += ["--sbom=false", "--platform", platform, "--progress=plain", "--output", out]
     if dockerfile is not None:
         cmd += ["--file", str(dockerfile)]
     if target is not None:
@@ -346,7 +369,7 @@ def oci_build(
         cmd.append("--no-cache")
     cmd.append(str(context))
     flag = " --no-cache" if no_cache else ""
-    log(f"{what}: docker buildx build{flag} (SOURCE_DATE_EPOCH={source_date_epoch})")
+    log(f"{what}: docker buildx build{flag} --platform {platform} (SOURCE_DATE_EPOCH={source_date_epoch})")
     t0 = time.monotonic()
     log_file = dest.with_name(dest.name.split(".")[0] + ".buildx.log")
     returncode, output = _run_buildx(cmd, {**os.environ, **(env or {})}, log_file, what)
@@ -369,11 +392,19 @@ def oci_build(
 
 
 def buildx(
-    root: Path, inputs: dict[str, Any], dest: Path, no_cache: bool, env: dict[str, str] | None = None
+    root: Path,
+    inputs: dict[str, Any],
+    dest: Path,
+    no_cache: bool,
+    env: dict[str, str] | None = None,
+    plat: Platform = AMD64,
 ) -> BuildResult:
     """Build the OCI tarball ``dest``; ``env`` (e.g. DOCKER_HOST) selects another engine."""
     shipped = " ".join(Path(f).name for f in recipe.model_files(root))
     build_args = {"SERVE_LOCK": recipe.serve_lock(root), "MODEL_FILES": shipped}
+    if plat is not AMD64:  # amd64 takes the Dockerfile's defaults: its build command is unchanged
+        build_args["BASE_ROOTFS"] = plat.rootfs(Path("build")).as_posix()
+        build_args["WHEELS"] = plat.wheels(Path("build")).as_posix()
     return oci_build(
         root,
         dest,
@@ -383,6 +414,8 @@ def buildx(
         no_cache=no_cache,
         env=env,
         context_changes=lambda: context_changes(root, inputs),
+        platform=plat.name,
+        what="image" if plat is AMD64 else f"image {plat.short}",
     )
 
 
@@ -401,23 +434,24 @@ def layer_records(oci: ocidiff.OciImage) -> list[dict[str, Any]]:
     ]
 
 
-def up_to_date(inputs: dict[str, Any], load: bool) -> BuildResult | None:
+def up_to_date(inputs: dict[str, Any], load: bool, plat: Platform = AMD64) -> BuildResult | None:
     """The last build, if it came from exactly these inputs and is still there (and loaded).
 
     The digest is a function of the inputs, so equal inputs need no BuildKit run at all.
     """
-    if not (LAST_BUILD.is_file() and OCI_TAR.is_file()):
+    record, tar = last_build(plat), oci_tar(plat)
+    if not (record.is_file() and tar.is_file()):
         return None
     try:
-        last = json.loads(LAST_BUILD.read_text(encoding="utf-8"))
-        oci = ocidiff.open_oci(OCI_TAR)
+        last = json.loads(record.read_text(encoding="utf-8"))
+        oci = ocidiff.open_oci(tar)
     except (ValueError, ToolError):
         return None
     if last.get("inputs") != inputs or last.get("digest") != oci.digest:
         return None
     if load:
         p = subprocess.run(
-            ["docker", "image", "inspect", "--format", "{{.Id}}", f"{REPOSITORY}:latest"],
+            ["docker", "image", "inspect", "--format", "{{.Id}}", latest_tag(plat)],
             capture_output=True,
             text=True,
             check=False,
@@ -432,20 +466,23 @@ def build(
     no_cache: bool = False,
     load: bool = True,
     allow_untracked: bool = False,
-    dest: Path = OCI_TAR,
+    dest: Path | None = None,
+    plat: Platform = AMD64,
 ) -> tuple[BuildResult, dict[str, Any]]:
-    preflight(root, allow_untracked)
-    inputs = current_inputs(root)
-    if not no_cache and dest == OCI_TAR:
-        cached = up_to_date(inputs, load)
+    preflight(root, allow_untracked, plat)
+    inputs = current_inputs(root, plat)
+    dest = dest or oci_tar(plat)
+    if not no_cache and dest == oci_tar(plat):
+        cached = up_to_date(inputs, load, plat)
         if cached is not None:
-            log(f"image: inputs unchanged since the last build of {rel(OCI_TAR)} (up to date)")
+            log(f"image: {plat.name} inputs unchanged since the last build of {rel(dest)} (up to date)")
             return cached, inputs
-    result = buildx(root, inputs, dest, no_cache)
+    result = buildx(root, inputs, dest, no_cache, plat=plat)
     if load:
-        load_and_tag(result, [f"{REPOSITORY}:latest", f"{REPOSITORY}:{result.digest.split(':')[1][:12]}"])
+        short = f"{REPOSITORY}:{result.digest.split(':')[1][:12]}"
+        load_and_tag(result, [latest_tag(plat), short])
     common.write_json_atomic(
-        LAST_BUILD,
+        last_build(plat),
         {
             "digest": result.digest,
             "seconds": round(result.seconds, 1),
@@ -489,7 +526,8 @@ def validate_image_lock(lock: Any) -> dict[str, Any]:
 def context_changes(root: Path, inputs: dict[str, Any]) -> list[str]:
     """What differs now from the `inputs` hashed before the build started (sources, model, locks):
     BuildKit read the context at some moment in between, so any difference makes the build suspect."""
-    return input_differences(inputs, current_inputs(root))
+    plat = platforms.get(inputs.get("platform", PLATFORM))
+    return input_differences(inputs, current_inputs(root, plat))
 
 
 def input_differences(locked: dict[str, Any], now: dict[str, Any]) -> list[str]:
@@ -533,95 +571,168 @@ def builder_difference(locked: Any, now: dict[str, str]) -> str:
     )
 
 
-def compare_with_lock(digest: str, lock_path: Path = IMAGE_LOCK) -> str:
+def compare_with_lock(digest: str, lock_path: Path = IMAGE_LOCK, plat: Platform = AMD64) -> str:
     """One line saying whether `digest` is the one the committed image lock records."""
     try:
-        locked = validate_image_lock(read_json(lock_path, "image lock"))["digest"]
+        locked = locked_record(validate_image_lock(read_json(lock_path, "image lock")), plat)["digest"]
     except ToolError as e:
         return f"image: cannot compare with the image lock: {e}"
+    name = "" if plat is AMD64 else f"{plat.name} "
     if digest == locked:
-        return f"image: digest equals {rel(lock_path)}"
+        return f"image: {name}digest equals {rel(lock_path)}"
     return (
-        f"image: digest differs from {rel(lock_path)} ({locked}): "
+        f"image: {name}digest differs from {rel(lock_path)} ({locked}): "
         "`make verify` says why; `make lock-image` records an intended change"
     )
 
 
-def cmd_build(args: argparse.Namespace) -> int:
-    result, _ = build(no_cache=args.no_cache, load=not args.no_load, allow_untracked=args.allow_untracked)
-    if not result.cached:
-        log(
-            f"image: built in {result.seconds:.1f}s -> {rel(result.oci.path)}"
-            + ("" if args.no_load else f", loaded as {REPOSITORY}:latest")
-        )
-    # Informational: a work in progress may differ; `make verify` is the check that fails.
-    log(compare_with_lock(result.digest))
-    print(result.digest)
-    return 0
-
-
-def cmd_lock(args: argparse.Namespace) -> int:
-    result, inputs = build(no_cache=args.no_cache, load=True, allow_untracked=args.allow_untracked)
-    lock = {
-        "comment": "Written by `make lock-image`; checked by `make verify`. Do not edit.",
+def platform_record(result: BuildResult, inputs: dict[str, Any]) -> dict[str, Any]:
+    """What image.lock keeps of one platform's build."""
+    return {
         "digest": result.digest,
+        "manifest_size": result.oci.manifest_size,
         "inputs": inputs,
         # Information only (not an input): which builder produced the locked digest.
         "built_with": builder_identity(),
         "layers": layer_records(result.oci),
     }
+
+
+def locked_record(lock: dict[str, Any], plat: Platform) -> dict[str, Any]:
+    """The platform's record in image.lock: linux/amd64's is the lock's top level."""
+    if plat is AMD64:
+        return lock
+    record = (lock.get("platforms") or {}).get(plat.name)
+    if not isinstance(record, dict) or not re.fullmatch(
+        r"sha256:[0-9a-f]{64}", str(record.get("digest", ""))
+    ):
+        raise InputError(
+            f"{rel(IMAGE_LOCK)} has no {plat.name} record; run `make lock-image PLATFORM={plat.name}`"
+        )
+    validate_image_lock(record)
+    return record
+
+
+def index_record(lock: dict[str, Any]) -> dict[str, Any] | None:
+    """The index over every platform's locked manifest; None until each platform has a record
+    with its manifest size."""
+    manifests = {}
+    for plat in platforms.ALL:
+        record = lock if plat is AMD64 else (lock.get("platforms") or {}).get(plat.name)
+        if not isinstance(record, dict) or not isinstance(record.get("manifest_size"), int):
+            return None
+        manifests[plat.name] = {"digest": record["digest"], "size": record["manifest_size"]}
+    data = index_bytes(manifests)
+    return {"digest": "sha256:" + hashlib.sha256(data).hexdigest(), "size": len(data), "manifests": manifests}
+
+
+def _prefix(plat: Platform) -> str:
+    return f"{plat.name}: "
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    for plat in platforms.chosen(args.platform):
+        result, _ = build(
+            no_cache=args.no_cache, load=not args.no_load, allow_untracked=args.allow_untracked, plat=plat
+        )
+        if not result.cached:
+            log(
+                f"image: {plat.name} built in {result.seconds:.1f}s -> {rel(result.oci.path)}"
+                + ("" if args.no_load else f", loaded as {latest_tag(plat)}")
+            )
+        # Informational: a work in progress may differ; `make verify` is the check that fails.
+        log(compare_with_lock(result.digest, plat=plat))
+        print(result.digest)
+    return 0
+
+
+def cmd_lock(args: argparse.Namespace) -> int:
     old = read_json(IMAGE_LOCK, "image lock") if IMAGE_LOCK.is_file() else {}
-    if isinstance(old, dict) and "stack" in old:
+    old = old if isinstance(old, dict) else {}
+    top = {k: old[k] for k in ("digest", "manifest_size", "inputs", "built_with", "layers") if k in old}
+    others = dict(old.get("platforms") or {})
+    for plat in platforms.chosen(args.platform):
+        result, inputs = build(
+            no_cache=args.no_cache, load=True, allow_untracked=args.allow_untracked, plat=plat
+        )
+        if plat is AMD64:
+            top = platform_record(result, inputs)
+        else:
+            others[plat.name] = platform_record(result, inputs)
+        print(result.digest)
+    lock: dict[str, Any] = {"comment": "Written by `make lock-image`; checked by `make verify`. Do not edit."}
+    lock |= top
+    if others:
+        lock["platforms"] = dict(sorted(others.items()))
+    if (index := index_record(lock)) is not None:
+        lock["index"] = index
+    if "stack" in old:
         lock["stack"] = old["stack"]  # the stack's images, locked by `make lock-stack-images`
     common.write_json_atomic(IMAGE_LOCK, lock)
-    log(f"image: wrote {rel(IMAGE_LOCK)}")
-    print(result.digest)
+    log(
+        f"image: wrote {rel(IMAGE_LOCK)}" + (f" (index {lock['index']['digest']})" if "index" in lock else "")
+    )
     return 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     lock = validate_image_lock(read_json(IMAGE_LOCK, "image lock"))
-    diffs = input_differences(lock["inputs"], current_inputs())
-    if diffs:
-        raise ToolError(
-            f"{rel(IMAGE_LOCK)} was recorded from other inputs:\n  "
-            + "\n  ".join(diffs)
-            + "\nIf the change is intended: `make lock-image`."
-        )
-    log(f"image: {rel(IMAGE_LOCK)} inputs match the tree ({lock['digest']})")
+    for plat in platforms.chosen(args.platform):
+        record = locked_record(lock, plat)
+        diffs = input_differences(record["inputs"], current_inputs(ROOT, plat))
+        if diffs:
+            flag = "" if plat is AMD64 else f" PLATFORM={plat.name}"
+            raise ToolError(
+                f"{_prefix(plat)}{rel(IMAGE_LOCK)} was recorded from other inputs:\n  "
+                + "\n  ".join(diffs)
+                + f"\nIf the change is intended: `make lock-image{flag}`."
+            )
+        log(f"image: {rel(IMAGE_LOCK)} inputs match the tree for {plat.name} ({record['digest']})")
+    if "index" in lock and lock["index"] != index_record(lock):
+        raise ToolError(f"{rel(IMAGE_LOCK)}: `index` does not follow from the platforms' manifests (edited?)")
     return 0
 
 
-def cmd_verify(args: argparse.Namespace) -> int:
+def verify_platform(plat: Platform, allow_untracked: bool) -> str:
+    """A --no-cache rebuild of ``plat``; its digest if it equals image.lock, else a ToolError that
+    names the platform and the input (or layer, or file) that differs."""
     lock = validate_image_lock(read_json(IMAGE_LOCK, "image lock"))
-    preflight(allow_untracked=args.allow_untracked)
-    inputs = current_inputs()
-    diffs = input_differences(lock["inputs"], inputs)
+    record = locked_record(lock, plat)
+    flag = "" if plat is AMD64 else f" PLATFORM={plat.name}"
+    preflight(allow_untracked=allow_untracked, plat=plat)
+    inputs = current_inputs(ROOT, plat)
+    diffs = input_differences(record["inputs"], inputs)
     if diffs:
         raise ToolError(
-            f"cannot reproduce {lock['digest']}: the inputs differ from {rel(IMAGE_LOCK)}:\n  "
+            f"{_prefix(plat)}cannot reproduce {record['digest']}: "
+            f"the inputs differ from {rel(IMAGE_LOCK)}:\n  "
             + "\n  ".join(diffs)
-            + "\nIf the change is intended: `make lock-image`."
+            + f"\nIf the change is intended: `make lock-image{flag}`."
         )
-    reference = OCI_TAR if OCI_TAR.is_file() and ocidiff.open_oci(OCI_TAR).digest == lock["digest"] else None
+    tar = oci_tar(plat)
+    reference = tar if tar.is_file() and ocidiff.open_oci(tar).digest == record["digest"] else None
     if reference is not None:  # keep it: `buildx` below writes elsewhere
-        kept = OUT_DIR / "reference.oci.tar"
+        kept = OUT_DIR / f"reference{plat.image_suffix}.oci.tar"
         shutil.copyfile(reference, kept)
         reference = kept
-    result = buildx(ROOT, inputs, OUT_DIR / "verify.oci.tar", no_cache=True)
-    if result.digest == lock["digest"]:
+    result = buildx(ROOT, inputs, OUT_DIR / f"verify{plat.image_suffix}.oci.tar", no_cache=True, plat=plat)
+    if result.digest == record["digest"]:
         b = builder_identity()
         # Which builder reproduced the digest: information for whoever reads the CI logs/artefacts.
-        common.write_json_atomic(OUT_DIR / "verified.json", {"digest": result.digest, "built_with": b})
+        common.write_json_atomic(
+            OUT_DIR / f"verified{plat.image_suffix}.json", {"digest": result.digest, "built_with": b}
+        )
         log(
-            f"image: verified: a --no-cache rebuild gives {result.digest} = {rel(IMAGE_LOCK)} "
+            f"image: verified {plat.name}: a --no-cache rebuild gives {result.digest} = {rel(IMAGE_LOCK)} "
             f"(built with engine {b['engine']}, buildx {b['buildx']}, containerd {b['containerd']})"
         )
-        print(result.digest)
-        return 0
-    lines = [f"rebuild gives {result.digest}, {rel(IMAGE_LOCK)} says {lock['digest']}; all inputs are equal."]
-    lines.append(builder_difference(lock.get("built_with"), builder_identity()))
-    for i, (a, b) in enumerate(zip(lock.get("layers", []), layer_records(result.oci), strict=False)):
+        return result.digest
+    lines = [
+        f"{_prefix(plat)}rebuild gives {result.digest}, {rel(IMAGE_LOCK)} says {record['digest']}; "
+        "all inputs are equal."
+    ]
+    lines.append(builder_difference(record.get("built_with"), builder_identity()))
+    for i, (a, b) in enumerate(zip(record.get("layers", []), layer_records(result.oci), strict=False)):
         if a["digest"] != b["digest"]:
             lines.append(f"  layer {i} differs from the lock [{b['created_by']}]")
     if reference is not None:
@@ -630,12 +741,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
         )
     else:
         # No artifact of the locked build here: rebuild once more to look for non-determinism.
-        second = buildx(ROOT, inputs, OUT_DIR / "verify2.oci.tar", no_cache=True)
+        second = buildx(
+            ROOT, inputs, OUT_DIR / f"verify2{plat.image_suffix}.oci.tar", no_cache=True, plat=plat
+        )
         if second.digest == result.digest:
             lines.append(
                 "Two --no-cache builds on this host agree with each other: it builds deterministically, "
                 f"but not like the host that wrote {rel(IMAGE_LOCK)}. Compare there (its "
-                f"{rel(OCI_TAR)}), or `make lock-image` if this builder is the new reference."
+                f"{rel(tar)}), or `make lock-image{flag}` if this builder is the new reference."
             )
         else:
             lines.append("Two --no-cache builds on this host differ (non-determinism):")
@@ -643,8 +756,23 @@ def cmd_verify(args: argparse.Namespace) -> int:
     raise ToolError("\n".join(lines))
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    digests = [verify_platform(plat, args.allow_untracked) for plat in platforms.chosen(args.platform)]
+    lock = read_json(IMAGE_LOCK, "image lock")
+    if len(digests) == len(platforms.ALL) and "index" in lock:
+        log(f"image: verified every platform: the index is {lock['index']['digest']}")
+    print("\n".join(digests))
+    return 0
+
+
 def cmd_inputs(args: argparse.Namespace) -> int:
-    json.dump(current_inputs(), sys.stdout, indent=2, sort_keys=True)
+    plats = platforms.chosen(args.platform)
+    data = (
+        current_inputs(ROOT, plats[0])
+        if len(plats) == 1
+        else {p.name: current_inputs(ROOT, p) for p in plats}
+    )
+    json.dump(data, sys.stdout, indent=2, sort_keys=True)
     print()
     return 0
 
@@ -658,6 +786,7 @@ def main() -> int:
             sp.add_argument("--no-cache", action="store_true", help="rebuild every layer")
         if name == "build":
             sp.add_argument("--no-load", action="store_true", help="write the OCI tarball only")
+        platforms.add_argument(sp)
         if name in ("build", "lock", "verify"):
             sp.add_argument(
                 "--allow-untracked", action="store_true", help="let files git does not track into the context"

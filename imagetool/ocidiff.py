@@ -55,6 +55,7 @@ class OciImage:
     digest: str
     manifest: dict[str, Any]
     config: dict[str, Any]
+    manifest_size: int = 0  # bytes of the manifest: an image index's descriptor records them
 
     @property
     def layers(self) -> list[dict[str, Any]]:
@@ -91,7 +92,7 @@ def open_oci(path: Path) -> OciImage:
     digest = "sha256:" + hashlib.sha256(manifest_bytes).hexdigest()
     if digest != desc["digest"]:
         raise ToolError(f"{rel(path)}: manifest does not match its digest {desc['digest']}")
-    return OciImage(path, digest, manifest, config)
+    return OciImage(path, digest, manifest, config, len(manifest_bytes))
 
 
 def layer_bytes(image: OciImage, index: int) -> bytes:

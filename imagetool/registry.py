@@ -36,7 +36,8 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urljoin
 
-from imagetool.deploy import DeployError, locked_digest
+from imagetool import platforms
+from imagetool.deploy import DeployError, locked_digest, locked_index
 from imagetool.registry_client import (
     DEADLINE,
     CredentialLookup,
@@ -330,6 +331,47 @@ def fetch_blob(reg: Registry, digest: str, limit: int = MAX_BLOB) -> bytes:
     return data
 
 
+# --- the multi-platform index -----------------------------------------------------------------
+
+
+def push_index(
+    reg: Registry, index: dict[str, Any], folder: Path, tag: str | None, sboms: Path | None
+) -> list[str]:
+    """Push every platform's image (from ``folder``'s OCI tarballs) by digest, each with its SBOM
+    (from ``sboms``) attached, then the index over them, by digest and ``tag``. Every digest is
+    image.lock's: a tarball or SBOM of another build is refused before the index goes up."""
+    said = []
+    manifests = index["manifests"]
+    for plat in platforms.ALL:
+        expected = manifests[plat.name]["digest"]
+        sbom = None
+        if sboms is not None:
+            source = sboms / plat.sbom_name
+            try:
+                sbom = source.read_bytes()
+            except OSError as exc:
+                raise RegistryError(
+                    f"{source}: cannot read the {plat.name} SBOM ({exc.strerror}); `make sbom`"
+                ) from None
+            check_sbom(sbom, source, expected)
+        digest = push_image(reg, open_tarball(folder / plat.oci_name), expected)
+        said.append(f"pushed {reg.reference}@{digest} ({plat.name})")
+        if sbom is not None:
+            said.append(f"attached {reg.reference}@{attach_sbom(reg, digest, sbom)} (SBOM, subject {digest})")
+    body = platforms.index_bytes(manifests)
+    if sha256(body) != index["digest"]:
+        raise RegistryError(
+            f"image.lock: index {index['digest']} does not follow from its manifests ({sha256(body)})"
+        )
+    for ref in [index["digest"], *([tag] if tag else [])]:
+        put_manifest(reg, ref, OCI_INDEX, body)
+    served = get_manifest(reg, tag or index["digest"]).body
+    if sha256(served) != index["digest"]:
+        raise RegistryError(f"{reg.reference}: serves {sha256(served)} after the push, not {index['digest']}")
+    said.append(f"pushed {reg.reference}@{index['digest']} (index: {', '.join(manifests)})")
+    return said
+
+
 # --- CLI ---------------------------------------------------------------------------------------
 
 
@@ -341,6 +383,14 @@ def main(argv: list[str]) -> int:
     push.add_argument("--tag", default="latest", help="also tag the manifest (default: latest)")
     push.add_argument("--sbom", type=Path, help="attach this CycloneDX file (e.g. image/sbom.cdx.json)")
     push.add_argument("--oci", type=Path, default=OCI_TAR, help=f"the OCI tarball (default {OCI_TAR})")
+    push.add_argument(
+        "--index",
+        action="store_true",
+        help="push every platform's image (build/image/lockstep*.oci.tar) and image.lock's index over them",
+    )
+    push.add_argument(
+        "--sbom-dir", type=Path, help="with --index: attach each platform's SBOM from here (e.g. image/)"
+    )
     refs = sub.add_parser("referrers", help="list the artifacts attached to the image")
     refs.add_argument("registry", help="HOST:PORT[/PREFIX] or NAME.DOMAIN[/PREFIX]")
     refs.add_argument("digest", nargs="?", help="default: image.lock's digest")
@@ -367,6 +417,10 @@ def main(argv: list[str]) -> int:
                 raise RegistryError(f"digest {digest!r} is not sha256:<64 hex>")
             for desc in referrers(reg, digest):
                 print(f"{desc['digest']} {desc.get('artifactType', '?')}")
+            return 0
+        if args.index:
+            said = push_index(reg, locked_index(), args.oci.parent, args.tag, args.sbom_dir)
+            print("\n".join(said))
             return 0
         expected = locked_digest()
         sbom = None

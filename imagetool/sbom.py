@@ -1,7 +1,10 @@
 """The image's SBOM (CycloneDX 1.6 JSON), made from the locks alone: no clock, no random serial.
 
-    python -m imagetool sbom write    # image/sbom.cdx.json from the locks
+    python -m imagetool sbom write    # image/sbom.cdx.json (and image/sbom.arm64.cdx.json) from the locks
     python -m imagetool sbom check    # fail, naming the file, unless it equals what the locks give now
+
+One SBOM per platform (imagetool/platforms.py): each names that platform's manifest digest, its
+wheels (the aarch64 files for arm64) and its base's Debian packages; the model is the same.
 
 Components: every wheel the image installs (version, the sha256 of the exact wheel file kept in the
 store, purl), every Debian package the image keeps of the base (the runtime closure of
@@ -30,9 +33,10 @@ from cyclonedx.validation.json import JsonStrictValidator
 from packageurl import PackageURL
 
 import contract
-from imagetool import minimal_root, recipe
+from imagetool import minimal_root, platforms, recipe
 from imagetool.common import ToolError, chosen_verb
 from imagetool.locks import LockError, normalize, parse_lock
+from imagetool.platforms import AMD64, Platform
 
 SBOM_FILE = Path("image/sbom.cdx.json")
 IMAGE_LOCK = Path("image.lock")
@@ -57,12 +61,18 @@ class SbomError(Exception):
 class Inputs:
     """Everything the SBOM is a function of (paths relative to the repository root)."""
 
-    image_lock: dict[str, Any]
+    image_lock: dict[str, Any]  # the platform's record of image.lock (amd64's is its top level)
     serve_lock: Path
     base_lock: dict[str, Any]
     store_files: dict[str, dict[str, Any]]
     dvc_outs: dict[str, str]
     runtime_packages: frozenset[str]  # the base packages the image keeps (imagetool.minimal_root)
+    store_prefix: str = ""  # where the platform's wheels and .debs sit in the store ("arm64/")
+    base_lock_path: Path = BASE_LOCK
+
+
+def sbom_file(plat: Platform = AMD64) -> Path:
+    return SBOM_FILE.with_name(plat.sbom_name)
 
 
 def read_json(path: Path, error: type[Exception] = SbomError) -> Any:
@@ -106,20 +116,26 @@ def runtime_packages(rootfs: Path, base_lock: dict[str, Any]) -> frozenset[str]:
         raise SbomError(f"{rootfs}: {exc}") from None
 
 
-def read_inputs(root: Path = Path()) -> Inputs:
-    """The locks, from the tree at `root`."""
+def read_inputs(root: Path = Path(), plat: Platform = AMD64) -> Inputs:
+    """The locks, from the tree at `root`, for one platform."""
     try:
         dvc_outs = contract.locked_outs(contract.load_dvc_lock(root / contract.DVC_LOCK_FILE))
     except contract.ContractError as exc:
         raise SbomError(str(exc)) from None
-    base_lock = read_json(root / BASE_LOCK)
+    base_lock_path = plat.base_lock(Path())
+    base_lock = read_json(root / base_lock_path)
+    image_lock = read_json(root / IMAGE_LOCK)
+    if plat is not AMD64:
+        image_lock = (image_lock.get("platforms") or {}).get(plat.name) or {}
     return Inputs(
-        image_lock=read_json(root / IMAGE_LOCK),
+        image_lock=image_lock,
         serve_lock=root / serve_lock_for(root),
         base_lock=base_lock,
         store_files=read_json(root / STORE_LOCK).get("files", {}),
         dvc_outs=dvc_outs,
-        runtime_packages=runtime_packages(root / ROOTFS, base_lock),
+        runtime_packages=runtime_packages(root / plat.rootfs(Path("build")), base_lock),
+        store_prefix=plat.store_prefix,
+        base_lock_path=base_lock_path,
     )
 
 
@@ -134,9 +150,10 @@ def wheel_components(inputs: Inputs) -> list[Component]:
     except (OSError, LockError) as exc:
         raise SbomError(f"{inputs.serve_lock}: {exc}") from None
     stored: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    folder = f"{inputs.store_prefix}wheels/"
     for name, entry in inputs.store_files.items():
-        if name.startswith("wheels/") and name.endswith(".whl"):
-            parts = name.removeprefix("wheels/").split("-")
+        if name.startswith(folder) and name.endswith(".whl"):
+            parts = name.removeprefix(folder).split("-")
             stored.setdefault((normalize(parts[0]), parts[1]), []).append((name, entry["sha256"]))
     components = []
     for req in sorted(reqs.values(), key=lambda r: r.name):
@@ -156,7 +173,7 @@ def wheel_components(inputs: Inputs) -> list[Component]:
                 purl=purl,
                 bom_ref=purl.to_string(),
                 hashes=_sha256(digest),
-                properties=[Property(name="lockstep:file", value=filename.removeprefix("wheels/"))],
+                properties=[Property(name="lockstep:file", value=filename.removeprefix(folder))],
             )
         )
     return components
@@ -164,17 +181,18 @@ def wheel_components(inputs: Inputs) -> list[Component]:
 
 def debian_components(inputs: Inputs) -> list[Component]:
     """One library per Debian package the image keeps of the base, with its architecture and .deb hash."""
+    folder = f"{inputs.store_prefix}base/debs/"
     debs = {
-        name.removeprefix("base/debs/").split("_")[0]: (name, entry["sha256"])
+        name.removeprefix(folder).split("_")[0]: (name, entry["sha256"])
         for name, entry in inputs.store_files.items()
-        if name.startswith("base/debs/") and name.endswith(".deb")
+        if name.startswith(folder) and name.endswith(".deb")
     }
     components = []
     for package, version in sorted(inputs.base_lock.get("packages", {}).items()):
         if package not in inputs.runtime_packages:
             continue  # in the base the image is built from, not in the image
         if package not in debs:
-            raise SbomError(f"{STORE_LOCK}: no stored .deb for {package} {version} ({BASE_LOCK})")
+            raise SbomError(f"{STORE_LOCK}: no stored .deb for {package} {version} ({inputs.base_lock_path})")
         filename, digest = debs[package]
         arch = filename.rsplit("_", 1)[-1].removesuffix(".deb")
         purl = PackageURL(
@@ -252,18 +270,19 @@ def build(inputs: Inputs) -> str:
 
 def main(argv: list[str]) -> int:
     verb = chosen_verb(argv, "sbom", ("write", "check"))
-    try:
-        text = build(read_inputs())
-    except SbomError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if verb == "write":
-        SBOM_FILE.write_text(text)
-        print(f"sbom: wrote {SBOM_FILE}")
-        return 0
-    if not SBOM_FILE.exists() or SBOM_FILE.read_text() != text:
-        print(f"error: {SBOM_FILE} does not match the locks; run `make sbom` and commit it", file=sys.stderr)
-        return 1
+    for plat in platforms.ALL:
+        path = sbom_file(plat)
+        try:
+            text = build(read_inputs(Path(), plat))
+        except SbomError as exc:
+            print(f"error: {plat.name}: {exc}", file=sys.stderr)
+            return 2
+        if verb == "write":
+            path.write_text(text)
+            print(f"sbom: wrote {path} ({plat.name})")
+        elif not path.exists() or path.read_text() != text:
+            print(f"error: {path} does not match the locks; run `make sbom` and commit it", file=sys.stderr)
+            return 1
     return 0
 
 

@@ -24,12 +24,13 @@ from imagetool.common import ROOT, ToolError
 ALL_STEPS = [
     ("setup", "Python: create .venv and install the hash-locked dev requirements (~30 s the first time)"),
     ("engine", "Docker engine: if none suitable, install it from the store (system-wide, root); start it"),
+    ("host-tools", "Host tools: mmdebstrap, qemu-user-static and its aarch64 binfmt handler (for arm64)"),
     ("store", "Store: every file checked against image/store.lock.json; what is missing from the DVC remote"),
     ("toolchain", "Training toolchain: the image the stages run in, from the store (~35 s the first time)"),
     ("repro", "Model: dvc repro (prepare, train, evaluate, export); nothing to do when up to date"),
-    ("base", "Base root filesystem: from the store, checked against image/base.lock.json"),
+    ("base", "Base root filesystems (amd64, arm64): from the store, checked against their base locks"),
     ("wheels", "Wheels: from the store, checked against the requirement locks"),
-    ("image", "Image: docker buildx build --network=none from the checked inputs, load it, tag it"),
+    ("image", "Images (amd64, arm64 emulated): buildx --network=none from the checked inputs, load, tag"),
 ]
 QUIET_NOTE_SECONDS = 10.0
 

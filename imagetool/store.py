@@ -16,6 +16,8 @@ Layout of ``store/`` (a DVC-tracked folder, ``store.dvc``: `dvc push` / `dvc pul
     engine/debs/*.deb    image/engine.toml's engine and tools, with every dependency a fresh host lacks
     builder2/debs/*.deb  image/engine.toml's second builder (unpacked, never installed: CI builds with it too)
     stack/debs/*.deb     image/stack.toml's HAProxy and Prometheus, with the dependencies the base lacks
+    arm64/wheels/*.whl   the image's wheels for linux/arm64 (aarch64), same versions and locks
+    arm64/base/...       the linux/arm64 base: rootfs.tar (image/base.arm64.lock.json) and its .debs
 
 ``image/store.lock.json`` records each file's sha256 and size. Builds read only from the store and
 refuse a file whose sha256 differs, naming it and both hashes. The network (PyPI, the Debian mirror)
@@ -37,11 +39,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from imagetool import aptsources, base, common, wheels
+from imagetool import aptsources, base, common, platforms, wheels
 from imagetool.apt import AptState, deb_file_version, state_folder
 from imagetool.common import (
     BUILD,
     ROOT,
+    InputError,
     ToolError,
     file_digest,
     log,
@@ -56,10 +59,14 @@ STORE_DVC = ROOT / "store.dvc"
 LOCK = ROOT / "image" / "store.lock.json"
 ENGINE_DEFINITION = ROOT / "image" / "engine.toml"
 STACK_DEFINITION = ROOT / "image" / "stack.toml"
-GROUPS = ("wheels", "base", "engine", "builder2", "stack")
+GROUPS = ("wheels", "base", "engine", "builder2", "stack", "arm64")
 ROOTFS = "base/rootfs.tar"
 # Set to refuse any network fetch (the offline tests and users who want proof set it).
 OFFLINE_ENV = "LOCKSTEP_OFFLINE"
+
+
+class StoreIncompleteError(InputError):
+    """Locked files are missing and may not be fetched (offline): names them, exit 2."""
 
 
 # --- the lock ---------------------------------------------------------------------------------
@@ -67,6 +74,31 @@ OFFLINE_ENV = "LOCKSTEP_OFFLINE"
 
 def group_of(path: str) -> str:
     return path.split("/", 1)[0]
+
+
+# A platform's inputs in the store: amd64's at the top (wheels/, base/), another's under its name.
+def rootfs_name(plat: platforms.Platform) -> str:
+    return f"{plat.store_prefix}{ROOTFS}"
+
+
+def rootfs_group(plat: platforms.Platform) -> str:
+    return group_of(rootfs_name(plat))
+
+
+def wheels_folder(plat: platforms.Platform) -> str:
+    return f"{plat.store_prefix}wheels"
+
+
+def debs_folder(plat: platforms.Platform) -> str:
+    return f"{plat.store_prefix}base/debs"
+
+
+def platform_of(name: str) -> platforms.Platform:
+    """The platform a store path belongs to (amd64 unless it sits under another's folder)."""
+    for plat in platforms.ALL:
+        if plat.store_prefix and name.startswith(plat.store_prefix):
+            return plat
+    return platforms.AMD64
 
 
 def load_lock(path: Path = LOCK) -> dict[str, dict[str, Any]]:
@@ -282,31 +314,32 @@ def builder2_apt(definition: dict[str, Any]) -> AptState:
     return AptState(state_folder("apt-builder2"), [aptsources.Source(host[0].uri, suite, ("main",))])
 
 
-def fetch_wheels() -> int:
-    _refuse_network("wheels")
-    before = set(STORE.joinpath("wheels").glob("*.whl"))
-    log("store: downloading wheels from the package index (network)")
-    wheels.pip_download([ROOT / n for n in wheels.STORE_LOCK_NAMES], STORE / "wheels")
-    return len(set(STORE.joinpath("wheels").glob("*.whl")) - before)
+def fetch_wheels(plat: platforms.Platform = platforms.AMD64) -> int:
+    _refuse_network(f"{plat.name} wheels")
+    folder = STORE / wheels_folder(plat)
+    before = set(folder.glob("*.whl"))
+    log(f"store: downloading {plat.name} wheels from the package index (network)")
+    wheels.pip_download([ROOT / n for n in wheels.store_lock_names(plat)], folder, plat)
+    return len(set(folder.glob("*.whl")) - before)
 
 
-def local_base_repository(dest: Path) -> aptsources.Source:
+def local_base_repository(dest: Path, plat: platforms.Platform = platforms.AMD64) -> aptsources.Source:
     """An apt repository of the store's base .debs (checked first) under ``dest``, for mmdebstrap.
 
     Unsigned (``trusted=yes``): every .deb was just checked against image/store.lock.json, and the
     index is written here from those very files (control fields + size + sha256).
     """
     files = load_lock()
-    debs = {n: e for n, e in files.items() if n.startswith("base/debs/")}
-    problems = check_files(STORE, debs, ("base",))
+    debs = {n: e for n, e in files.items() if n.startswith(debs_folder(plat) + "/")}
+    problems = check_files(STORE, debs, (rootfs_group(plat),))
     refuse_altered(problems)
     if problems.missing:
-        raise ToolError(
-            f"cannot re-derive the base: missing from {rel(STORE)}: {', '.join(problems.missing)}"
+        raise InputError(
+            f"cannot re-derive the {plat.name} base: missing from {rel(STORE)}: {', '.join(problems.missing)}"
         )
     suite = base.load_definition()["suite"]
     shutil.rmtree(dest, ignore_errors=True)
-    index = dest / "dists" / suite / "main/binary-amd64"
+    index = dest / "dists" / suite / f"main/binary-{plat.deb_arch}"
     index.mkdir(parents=True)
     stanzas = []
     for name, entry in sorted(debs.items()):
@@ -319,44 +352,58 @@ def local_base_repository(dest: Path) -> aptsources.Source:
         )
     (index / "Packages").write_text("\n".join(stanzas), encoding="utf-8")
     (dest / "dists" / suite / "Release").write_text(
-        f"Suite: {suite}\nCodename: {suite}\nArchitectures: amd64\nComponents: main\n", encoding="utf-8"
+        f"Suite: {suite}\nCodename: {suite}\nArchitectures: {plat.deb_arch}\nComponents: main\n",
+        encoding="utf-8",
     )
     # copy://: mmdebstrap copies the files into its chroot (file:// would need a bind mount).
     return aptsources.Source(f"copy://{dest}", suite, ("main",), ("trusted=yes",))
 
 
-def rederive_base(out: Path) -> base.Built:
+def rederive_base(out: Path, plat: platforms.Platform = platforms.AMD64) -> base.Built:
     """The base rootfs rebuilt by mmdebstrap from the store's .debs only: no mirror, no network."""
-    lock = base.validate_lock(read_json(base.LOCK, "base lock"))
-    source = local_base_repository(BUILD / "base-repo")
-    return base.mmdebstrap(base.load_definition(), [source], lock["source_date_epoch"], out)
+    lock = base.load_lock(plat)
+    source = local_base_repository(BUILD / f"base-repo{plat.suffix}", plat)
+    return base.mmdebstrap(base.load_definition(), [source], lock["source_date_epoch"], out, plat)
 
 
-def fetch_rootfs() -> str:
-    """store/base/rootfs.tar at image/base.lock.json's sha256: from build/ if there, else re-derived
-    from the store's .debs (offline), else mmdebstrap from the mirror."""
-    lock = base.validate_lock(read_json(base.LOCK, "base lock"))
-    dest = STORE / ROOTFS
-    if base.TARBALL.is_file() and file_digest(base.TARBALL) == lock["tarball"]["sha256"]:
-        place(base.TARBALL, dest)
-        return f"copied from {rel(base.TARBALL)}"
+def fetch_rootfs(plat: platforms.Platform = platforms.AMD64) -> str:
+    """The platform's store rootfs.tar at its base lock's sha256: from build/ if there, else
+    re-derived from the store's .debs (offline), else mmdebstrap from the mirror."""
+    lock = base.load_lock(plat)
+    lock_path, tarball = plat.base_lock(), plat.rootfs()
+    dest = STORE / rootfs_name(plat)
+    if tarball.is_file() and file_digest(tarball) == lock["tarball"]["sha256"]:
+        place(tarball, dest)
+        return f"copied from {rel(tarball)}"
     tmp = temporary_beside(dest)
-    debs = {n: e for n, e in load_lock().items() if n.startswith("base/debs/")}
-    if debs and not check_files(STORE, debs, ("base",)):
-        built, how = rederive_base(tmp), "re-derived by mmdebstrap from store/base/debs (no network)"
+    folder = debs_folder(plat) + "/"
+    debs = {n: e for n, e in load_lock().items() if n.startswith(folder)}
+    if debs and not check_files(STORE, debs, (rootfs_group(plat),)):
+        built = rederive_base(tmp, plat)
+        how = f"re-derived by mmdebstrap from {rel(STORE / folder)} (no network)"
     else:
-        _refuse_network("the base root filesystem")
+        _refuse_network(f"the {plat.name} base root filesystem")
         definition = base.load_definition()
-        built = base.mmdebstrap(definition, base.resolve_sources(definition), lock["source_date_epoch"], tmp)
+        built = base.mmdebstrap(
+            definition, base.resolve_sources(definition), lock["source_date_epoch"], tmp, plat
+        )
         how = "built by mmdebstrap from the Debian mirror (network)"
     if built.sha256 != lock["tarball"]["sha256"]:
         tmp.unlink(missing_ok=True)
         raise ToolError(
-            f"{how.split(' (')[0]}, the base is not {rel(base.LOCK)}'s (sha256 {built.sha256}, locked "
-            f"{lock['tarball']['sha256']}); " + base.drift_explanation(lock["packages"], built.packages)
+            f"{how.split(' (')[0]}, the base is not {rel(lock_path)}'s (sha256 {built.sha256}, locked "
+            f"{lock['tarball']['sha256']}); "
+            + base.drift_explanation(lock["packages"], built.packages, lock_path)
         )
     replace_durably(tmp, dest)
     return how
+
+
+def base_apt(plat: platforms.Platform = platforms.AMD64) -> AptState:
+    definition = base.load_definition()
+    return AptState(
+        state_folder(f"apt-base-{plat.deb_arch}"), base.resolve_sources(definition), arch=plat.deb_arch
+    )
 
 
 def fetch_debs(names: list[str]) -> None:
@@ -372,22 +419,23 @@ def fetch_debs(names: list[str]) -> None:
         elif group_of(folder) == "builder2":
             apt = builder2_apt(load_engine_definition())
         else:
-            definition = base.load_definition()
-            apt = AptState(state_folder("apt-base"), base.resolve_sources(definition))
+            apt = base_apt(platform_of(folder))
         apt.download(specs, STORE / folder)
 
 
 def fetch_missing(missing: list[str]) -> list[str]:
     """Fetch exactly the missing locked files; returns what was done, for the log."""
     done = []
-    if any(group_of(n) == "wheels" for n in missing):
-        done.append(f"{fetch_wheels()} wheels from the package index")
+    for plat in platforms.ALL:
+        if any(n.startswith(wheels_folder(plat) + "/") for n in missing):
+            done.append(f"{fetch_wheels(plat)} {plat.name} wheels from the package index")
     debs = [n for n in missing if n.endswith(".deb")]
     if debs:
         fetch_debs(debs)
         done.append(f"{len(debs)} .debs from the Debian mirror")
-    if ROOTFS in missing:  # after the .debs: it is re-derived from them, offline
-        done.append(f"{ROOTFS} {fetch_rootfs()}")
+    for plat in platforms.ALL:  # after the .debs: it is re-derived from them, offline
+        if rootfs_name(plat) in missing:
+            done.append(f"{rootfs_name(plat)} {fetch_rootfs(plat)}")
     return done
 
 
@@ -407,6 +455,10 @@ def ensure(groups: list[str] | tuple[str, ...] = GROUPS, *, quiet: bool = False)
             problems = check_files(STORE, files, wanted)
             refuse_altered(problems)
     fetched: list[str] = []
+    if problems.missing and os.environ.get(OFFLINE_ENV):
+        shown = ", ".join(f"{rel(STORE / n)}" for n in problems.missing[:10])
+        more = f" and {len(problems.missing) - 10} more" if len(problems.missing) > 10 else ""
+        raise StoreIncompleteError(f"{OFFLINE_ENV} is set (no network), and the store lacks {shown}{more}")
     if problems.missing:
         fetched = fetch_missing(problems.missing)
         problems = check_files(STORE, files, wanted)
@@ -437,6 +489,22 @@ def download_debs(apt: AptState, specs: list[str], folder: str) -> set[str]:
     }
 
 
+def lock_wheels(plat: platforms.Platform) -> set[str]:
+    """Fetch the platform's locked wheels into the store, drop stale ones; their store paths."""
+    folder = STORE / wheels_folder(plat)
+    fetch_wheels(plat)
+    reqs = {r.name: r for r in wheels.load_locks(ROOT, wheels.store_lock_names(plat))}
+    problems = wheels.check_wheels(list(reqs.values()), folder)
+    stale = [p for p in problems if "not in the locks" in p]
+    for path in folder.glob("*.whl"):
+        if any(p.startswith(rel(path) + ":") for p in stale):
+            path.unlink()
+    problems = wheels.check_wheels(list(reqs.values()), folder)
+    if problems:
+        raise ToolError(f"store {plat.name} wheels do not match the locks:\n  " + "\n  ".join(problems))
+    return {f"{wheels_folder(plat)}/{p.name}" for p in folder.glob("*.whl")}
+
+
 def cmd_lock(groups: list[str]) -> int:
     """Re-fill from the network what the other locks name now, and write the store lock."""
     old: dict[str, dict[str, Any]] = {}
@@ -446,26 +514,17 @@ def cmd_lock(groups: list[str]) -> int:
         tools_closure = read_json(LOCK, "store lock").get("tools_closure", [])
     keep: dict[str, dict[str, Any]] = {n: e for n, e in old.items() if group_of(n) not in groups}
     wanted: set[str] = set()
-    if "wheels" in groups:
-        fetch_wheels()
-        reqs = {r.name: r for r in wheels.load_locks(ROOT, wheels.STORE_LOCK_NAMES)}
-        problems = wheels.check_wheels(list(reqs.values()), STORE / "wheels")
-        stale = [p for p in problems if "not in the locks" in p]
-        for path in STORE.joinpath("wheels").glob("*.whl"):
-            if any(p.startswith(rel(path) + ":") for p in stale):
-                path.unlink()
-        problems = wheels.check_wheels(list(reqs.values()), STORE / "wheels")
-        if problems:
-            raise ToolError("store wheels do not match the locks:\n  " + "\n  ".join(problems))
-        wanted |= {f"wheels/{p.name}" for p in STORE.joinpath("wheels").glob("*.whl")}
-    if "base" in groups:
-        log(f"store: {ROOTFS} {fetch_rootfs()}")
-        lock = base.validate_lock(read_json(base.LOCK, "base lock"))
-        specs = [f"{p}={v}" for p, v in lock["packages"].items()]
-        definition = base.load_definition()
-        apt = AptState(state_folder("apt-base"), base.resolve_sources(definition))
-        wanted |= download_debs(apt, specs, "base/debs")
-        wanted.add(ROOTFS)
+    for plat in platforms.ALL:
+        if plat.store_prefix and plat.deb_arch not in groups:
+            continue
+        if "wheels" in groups or plat.store_prefix:
+            wanted |= lock_wheels(plat)
+        if "base" in groups or plat.store_prefix:
+            log(f"store: {rootfs_name(plat)} {fetch_rootfs(plat)}")
+            lock = base.load_lock(plat)
+            specs = [f"{p}={v}" for p, v in lock["packages"].items()]
+            wanted |= download_debs(base_apt(plat), specs, debs_folder(plat))
+            wanted.add(rootfs_name(plat))
     if "engine" in groups:
         definition = load_engine_definition()
         apt = engine_apt(definition)
@@ -483,7 +542,7 @@ def cmd_lock(groups: list[str]) -> int:
         wanted |= download_debs(builder2_apt(definition), specs, "builder2/debs")
     if "stack" in groups:
         # From the base's own sources: the images install these .debs on the base's dpkg database.
-        apt = AptState(state_folder("apt-base"), base.resolve_sources(base.load_definition()))
+        apt = base_apt()
         pins = load_stack_definition()["packages"]
         closure = apt.resolve(pins)
         wrong = sorted(set(pins) - {f"{p}={v}" for p, v in closure})
@@ -516,19 +575,23 @@ def cmd_lock(groups: list[str]) -> int:
     return 0
 
 
-def cmd_rederive_base() -> int:
+def cmd_rederive_base(plat: platforms.Platform = platforms.AMD64) -> int:
     """Prove the stored .debs still make the locked base: rebuild it offline and compare."""
-    lock = base.validate_lock(read_json(base.LOCK, "base lock"))
-    out = BUILD / "base" / "rederived.tar"
-    built = rederive_base(out)
+    lock = base.load_lock(plat)
+    lock_path = plat.base_lock()
+    out = plat.rootfs().with_name("rederived.tar")
+    built = rederive_base(out, plat)
     if built.sha256 != lock["tarball"]["sha256"]:
         raise ToolError(
-            f"{rel(out)}: re-derived from {rel(STORE)}/base/debs with sha256 {built.sha256}, but "
-            f"{rel(base.LOCK)} locks {lock['tarball']['sha256']}; "
-            + base.drift_explanation(lock["packages"], built.packages)
+            f"{rel(out)}: re-derived from {rel(STORE / debs_folder(plat))} with sha256 {built.sha256}, but "
+            f"{rel(lock_path)} locks {lock['tarball']['sha256']}; "
+            + base.drift_explanation(lock["packages"], built.packages, lock_path)
         )
     out.unlink()
-    log(f"store: re-derived the base from {rel(STORE)}/base/debs = {rel(base.LOCK)} (sha256 {built.sha256})")
+    log(
+        f"store: re-derived the {plat.name} base from {rel(STORE / debs_folder(plat))} = {rel(lock_path)} "
+        f"(sha256 {built.sha256})"
+    )
     return 0
 
 
@@ -625,7 +688,8 @@ def main() -> int:
             "groups", nargs="*", metavar="GROUP", help=f"any of {', '.join(GROUPS)} (default: all)"
         )
     sub.add_parser("check")
-    sub.add_parser("rederive-base", help="rebuild the base from store/base/debs (offline); == the lock?")
+    sp = sub.add_parser("rederive-base", help="rebuild the base from store/base/debs (offline); == the lock?")
+    platforms.add_argument(sp)
     sub.add_parser("status")
     sp = sub.add_parser("install-engine")
     sp.add_argument("--root", type=Path, default=Path("/"), help="install into this root (dpkg --root)")
@@ -642,7 +706,9 @@ def main() -> int:
     if args.command == "install-engine":
         return cmd_install_engine(args.root, args.tools_only)
     if args.command == "rederive-base":
-        return cmd_rederive_base()
+        for plat in platforms.chosen(args.platform):
+            cmd_rederive_base(plat)
+        return 0
     return cmd_check() if args.command == "check" else cmd_status()
 
 

@@ -154,6 +154,8 @@ def make_context(context: Path) -> Path:
     try:
         base.cmd_build()  # build/base/rootfs.tar from the store, checked against the base lock
         store.ensure(["wheels"], quiet=True)
+    except store.StoreIncompleteError as e:
+        raise InputError(f"the toolchain cannot be built offline from the store: {e}") from None
     except InputError:
         raise
     except ToolError as e:

@@ -1,7 +1,10 @@
 """Download exactly the wheels the locks name, for the image's platform, and check them.
 
-    python -m imagetool wheels download   # from the store into build/wheels/, hash-checked
-    python -m imagetool wheels check      # every locked package has one wheel with a locked hash
+    python -m imagetool wheels download [--platform P]  # from the store into build/wheels/, checked
+    python -m imagetool wheels check [--platform P]     # one wheel with a locked hash per package
+
+One set of locks for every platform (their hashes cover each wheel file of a pinned version,
+x86_64 and aarch64 alike); linux/arm64's wheels sit in build/wheels-arm64 and store/arm64/wheels.
 
 The image build runs with --network=none and installs these with --no-index --require-hashes.
 The locks: requirements/serve.txt (the service's dependencies, installed into /opt/venv; pinned
@@ -15,9 +18,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from imagetool import recipe
+from imagetool import platforms, recipe
 from imagetool.common import BUILD, ROOT, ToolError, file_digest, log, main_wrapper, rel, run
 from imagetool.locks import LockError, Requirement, normalize, parse_lock_text
+from imagetool.platforms import AMD64, Platform
 
 WHEELS = BUILD / "wheels"
 # Both serve locks: build/wheels holds every wheel either may need, and pip installs only what the
@@ -30,15 +34,16 @@ TRAIN_LOCK = "requirements.txt"
 # path), pip for the build, and the training toolchain's lock (imagetool/toolchain.py).
 STORE_LOCK_NAMES = (*recipe.SERVE_LOCKS, recipe.BUILD_LOCK, TRAIN_LOCK)
 
-# The image's interpreter: Debian 12's CPython 3.11 on glibc 2.36, x86_64.
+# The image's interpreter: Debian 12's CPython 3.11 on glibc 2.36 (x86_64 or aarch64).
 PYTHON_VERSION = "3.11"
 ABI = "cp311"
 GLIBC_MINOR_MAX = 36
-PLATFORMS = [f"manylinux_2_{m}_x86_64" for m in range(GLIBC_MINOR_MAX, 4, -1)] + [
-    "manylinux2014_x86_64",
-    "manylinux2010_x86_64",
-    "manylinux1_x86_64",
-]
+
+
+def store_lock_names(plat: Platform = AMD64) -> tuple[str, ...]:
+    """The locks whose wheels the store keeps for ``plat``: the training toolchain runs on amd64
+    only (one model for every platform), so other platforms keep the image's locks alone."""
+    return STORE_LOCK_NAMES if plat is AMD64 else LOCK_NAMES
 
 
 def parse_requirements(text: str, source: str = "requirements") -> list[Requirement]:
@@ -104,48 +109,50 @@ def load_locks(root: Path = ROOT, names: tuple[str, ...] = LOCK_NAMES) -> list[R
     return list(reqs.values())
 
 
-def pip_download(lock_files: list[Path], dest: Path) -> None:
-    """Fetch the locked wheels for the image's platform from the package index (pip checks the
-    hashes; files already in ``dest`` are reused)."""
+def pip_download(lock_files: list[Path], dest: Path, plat: Platform = AMD64) -> None:
+    """Fetch the locked wheels for ``plat`` from the package index (pip checks the hashes; files
+    already in ``dest`` are reused)."""
     dest.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "pip", "download", "--progress-bar", "off", "--dest", str(dest)]
     cmd += ["--only-binary=:all:", "--no-deps", "--require-hashes"]
     cmd += ["--python-version", PYTHON_VERSION, "--implementation", "cp", "--abi", ABI, "--abi", "abi3"]
     cmd += ["--abi", "none"]
-    for plat in [*PLATFORMS, "any"]:
-        cmd += ["--platform", plat]
+    for tag in [*plat.wheel_platform_tags(GLIBC_MINOR_MAX), "any"]:
+        cmd += ["--platform", tag]
     for lock in lock_files:
         cmd += ["-r", str(lock)]
     run(cmd, env={"PIP_DISABLE_PIP_VERSION_CHECK": "1"}, capture=True)
 
 
-def cmd_check() -> int:
-    problems = check_wheels(load_locks(), WHEELS)
+def cmd_check(plat: Platform = AMD64) -> int:
+    folder = plat.wheels()
+    problems = check_wheels(load_locks(), folder)
     if problems:
         raise ToolError("wheels do not match the locks:\n  " + "\n  ".join(problems))
-    log(f"wheels: {rel(WHEELS)} matches {', '.join(rel(p) for p in LOCKS)}")
+    log(f"wheels: {rel(folder)} matches {', '.join(rel(p) for p in LOCKS)}")
     return 0
 
 
-def cmd_download() -> int:
+def cmd_download(plat: Platform = AMD64) -> int:
     """build/wheels = the image's wheels, taken from the store only (checked there and here)."""
     from imagetool import store
 
     reqs = load_locks()
-    store.ensure(["wheels"])
-    WHEELS.mkdir(parents=True, exist_ok=True)
+    store.ensure([store.group_of(store.wheels_folder(plat))])
+    folder = plat.wheels()
+    folder.mkdir(parents=True, exist_ok=True)
     wanted = {r.name: r for r in reqs}
     kept = 0
-    for path in sorted(store.STORE.joinpath("wheels").glob("*.whl")):
+    for path in sorted(store.STORE.joinpath(store.wheels_folder(plat)).glob("*.whl")):
         name, _ = wheel_name_version(path.name)
         if name in wanted:
-            dest = WHEELS / path.name
+            dest = folder / path.name
             if dest.is_file() and not dest.samefile(path) and (got := file_digest(dest)) != file_digest(path):
                 log(f"wheels: replacing {rel(dest)} (sha256 {got} is not the locked one) from the store")
             store.place(path, dest)
             kept += 1
     # Remove what the image's locks no longer name (it would sit in the build context).
-    for path in WHEELS.glob("*"):
+    for path in folder.glob("*"):
         try:
             stale = wheel_name_version(path.name)[0] not in wanted
         except ValueError:
@@ -153,18 +160,24 @@ def cmd_download() -> int:
         if stale:
             log(f"wheels: removing {rel(path)}")
             path.unlink()
-    problems = check_wheels(reqs, WHEELS)
+    problems = check_wheels(reqs, folder)
     if problems:
         raise ToolError("wheels do not match the locks:\n  " + "\n  ".join(problems))
-    log(f"wheels: {kept} wheels from the store in {rel(WHEELS)}, all hashes match {', '.join(LOCK_NAMES)}")
+    log(
+        f"wheels: {kept} {plat.name} wheels from the store in {rel(folder)}, "
+        f"all hashes match {', '.join(LOCK_NAMES)}"
+    )
     return 0
 
 
 def main() -> int:
     p = argparse.ArgumentParser(prog="python -m imagetool wheels", description=__doc__.split("\n")[0])
     p.add_argument("command", choices=["download", "check"])
+    platforms.add_argument(p)
     args = p.parse_args()
-    return cmd_download() if args.command == "download" else cmd_check()
+    for plat in platforms.chosen(args.platform):
+        cmd_download(plat) if args.command == "download" else cmd_check(plat)
+    return 0
 
 
 if __name__ == "__main__":

@@ -25,8 +25,8 @@ deploy-tools: ## Install the reference registry (docker-registry), htpasswd (bcr
 require-registry:
 	@$(if $(REGISTRY),true,echo "error: set REGISTRY=host:port[/prefix] or name.domain[/prefix], e.g. make push REGISTRY=127.0.0.1:5000" >&2; exit 2)
 
-push: require-registry setup image ## Push image.lock's image to REGISTRY=host[:port][/prefix] by digest, SBOM attached (SBOM= to skip); credentials: REGISTRY_USERNAME/REGISTRY_PASSWORD or docker login
-	$(PY) -m imagetool registry push $(REGISTRY) $(if $(SBOM),--sbom $(SBOM))
+push: require-registry setup image ## Push both platforms' images and image.lock's index to REGISTRY=host[:port][/prefix] by digest, each SBOM attached (SBOM= to skip); credentials: REGISTRY_USERNAME/REGISTRY_PASSWORD or docker login
+	$(PY) -m imagetool registry push $(REGISTRY) --index $(if $(SBOM),--sbom-dir $(dir $(SBOM)))
 
 stack-images: setup base ## Build the stack's HAProxy and Prometheus images from the store's .debs (image/stack.toml)
 	$(PY) -m imagetool stack-images build

@@ -2,14 +2,22 @@
 # The hermetic, deterministic image: every external input is kept by sha256 in store/
 # (DVC-tracked), every build input is checked against its lock. Logic lives in imagetool/
 # (`python -m imagetool --help`); see image/README.md.
-IMAGE_TAG ?= lockstep:latest
+# PLATFORM: linux/amd64 or linux/arm64 (imagetool/platforms.py); empty: every platform, except for
+# `make run`, which runs linux/amd64. linux/arm64 runs under qemu on other hosts (`make binfmt`).
+PLATFORM ?=
+RUN_PLATFORM := $(or $(PLATFORM),linux/amd64)
+IMAGE_TAG ?= lockstep:latest$(if $(filter linux/arm64,$(RUN_PLATFORM)),-arm64)
+# Under emulation the tmpfs hides the x86 host's CPU topology, which onnxruntime's cpuinfo cannot
+# parse as an aarch64 one (it aborts at import); natively the flags are empty.
+RUN_PLATFORM_FLAGS := $(if $(filter linux/arm64,$(RUN_PLATFORM)),--platform linux/arm64 --tmpfs /sys/devices/system/cpu:ro)
 RUN_PORT ?= 8000
 RUN_NAME ?= lockstep-run
 # The image tests need the filled store (they push it to a test remote), a running engine, the base
-# rootfs and the wheels; the pipeline's emulated-CPU test needs qemu-user-static (host-tools).
-TEST_PREREQS += engine store base wheels host-tools
+# rootfs and the wheels; the pipeline's emulated-CPU test needs qemu-user-static (host-tools). host-tools
+# comes before the store: a fresh store re-derives the arm64 base under qemu (arch-test, binfmt).
+TEST_PREREQS += engine host-tools store base wheels
 
-.PHONY: store lock-store check-store rederive-base engine host-tools base lock-base wheels image lock-image verify verify-second-builder \
+.PHONY: store lock-store check-store rederive-base engine host-tools binfmt base lock-base wheels image lock-image verify verify-second-builder \
 	check-image-lock run stop \
 	bench-build lock-build-deps
 
@@ -19,8 +27,8 @@ store: setup ## Complete store/ (wheels, base, engine .debs): dvc pull, else the
 lock-store: setup ## Re-fill store/ from PyPI and the Debian mirror; rewrite image/store.lock.json, store.dvc
 	$(PY) -m imagetool store lock
 
-rederive-base: setup ## Rebuild the base from store/base/debs only (no network); fail unless == image/base.lock.json
-	$(PY) -m imagetool store rederive-base
+rederive-base: setup ## Rebuild the base from the store's .debs only (no network); fail unless == its lock
+	$(PY) -m imagetool store rederive-base --platform "$(PLATFORM)"
 
 check-store: setup ## Fail, naming the file and both hashes, unless store/ matches image/store.lock.json
 	$(PY) -m imagetool store check
@@ -29,32 +37,35 @@ engine: setup ## Install the Docker engine from the store if none suitable (Debi
 	LOCKSTEP_PYTHON=$(abspath $(PY)) $(PY) -m imagetool engine install
 	$(PY) -m imagetool engine start
 
-host-tools: setup ## Install, when missing, mmdebstrap, diffoscope, zstd, gpg and qemu-user-static (Debian)
+host-tools: setup ## Install, when missing, mmdebstrap, diffoscope, zstd, gpg, qemu-user-static; register binfmt
 	$(PY) -m imagetool engine host-tools
 
-base: setup ## Base rootfs from the store into build/base (checked against image/base.lock.json)
-	$(PY) -m imagetool base build
+binfmt: setup ## Register qemu's aarch64 binfmt_misc handler (root; lasts until reboot): linux/arm64 runs here
+	$(PY) -m imagetool engine binfmt
+
+base: setup ## Base rootfs per platform from the store into build/base (checked against its base lock)
+	$(PY) -m imagetool base build --platform "$(PLATFORM)"
 
 lock-base: setup ## Rebuild the base rootfs with mmdebstrap (network), accept it, and re-lock its store files
 	$(PY) -m imagetool engine host-tools
-	$(PY) -m imagetool base lock
-	$(PY) -m imagetool store lock base
+	$(PY) -m imagetool base lock --platform "$(PLATFORM)"
+	$(PY) -m imagetool store lock $(if $(filter linux/arm64,$(PLATFORM)),arm64,$(if $(PLATFORM),base,base arm64))
 
-wheels: setup ## The image's wheels from the store into build/wheels, hash-checked
-	$(PY) -m imagetool wheels download
+wheels: setup ## The image's wheels per platform from the store into build/wheels*, hash-checked
+	$(PY) -m imagetool wheels download --platform "$(PLATFORM)"
 
 image: setup engine base wheels ## Check every input, build the image, load it as $(IMAGE_TAG), print its digest
-	$(PY) -m imagetool image build
+	$(PY) -m imagetool image build --platform "$(PLATFORM)"
 
 lock-image: setup engine base wheels ## Build the image and record its digest and inputs in image.lock
-	$(PY) -m imagetool image lock
+	$(PY) -m imagetool image lock --platform "$(PLATFORM)"
 
 verify: setup engine base wheels ## Rebuild with --no-cache; fail, explaining why, unless the digest equals image.lock
-	$(PY) -m imagetool image verify
+	$(PY) -m imagetool image verify --platform "$(PLATFORM)"
 
 check-image-lock: setup ## Fail if image/base.lock.json or image.lock no longer match the tree (no build)
-	$(PY) -m imagetool base check
-	$(PY) -m imagetool image check
+	$(PY) -m imagetool base check --platform "$(PLATFORM)"
+	$(PY) -m imagetool image check --platform "$(PLATFORM)"
 
 # Memory as deploy/ (2x the 168 MiB request, itself 1.5x the bench's measured RSS); swap off so the limit is real.
 # pids: one worker and its runtime threads need ~20; the cap stops a fork or thread bomb.
@@ -66,7 +77,7 @@ RUN_PIDS ?= 128
 run: ## Run the image hardened: read-only root, no capabilities, no new privileges, non-root, memory and pids caps
 	docker run --rm --name $(RUN_NAME) --init=false --read-only --tmpfs /tmp:rw,noexec,nosuid,size=16m \
 		--cap-drop=ALL --security-opt no-new-privileges --user 10001:10001 \
-		--memory $(RUN_MEMORY) --memory-swap $(RUN_MEMORY) --pids-limit $(RUN_PIDS) \
+		--memory $(RUN_MEMORY) --memory-swap $(RUN_MEMORY) --pids-limit $(RUN_PIDS) $(RUN_PLATFORM_FLAGS) \
 		-p 127.0.0.1:$(RUN_PORT):8000 $(IMAGE_TAG)
 
 stop: ## Stop the container `make run` started (RUN_NAME, default lockstep-run)

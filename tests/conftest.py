@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -9,6 +10,13 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import REPO_ROOT, copy_repo
+
+# The suite builds and verifies linux/amd64: a linux/arm64 rebuild costs ~50 s under emulation, so
+# the arm64 claims (rebuild == image.lock, serving, refusals) live in tests/image/test_platforms.py,
+# which names its platform, and share one build. `make test` has prepared both platforms' inputs.
+# `make test PLATFORM=linux/arm64` runs the rest against arm64 instead.
+if not os.environ.get("PLATFORM"):
+    os.environ["PLATFORM"] = "linux/amd64"
 
 
 @pytest.fixture(scope="session")

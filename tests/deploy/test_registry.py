@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from imagetool import registry
+from imagetool import image, platforms, registry
 from imagetool.container import hardened_container
 from imagetool.registry import Credentials, OciTarball, Registry, RegistryError
 from imagetool.registry_client import (
@@ -588,3 +588,44 @@ def test_a_dripping_registry_is_stopped_by_the_overall_deadline() -> None:
         reg = Registry.parse(f"127.0.0.1:{port}/test", credentials=HOSTILE_USER, deadline=1.5)
         with pytest.raises(RegistryError, match=r"the overall deadline of 1.5 s passed"):
             registry.get_manifest(reg, "latest")  # each byte within the socket timeout, 10 s in all
+
+
+# --- both platforms and the index over them (`make push`) ------------------------------------------
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_push_index_sends_both_platforms_with_their_sboms_and_image_locks_index(
+    registry_server: Registry, built_image: OciTarball, repo_root: Path
+) -> None:
+    """`make push`'s command: each platform's image by its locked digest, its own SBOM attached to
+    that manifest, then the index, served byte for byte under image.lock's index digest."""
+    lock = json.loads((repo_root / "image.lock").read_text())
+    arm64, _ = image.build(repo_root, load=False, plat=platforms.ARM64)  # cached unless inputs moved
+    assert arm64.digest == lock["platforms"]["linux/arm64"]["digest"], "the tree is not image.lock's"
+    multi = Registry.parse(f"{registry_server.host}/multi")
+    proc = imagetool(
+        "registry", "push", f"{multi.host}/{multi.prefix}", "--index", "--sbom-dir", "image", cwd=repo_root
+    )
+    assert proc.returncode == 0, proc.stderr
+    index = lock["index"]
+    assert f"pushed {multi.reference}@{index['digest']} (index: linux/amd64, linux/arm64)" in proc.stdout
+    served = registry.get_manifest(multi, "latest")
+    assert registry.sha256(served.body) == index["digest"]
+    assert served.headers["content-type"].startswith(registry.OCI_INDEX)
+    for entry in json.loads(served.body)["manifests"]:
+        name = f"{entry['platform']['os']}/{entry['platform']['architecture']}"
+        assert entry["digest"] == index["manifests"][name]["digest"]
+        [sbom_ref] = registry.referrers(multi, entry["digest"])
+        layer = json.loads(registry.get_manifest(multi, sbom_ref["digest"]).body)["layers"][0]
+        document = json.loads(registry.fetch_blob(multi, layer["digest"]))
+        assert document["metadata"]["component"]["version"] == entry["digest"]  # that platform's SBOM
+
+
+def test_push_index_refuses_a_lock_without_an_index(tmp_path: Path, registry_server: Registry) -> None:
+    (tmp_path / "image.lock").write_text(json.dumps({"digest": "sha256:" + "a" * 64}))
+    proc = imagetool("registry", "push", f"{registry_server.host}/x", "--index", cwd=tmp_path)
+    assert proc.returncode == 2
+    [line] = proc.stderr.splitlines()
+    assert line.startswith("error: image.lock: no index over the platforms"), line
+    assert "`make lock-image` records one" in line

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from imagetool import image, ocidiff
+from imagetool import image, ocidiff, platforms
 from imagetool.container import Container, made_run
 from tests.helpers import REPO_ROOT as ROOT
 from tests.helpers import copy_repo, free_port, venv_env
@@ -50,12 +50,18 @@ def built_inputs(engine: None) -> None:
 
 
 def link_build_inputs(dest: Path) -> None:
-    """Hard-link this tree's base rootfs and wheels into a repo copy: no copy of ~200 MB per test."""
-    (dest / "build/base").mkdir(parents=True)
-    os.link(ROOT / "build/base/rootfs.tar", dest / "build/base/rootfs.tar")
-    (dest / "build/wheels").mkdir()
-    for whl in (ROOT / "build/wheels").glob("*.whl"):
-        os.link(whl, dest / "build/wheels" / whl.name)
+    """Hard-link this tree's base rootfs and wheels, of every platform it has, into a repo copy:
+    no copy of ~200 MB per test."""
+    for plat in platforms.ALL:
+        rootfs, wheels = plat.rootfs(ROOT / "build"), plat.wheels(ROOT / "build")
+        if rootfs.is_file():
+            copy = plat.rootfs(dest / "build")
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            os.link(rootfs, copy)
+        if wheels.is_dir():
+            plat.wheels(dest / "build").mkdir(parents=True)
+            for whl in wheels.glob("*.whl"):
+                os.link(whl, plat.wheels(dest / "build") / whl.name)
 
 
 @pytest.fixture

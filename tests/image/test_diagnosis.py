@@ -197,7 +197,8 @@ def test_verify_names_the_input_that_differs_from_image_lock(
         lines = proc.stderr.splitlines()
         if command == "verify":
             assert lines[0] == (
-                f"error: cannot reproduce {locked['digest']}: the inputs differ from image.lock:"
+                # the platform first: `make verify` rebuilds each one (imagetool/platforms.py)
+                f"error: linux/amd64: cannot reproduce {locked['digest']}: the inputs differ from image.lock:"
             )
         assert len(lines) == 3, proc.stderr  # that input alone, then what to do
         assert lines[1].startswith(f"  {line}"), proc.stderr
@@ -225,8 +226,8 @@ def test_verify_with_equal_inputs_but_another_digest_names_the_builders(
     error = proc.stderr[proc.stderr.index("error: ") :].splitlines()
     here = image.builder_identity()
     assert (
-        error[0]
-        == f"error: rebuild gives {real_digest}, image.lock says sha256:{'0' * 64}; all inputs are equal."
+        error[0] == f"error: linux/amd64: rebuild gives {real_digest}, image.lock says sha256:{'0' * 64}; "
+        "all inputs are equal."
     )
     assert error[1] == (
         f"The builder differs: image.lock was built with engine 0.0.0-elsewhere, buildx "

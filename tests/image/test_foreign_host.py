@@ -15,6 +15,7 @@ locked, only "another distribution", and a later trixie point release tests the 
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -121,6 +122,9 @@ class ForeignHost:
             lines += [make, f"mount --bind {src} {inside}"]
         env = "PATH=/usr/local/bin:/usr/bin:/bin HOME=/root LANG=C.UTF-8 PIP_NO_INDEX=1"
         env += " PIP_FIND_LINKS=/wheelhouse PIP_DISABLE_PIP_VERSION_CHECK=1 LOCKSTEP_OFFLINE=1"
+        # This host's claim is amd64's digest; arm64's rebuild is tests/image/test_platforms.py's
+        # (the chroot's own /proc has no binfmt_misc mount to find qemu's handler in).
+        env += f" PLATFORM={os.environ.get('PLATFORM') or 'linux/amd64'}"
         lines.append(f"exec chroot {r} env -i {env} sh -c 'cd {repo or '/'} && {command}'")
         return subprocess.run(
             ["unshare", "--mount", "--propagation", "private", "sh", "-c", "\n".join(lines)],

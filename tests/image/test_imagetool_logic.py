@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from imagetool import aptsources, base, image, ocidiff, recipe, wheels
+from imagetool import aptsources, base, image, ocidiff, platforms, recipe, wheels
 from imagetool.common import ToolError
 from imagetool.locks import Requirement
 
@@ -282,8 +282,9 @@ def test_dockerignore_is_an_allow_list_of_the_image_inputs() -> None:
         *recipe.MODEL_CONTEXT,
         "dvc.lock",
         "requirements/serve*.txt",  # recipe.SERVE_LOCKS: the Dockerfile picks recipe.SERVE_LOCK
-        "build/base/rootfs.tar",
-        "build/wheels/*.whl",
+        # every platform's base and wheels (imagetool/platforms.py), and nothing else of build/
+        *(p.rootfs().relative_to(ROOT).as_posix() for p in platforms.ALL),
+        *(f"{p.wheels().relative_to(ROOT).as_posix()}/*.whl" for p in platforms.ALL),
     }
     assert all(fnmatch.fnmatch(lock, "requirements/serve*.txt") for lock in recipe.SERVE_LOCKS)
 
