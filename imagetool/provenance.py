@@ -78,9 +78,11 @@ def dependencies(root: Path, lock: dict[str, Any]) -> list[dict[str, Any]]:
     for name, digest in (inputs.get("sources") or {}).items():
         deps[name] = {"sha256": digest}
     serve_lock = serve_lock_for(root)
-    for path in (serve_lock, BUILD_LOCK, Path("image/base.lock.json"), STORE_LOCK):
+    base_locks = [Path("image/base.lock.json"), Path("image/base.arm64.lock.json")]
+    for path in (serve_lock, BUILD_LOCK, *(p for p in base_locks if (root / p).is_file()), STORE_LOCK):
         deps[str(path)] = {"sha256": _sha256_file(root / path)}
-    # The stored files the build reads: the wheels both locks allow, and the base root filesystem.
+    # The stored files the builds read: the wheels both locks allow, and the base root filesystems
+    # (each platform's: amd64's at the store's top, arm64's under arm64/).
     try:
         allowed = {
             h for p in (serve_lock, BUILD_LOCK) for r in parse_lock(root / p).values() for h in r.hashes
@@ -88,7 +90,8 @@ def dependencies(root: Path, lock: dict[str, Any]) -> list[dict[str, Any]]:
     except (OSError, LockError) as exc:
         raise ProvenanceError(str(exc)) from None
     for name, entry in (_json(root / STORE_LOCK).get("files") or {}).items():
-        if (name.startswith("wheels/") and entry["sha256"] in allowed) or name == "base/rootfs.tar":
+        wheel = name.startswith(("wheels/", "arm64/wheels/")) and entry["sha256"] in allowed
+        if wheel or name in ("base/rootfs.tar", "arm64/base/rootfs.tar"):
             deps[f"store/{name}"] = {"sha256": entry["sha256"]}
     try:
         outs = contract.locked_outs(contract.load_dvc_lock(root / contract.DVC_LOCK_FILE))
@@ -109,9 +112,19 @@ def statement(root: Path = Path()) -> dict[str, Any]:
     if not digest.startswith("sha256:") or len(digest) != 71:
         raise ProvenanceError(f"{IMAGE_LOCK}: no sha256 image digest")
     inputs = lock.get("inputs") or {}
+    # linux/amd64's manifest first (what `verify --image` compares a local image with), then every
+    # other platform's manifest and the index over them: the provenance covers what `make push` sends.
+    subject = [{"name": "lockstep", "digest": {"sha256": digest.removeprefix("sha256:")}}]
+    for name, record in sorted((lock.get("platforms") or {}).items()):
+        subject.append(
+            {"name": f"lockstep:{name}", "digest": {"sha256": str(record["digest"]).removeprefix("sha256:")}}
+        )
+    if isinstance(lock.get("index"), dict):
+        index = str(lock["index"]["digest"]).removeprefix("sha256:")
+        subject.append({"name": "lockstep:index", "digest": {"sha256": index}})
     return {
         "_type": STATEMENT_TYPE,
-        "subject": [{"name": "lockstep", "digest": {"sha256": digest.removeprefix("sha256:")}}],
+        "subject": subject,
         "predicateType": PREDICATE_TYPE,
         "predicate": {
             "buildDefinition": {

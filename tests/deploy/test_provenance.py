@@ -23,10 +23,17 @@ def test_statement_is_an_in_toto_slsa_v1_statement_about_the_locked_digest(repo_
     statement = provenance.statement(repo_root)
     assert statement["_type"] == "https://in-toto.io/Statement/v1"
     assert statement["predicateType"] == "https://slsa.dev/provenance/v1"
-    digest = json.loads((repo_root / "image.lock").read_text())["digest"]
-    assert statement["subject"] == [
-        {"name": "lockstep", "digest": {"sha256": digest.removeprefix("sha256:")}}
+    lock = json.loads((repo_root / "image.lock").read_text())
+    arm64 = lock["platforms"]["linux/arm64"]["digest"]
+    assert statement["subject"] == [  # each platform's manifest, then the index `make push` sends
+        {"name": "lockstep", "digest": {"sha256": lock["digest"].removeprefix("sha256:")}},
+        {"name": "lockstep:linux/arm64", "digest": {"sha256": arm64.removeprefix("sha256:")}},
+        {"name": "lockstep:index", "digest": {"sha256": lock["index"]["digest"].removeprefix("sha256:")}},
     ]
+    found = deps(statement)
+    assert "image/base.arm64.lock.json" in found
+    assert "store/arm64/base/rootfs.tar" in found
+    assert any(name.startswith("store/arm64/wheels/numpy-") for name in found)
 
 
 def test_statement_is_the_same_every_time(repo_root: Path) -> None:
