@@ -36,7 +36,6 @@ from imagetool.platforms import AMD64, Platform
 
 DEFINITION = ROOT / "image" / "base.toml"
 LOCK = ROOT / "image" / "base.lock.json"
-BASE_DIR = common.BUILD / "base"
 TARBALL = AMD64.rootfs()
 MERGED_USR_HOOKS = Path("/usr/share/mmdebstrap/hooks/merged-usr")
 
@@ -284,8 +283,7 @@ def load_lock(plat: Platform = AMD64, root: Path = ROOT) -> dict[str, Any]:
     """The platform's base lock, checked for shape; a missing one names the command that writes it."""
     path = plat.base_lock(root)
     if not path.exists():
-        flag = "" if plat is AMD64 else f" PLATFORM={plat.name}"
-        raise InputError(f"{rel(path)}: missing; create it with `make lock-base{flag}`")
+        raise InputError(f"{rel(path)}: missing; create it with `make lock-base{plat.make_flag}`")
     return validate_lock(read_json(path, "base lock"), path)
 
 
@@ -298,9 +296,9 @@ def _current_lock(plat: Platform) -> tuple[dict[str, Any], dict[str, Any]]:
     definition = load_definition()
     lock = load_lock(plat)
     if lock["definition_sha256"] != definition_sha256(definition):
-        flag = "" if plat is AMD64 else f" PLATFORM={plat.name}"
         raise ToolError(
-            f"{rel(DEFINITION)} changed since {rel(plat.base_lock())} was written; run `make lock-base{flag}`"
+            f"{rel(DEFINITION)} changed since {rel(plat.base_lock())} was written; "
+            f"run `make lock-base{plat.make_flag}`"
         )
     return definition, lock
 

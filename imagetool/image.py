@@ -39,12 +39,8 @@ from imagetool.platforms import AMD64, Platform
 
 IMAGE_LOCK = ROOT / "image.lock"
 OUT_DIR = common.BUILD / "image"
-OCI_TAR = OUT_DIR / "lockstep.oci.tar"
-LAST_BUILD = OUT_DIR / "last-build.json"
 REPOSITORY = "lockstep"
 PLATFORM = AMD64.name
-INDEX_MEDIA_TYPE = platforms.INDEX_MEDIA_TYPE
-index_bytes = platforms.index_bytes
 
 
 def oci_tar(plat: Platform = AMD64) -> Path:
@@ -52,11 +48,11 @@ def oci_tar(plat: Platform = AMD64) -> Path:
 
 
 def last_build(plat: Platform = AMD64) -> Path:
-    return OUT_DIR / f"last-build{plat.image_suffix}.json"
+    return OUT_DIR / f"last-build{plat.suffix}.json"
 
 
 def latest_tag(plat: Platform = AMD64) -> str:
-    return f"{REPOSITORY}:latest{plat.image_suffix}"
+    return f"{REPOSITORY}:latest{plat.suffix}"
 
 
 # zstd: as reproducible as gzip here and 3-4x faster to write, which dominates a cold build.
@@ -415,7 +411,7 @@ def buildx(
         env=env,
         context_changes=lambda: context_changes(root, inputs),
         platform=plat.name,
-        what="image" if plat is AMD64 else f"image {plat.short}",
+        what="image" if plat is AMD64 else f"image {plat.deb_arch}",
     )
 
 
@@ -598,19 +594,19 @@ def platform_record(result: BuildResult, inputs: dict[str, Any]) -> dict[str, An
     }
 
 
+def _recorded(lock: dict[str, Any], plat: Platform) -> Any:
+    """The platform's record in image.lock, unchecked: linux/amd64's is the lock's top level."""
+    return lock if plat is AMD64 else (lock.get("platforms") or {}).get(plat.name)
+
+
 def locked_record(lock: dict[str, Any], plat: Platform) -> dict[str, Any]:
-    """The platform's record in image.lock: linux/amd64's is the lock's top level."""
-    if plat is AMD64:
-        return lock
-    record = (lock.get("platforms") or {}).get(plat.name)
-    if not isinstance(record, dict) or not re.fullmatch(
-        r"sha256:[0-9a-f]{64}", str(record.get("digest", ""))
-    ):
+    """The platform's record in image.lock, checked like the lock itself."""
+    record = _recorded(lock, plat)
+    if not isinstance(record, dict):
         raise InputError(
-            f"{rel(IMAGE_LOCK)} has no {plat.name} record; run `make lock-image PLATFORM={plat.name}`"
+            f"{rel(IMAGE_LOCK)} has no {plat.name} record; run `make lock-image{plat.make_flag}`"
         )
-    validate_image_lock(record)
-    return record
+    return validate_image_lock(record)
 
 
 def index_record(lock: dict[str, Any]) -> dict[str, Any] | None:
@@ -618,16 +614,12 @@ def index_record(lock: dict[str, Any]) -> dict[str, Any] | None:
     with its manifest size."""
     manifests = {}
     for plat in platforms.ALL:
-        record = lock if plat is AMD64 else (lock.get("platforms") or {}).get(plat.name)
+        record = _recorded(lock, plat)
         if not isinstance(record, dict) or not isinstance(record.get("manifest_size"), int):
             return None
         manifests[plat.name] = {"digest": record["digest"], "size": record["manifest_size"]}
-    data = index_bytes(manifests)
+    data = platforms.index_bytes(manifests)
     return {"digest": "sha256:" + hashlib.sha256(data).hexdigest(), "size": len(data), "manifests": manifests}
-
-
-def _prefix(plat: Platform) -> str:
-    return f"{plat.name}: "
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -681,11 +673,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         record = locked_record(lock, plat)
         diffs = input_differences(record["inputs"], current_inputs(ROOT, plat))
         if diffs:
-            flag = "" if plat is AMD64 else f" PLATFORM={plat.name}"
             raise ToolError(
-                f"{_prefix(plat)}{rel(IMAGE_LOCK)} was recorded from other inputs:\n  "
+                f"{plat.name}: {rel(IMAGE_LOCK)} was recorded from other inputs:\n  "
                 + "\n  ".join(diffs)
-                + f"\nIf the change is intended: `make lock-image{flag}`."
+                + f"\nIf the change is intended: `make lock-image{plat.make_flag}`."
             )
         log(f"image: {rel(IMAGE_LOCK)} inputs match the tree for {plat.name} ({record['digest']})")
     if "index" in lock and lock["index"] != index_record(lock):
@@ -693,18 +684,17 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def verify_platform(plat: Platform, allow_untracked: bool) -> str:
-    """A --no-cache rebuild of ``plat``; its digest if it equals image.lock, else a ToolError that
-    names the platform and the input (or layer, or file) that differs."""
-    lock = validate_image_lock(read_json(IMAGE_LOCK, "image lock"))
+def verify_platform(lock: dict[str, Any], plat: Platform, allow_untracked: bool) -> str:
+    """A --no-cache rebuild of ``plat``; its digest if it equals ``lock``'s record, else a ToolError
+    that names the platform and the input (or layer, or file) that differs."""
     record = locked_record(lock, plat)
-    flag = "" if plat is AMD64 else f" PLATFORM={plat.name}"
+    flag = plat.make_flag
     preflight(allow_untracked=allow_untracked, plat=plat)
     inputs = current_inputs(ROOT, plat)
     diffs = input_differences(record["inputs"], inputs)
     if diffs:
         raise ToolError(
-            f"{_prefix(plat)}cannot reproduce {record['digest']}: "
+            f"{plat.name}: cannot reproduce {record['digest']}: "
             f"the inputs differ from {rel(IMAGE_LOCK)}:\n  "
             + "\n  ".join(diffs)
             + f"\nIf the change is intended: `make lock-image{flag}`."
@@ -712,15 +702,15 @@ def verify_platform(plat: Platform, allow_untracked: bool) -> str:
     tar = oci_tar(plat)
     reference = tar if tar.is_file() and ocidiff.open_oci(tar).digest == record["digest"] else None
     if reference is not None:  # keep it: `buildx` below writes elsewhere
-        kept = OUT_DIR / f"reference{plat.image_suffix}.oci.tar"
+        kept = OUT_DIR / f"reference{plat.suffix}.oci.tar"
         shutil.copyfile(reference, kept)
         reference = kept
-    result = buildx(ROOT, inputs, OUT_DIR / f"verify{plat.image_suffix}.oci.tar", no_cache=True, plat=plat)
+    result = buildx(ROOT, inputs, OUT_DIR / f"verify{plat.suffix}.oci.tar", no_cache=True, plat=plat)
     if result.digest == record["digest"]:
         b = builder_identity()
         # Which builder reproduced the digest: information for whoever reads the CI logs/artefacts.
         common.write_json_atomic(
-            OUT_DIR / f"verified{plat.image_suffix}.json", {"digest": result.digest, "built_with": b}
+            OUT_DIR / f"verified{plat.suffix}.json", {"digest": result.digest, "built_with": b}
         )
         log(
             f"image: verified {plat.name}: a --no-cache rebuild gives {result.digest} = {rel(IMAGE_LOCK)} "
@@ -728,7 +718,7 @@ def verify_platform(plat: Platform, allow_untracked: bool) -> str:
         )
         return result.digest
     lines = [
-        f"{_prefix(plat)}rebuild gives {result.digest}, {rel(IMAGE_LOCK)} says {record['digest']}; "
+        f"{plat.name}: rebuild gives {result.digest}, {rel(IMAGE_LOCK)} says {record['digest']}; "
         "all inputs are equal."
     ]
     lines.append(builder_difference(record.get("built_with"), builder_identity()))
@@ -741,9 +731,7 @@ def verify_platform(plat: Platform, allow_untracked: bool) -> str:
         )
     else:
         # No artifact of the locked build here: rebuild once more to look for non-determinism.
-        second = buildx(
-            ROOT, inputs, OUT_DIR / f"verify2{plat.image_suffix}.oci.tar", no_cache=True, plat=plat
-        )
+        second = buildx(ROOT, inputs, OUT_DIR / f"verify2{plat.suffix}.oci.tar", no_cache=True, plat=plat)
         if second.digest == result.digest:
             lines.append(
                 "Two --no-cache builds on this host agree with each other: it builds deterministically, "
@@ -757,8 +745,8 @@ def verify_platform(plat: Platform, allow_untracked: bool) -> str:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    digests = [verify_platform(plat, args.allow_untracked) for plat in platforms.chosen(args.platform)]
-    lock = read_json(IMAGE_LOCK, "image lock")
+    lock = validate_image_lock(read_json(IMAGE_LOCK, "image lock"))
+    digests = [verify_platform(lock, plat, args.allow_untracked) for plat in platforms.chosen(args.platform)]
     if len(digests) == len(platforms.ALL) and "index" in lock:
         log(f"image: verified every platform: the index is {lock['index']['digest']}")
     print("\n".join(digests))

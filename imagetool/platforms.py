@@ -31,10 +31,6 @@ class Platform:
     suffix: str  # "" for amd64 (the paths it always had), "-arm64" / "arm64/" for the others
     qemu: str  # binfmt handler that runs it on another host
 
-    @property
-    def short(self) -> str:
-        return self.deb_arch
-
     def base_lock(self, root: Path = ROOT) -> Path:
         return root / "image" / (f"base.{self.deb_arch}.lock.json" if self.suffix else "base.lock.json")
 
@@ -53,8 +49,9 @@ class Platform:
         return f"{self.deb_arch}/" if self.suffix else ""
 
     @property
-    def image_suffix(self) -> str:
-        return self.suffix  # lockstep.oci.tar / lockstep-arm64.oci.tar, lockstep:latest-arm64
+    def make_flag(self) -> str:
+        """What a `make` command needs to name this platform (nothing for the default amd64)."""
+        return f" PLATFORM={self.name}" if self.suffix else ""
 
     @property
     def oci_name(self) -> str:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import contract
+from imagetool import platforms
 from imagetool.locks import LockError, parse_lock
 from imagetool.sbom import IMAGE_LOCK, STORE_LOCK, read_json, serve_lock_for
 
@@ -78,7 +79,7 @@ def dependencies(root: Path, lock: dict[str, Any]) -> list[dict[str, Any]]:
     for name, digest in (inputs.get("sources") or {}).items():
         deps[name] = {"sha256": digest}
     serve_lock = serve_lock_for(root)
-    base_locks = [Path("image/base.lock.json"), Path("image/base.arm64.lock.json")]
+    base_locks = [p.base_lock(Path()) for p in platforms.ALL]
     for path in (serve_lock, BUILD_LOCK, *(p for p in base_locks if (root / p).is_file()), STORE_LOCK):
         deps[str(path)] = {"sha256": _sha256_file(root / path)}
     # The stored files the builds read: the wheels both locks allow, and the base root filesystems
@@ -89,9 +90,11 @@ def dependencies(root: Path, lock: dict[str, Any]) -> list[dict[str, Any]]:
         }
     except (OSError, LockError) as exc:
         raise ProvenanceError(str(exc)) from None
+    wheel_folders = tuple(f"{p.store_prefix}wheels/" for p in platforms.ALL)
+    rootfs_names = {f"{p.store_prefix}base/rootfs.tar" for p in platforms.ALL}
     for name, entry in (_json(root / STORE_LOCK).get("files") or {}).items():
-        wheel = name.startswith(("wheels/", "arm64/wheels/")) and entry["sha256"] in allowed
-        if wheel or name in ("base/rootfs.tar", "arm64/base/rootfs.tar"):
+        wheel = name.startswith(wheel_folders) and entry["sha256"] in allowed
+        if wheel or name in rootfs_names:
             deps[f"store/{name}"] = {"sha256": entry["sha256"]}
     try:
         outs = contract.locked_outs(contract.load_dvc_lock(root / contract.DVC_LOCK_FILE))

@@ -42,7 +42,6 @@ SBOM_FILE = Path("image/sbom.cdx.json")
 IMAGE_LOCK = Path("image.lock")
 BASE_LOCK = Path("image/base.lock.json")
 STORE_LOCK = Path("image/store.lock.json")
-ROOTFS = Path("build/base/rootfs.tar")
 DEBIAN_DISTRO = "debian-12"
 # The model artifacts the image carries, as CycloneDX component types.
 MODEL_FILES = {

@@ -59,7 +59,15 @@ STORE_DVC = ROOT / "store.dvc"
 LOCK = ROOT / "image" / "store.lock.json"
 ENGINE_DEFINITION = ROOT / "image" / "engine.toml"
 STACK_DEFINITION = ROOT / "image" / "stack.toml"
-GROUPS = ("wheels", "base", "engine", "builder2", "stack", "arm64")
+# Each platform but amd64 keeps its inputs in a group of its own (arm64/): imagetool/platforms.py.
+GROUPS = (
+    "wheels",
+    "base",
+    "engine",
+    "builder2",
+    "stack",
+    *(p.deb_arch for p in platforms.ALL if p.store_prefix),
+)
 ROOTFS = "base/rootfs.tar"
 # Set to refuse any network fetch (the offline tests and users who want proof set it).
 OFFLINE_ENV = "LOCKSTEP_OFFLINE"

@@ -19,11 +19,10 @@ import sys
 from pathlib import Path
 
 from imagetool import platforms, recipe
-from imagetool.common import BUILD, ROOT, ToolError, file_digest, log, main_wrapper, rel, run
+from imagetool.common import ROOT, ToolError, file_digest, log, main_wrapper, rel, run
 from imagetool.locks import LockError, Requirement, normalize, parse_lock_text
 from imagetool.platforms import AMD64, Platform
 
-WHEELS = BUILD / "wheels"
 # Both serve locks: build/wheels holds every wheel either may need, and pip installs only what the
 # lock the image takes (imagetool/recipe.py) names.
 LOCK_NAMES = (*recipe.SERVE_LOCKS, recipe.BUILD_LOCK)

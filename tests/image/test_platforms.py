@@ -83,8 +83,8 @@ def test_image_lock_records_each_platform_and_the_index_over_them() -> None:
         "linux/amd64": {"digest": LOCK["digest"], "size": LOCK["manifest_size"]},
         "linux/arm64": {"digest": arm["digest"], "size": arm["manifest_size"]},
     }
-    body = json.loads(image.index_bytes(index["manifests"]))
-    assert body["mediaType"] == image.INDEX_MEDIA_TYPE
+    body = json.loads(platforms.index_bytes(index["manifests"]))
+    assert body["mediaType"] == platforms.INDEX_MEDIA_TYPE
     assert [m["platform"] for m in body["manifests"]] == [
         {"architecture": "amd64", "os": "linux"},
         {"architecture": "arm64", "os": "linux"},
