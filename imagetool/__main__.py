@@ -6,10 +6,8 @@ messages and exit codes are that module's (`python -m imagetool VERB --help`).
 
 from __future__ import annotations
 
-import os
 import runpy
 import sys
-from pathlib import Path
 from typing import NamedTuple
 
 
@@ -23,7 +21,7 @@ VERBS: dict[str, Verb] = {
     "all": Verb("steps", "setup, store, engine, retrain, build: one line per step", ("all",)),
     "engine": Verb(
         "engine",
-        "install|start|stop|status the Docker engine; host-tools: mmdebstrap & co.; binfmt: arm64 emulation",
+        "install|start|check|stop|status the Docker engine (yours if usable); host-tools; binfmt",
     ),
     "store": Verb("store", "ensure|check|lock|install-engine|rederive-base|status the store of inputs"),
     "base": Verb("base", "build|lock|check the Debian base root filesystem"),
@@ -41,8 +39,6 @@ VERBS: dict[str, Verb] = {
     "stack-images": Verb("stack_images", "build|lock|verify the stack's HAProxy and Prometheus images"),
 }
 
-ENGINE_SCRIPT = Path(__file__).with_name("engine.sh")
-
 
 def usage() -> str:
     width = max(map(len, VERBS))
@@ -59,10 +55,6 @@ def main(argv: list[str]) -> int:
     if verb is None:
         print(f"error: unknown verb {name!r}\n\n{usage()}", end="", file=sys.stderr)
         return 2
-    if verb.module == "engine":
-        # One shell script: it starts daemons (setsid, pid files) and runs dpkg/apt-get, which a
-        # shell says directly; the image and deploy test sessions start the engine through it.
-        os.execv("/usr/bin/env", ["env", "bash", str(ENGINE_SCRIPT), *args])
     sys.argv = [f"python -m imagetool {name}", *verb.fixed_args, *args]
     runpy.run_module(f"imagetool.{verb.module}", run_name="__main__", alter_sys=True)
     return 0

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import contract
-from imagetool import base, common, ocidiff, platforms, recipe, wheels
+from imagetool import base, common, engine, ocidiff, platforms, recipe, wheels
 from imagetool.common import ROOT, InputError, ToolError, file_digest, log, read_json, rel, run
 from imagetool.platforms import AMD64, Platform
 
@@ -348,10 +348,13 @@ def oci_build(
     """`docker buildx build --network=none` of ``context`` into the OCI tarball ``dest``, timestamps
     rewritten to ``source_date_epoch``: the reproducible build every image of the project shares.
     ``context_changes`` names the inputs that differ after the build from what was hashed before."""
+    # The engine that answers, if usable (else one line naming its version), through its context's
+    # own `docker` driver builder: not a `docker buildx use` choice that would build elsewhere.
+    builder = engine.require().context if env is None else "default"
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = common.temporary_beside(dest)
     out = f"type=oci,dest={tmp},rewrite-timestamp=true,compression={COMPRESSION},force-compression=true"
-    cmd = ["docker", "buildx", "build", "--builder", "default", "--network=none", "--provenance=false"]
+    cmd = ["docker", "buildx", "build", "--builder", builder, "--network=none", "--provenance=false"]
     cmd += ["--sbom=false", "--platform", platform, "--progress=plain", "--output", out]
     if dockerfile is not None:
         cmd += ["--file", str(dockerfile)]

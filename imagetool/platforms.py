@@ -12,10 +12,12 @@ import argparse
 import json
 import os
 import platform as host_platform
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from imagetool import engine
 from imagetool.common import BUILD, ROOT, InputError
 
 ENV = "PLATFORM"  # `make image PLATFORM=linux/arm64`; empty or unset: every platform
@@ -72,12 +74,24 @@ class Platform:
         return tags
 
     def native(self) -> bool:
-        return host_platform.machine() == self.machine
+        # macOS says arm64 where Linux says aarch64 (Apple Silicon); Windows says AMD64.
+        machine = host_platform.machine()
+        return {"arm64": "aarch64", "AMD64": "x86_64"}.get(machine, machine) == self.machine
 
     def runnable_problem(self) -> str | None:
         """Why this host cannot run the platform's binaries (RUN steps, the container), or None."""
         if self.native():
             return None
+        if sys.platform != "linux":
+            # Docker Desktop's engine runs in a VM with its own emulation, out of this host's sight:
+            # ask its BuildKit which platforms it runs.
+            if self.name in engine.emulated_platforms():
+                return None
+            return (
+                f"{self.name}: the Docker engine does not run {self.machine} binaries (not in "
+                "`docker buildx inspect`'s platforms): turn on its emulation (Docker Desktop: Rosetta or "
+                "QEMU), or build the native platform alone with `make image PLATFORM=...`"
+            )
         folder = Path(os.environ.get(BINFMT_DIR_ENV) or BINFMT_DIR)
         handler = folder / self.qemu
         try:

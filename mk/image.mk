@@ -33,7 +33,7 @@ rederive-base: setup ## Rebuild the base from the store's .debs only (no network
 check-store: setup ## Fail, naming the file and both hashes, unless store/ matches image/store.lock.json
 	$(PY) -m imagetool store check
 
-engine: setup ## Install the Docker engine from the store if none suitable (Debian), and start it
+engine: setup ## Use the engine that answers if usable (BuildKit >= 0.13); else install Debian 13's from the store and start it
 	LOCKSTEP_PYTHON=$(abspath $(PY)) $(PY) -m imagetool engine install
 	$(PY) -m imagetool engine start
 
