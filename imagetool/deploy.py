@@ -1,7 +1,9 @@
-"""Keep the deploy files pinned to the image digest that image.lock records.
+"""Keep the deploy files pinned to the image that image.lock records: its index over every platform.
 
 Every `sha256:<64 hex>` in a deploy file is an image reference (the files hold no other hashes), so
-`check` requires each one to equal image.lock's digest and `sync` rewrites them after `make lock-image`.
+`check` requires each one to equal image.lock's index digest (the amd64 manifest's for a lock without
+an index) and `sync` rewrites them after `make lock-image`. A node pulling the index gets its own
+platform's manifest; `make push` pushes both manifests and the index.
 
 Usage: python -m imagetool deploy {check,sync}
 """
@@ -51,6 +53,15 @@ def locked_index(image_lock: Path = IMAGE_LOCK) -> dict[str, Any]:
     return index  # type: ignore[no-any-return]
 
 
+def pinned_digest(image_lock: Path = IMAGE_LOCK) -> str:
+    """What the deploy files pin: image.lock's index digest, or its one manifest's when it has none."""
+    try:
+        has_index = "index" in json.loads(image_lock.read_text())
+    except (OSError, ValueError, TypeError) as exc:
+        raise DeployError(f"{image_lock}: cannot read the image digest ({exc})") from None
+    return str(locked_index(image_lock)["digest"]) if has_index else locked_digest(image_lock)
+
+
 def deploy_files(root: Path = DEPLOY_DIR) -> list[Path]:
     """Every YAML file under deploy/ that pins an image by digest."""
     files = sorted(p for p in root.rglob("*.y*ml") if _DIGEST.search(p.read_text()))
@@ -85,7 +96,7 @@ def sync(digest: str, root: Path = DEPLOY_DIR) -> list[Path]:
 def main(argv: list[str]) -> int:
     verb = chosen_verb(argv, "deploy", ("check", "sync"))
     try:
-        digest = locked_digest()
+        digest = pinned_digest()
         if verb == "sync":
             for path in sync(digest):
                 print(f"deploy: {path} now pins {digest}")

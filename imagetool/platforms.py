@@ -60,6 +60,11 @@ class Platform:
         """The OCI tarball `make image` writes under build/image/."""
         return f"lockstep{self.suffix}.oci.tar"
 
+    def beside(self, amd64_tar: Path) -> Path:
+        """This platform's OCI tarball next to amd64's, named alike: `verify.oci.tar` gives
+        `verify-arm64.oci.tar` (what `make verify` wrote), `lockstep.oci.tar` `lockstep-arm64.oci.tar`."""
+        return amd64_tar.with_name(amd64_tar.name.removesuffix(".oci.tar") + f"{self.suffix}.oci.tar")
+
     @property
     def sbom_name(self) -> str:
         """Its SBOM under image/ (`make sbom`)."""

@@ -37,7 +37,7 @@ from typing import IO, Any
 from urllib.parse import urljoin
 
 from imagetool import platforms
-from imagetool.deploy import DeployError, locked_digest, locked_index
+from imagetool.deploy import DeployError, locked_digest, locked_index, pinned_digest
 from imagetool.registry_client import (
     DEADLINE,
     CredentialLookup,
@@ -335,11 +335,12 @@ def fetch_blob(reg: Registry, digest: str, limit: int = MAX_BLOB) -> bytes:
 
 
 def push_index(
-    reg: Registry, index: dict[str, Any], folder: Path, tag: str | None, sboms: Path | None
+    reg: Registry, index: dict[str, Any], amd64_tar: Path, tag: str | None, sboms: Path | None
 ) -> list[str]:
-    """Push every platform's image (from ``folder``'s OCI tarballs) by digest, each with its SBOM
-    (from ``sboms``) attached, then the index over them, by digest and ``tag``. Every digest is
-    image.lock's: a tarball or SBOM of another build is refused before the index goes up."""
+    """Push every platform's image (``amd64_tar`` and the other platforms' tarballs beside it) by
+    digest, each with its SBOM (from ``sboms``) attached, then the index over them, by digest and
+    ``tag``. Every digest is image.lock's: a tarball or SBOM of another build is refused before
+    the index goes up."""
     said = []
     manifests = index["manifests"]
     for plat in platforms.ALL:
@@ -354,7 +355,7 @@ def push_index(
                     f"{source}: cannot read the {plat.name} SBOM ({exc.strerror}); `make sbom`"
                 ) from None
             check_sbom(sbom, source, expected)
-        digest = push_image(reg, open_tarball(folder / plat.oci_name), expected)
+        digest = push_image(reg, open_tarball(plat.beside(amd64_tar)), expected)
         said.append(f"pushed {reg.reference}@{digest} ({plat.name})")
         if sbom is not None:
             said.append(f"attached {reg.reference}@{attach_sbom(reg, digest, sbom)} (SBOM, subject {digest})")
@@ -386,7 +387,8 @@ def main(argv: list[str]) -> int:
     push.add_argument(
         "--index",
         action="store_true",
-        help="push every platform's image (build/image/lockstep*.oci.tar) and image.lock's index over them",
+        help="push every platform's image (--oci's and, beside it, lockstep-arm64.oci.tar or the like)"
+        " and image.lock's index over them",
     )
     push.add_argument(
         "--sbom-dir", type=Path, help="with --index: attach each platform's SBOM from here (e.g. image/)"
@@ -401,13 +403,15 @@ def main(argv: list[str]) -> int:
             default=DEADLINE,
             help=f"seconds for the whole run (default {DEADLINE:g})",
         )
-    ref = sub.add_parser("reference", help="print REGISTRY/lockstep@<image.lock's digest> (what to sign)")
+    ref = sub.add_parser(
+        "reference", help="print REGISTRY/lockstep@<image.lock's index digest> (what deploy/ pins)"
+    )
     ref.add_argument("registry", help="HOST:PORT[/PREFIX] or NAME.DOMAIN[/PREFIX]")
     args = parser.parse_args(argv)
     try:
         reg = Registry.parse(args.registry)
         if args.command == "reference":
-            print(f"{reg.reference}@{locked_digest()}")
+            print(f"{reg.reference}@{pinned_digest()}")
             return 0
         # Credentials are asked for at a 401 only.
         reg = Registry.parse(args.registry, credentials=find_credentials, deadline=args.deadline)
@@ -419,7 +423,7 @@ def main(argv: list[str]) -> int:
                 print(f"{desc['digest']} {desc.get('artifactType', '?')}")
             return 0
         if args.index:
-            said = push_index(reg, locked_index(), args.oci.parent, args.tag, args.sbom_dir)
+            said = push_index(reg, locked_index(), args.oci, args.tag, args.sbom_dir)
             print("\n".join(said))
             return 0
         expected = locked_digest()

@@ -3,8 +3,8 @@
 It cannot be executed here (no GitHub), so its structure is checked instead: the steps, their
 shell syntax, where the store comes from (DVC remote from secrets, else a cache keyed by the store
 lock), that a second job builds with the hosted runner's own Docker, and that the publish job pushes
-image.lock's digest to GHCR, signs and attests it keyless and verifies it, with the permissions
-scoped to that job.
+both platforms' images and image.lock's index to GHCR, signs, attests and verifies them, with the
+permissions scoped to that job.
 """
 
 from __future__ import annotations
@@ -108,8 +108,10 @@ def test_hosted_runner_docker_verifies_with_the_containerd_image_store(workflow:
     script = "\n".join(_runs(workflow, "hosted-docker"))
     assert '"containerd-snapshotter": true' in script
     assert "systemctl restart docker" in script
-    assert "python -m imagetool image verify" in script
-    assert "make engine" not in script
+    # `make verify` takes the runner's Docker as a user's (tests/image/test_user_engine.py): no
+    # `sudo`, so nothing could be installed system-wide, and no job container.
+    assert "make verify PLATFORM=linux/amd64" in script
+    assert "sudo make" not in script
 
 
 # --- publish: no build, the tarball checked against image.lock, pushed, signed, verified ---------------
@@ -118,7 +120,7 @@ ISSUER = "https://token.actions.githubusercontent.com"
 ON_PUBLISH = (
     "github.event_name == 'push' && (github.ref == 'refs/heads/main' || startsWith(github.ref, 'refs/tags/'))"
 )
-PUSH = 'python3 -m imagetool registry push "$REGISTRY" --oci "$OCI" --sbom image/sbom.cdx.json'
+PUSH = 'python3 -m imagetool registry push "$REGISTRY" --oci "$OCI" --index --sbom-dir image'
 
 
 @pytest.fixture(scope="module")
@@ -179,10 +181,14 @@ def test_ci_hands_the_verified_tarball_and_predicate_to_publish_as_an_artifact(
     [upload] = [s for s in ci_steps if str(s.get("uses", "")).startswith("actions/upload-artifact@")]
     assert " ".join(upload["if"].split()) == ON_PUBLISH
     assert upload["with"]["name"] == "image"
-    assert upload["with"]["path"].split() == ["build/image/verify.oci.tar", "build/provenance.predicate.json"]
+    assert upload["with"]["path"].split() == [
+        "build/image/verify.oci.tar",
+        "build/image/verify-arm64.oci.tar",
+        "build/provenance.predicate.json",
+    ]
     names = [s.get("name", s.get("uses")) for s in ci_steps]
     verify = next(i for i, s in enumerate(ci_steps) if s.get("run") == "make verify")
-    assert verify < names.index(upload["name"])  # `make verify` wrote verify.oci.tar and proved it
+    assert verify < names.index(upload["name"])  # `make verify` wrote both tarballs and proved them
     [download] = [
         s for s in publish["steps"] if str(s.get("uses", "")).startswith("actions/download-artifact@")
     ]
@@ -194,15 +200,14 @@ def test_the_tarball_digest_is_checked_against_image_lock_before_anything_else(
     publish: dict[str, Any],
 ) -> None:
     runs = [s for s in publish["steps"] if "run" in s]
-    assert runs[0]["name"].startswith("The tarball holds image.lock's digest")
+    assert runs[0]["name"].startswith("The tarballs hold image.lock's digests")
 
 
-def _oci_tarball(root: Path, manifest: bytes, digest: str) -> Path:
+def _oci_tarball(path: Path, manifest: bytes, digest: str) -> Path:
     """A minimal OCI layout tarball: index.json naming `digest`, and the manifest blob."""
     import io
     import tarfile
 
-    path = root / "image.oci.tar"
     index = json.dumps({"schemaVersion": 2, "manifests": [{"digest": digest, "size": len(manifest)}]})
     with tarfile.open(path, "w") as tf:
         for name, data in (("index.json", index.encode()), (f"blobs/sha256/{digest[7:]}", manifest)):
@@ -213,18 +218,33 @@ def _oci_tarball(root: Path, manifest: bytes, digest: str) -> Path:
 
 
 @pytest.mark.parametrize(
-    "case", ["locked", "other-digest-in-lock", "manifest-bytes-changed"], ids=lambda c: str(c)
+    "case",
+    ["locked", "other-digest-in-lock", "other-arm64-digest-in-lock", "manifest-bytes-changed", "no-arm64"],
+    ids=lambda c: str(c),
 )
-def test_the_digest_check_passes_only_for_image_lock_s_manifest(
+def test_the_digest_check_passes_only_for_image_lock_s_manifests(
     workflow: dict[Any, Any], tmp_path: Path, case: str
 ) -> None:
-    """The step's own script, run here with tar, jq and sha256sum, on a tarball it must accept or refuse."""
-    manifest = b'{"schemaVersion":2}'
-    digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
-    oci = _oci_tarball(tmp_path, manifest if case != "manifest-bytes-changed" else b"{}", digest)
-    locked = digest if case != "other-digest-in-lock" else "sha256:" + "0" * 64
-    (tmp_path / "image.lock").write_text(json.dumps({"digest": locked}))
-    script = _script(workflow, step="The tarball holds image.lock's digest")
+    """The step's own script, run here with tar, jq and sha256sum, on the two platforms' tarballs
+    (as `make verify` names them) it must accept or refuse."""
+    manifests = {"amd64": b'{"schemaVersion":2}', "arm64": b'{"schemaVersion":2,"arm64":1}'}
+    digests = {arch: "sha256:" + hashlib.sha256(body).hexdigest() for arch, body in manifests.items()}
+    oci = _oci_tarball(
+        tmp_path / "verify.oci.tar",
+        manifests["amd64"] if case != "manifest-bytes-changed" else b"{}",
+        digests["amd64"],
+    )
+    if case != "no-arm64":
+        _oci_tarball(tmp_path / "verify-arm64.oci.tar", manifests["arm64"], digests["arm64"])
+    other = "sha256:" + "0" * 64
+    lock = {
+        "digest": digests["amd64"] if case != "other-digest-in-lock" else other,
+        "platforms": {
+            "linux/arm64": {"digest": digests["arm64"] if case != "other-arm64-digest-in-lock" else other}
+        },
+    }
+    (tmp_path / "image.lock").write_text(json.dumps(lock))
+    script = _script(workflow, step="The tarballs hold image.lock's digests")
     env = {**os.environ, "OCI": str(oci), "RUNNER_TEMP": str(tmp_path / "runner")}
     done = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True
@@ -258,18 +278,22 @@ def test_github_token_reaches_only_the_push_and_the_cosign_login(workflow: dict[
         assert "GITHUB_TOKEN" not in yaml.safe_dump(job.get("env", {}))
 
 
-def test_image_step_names_the_lowercased_ghcr_repository_at_image_lock_digest(
+def test_image_step_names_the_lowercased_ghcr_repository_at_image_lock_digests(
     workflow: dict[Any, Any], repo_root: Path, tmp_path: Path
 ) -> None:
-    """The step's own script, run here: GITHUB_ENV gets REGISTRY and IMAGE = REGISTRY/lockstep@digest."""
+    """The step's own script, run here: GITHUB_ENV gets REGISTRY, IMAGE = REGISTRY/lockstep@<index>
+    (what the deploy files pin) and each platform's manifest."""
     script = _script(workflow, step="Image name")
     github_env = tmp_path / "github_env"
     env = {**os.environ, "GITHUB_REPOSITORY": "Some-Owner/Lockstep", "GITHUB_ENV": str(github_env)}
     subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=repo_root, env=env, check=True)
-    digest = json.loads((repo_root / "image.lock").read_text())["digest"]
+    lock = json.loads((repo_root / "image.lock").read_text())
+    name = "ghcr.io/some-owner/lockstep/lockstep"
     assert github_env.read_text().splitlines() == [
         "REGISTRY=ghcr.io/some-owner/lockstep",
-        f"IMAGE=ghcr.io/some-owner/lockstep/lockstep@{digest}",
+        f"IMAGE={name}@{lock['index']['digest']}",
+        f"IMAGE_AMD64={name}@{lock['digest']}",
+        f"IMAGE_ARM64={name}@{lock['platforms']['linux/arm64']['digest']}",
     ]
 
 
@@ -283,29 +307,43 @@ SIGN_STEPS = {"keyless": "Sign and attest keyless", "key": "Sign and attest with
 
 
 @pytest.mark.parametrize("mode", list(SIGN_STEPS))
-def test_cosign_signs_attests_and_verifies_the_digest_never_a_tag(
+def test_cosign_signs_attests_and_verifies_the_digests_never_a_tag(
     workflow: dict[Any, Any], mode: str
 ) -> None:
+    """The index and (--recursive) each manifest signed; the provenance attested to the index,
+    each platform's SBOM to its own manifest; every one verified. All by digest."""
     [step] = [s for s in _steps(workflow, "publish") if s.get("name", "").startswith(SIGN_STEPS[mode])]
     assert step["if"] == f"env.SIGNING == '{mode}'"
     commands = [
         c for c in _commands(_script(workflow, step=SIGN_STEPS[mode]), "cosign") if c[1] != "public-key"
     ]
-    assert [c[1] for c in commands] == ["sign", "attest", "attest", "verify", "verify-attestation"]
-    for command in commands:
-        assert command[-1] == "$IMAGE", f"{command}: must name $IMAGE (REGISTRY/lockstep@sha256:...)"
-    for command in commands[:3]:
+    assert [(c[1], c[-1]) for c in commands] == [
+        ("sign", "$IMAGE"),
+        ("attest", "$IMAGE"),
+        ("attest", "$IMAGE_AMD64"),
+        ("attest", "$IMAGE_ARM64"),
+        ("verify", "$IMAGE"),
+        ("verify-attestation", "$IMAGE"),
+        ("verify", "$image"),
+        ("verify-attestation", "$image"),
+    ]
+    assert 'for image in "$IMAGE_AMD64" "$IMAGE_ARM64"; do' in step["run"]
+    assert "--recursive" in commands[0]
+    for command in commands[:4]:
         assert "--yes" in command  # no prompt in CI
-    attest = {c[c.index("--type") + 1]: c[c.index("--predicate") + 1] for c in commands[1:3]}
+    attest = {(c[c.index("--type") + 1], c[c.index("--predicate") + 1], c[-1]) for c in commands[1:4]}
     assert attest == {
-        "slsaprovenance1": "build/provenance.predicate.json",
-        "cyclonedx": "image/sbom.cdx.json",
+        ("slsaprovenance1", "build/provenance.predicate.json", "$IMAGE"),
+        ("cyclonedx", "image/sbom.cdx.json", "$IMAGE_AMD64"),
+        ("cyclonedx", "image/sbom.arm64.cdx.json", "$IMAGE_ARM64"),
     }
+    checks = {(c[-1], c[c.index("--type") + 1]) for c in commands if c[1] == "verify-attestation"}
+    assert checks == {("$IMAGE", "slsaprovenance1"), ("$image", "cyclonedx")}
     if mode == "keyless":
         assert all("--key" not in c for c in commands)
     else:
-        assert all(c[c.index("--key") + 1] == "env://COSIGN_PRIVATE_KEY" for c in commands[:3])
-        assert all(c[c.index("--key") + 1] == "$RUNNER_TEMP/cosign.pub" for c in commands[3:])
+        assert all(c[c.index("--key") + 1] == "env://COSIGN_PRIVATE_KEY" for c in commands[:4])
+        assert all(c[c.index("--key") + 1] == "$RUNNER_TEMP/cosign.pub" for c in commands[4:])
 
 
 def test_the_signing_key_is_optional_and_reaches_only_the_key_step(
@@ -348,9 +386,7 @@ def test_verification_expects_this_workflows_identity_and_github_s_issuer(
     for command in checks:
         assert command[command.index("--certificate-identity") + 1] == "$SIGNER_IDENTITY"
         assert command[command.index("--certificate-oidc-issuer") + 1] == "$SIGNER_ISSUER"
-    [attestations] = [c for c in checks if c[1] == "verify-attestation"]
-    assert attestations[attestations.index("--type") + 1] == "$type"
-    assert "for type in slsaprovenance1 cyclonedx; do" in script
+    assert len(checks) == 4
 
 
 def test_every_action_is_pinned_by_commit_with_its_tag_beside_it(

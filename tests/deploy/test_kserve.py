@@ -73,7 +73,7 @@ def test_inference_service_is_a_v2_predictor_on_the_lockstep_runtime(
 def test_both_pin_the_image_lock_digest(
     repo_root: Path, isvc: dict[str, Any], runtime: dict[str, Any]
 ) -> None:
-    digest = deploy.locked_digest(repo_root / "image.lock")
+    digest = deploy.pinned_digest(repo_root / "image.lock")
     [container] = runtime["spec"]["containers"]
     for image in (isvc["spec"]["predictor"]["model"]["image"], container["image"]):
         assert image == f"lockstep@{digest}"

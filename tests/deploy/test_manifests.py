@@ -54,15 +54,16 @@ def test_validation_rejects_a_misspelt_field(repo_root: Path) -> None:
         kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
 
 
-def test_kustomization_pins_the_image_lock_digest(repo_root: Path) -> None:
+def test_kustomization_pins_the_image_lock_index_digest(repo_root: Path) -> None:
     [image] = load(repo_root, "kustomization.yaml")["images"]
     assert image["name"] == container(repo_root)["image"] == "lockstep"
-    assert image["digest"] == deploy.locked_digest(repo_root / "image.lock")
+    assert image["digest"] == deploy.pinned_digest(repo_root / "image.lock")
+    assert image["digest"] == json.loads((repo_root / "image.lock").read_text())["index"]["digest"]
 
 
 def test_check_deploy_names_a_stale_digest_and_sync_fixes_it(repo_root: Path, tmp_path: Path) -> None:
     root = shutil.copytree(repo_root / "deploy", tmp_path / "deploy")
-    digest = deploy.locked_digest(repo_root / "image.lock")
+    digest = deploy.pinned_digest(repo_root / "image.lock")
     assert deploy.stale(digest, root) == []
     other = "sha256:" + "0" * 64
     problems = deploy.stale(other, root)

@@ -141,10 +141,11 @@ def test_registry_without_a_port_is_https_on_its_default_port(text: str, base_ur
     assert Registry.parse(text).base_url == base_url
 
 
-def test_cli_reference_is_the_registry_and_image_lock_digest(repo_root: Path) -> None:
+def test_cli_reference_is_the_registry_and_image_lock_index_digest(repo_root: Path) -> None:
+    """The index: what the deploy files pin and `make push` pushes (each node pulls its platform)."""
     proc = imagetool("registry", "reference", "ghcr.io/owner/repo", cwd=repo_root)
     assert proc.returncode == 0, proc.stderr
-    digest = json.loads((repo_root / "image.lock").read_text())["digest"]
+    digest = json.loads((repo_root / "image.lock").read_text())["index"]["digest"]
     assert proc.stdout == f"ghcr.io/owner/repo/lockstep@{digest}\n"
 
 
@@ -593,6 +594,9 @@ def test_a_dripping_registry_is_stopped_by_the_overall_deadline() -> None:
 # --- both platforms and the index over them (`make push`) ------------------------------------------
 
 
+RUN_PYTHON = ("docker", "run", "--rm", "--network=none", "--entrypoint", "python")
+
+
 @pytest.mark.docker
 @pytest.mark.slow
 def test_push_index_sends_both_platforms_with_their_sboms_and_image_locks_index(
@@ -620,6 +624,34 @@ def test_push_index_sends_both_platforms_with_their_sboms_and_image_locks_index(
         layer = json.loads(registry.get_manifest(multi, sbom_ref["digest"]).body)["layers"][0]
         document = json.loads(registry.fetch_blob(multi, layer["digest"]))
         assert document["metadata"]["component"]["version"] == entry["digest"]  # that platform's SBOM
+    # What the deploy files pin: the engine pulls the index by digest and takes each platform's image.
+    ref = f"{multi.reference}@{index['digest']}"
+    for name in index["manifests"]:
+        subprocess.run(["docker", "rmi", "-f", ref], capture_output=True, check=False)
+        pulled = subprocess.run(
+            ["docker", "pull", "--quiet", "--platform", name, ref],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert pulled.returncode == 0, pulled.stderr
+        machine = subprocess.run(
+            [
+                *RUN_PYTHON[:3],
+                "--platform",
+                name,
+                *RUN_PYTHON[3:],
+                ref,
+                "-c",
+                "import platform; print(platform.machine())",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        ).stdout.strip()
+        assert machine == {"linux/amd64": "x86_64", "linux/arm64": "aarch64"}[name]
+    subprocess.run(["docker", "rmi", "-f", ref], capture_output=True, check=False)
 
 
 def test_push_index_refuses_a_lock_without_an_index(tmp_path: Path, registry_server: Registry) -> None:
