@@ -18,6 +18,7 @@ RUN_NAME ?= lockstep-run
 TEST_PREREQS += engine host-tools store base wheels
 
 .PHONY: store lock-store check-store rederive-base engine host-tools binfmt base lock-base wheels image lock-image verify verify-second-builder \
+	bench-arm64-families \
 	check-image-lock run stop \
 	bench-build lock-build-deps
 
@@ -85,6 +86,9 @@ stop: ## Stop the container `make run` started (RUN_NAME, default lockstep-run)
 
 bench-build: setup engine base wheels ## Benchmark image builds (cold, no-change, model-only), size and start-up
 	$(PY) -m bench.build_bench
+
+bench-arm64-families: setup toolchain engine binfmt base wheels ## Each family's gate difference with aarch64's onnxruntime (arm64 image, qemu) beside amd64's; writes bench/results/arm64_families.{json,md}
+	$(PY) -m bench.arm64_families $(BENCH_ARGS)
 
 lock-build-deps: setup ## Regenerate requirements/build.txt (the pip used inside the image build)
 	$(PIP_COMPILE) --upgrade --output-file requirements/build.txt requirements/build.in

@@ -14,12 +14,15 @@ import subprocess
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from imagetool import image, recipe
-from imagetool.container import hardened_container
+from imagetool.container import hardened_container, made_run
+from imagetool.platforms import ARM64
 from tests.families import FAMILIES
+from tests.helpers import free_port
 from tests.image.conftest import dvc
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -43,6 +46,18 @@ def _python(container_id: str, code: str) -> str:
     return done.stdout.strip()
 
 
+def _predict_example(url: str, repo: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The model's metadata and the service's prediction for its example row."""
+    meta = json.loads((repo / "models/metadata.json").read_text())
+    body = json.dumps({"instances": [meta["example"]]}).encode()
+    request = urllib.request.Request(
+        f"{url}/predict", data=body, headers={"content-type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=60) as reply:
+        [prediction] = json.load(reply)["predictions"]
+    return meta, prediction
+
+
 @pytest.mark.parametrize("name", IMAGE_FAMILIES)
 def test_family_image_reproduces_its_digest_and_serves(
     repo_copy: Callable[[], Path], tmp_path: Path, name: str
@@ -64,13 +79,7 @@ def test_family_image_reproduces_its_digest_and_serves(
     image.load_and_tag(first, [tag])
     try:
         with hardened_container(tag) as running:
-            meta = json.loads((repo / "models/metadata.json").read_text())
-            body = json.dumps({"instances": [meta["example"]]}).encode()
-            request = urllib.request.Request(
-                f"{running.url}/predict", data=body, headers={"content-type": "application/json"}
-            )
-            with urllib.request.urlopen(request, timeout=10) as reply:
-                [prediction] = json.load(reply)["predictions"]
+            meta, prediction = _predict_example(running.url, repo)
             if meta["task"] == "regression":
                 assert isinstance(prediction["value"], float)
             else:
@@ -90,5 +99,33 @@ def test_family_image_reproduces_its_digest_and_serves(
             assert libraries == {
                 lib: family.path == "sklearn" and lib in ("sklearn", library) for lib in libraries
             }
+    finally:
+        subprocess.run(["docker", "rmi", tag], capture_output=True, check=False)
+
+
+def test_exact_path_family_serves_on_arm64(repo_copy: Callable[[], Path], tmp_path: Path) -> None:
+    """A model no converter takes (NearestCentroid) goes through on arm64 too: its image installs
+    scikit-learn's aarch64 wheels from the store under emulation, and `make run PLATFORM=linux/arm64`
+    serves the pickle after its start-up check."""
+    family = FAMILIES["nearest-centroid"]
+    repo = repo_copy()
+    family.write_params(repo / "params.yaml", repo / "params.yaml")
+    dvc(repo, "repro", "--quiet")
+    assert json.loads((repo / "models/serving.json").read_text())["path"] == "sklearn"
+    image.preflight(repo, allow_untracked=True, plat=ARM64)
+    inputs = image.current_inputs(repo, ARM64)
+    built = image.buildx(repo, inputs, tmp_path / "arm64.oci.tar", no_cache=False, plat=ARM64)
+    assert built.oci.config["architecture"] == "arm64"
+    tag = f"lockstep:family-exact-arm64-{os.getpid()}"
+    image.load_and_tag(built, [tag])
+    try:
+        with made_run(
+            tag, f"lockstep-exact-arm64-{os.getpid()}", free_port(), timeout=180, platform=ARM64.name
+        ) as c:
+            meta, prediction = _predict_example(c.url, repo)
+            assert prediction["label"] in meta["classes"]
+            assert _python(c.id, "import platform; print(platform.machine())") == "aarch64"
+            with urllib.request.urlopen(f"{c.url}/model", timeout=10) as reply:
+                assert json.load(reply)["serving"]["path"] == "sklearn"
     finally:
         subprocess.run(["docker", "rmi", tag], capture_output=True, check=False)
