@@ -26,6 +26,9 @@ ARG WHEELS=build/wheels
 # Dropped: the packages' own test suites (~1/3 of the venv) and build-time sources (headers,
 # Cython, stubs, static libs); the service never imports them, and pip is not there to mind.
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
+# An exact-path LightGBM model (serve-lightgbm.txt): its library needs the system's libgomp.so.1,
+# which the base lacks; GCC's OpenMP runtime that scikit-learn's wheel vendors stands in for it (as
+# in the toolchain), linked into /usr/lib/<multiarch> of this image only. Other images: no change.
 # The tmpfs hides the host's CPU topology: under qemu (linux/arm64 on an amd64 host) onnxruntime's
 # cpuinfo reads the x86 host's /sys entries at import and crashes; natively it falls back cleanly.
 RUN --mount=type=bind,source=${WHEELS},target=/wheels \
@@ -37,6 +40,13 @@ RUN --mount=type=bind,source=${WHEELS},target=/wheels \
         --require-hashes --no-deps --only-binary=:all: --no-warn-script-location --no-compile \
         -r /tmp/requirements-serve.txt \
  && /opt/venv/bin/python -c "import numpy, onnxruntime, uvicorn, fastapi, uvloop, httptools, orjson, yaml, prometheus_client" \
+ && if [ -d /opt/venv/lib/python3.11/site-packages/lightgbm ]; then \
+        set -- /opt/venv/lib/python3.11/site-packages/scikit_learn.libs/libgomp-*.so.1.0.0 \
+     && test "$#" -eq 1 && test -f "$1" \
+     && lib="/out/usr/lib/$(python3 -c 'import sysconfig; print(sysconfig.get_config_var("MULTIARCH"))')" \
+     && mkdir -p "$lib" && ln -s "$1" "$lib/libgomp.so.1" \
+     && LD_LIBRARY_PATH="$lib" /opt/venv/bin/python -c "import lightgbm"; \
+    fi \
  && find /opt/venv/lib/python3.11/site-packages -type d -name tests -prune -exec rm -rf {} + \
  && find /opt/venv/lib/python3.11/site-packages -type f \( -name '*.pyi' -o -name '*.pxd' -o -name '*.pyx' \
         -o -name '*.h' -o -name '*.c' -o -name '*.cpp' -o -name '*.a' \) -delete \

@@ -103,6 +103,16 @@ FAMILIES = {
     "lightgbm-regressor": Family(
         "lightgbm.LGBMRegressor", {"n_estimators": 20}, "penguins.csv", "body_mass_g", "onnx", "float"
     ),
+    # Linear trees: the converter drops their leaves' linear models, so the gate fails and the model
+    # takes the exact path; its image needs lightgbm's OpenMP runtime (libgomp.so.1).
+    "lightgbm-exact": Family(
+        "lightgbm.LGBMClassifier",
+        {"n_estimators": 20, "linear_tree": True},
+        "penguins.csv",
+        "species",
+        "sklearn",
+        None,
+    ),
     # Platt-scaled probabilities: predict() (what both paths serve) is not always their argmax.
     "svc": Family("sklearn.svm.SVC", {"probability": True}, "penguins.csv", "species", "onnx", "double"),
     # skl2onnx has no converter for it: the exact path.

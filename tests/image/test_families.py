@@ -35,6 +35,7 @@ IMAGE_FAMILIES = [
     "hist-gradient-boosting-regressor",
     "xgboost",
     "lightgbm",
+    "lightgbm-exact",
     "nearest-centroid",
 ]
 
