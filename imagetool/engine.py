@@ -164,9 +164,15 @@ def emulated_platforms() -> list[str]:
 
 
 def _use_answering(verb: str) -> bool:
-    """True when an engine answers and is usable (logged); exit 2 when it answers but is not."""
+    """True when an engine answers and is usable (logged); exit 2 when it answers but is not, or
+    when DOCKER_HOST names one that does not answer (installing another would not be the one asked for)."""
     found = probe()
     if found is None:
+        if os.environ.get("DOCKER_HOST"):
+            raise InputError(
+                f"DOCKER_HOST={os.environ['DOCKER_HOST']}: no Docker engine answers there; start it, "
+                "or unset DOCKER_HOST to use (or install) this host's engine"
+            )
         return False
     why = problem(found)
     if why:

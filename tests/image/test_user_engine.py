@@ -212,3 +212,17 @@ def test_the_system_engine_is_usable_and_lists_arm64() -> None:
     assert found.containerd_store
     assert found.buildx
     assert {"linux/amd64", "linux/arm64"} <= set(engine.emulated_platforms())
+
+
+@pytest.mark.parametrize("verb", ["install", "start"])
+def test_a_docker_host_that_does_not_answer_is_named_and_nothing_is_installed(
+    tmp_path: Path, verb: str
+) -> None:
+    """DOCKER_HOST says which engine the user wants: when it is down, installing or starting this
+    host's engine instead would build elsewhere than asked."""
+    before = _fingerprint()
+    done = _imagetool_engine(verb, f"unix://{tmp_path}/nothing.sock")
+    assert done.returncode == 2, done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith(f"error: DOCKER_HOST=unix://{tmp_path}/nothing.sock: no Docker engine answers")
+    assert _fingerprint() == before
