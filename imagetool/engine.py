@@ -143,15 +143,33 @@ def probe() -> Engine | None:
     )
 
 
-@cache
-def require() -> Engine:
-    """The engine that answers, checked (once per process): what every build goes through."""
+NO_ENGINE = "no Docker engine answers: start yours, or run `make engine` (Debian hosts)"
+
+
+def answering() -> Engine | None:
+    """The engine that answers, checked; None when none does. Exit 2 when it answers but is not
+    usable, or when DOCKER_HOST names one that does not answer (installing another would not be
+    the one asked for)."""
     found = probe()
     if found is None:
-        raise InputError("no Docker engine answers: start yours, or run `make engine` (Debian hosts)")
+        if os.environ.get("DOCKER_HOST"):
+            raise InputError(
+                f"DOCKER_HOST={os.environ['DOCKER_HOST']}: no Docker engine answers there; start it, "
+                "or unset DOCKER_HOST to use (or install) this host's engine"
+            )
+        return None
     why = problem(found)
     if why:
         raise InputError(why)
+    return found
+
+
+@cache
+def require() -> Engine:
+    """The usable engine (checked once per process): what every build goes through."""
+    found = answering()
+    if found is None:
+        raise InputError(NO_ENGINE)
     return found
 
 
@@ -164,24 +182,14 @@ def emulated_platforms() -> list[str]:
 
 
 def _use_answering(verb: str) -> bool:
-    """True when an engine answers and is usable (logged); exit 2 when it answers but is not, or
-    when DOCKER_HOST names one that does not answer (installing another would not be the one asked for)."""
-    found = probe()
-    if found is None:
-        if os.environ.get("DOCKER_HOST"):
-            raise InputError(
-                f"DOCKER_HOST={os.environ['DOCKER_HOST']}: no Docker engine answers there; start it, "
-                "or unset DOCKER_HOST to use (or install) this host's engine"
-            )
-        return False
-    why = problem(found)
-    if why:
-        raise InputError(why)
-    log(
-        f"docker-engine: using the engine at {found.endpoint}: {found.product} {found.version}, "
-        f"{found.buildkit_shown}, buildx {found.buildx}, containerd image store; nothing to {verb}"
-    )
-    return True
+    """True when a usable engine answers (logged), False when none does."""
+    found = answering()
+    if found is not None:
+        log(
+            f"docker-engine: using the engine at {found.endpoint}: {found.product} {found.version}, "
+            f"{found.buildkit_shown}, buildx {found.buildx}, containerd image store; nothing to {verb}"
+        )
+    return found is not None
 
 
 def main() -> int:
@@ -190,7 +198,7 @@ def main() -> int:
     args = p.parse_args()
     if args.command == "check":
         if not _use_answering("do"):
-            raise InputError("no Docker engine answers: start yours, or run `make engine` (Debian hosts)")
+            raise InputError(NO_ENGINE)
         return 0
     if args.command in ("install", "start") and _use_answering(args.command):
         return 0

@@ -226,3 +226,21 @@ def test_a_docker_host_that_does_not_answer_is_named_and_nothing_is_installed(
     [line] = done.stderr.strip().splitlines()
     assert line.startswith(f"error: DOCKER_HOST=unix://{tmp_path}/nothing.sock: no Docker engine answers")
     assert _fingerprint() == before
+
+
+def test_a_host_that_is_not_linux_asks_the_engine_which_platforms_it_runs(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """macOS (Docker Desktop): no binfmt_misc to read, and `arm64` for its own machine. The engine's
+    BuildKit list decides instead; the real system engine answers here."""
+    monkeypatch.setattr("sys.platform", "darwin")
+    monkeypatch.setenv(platforms.BINFMT_DIR_ENV, str(tmp_path))  # no handler this host could see
+    monkeypatch.setattr("platform.machine", lambda: "x86_64")
+    assert platforms.ARM64.runnable_problem() is None  # the engine lists linux/arm64
+    riscv = platforms.Platform("linux/riscv64", "riscv64", "riscv64", "-riscv64", "qemu-riscv64")
+    problem = riscv.runnable_problem()
+    assert problem is not None
+    assert problem.startswith("linux/riscv64: the Docker engine does not run riscv64 binaries")
+    monkeypatch.setattr("platform.machine", lambda: "arm64")  # Apple Silicon
+    assert platforms.ARM64.native()
+    assert not platforms.AMD64.native()
