@@ -18,6 +18,7 @@ import orjson
 import contract
 from api.settings import Settings
 from contract import ContractError
+from contract.dates import model_order, part_names
 
 # How the ONNX graph may take a column: numbers as double or float tensors, categories as strings.
 # (int64 inputs cannot carry a missing value, and every column here may be null.)
@@ -30,7 +31,7 @@ class Feature:
     """One input column as the model was trained on it."""
 
     name: str
-    kind: str  # "numeric" | "categorical"
+    kind: str  # "numeric" | "categorical" | "date" (ISO 8601 text; the model takes its parts)
     categories: tuple[str, ...] | None  # levels seen in training (categorical only)
     missing: bool  # whether the training data had gaps in it
 
@@ -52,6 +53,17 @@ class Metadata:
     @property
     def is_classifier(self) -> bool:
         return self.task != "regression"
+
+    @property
+    def model_features(self) -> tuple[Feature, ...]:
+        """The model's input columns (contract.dates.model_order): the features that are not dates,
+        then each date's parts as numeric columns. Requests name `features`; runners feed these."""
+        by_name = {f.name: f for f in self.features}
+        missing = {part: f.missing for f in self.features if f.kind == "date" for part in part_names(f.name)}
+        return tuple(
+            by_name.get(name) or Feature(name, "numeric", None, missing[name])
+            for name, _ in model_order((f.name, f.kind) for f in self.features)
+        )
 
 
 @dataclass(frozen=True)
@@ -158,6 +170,9 @@ def parse_metadata(raw: bytes, path: Path) -> Metadata:
     names = [f.name for f in features]
     if not names or len(set(names)) != len(names):
         raise ContractError(f"{path}: feature names are empty or not unique")
+    parts = {part for f in features if f.kind == "date" for part in part_names(f.name)}
+    if parts & set(names):
+        raise ContractError(f"{path}: feature {sorted(parts & set(names))[0]!r} is also a date's part")
     classes: tuple[str, ...] = ()
     if task == "regression":
         if doc.get("classes") is not None:
@@ -180,7 +195,7 @@ def _parse_onnx(section: Any, path: Path, metadata: Metadata) -> OnnxGraph:
     if not isinstance(section, dict):
         raise ContractError(f"{path}: path is 'onnx' but the onnx section is missing")
     entries = _require(section, "inputs", list, path)
-    by_feature = {f.name: f for f in metadata.features}
+    by_feature = {f.name: f for f in metadata.model_features}
     inputs = []
     for i, entry in enumerate(entries):
         names = entry.get("features") if isinstance(entry, dict) else None

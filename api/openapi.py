@@ -13,6 +13,7 @@ from fastapi.openapi.utils import get_openapi
 
 from api.artifacts import Feature, Metadata
 from api.state import ServiceState
+from contract.dates import ISO_8601, part_names
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -36,6 +37,16 @@ def feature_schema(feature: Feature, max_abs: float) -> dict[str, Any]:
             "type": ["number", "null"],
             "minimum": -max_abs,
             "maximum": max_abs,
+        }
+    if feature.kind == "date":
+        return {
+            "title": feature.name,
+            "type": ["string", "null"],
+            "pattern": rf"^\s*{ISO_8601.pattern}\s*$",
+            "examples": ["2024-03-01", "2024-03-01T13:45:00Z"],
+            "description": "ISO 8601 date or date-time; the model takes "
+            + ", ".join(part_names(feature.name))
+            + " (days since 1970-01-01 in UTC, month, weekday)",
         }
     # Not an enum: a category the training data never had is accepted (and counted in /metrics).
     return {

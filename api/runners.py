@@ -99,14 +99,15 @@ class OnnxRunner:
         unknown = [name for name in self._outputs if name not in graph_outputs]
         if unknown:
             raise ContractError(f"{where}: the graph has no output named {unknown[0]!r}")
-        numeric = [f.name for f in metadata.features if f.numeric]
+        # The model's columns: a date arrives as its numeric parts, after the numeric features.
+        numeric = [f.name for f in metadata.model_features if f.numeric]
         position = {name: k for k, name in enumerate(numeric)}
         # Numeric inputs: (name, column indices in Batch.numeric or None for all of them in order,
         # dtype, width); an [n, 1] input is a block of one.
         self._numeric_inputs: list[tuple[str, np.ndarray | None, type, int]] = []
         categorical_input = {spec.features[0]: spec.name for spec in graph.inputs if spec.type == "string"}
         # In metadata order, as Batch.categorical holds the columns.
-        self._categorical_features = [f.name for f in metadata.features if not f.numeric]
+        self._categorical_features = [f.name for f in metadata.model_features if not f.numeric]
         self._categorical_inputs = [categorical_input[name] for name in self._categorical_features]
         for spec in graph.inputs:
             if spec.type == "string":
@@ -179,9 +180,10 @@ class SklearnRunner:
                 f"{where}: the exact path needs {exc.name or 'scikit-learn'} "
                 "(the image for such a model installs requirements/serve-sklearn.txt)"
             ) from None
-        self._names = [f.name for f in metadata.features]
-        self._numeric = {f.name: k for k, f in enumerate(f for f in metadata.features if f.numeric)}
-        self._categorical = {f.name: k for k, f in enumerate(f for f in metadata.features if not f.numeric)}
+        features = metadata.model_features  # a date as its numeric parts, after the numeric features
+        self._names = [f.name for f in features]
+        self._numeric = {f.name: k for k, f in enumerate(f for f in features if f.numeric)}
+        self._categorical = {f.name: k for k, f in enumerate(f for f in features if not f.numeric)}
         self._classifier = metadata.is_classifier
         self._missing_string = missing_string
         if self._classifier:

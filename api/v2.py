@@ -40,7 +40,7 @@ from api.predict import check_finite
 from api.request_context import request_context
 from api.runners import Scores
 from api.state import ServiceState
-from api.validation import Batch, BodyTokens, load_json, read_json_body
+from api.validation import DATE_PROBLEM, Batch, BodyTokens, date_matrix, load_json, read_json_body
 
 JSON = "application/json"
 INT_TYPES = {
@@ -202,7 +202,8 @@ class V2Codec:
         parser = model.parser
         self.features = parser.features
         self.numeric_index = {n: k for k, n in enumerate(parser.numeric_names)}
-        self.categorical_index = {n: k for k, n in enumerate(parser.categorical_names)}
+        self.categorical_index = {n: k for k, n in enumerate(parser.categorical_names)}  # and dates
+        self.dates = [f.name for f in parser.features if f.kind == "date"]
         self.all_numeric = not parser.categorical_names
         self.classifier = model.metadata.is_classifier
         self.output_names = ("label", "probabilities") if self.classifier else ("value",)
@@ -339,6 +340,11 @@ class V2Codec:
         columns: list[Sequence[str | None]] = [
             self._categories(by_name[name]) for name in self.categorical_index
         ]
+        for name in self.dates:  # refused here, located in the tensor, rather than by _batch
+            _, bad = date_matrix(columns[self.categorical_index[name]])
+            if bad:
+                message = f"{by_name[name].where}: data[{bad[0]}] {DATE_PROBLEM}"
+                raise bad_request(message, f"{name}.data")
         return self.model.parser._batch(rows, numeric, columns)
 
     def _numbers(self, tensor: Tensor, plain: bool = False) -> np.ndarray:
@@ -407,10 +413,10 @@ class V2Codec:
                 raise bad_request(message, f"{tensor.name}.data")
         return array
 
-    @staticmethod
-    def _categories(tensor: Tensor) -> list[str | None]:
+    def _categories(self, tensor: Tensor) -> list[str | None]:
         if tensor.datatype != "BYTES":
-            message = f"{tensor.where} is categorical: datatype must be BYTES, got {tensor.datatype}"
+            what = "a date" if tensor.name in self.dates else "categorical"
+            message = f"{tensor.where} is {what}: datatype must be BYTES, got {tensor.datatype}"
             raise bad_request(message, f"{tensor.name}.datatype")
         if not set(map(type, tensor.values)) <= _TEXT_VALUES:
             message = f"{tensor.where}: BYTES data must be strings or null"

@@ -32,6 +32,7 @@ from starlette.types import Receive, Scope
 
 from api.artifacts import Feature
 from api.errors import MAX_REPORTED_ERRORS, ClientError, problem
+from contract.dates import DATE_PARTS, date_parts
 
 # Feature values are measurements; magnitudes past this are refused by name rather than left to
 # overflow a model's arithmetic into inf/NaN.
@@ -175,10 +176,29 @@ def _numeric_problem(value: Any, max_abs: float) -> str | None:
     return None
 
 
-def _categorical_problem(value: Any) -> str | None:
+def _categorical_problem(value: Any, what: str = "a category") -> str | None:
     if value is None or isinstance(value, str):
         return None
-    return f"must be a string (a category) or null, got {_json_type(value)}"
+    return f"must be a string ({what}) or null, got {_json_type(value)}"
+
+
+DATE_PROBLEM = "must be an ISO 8601 date such as 2024-03-01 or 2024-03-01T13:45:00Z, or null"
+
+
+def date_matrix(column: Sequence[str | None]) -> tuple[np.ndarray, list[int]]:
+    """A date column's parts (contract.dates) as a (rows, parts) float64 matrix, NaN for null, and
+    the rows whose value is not a date. Training computes the same parts with the same function."""
+    matrix = np.full((len(column), len(DATE_PARTS)), np.nan)
+    bad = []
+    for i, value in enumerate(column):
+        if value is None:
+            continue
+        parts = date_parts(value)
+        if parts is None:
+            bad.append(i)
+        else:
+            matrix[i] = parts
+    return matrix, bad
 
 
 def _getter(keys: Sequence[Any]) -> Callable[[Any], Row]:
@@ -206,6 +226,14 @@ class InstanceParser:
         self.numeric_names = tuple(self.names[i] for i in numeric)
         self.categorical_names = tuple(self.names[i] for i in categorical)
         self._known = [frozenset(self.features[i].categories or ()) for i in categorical]
+        # Dates travel as strings with the categories, and become numbers in _batch.
+        self._dates = [
+            (k, self.names[i]) for k, i in enumerate(categorical) if self.features[i].kind == "date"
+        ]
+        self._date_names = frozenset(name for _, name in self._dates)
+        self._what = [
+            "an ISO 8601 date" if self.features[i].kind == "date" else "a category" for i in categorical
+        ]
         # Where each value of a row goes: (is numeric, index within its kind), by feature position.
         self._slot = {i: (True, k) for k, i in enumerate(numeric)} | {
             i: (False, k) for k, i in enumerate(categorical)
@@ -350,10 +378,32 @@ class InstanceParser:
         ):
             if gaps:
                 missing[name] = gaps
-            unseen = n_rows - gaps - sum(map(known.__contains__, column))
+            unseen = 0 if name in self._date_names else n_rows - gaps - sum(map(known.__contains__, column))
             if unseen:
                 unknown[name] = unseen
+        if self._dates:
+            numeric, columns = self._date_parts(numeric, columns)
         return Batch(n_rows, numeric, columns, missing, unknown)
+
+    def _date_parts(
+        self, numeric: np.ndarray, columns: Sequence[Sequence[str | None]]
+    ) -> tuple[np.ndarray, list[Sequence[str | None]]]:
+        """The model's numeric columns (the numbers, then each date's parts) and its categorical
+        ones, or a 422 naming each row and field whose value is not a date."""
+        blocks = [numeric]
+        problems: list[dict[str, Any]] = []
+        for k, name in self._dates:
+            matrix, bad = date_matrix(columns[k])
+            problems.extend(
+                problem(i, name, DATE_PROBLEM) for i in bad[: MAX_REPORTED_ERRORS - len(problems)]
+            )
+            blocks.append(matrix)
+        if problems:
+            first = problems[0]
+            where = f"row {first['row']}, field {first['field']}"
+            raise ClientError(422, "invalid_instances", f"{where}: {first['message']}", problems)
+        dates = {k for k, _ in self._dates}
+        return np.hstack(blocks), [c for k, c in enumerate(columns) if k not in dates]
 
     def _exact(self, doc: Any) -> Batch:
         """Validate value by value, collecting every problem (up to the cap) with its row and field."""
@@ -440,7 +490,11 @@ class InstanceParser:
             if len(found) >= budget:
                 break
             is_numeric, index = self._slot[position]
-            reason = _numeric_problem(value, self.max_abs) if is_numeric else _categorical_problem(value)
+            reason = (
+                _numeric_problem(value, self.max_abs)
+                if is_numeric
+                else _categorical_problem(value, self._what[index])
+            )
             if reason:
                 found.append(problem(row_index, self.names[position], reason))
             elif is_numeric:

@@ -8,9 +8,13 @@ Formats (all JSON written with sorted keys where order carries no meaning, float
 
 `data/prepared/schema.json` (stage prepare): the inferred column types,
     {"schema_version": 1, "target": str, "task": "classification"|"regression",
-     "features": [{"name": str, "kind": "numeric"|"categorical",
+     "features": [{"name": str, "kind": "numeric"|"categorical"|"date",
                    "categories": [str, ...] | null,   # sorted levels seen in training (categorical)
                    "missing": bool}]}                  # whether the raw data had gaps in it
+    A date feature (ISO 8601 text, `contract.dates`) reaches the model as three numeric columns,
+    `<name>:days`, `<name>:month`, `<name>:weekday`; the model's input columns are the features that
+    are not dates, in order, then the dates' parts (`contract.dates.model_order`). Requests and the
+    prepared CSVs carry the date's text.
 
 `models/model.joblib` (stage train): the fitted scikit-learn Pipeline (preprocessing built from the
     schema, then the estimator params.yaml names). Loaded only after its md5 matched dvc.lock and its
@@ -45,6 +49,7 @@ Formats (all JSON written with sorted keys where order carries no meaning, float
               "precision": "double"|"float",           # what numeric inputs the graph takes
               "inputs": [{"name": onnx input name, "features": [feature name, ...],
                           "type": "double"|"float"|"string"}],
+                  # features here are the model's input columns: a date's parts, not the date
                   # one feature: an [N, 1] tensor; several (numeric only): one [N, k] block with the
                   # columns in that order (the export merges the converter's per-column inputs)
               "outputs": {"label": name|null, "probabilities": name|null, "value": name|null},
@@ -104,7 +109,7 @@ ROC_FILE = PLOTS_DIR / "roc.json"  # classification; [] for a regressor
 RESIDUALS_FILE = PLOTS_DIR / "residuals.json"  # regression; [] for a classifier
 
 # --- vocabularies --------------------------------------------------------------------------------
-FEATURE_KINDS = ("numeric", "categorical")
+FEATURE_KINDS = ("numeric", "categorical", "date")
 TASKS = ("binary", "multiclass", "regression")
 SERVING_PATHS = ("onnx", "sklearn")
 # What a missing categorical value becomes before it reaches the model (pickle and ONNX graph

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import resource
 import sys
 import time
 from collections.abc import Callable
@@ -25,5 +26,11 @@ def run_stage(main: Callable[[], None]) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     # The last line of the stage's summary, which `dvc repro` shows with the stage's output.
-    print(f"{stage}: done in {time.perf_counter() - start:.1f} s", flush=True)
+    print(f"{stage}: done in {time.perf_counter() - start:.1f} s, peak memory {peak_mib():,} MiB", flush=True)
     return 0
+
+
+def peak_mib() -> int:
+    """This process's peak resident memory (in the toolchain: the stage's own, not docker's)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return round(peak / (2**20 if sys.platform == "darwin" else 2**10))

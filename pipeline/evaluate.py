@@ -146,7 +146,7 @@ def main() -> None:
     schema = read_schema(SCHEMA_FILE)
     test = read_table(TEST_CSV, schema)
     model, _ = load_verified_pickle(MODEL_FILE)  # its md5 must be dvc.lock's first
-    if list(getattr(model, "feature_names_in_", [])) != schema.names:
+    if list(getattr(model, "feature_names_in_", [])) != [c.name for c in schema.model_columns]:
         raise PipelineError(f"{MODEL_FILE}: its features differ from {SCHEMA_FILE}'s: re-run train")
     X = model_input(test.X, schema)
     # Compute everything before writing anything: a failure leaves no partial outputs.

@@ -151,12 +151,12 @@ def merge_column_inputs(graph: Any) -> dict[str, list[str]]:
 
 
 def graph_names(schema: Schema) -> dict[str, str]:
-    """{graph input name: feature}: a feature's own name when it is an identifier, else a sanitised
-    one (skl2onnx rewrites names with spaces, `/`, a leading digit, ...; only ASCII letters, digits
-    and `_` survive it). Only the graph sees these: serving.json maps each graph input to its
-    features, so the API and its clients keep the CSV's header names."""
+    """{graph input name: model column (a feature, or a date's part)}: a column's own name when it is
+    an identifier, else a sanitised one (skl2onnx rewrites names with spaces, `/`, a leading digit,
+    ...; only ASCII letters, digits and `_` survive it). Only the graph sees these: serving.json maps
+    each graph input to its features, so the API and its clients keep the CSV's header names."""
     taken: dict[str, str] = {}
-    for index, name in enumerate(schema.names):
+    for index, name in enumerate(c.name for c in schema.model_columns):
         safe = name if SAFE_NAME.fullmatch(name) else f"f{index}_{re.sub(r'[^A-Za-z0-9_]', '_', name)}"
         while safe in taken:
             safe = f"{safe}_"
@@ -170,7 +170,7 @@ def onnx_inputs(graph: Any, merged: dict[str, list[str]], schema: Schema) -> lis
     from onnx import TensorProto
 
     names = {TensorProto.DOUBLE: "double", TensorProto.FLOAT: "float", TensorProto.STRING: "string"}
-    known = set(schema.names)
+    known = {c.name for c in schema.model_columns}
     feature_of = graph_names(schema)
     inputs = []
     for tensor in graph.input:
@@ -218,7 +218,7 @@ def convert(model: Pipeline, schema: Schema, precision: str) -> tuple[bytes, lis
     graph_name = {feature: name for name, feature in graph_names(schema).items()}
     inputs = [
         (graph_name[c.name], number([None, 1]) if c.kind == "numeric" else StringTensorType([None, 1]))
-        for c in schema.features
+        for c in schema.model_columns
     ]
     model = rename_columns(model, graph_name)
     estimator = model.steps[-1][1]
@@ -324,7 +324,7 @@ def with_probes(X_raw: pd.DataFrame, schema: Schema) -> pd.DataFrame:
     for column in schema.features:
         gap = first.copy()
         gap[column.name] = pd.Series(
-            [None if column.kind == "categorical" else np.nan], dtype=gap[column.name].dtype
+            [np.nan if column.kind == "numeric" else None], dtype=gap[column.name].dtype
         )
         probes.append(gap)
         if column.kind == "categorical":

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
 import pandas as pd  # type: ignore[import-untyped]  # no pandas-stubs in the dev lock
 from sklearn.base import BaseEstimator
 from sklearn.compose import ColumnTransformer
@@ -10,6 +15,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from contract import MISSING_STRING
+from contract.dates import DATE_PARTS, date_parts, part_names
 from pipeline.estimator import needs_scaling
 from pipeline.schema import Schema
 
@@ -19,8 +25,8 @@ def build_model(schema: Schema, estimator: BaseEstimator) -> Pipeline:
     a tree family. Categorical: a gap arrives as MISSING_STRING (constant imputation done by
     `model_input`, since ONNX string tensors cannot hold None), then one-hot over the levels the
     schema lists; a level never seen in training encodes as all zeros instead of failing."""
-    numeric = [c.name for c in schema.features if c.kind == "numeric"]
-    categorical = [c for c in schema.features if c.kind == "categorical"]
+    numeric = [c.name for c in schema.model_columns if c.kind == "numeric"]  # with dates' parts
+    categorical = [c for c in schema.model_columns if c.kind == "categorical"]
     numeric_steps: list[tuple[str, BaseEstimator]] = [("impute", SimpleImputer(strategy="median"))]
     if needs_scaling(estimator):
         numeric_steps.append(("scale", StandardScaler()))
@@ -37,11 +43,29 @@ def build_model(schema: Schema, estimator: BaseEstimator) -> Pipeline:
 
 
 def model_input(X: pd.DataFrame, schema: Schema) -> pd.DataFrame:
-    """What the fitted pipeline takes: features in schema order, a categorical gap as MISSING_STRING
-    (numeric gaps stay NaN, which the imputer handles)."""
-    out = X.loc[:, schema.names].copy()
+    """What the fitted pipeline takes: its input columns (Schema.model_columns), a categorical gap
+    as MISSING_STRING (numeric gaps stay NaN, which the imputer handles), a date as its parts
+    (contract.dates; a gap or a value that is not a date: NaN in each part)."""
+    out = X.loc[:, [c.name for c in schema.features if c.kind != "date"]].copy()
     for column in schema.features:
         if column.kind == "categorical":
             values = [MISSING_STRING if v is None or v != v else str(v) for v in out[column.name].tolist()]
             out[column.name] = pd.Series(values, dtype=object, index=out.index)
+    for column in (c for c in schema.features if c.kind == "date"):
+        parts = date_columns(X[column.name].tolist())
+        for name, part in zip(part_names(column.name), parts, strict=True):
+            out[name] = pd.Series(part, dtype=np.float64, index=X.index)
     return out
+
+
+def date_columns(values: Sequence[Any]) -> list[npt.NDArray[np.float64]]:
+    """The parts of each date (contract.dates) as one float64 column per part; NaN for a gap.
+    Each distinct date is parsed once: a million rows hold a few thousand days."""
+    seen: dict[str, tuple[float, float, float] | None] = {}
+    rows = [
+        None if v is None or v != v else seen[v] if v in seen else seen.setdefault(v, date_parts(str(v)))
+        for v in values
+    ]
+    gap = (np.nan,) * len(DATE_PARTS)
+    matrix = np.array([gap if r is None else r for r in rows], dtype=np.float64).reshape(-1, len(DATE_PARTS))
+    return [matrix[:, k].copy() for k in range(len(DATE_PARTS))]

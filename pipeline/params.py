@@ -46,7 +46,7 @@ class PrepareParams(_Section):
     # blow up the model (and is usually an ID column by mistake).
     max_categories: int = Field(default=50, gt=0)
     # Override the inferred kind of a column, e.g. {year: categorical}.
-    column_kinds: dict[Label, Literal["numeric", "categorical"]] = Field(default_factory=dict)
+    column_kinds: dict[Label, Literal["numeric", "categorical", "date"]] = Field(default_factory=dict)
     # Columns left out of the model entirely (an ID, a name, free text).
     drop_columns: list[Label] = Field(default_factory=list)
     # The CSV dialect; null: detected (see pipeline.dialect).

@@ -36,19 +36,19 @@ def drop_rows_without_target(
     cells: Cells, target: str, *, drop: bool, source: Path, notes: list[str] | None = None
 ) -> Cells:
     """Refuse (naming the first line) or drop rows whose target is missing."""
-    gaps = [i for i, v in enumerate(cells[target]) if v is None]
-    if not gaps:
+    gaps = cells[target].gaps
+    if not gaps.any():
         return cells
+    count = int(gaps.sum())
     if not drop:
         raise PipelineError(
-            f"{source}: line {gaps[0] + 2}, column {target!r}: missing target "
-            f"({len(gaps)} row(s); prepare.drop_missing_target: true drops them)"
+            f"{source}: line {int(np.flatnonzero(gaps)[0]) + 2}, column {target!r}: missing target "
+            f"({count} row(s); prepare.drop_missing_target: true drops them)"
         )
     if notes is not None:
-        notes.append(f"dropped {len(gaps)} row(s) without a target (prepare.drop_missing_target)")
-    gone = set(gaps)
-    keep = [i for i in range(len(cells[target])) if i not in gone]
-    return {name: [values[i] for i in keep] for name, values in cells.items()}
+        notes.append(f"dropped {count} row(s) without a target (prepare.drop_missing_target)")
+    keep = np.flatnonzero(~gaps)
+    return {name: column.take(keep) for name, column in cells.items()}
 
 
 def feature_columns(header: list[str], params: PrepareParams, path: Path) -> list[str]:
@@ -101,12 +101,15 @@ def load_raw(
 ) -> tuple[Table, dict[str, str]]:
     """The raw CSV as a typed table, and the kind of each feature column. `notes`, if given,
     receives the stage summary's lines (dialect, rows, each column's kind and why)."""
+    # The target's labels and the columns set categorical are kept as text, as written.
+    as_text = [params.target, *(n for n, kind in params.column_kinds.items() if kind != "numeric")]
     header, cells, dialect = read_cells(
         path,
         missing_values=params.missing_values,
         encoding=params.encoding,
         delimiter=params.delimiter,
         decimal=params.decimal,
+        keep_text=as_text,
     )
     features = feature_columns(header, params, path)
     rows = len(cells[params.target])
@@ -117,7 +120,7 @@ def load_raw(
     cells = drop_rows_without_target(
         cells, params.target, drop=params.drop_missing_target, source=path, notes=notes
     )
-    if not cells[params.target]:
+    if not len(cells[params.target]):
         raise PipelineError(f"{path}: no rows with a target value")
     reasons: dict[str, str] = {}
     kinds = infer_kinds(

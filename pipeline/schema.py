@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from contract import FEATURE_KINDS, MISSING_STRING, PARAMS_FILE, SCHEMA_VERSION
+from contract.dates import date_parts, model_order, part_names
+from pipeline.cells import RawColumn, numbers_of
 from pipeline.errors import PipelineError
 
 TASKS = ("classification", "regression")
@@ -19,7 +24,7 @@ TASKS = ("classification", "regression")
 @dataclass(frozen=True)
 class Column:
     name: str
-    kind: str  # "numeric" | "categorical"
+    kind: str  # "numeric" | "categorical" | "date"
     categories: tuple[str, ...] | None  # sorted levels seen in the training split (categorical)
     missing: bool  # whether the raw data had gaps in this column
 
@@ -33,6 +38,19 @@ class Schema:
     @property
     def names(self) -> list[str]:
         return [c.name for c in self.features]
+
+    @property
+    def model_columns(self) -> tuple[Column, ...]:
+        """The model's input columns: the features that are not dates, then each date's parts
+        (numeric; contract.dates). What the preprocessing and the ONNX graph take."""
+        by_name = {c.name: c for c in self.features}
+        dates = {
+            part: by_name[c.name] for c in self.features if c.kind == "date" for part in part_names(c.name)
+        }
+        return tuple(
+            by_name[name] if name in by_name else Column(name, "numeric", None, dates[name].missing)
+            for name, _ in model_order((c.name, c.kind) for c in self.features)
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -102,19 +120,24 @@ def _cells_of(items: Sequence[tuple[int, str]], limit: int = 3) -> str:
     return ", ".join(shown) + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
-def _numeric_kind(name: str, parsed: Sequence[tuple[int, str, float | None]], source: Path) -> str:
+def _first(column: RawColumn, values: Collection[str]) -> tuple[int, str]:
+    """The first cell (row, text) of a text column whose value is one of `values`."""
+    assert column.text is not None
+    return next((i, v) for i, v in enumerate(column.text.tolist()) if v is not None and v in values)
+
+
+def _numeric_kind(name: str, column: RawColumn, source: Path) -> str:
     """Why `name` is numeric, or an error naming its first non-finite cell."""
-    bad = next(((i, v) for i, v, num in parsed if num is not None and not math.isfinite(num)), None)
-    if bad is not None:
-        raise PipelineError(
-            f"{source}: line {bad[0] + 2}, column {name!r}: {bad[1]!r} is not a finite number"
-        )
-    distinct = len({num for _, _, num in parsed})
-    if (
-        distinct == len(parsed)
-        and distinct > MAX_ODD_TOKENS
-        and all(num is not None and num.is_integer() for _, _, num in parsed)
-    ):
+    present = ~column.gaps
+    if column.numbers is None:  # read as text: every present cell is a number, maybe not finite
+        assert column.text is not None
+        finite = {v for v in set(column.text[present].tolist()) if math.isfinite(float(v))}
+        if len(finite) < len(set(column.text[present].tolist())):
+            i, v = _first(column, set(column.text[present].tolist()) - finite)
+            raise PipelineError(f"{source}: line {i + 2}, column {name!r}: {v!r} is not a finite number")
+    values = numbers_of(column)[present]
+    distinct = len(np.unique(values))
+    if distinct == len(values) and distinct > MAX_ODD_TOKENS and bool(np.all(values == np.floor(values))):
         return (
             f"numeric: every value a number; all {distinct} distinct whole numbers "
             f"(an ID? prepare.drop_columns leaves it out)"
@@ -123,19 +146,22 @@ def _numeric_kind(name: str, parsed: Sequence[tuple[int, str, float | None]], so
 
 
 def infer_kinds(
-    columns: Mapping[str, Sequence[str | None]],
+    columns: Mapping[str, RawColumn],
     *,
     overrides: Mapping[str, str],
     max_categories: int,
     source: Path,
     reasons: dict[str, str] | None = None,
 ) -> dict[str, str]:
-    """name -> "numeric" | "categorical": numeric when every present value parses as a finite number.
+    """name -> "numeric" | "categorical" | "date": numeric when every present value parses as a
+    finite number, date when every one is an ISO 8601 date (contract.dates), else categorical.
     `reasons`, if given, receives each column's kind and why (the stage summary prints them).
+    A column overridden as categorical must have been read as text (see pipeline.data.read_cells).
 
     Refuses (naming the column and, for a value, its line) an entirely empty column, a numeric
-    override on text, a non-finite number, a column of numbers with a few other tokens (listing
-    them: missing-value markers, most likely), and a categorical column over `max_categories` levels.
+    override on text, a date override on a value that is not one, a non-finite number, a column of
+    numbers or of dates with a few other tokens (listing them: missing-value markers, most likely),
+    a categorical column over `max_categories` levels, and a date whose part names are taken.
     """
     unknown = sorted(set(overrides) - set(columns))
     if unknown:
@@ -145,54 +171,93 @@ def infer_kinds(
         )
     kinds: dict[str, str] = {}
     why: dict[str, str] = {} if reasons is None else reasons
-    for name, values in columns.items():
-        present = [(i, v) for i, v in enumerate(values) if v is not None]
-        if not present:
+    for name, column in columns.items():
+        present = ~column.gaps
+        n_present = int(present.sum())
+        if not n_present:
             raise PipelineError(
                 f"{source}: column {name!r} is entirely empty (prepare.drop_columns leaves it out)"
             )
-        parsed = [(i, v, _as_number(v)) for i, v in present]
-        text = [(i, v) for i, v, num in parsed if num is None]
         override = overrides.get(name)
-        kind = override or ("numeric" if not text else "categorical")
-        if kind == "numeric":
-            if text:
+        # Each distinct value is parsed once: a category's million cells are a few levels.
+        counts: Counter[str] = Counter() if column.text is None else Counter(column.text[present].tolist())
+        tokens = sorted(v for v in counts if _as_number(v) is None)
+        n_text = sum(counts[t] for t in tokens)
+        dates = [t for t in tokens if date_parts(t) is not None] if override in (None, "date") else []
+        kind = override or (
+            "numeric" if not tokens else "date" if len(dates) == len(tokens) else "categorical"
+        )
+        if kind == "date":
+            not_dates = sorted(set(counts) - set(dates))
+            if not_dates:
+                i, v = _first(column, set(not_dates))
                 raise PipelineError(
-                    f"{source}: line {text[0][0] + 2}, column {name!r}: {text[0][1]!r} is not a number "
+                    f"{source}: line {i + 2}, column {name!r}: {v!r} is not an ISO 8601 date "
+                    "such as 2024-03-01 or 2024-03-01T13:45:00Z (prepare.column_kinds says date)"
+                )
+            i, v = _first(column, set(dates))
+            why[name] = (
+                "date: set in prepare.column_kinds"
+                if override
+                else f"date: every value ISO 8601, such as {v!r}"
+            ) + f"; the model takes {', '.join(part_names(name))}"
+        elif kind == "numeric":
+            if tokens:
+                i, v = _first(column, set(tokens))
+                raise PipelineError(
+                    f"{source}: line {i + 2}, column {name!r}: {v!r} is not a number "
                     f"(prepare.column_kinds says numeric)"
                 )
-            why[name] = _numeric_kind(name, parsed, source)
+            why[name] = _numeric_kind(name, column, source)
             if override:
                 why[name] = "numeric: set in prepare.column_kinds"
         else:
-            tokens = sorted({v for _, v in text})
+            assert column.text is not None, f"{name}: a categorical override is read as text"
             if (
                 not override
-                and len(text) < len(present)
+                and n_text < n_present
                 and len(tokens) <= MAX_ODD_TOKENS
-                and (len(present) - len(text) >= MOSTLY_NUMERIC * len(present))
+                and (n_present - n_text >= MOSTLY_NUMERIC * n_present)
             ):
                 raise PipelineError(
-                    f"{source}: column {name!r}: numbers except {len(text)} cell(s) holding "
-                    f"{', '.join(map(repr, tokens))} (first: {_cells_of(text, 1)}): if they mean "
-                    f'"no value", add them to prepare.missing_values; if the column is a category, '
-                    f"set prepare.column_kinds: {{{name}: categorical}}"
+                    f"{source}: column {name!r}: numbers except {n_text} cell(s) holding "
+                    f"{', '.join(map(repr, tokens))} (first: {_cells_of([_first(column, set(tokens))], 1)}): "
+                    f'if they mean "no value", add them to prepare.missing_values; if the column is a '
+                    f"category, set prepare.column_kinds: {{{name}: categorical}}"
                 )
-            levels = {v for _, v in present}
-            if MISSING_STRING in levels:
+            n_dates = sum(counts[t] for t in dates)
+            if not override and n_dates and n_dates >= MOSTLY_NUMERIC * n_present:
+                odd = sorted(set(tokens) - set(dates))
+                if len(odd) <= MAX_ODD_TOKENS:
+                    raise PipelineError(
+                        f"{source}: column {name!r}: ISO 8601 dates except "
+                        f"{n_present - n_dates} cell(s) holding {', '.join(map(repr, odd))} "
+                        f"(first: {_cells_of([_first(column, set(odd))], 1)}): if they mean "
+                        f'"no value", add them to prepare.missing_values; if the column is a '
+                        f"category, set prepare.column_kinds: {{{name}: categorical}}"
+                    )
+            if MISSING_STRING in counts:
                 raise PipelineError(
                     f"{source}: column {name!r}: the value {MISSING_STRING!r} is reserved for missing values"
                 )
-            if len(levels) > max_categories:
+            if len(counts) > max_categories:
                 raise PipelineError(
-                    f"{source}: column {name!r} has {len(levels)} distinct values, over "
+                    f"{source}: column {name!r} has {len(counts)} distinct values, over "
                     f"prepare.max_categories={max_categories} (an ID or free text? prepare.drop_columns: "
                     f"[{name}] leaves it out; a category with that many levels: raise the limit)"
                 )
-            why[name] = (
-                "categorical: set in prepare.column_kinds"
-                if override
-                else f"categorical: text such as {text[0][1]!r} (line {text[0][0] + 2})"
-            ) + f", {len(levels)} levels"
+            if override:
+                reason = "categorical: set in prepare.column_kinds"
+            else:
+                i, v = _first(column, set(tokens))
+                reason = f"categorical: text such as {v!r} (line {i + 2})"
+            why[name] = reason + f", {len(counts)} levels"
         kinds[name] = kind
+    for name in (n for n, kind in kinds.items() if kind == "date"):
+        taken = [part for part in part_names(name) if part in columns]
+        if taken:
+            raise PipelineError(
+                f"{source}: column {name!r} is a date, whose part {taken[0]!r} is also a column's "
+                "name: rename that column, or leave it out with prepare.drop_columns"
+            )
     return kinds

@@ -11,6 +11,7 @@ import pytest
 
 from api.app import create_app
 from tests.api.support import DEFAULT, Artifacts, TestClient, train_family
+from tests.helpers import dated_csv
 
 # Model families beyond the default, as a user would choose them: params.yaml overrides (dotted
 # keys) for a repo copy whose `dvc repro` then writes real artifacts.
@@ -18,6 +19,11 @@ PENGUINS = {
     "prepare.raw_data": "data/raw/penguins.csv",
     "prepare.target": "species",
     "evaluate.positive_class": None,  # three species: macro averages
+}
+DATED = {
+    "prepare.raw_data": "data/raw/dated.csv",
+    "prepare.target": "busy",
+    "evaluate.positive_class": "yes",
 }
 FAMILIES: dict[str, dict[str, Any]] = {
     # Multi-class, two categorical columns, missing values: the ONNX path.
@@ -40,7 +46,21 @@ FAMILIES: dict[str, dict[str, Any]] = {
         "train.estimator.class": "sklearn.semi_supervised.LabelPropagation",
         "train.estimator.params": {"kernel": "knn"},
     },
+    # A date column (ISO 8601, with gaps) beside a number and a category; the ONNX path.
+    "dated-forest": {
+        **DATED,
+        "train.estimator.class": "sklearn.ensemble.RandomForestClassifier",
+        "train.estimator.params": {"n_estimators": 50},
+    },
+    # The same data on the exact path: the pickle takes the date's parts too.
+    "dated-exact": {
+        **DATED,
+        "train.estimator.class": "sklearn.semi_supervised.LabelPropagation",
+        "train.estimator.params": {"kernel": "knn"},
+    },
 }
+# Files a family's repo copy gets before `dvc repro`.
+FILES = {name: {"data/raw/dated.csv": dated_csv()} for name in ("dated-forest", "dated-exact")}
 
 
 @pytest.fixture(scope="session")
@@ -50,7 +70,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Artifac
 
     def get(name: str) -> Artifacts:
         if name not in cache:
-            cache[name] = train_family(tmp_path_factory.mktemp(name) / "repo", FAMILIES[name])
+            repo = tmp_path_factory.mktemp(name) / "repo"
+            cache[name] = train_family(repo, FAMILIES[name], FILES.get(name))
         return cache[name]
 
     return get

@@ -143,9 +143,12 @@ def set_dotted(doc: dict[str, Any], key: str, value: Any) -> None:
     doc[last] = value
 
 
-def train_family(dest: Path, overrides: dict[str, Any]) -> Artifacts:
-    """Copy the repository, apply the params overrides and run the real pipeline (`dvc repro`)."""
+def train_family(dest: Path, overrides: dict[str, Any], files: dict[str, str] | None = None) -> Artifacts:
+    """Copy the repository, add `files` (path -> text), apply the params overrides and run the real
+    pipeline (`dvc repro`)."""
     repo = copy_repo(dest)
+    for name, text in (files or {}).items():
+        (repo / name).write_text(text)
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
     params_file = repo / "params.yaml"
     params = yaml.safe_load(params_file.read_text())

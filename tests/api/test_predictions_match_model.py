@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd  # type: ignore[import-untyped]  # no pandas-stubs in the dev lock
 
 from contract import load_verified_pickle
+from contract.dates import date_parts, part_names
 from tests.api.support import DEFAULT, Artifacts, TestClient
 
 
@@ -18,7 +19,7 @@ def split_rows(artifacts: Artifacts) -> tuple[pd.DataFrame, list[dict[str, Any]]
     meta = artifacts.metadata_document()
     kinds = {f["name"]: f["kind"] for f in meta["features"]}
     frame = pd.read_csv(
-        artifacts.test_split, dtype={n: "object" for n, k in kinds.items() if k == "categorical"}
+        artifacts.test_split, dtype={n: "object" for n, k in kinds.items() if k != "numeric"}
     )[list(kinds)]
     rows = [
         {n: None if isinstance(v, float) and math.isnan(v) else v for n, v in record.items()}
@@ -29,7 +30,13 @@ def split_rows(artifacts: Artifacts) -> tuple[pd.DataFrame, list[dict[str, Any]]
     for name, kind in kinds.items():
         if kind == "categorical":
             frame[name] = frame[name].astype(object).where(frame[name].notna(), gap)
-    return frame, rows
+    # And a date as its parts (contract.dates), after the other features.
+    model = frame[[n for n, k in kinds.items() if k != "date"]].copy()
+    for name in (n for n, k in kinds.items() if k == "date"):
+        parts = [date_parts(v) if isinstance(v, str) else None for v in frame[name].tolist()]
+        for j, part in enumerate(part_names(name)):
+            model[part] = [math.nan if p is None else p[j] for p in parts]
+    return model, rows
 
 
 def assert_within_gate(served: Any, expected: Any, gate: dict[str, Any]) -> None:

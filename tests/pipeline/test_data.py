@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pipeline.data import atomic_write, read_table, write_table
+from pipeline.data import atomic_write, read_cells, read_table, write_table
 from pipeline.errors import PipelineError
 from pipeline.params import PrepareParams
 from pipeline.prepare import build_schema, load_raw, split
@@ -160,3 +160,47 @@ def test_a_semicolon_decimal_comma_latin_1_csv_round_trips_bit_for_bit(tmp_path:
     again = read_table(out, schema)
     assert again.X["f1"].to_numpy().tobytes() == table.X["f1"].to_numpy().tobytes()
     assert again.X["city"].tolist() == table.X["city"].tolist()
+
+
+def test_chunks_store_numbers_compactly_and_read_a_column_again_when_text_comes_late(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunks of two rows: `late` is numbers for two chunks, then text, so it is read again as text
+    (as written: "3.50", not 3.5); `n` keeps only its float64 values; `inf` stays text so its error
+    can quote the cell."""
+    import pipeline.data
+
+    path = _csv(tmp_path, "n,late,inf,label\n1.5,3.50,1,x\n,4,2,y\n2,5,3,x\n7,6,4,y\n8,x,inf,x\n")
+    monkeypatch.setattr(pipeline.data, "CHUNK_ROWS", 2)
+    header, cells, _ = read_cells(path, missing_values=[""], keep_text=["label"])
+    assert header == ["n", "late", "inf", "label"]
+    assert cells["n"].text is None
+    assert cells["n"].numbers is not None
+    assert cells["n"].numbers.tolist()[2:] == [2.0, 7.0, 8.0]
+    assert math.isnan(cells["n"].numbers[1])
+    assert cells["n"].gaps.tolist() == [False, True, False, False, False]
+    assert cells["late"].numbers is None
+    assert cells["late"].text is not None
+    assert cells["late"].text.tolist() == ["3.50", "4", "5", "6", "x"]
+    assert cells["inf"].text is not None
+    assert cells["inf"].text.tolist()[-1] == "inf"
+    assert cells["label"].text is not None
+    assert cells["label"].text.tolist() == ["x", "y", "x", "y", "x"]
+    with pytest.raises(PipelineError, match=r"line 6, column 'inf': 'inf' is not a finite number"):
+        load_raw(path, _params(drop_columns=["late"]), "classification")
+
+
+def test_one_row_chunks_give_the_same_table_as_one_chunk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pipeline.data
+
+    source = Path(__file__).resolve().parents[2] / "data/raw/penguins.csv"
+    params = _params(raw_data=str(source), target="species", missing_values=["", "NA"])
+    whole, kinds = load_raw(source, params, "classification")
+    monkeypatch.setattr(pipeline.data, "CHUNK_ROWS", 1)
+    chunked, chunked_kinds = load_raw(source, params, "classification")
+    assert kinds == chunked_kinds
+    assert "categorical" in kinds.values()
+    assert whole.X.equals(chunked.X)
+    assert whole.y.tolist() == chunked.y.tolist()

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import pipeline_workdir
+from tests.helpers import dated_csv, pipeline_workdir
 from tests.pipeline.test_stage_cli import assert_clean_failure, assert_no_outputs, edit_params, run_stage
 
 pytestmark = pytest.mark.slow
@@ -197,6 +197,74 @@ def test_an_all_unique_whole_number_column_is_reported_as_a_possible_id(workdir:
     proc = run_stage(workdir, "prepare")
     assert proc.returncode == 0, proc.stderr
     assert "order_id: numeric: every value a number; all 80 distinct whole numbers (an ID?" in proc.stdout
+
+
+def dated(workdir: Path, text: str) -> None:
+    write_raw(workdir, text)
+    edit_params(
+        workdir, lambda p: p["prepare"].update(target="busy") or p["evaluate"].update(positive_class="yes")
+    )
+
+
+def test_an_iso_8601_column_is_a_date_whose_parts_the_model_takes(workdir: Path) -> None:
+    dated(workdir, dated_csv())
+    out = {}
+    for stage in ("prepare", "train", "evaluate", "export"):
+        proc = run_stage(workdir, stage)
+        assert proc.returncode == 0, proc.stderr
+        out[stage] = proc.stdout
+    assert kinds(workdir) == {"visited": "date", "temperature": "numeric", "station": "categorical"}
+    assert (
+        "prepare:   visited: date: every value ISO 8601, such as '2024-01-30'; the model takes "
+        "visited:days, visited:month, visited:weekday" in out["prepare"]
+    )
+    # The prepared CSV keeps the text as written; the model and the graph take the parts.
+    assert "2024-06-29 20:32:00+02:00" in prepared_column(workdir, "visited") + prepared_column(
+        workdir, "visited", "test"
+    )
+    assert "export: serves the ONNX graph" in out["export"]
+    serving = json.loads((workdir / "models/serving.json").read_text())
+    fed = sorted(f for spec in serving["onnx"]["inputs"] for f in spec["features"])
+    assert fed == ["station", "temperature", "visited:days", "visited:month", "visited:weekday"]
+    assert any(row["visited"] is None for row in serving["check"]["rows"])  # a gap is checked too
+    metrics = json.loads((workdir / "reports/metrics.json").read_text())
+    assert metrics["accuracy"] > 0.7  # weekday and month decide most labels: the parts carry them
+
+
+def test_a_date_override_names_the_first_value_that_is_not_one(workdir: Path) -> None:
+    text = dated_csv().replace("2024-01-30,", "30/01/2024,", 1)
+    dated(workdir, text)
+    edit_params(workdir, lambda p: p["prepare"].update(column_kinds={"visited": "date"}))
+    proc = run_stage(workdir, "prepare")
+    assert_clean_failure(
+        proc, RAW, "line 2, column 'visited': '30/01/2024' is not an ISO 8601 date", "prepare.column_kinds"
+    )
+    assert_no_outputs(workdir, "prepare")
+
+
+def test_mostly_dates_with_a_few_other_tokens_lists_them_and_the_key(workdir: Path) -> None:
+    lines = dated_csv().splitlines()
+    lines[3] = "unknown" + lines[3][lines[3].index(",") :]
+    lines[8] = "unknown" + lines[8][lines[8].index(",") :]
+    dated(workdir, "\n".join(lines) + "\n")
+    proc = run_stage(workdir, "prepare")
+    assert_clean_failure(
+        proc,
+        RAW,
+        "column 'visited': ISO 8601 dates except 2 cell(s) holding 'unknown' (first: 'unknown' (line 4))",
+        "prepare.missing_values",
+    )
+    edit_params(workdir, lambda p: p["prepare"].update(missing_values=["", "NA", "unknown"]))
+    assert run_stage(workdir, "prepare").returncode == 0
+    assert kinds(workdir)["visited"] == "date"
+
+
+def test_a_date_whose_part_name_is_taken_is_refused(workdir: Path) -> None:
+    lines = dated_csv().splitlines()
+    text = "\n".join(["visited:days," + lines[0], *(f"{i}," + line for i, line in enumerate(lines[1:]))])
+    dated(workdir, text + "\n")
+    proc = run_stage(workdir, "prepare")
+    assert_clean_failure(proc, RAW, "column 'visited' is a date, whose part 'visited:days' is also a column")
 
 
 # --- 4. targets and labels -------------------------------------------------------------------
