@@ -1,6 +1,6 @@
 """The stack's former front proxy, kept only as the baseline of `make bench-proxy`
 (bench/proxy_overhead.py). Not deployed: HAProxy replaced it (deploy/proxy/haproxy.cfg), for the
-faults listed in the README's Swarm section. What follows is its original description.
+faults listed in docs/deploy.md (Docker Swarm). What follows is its original description.
 
 Front proxy for the Swarm stack: HTTP/1.1, round-robin over the service's tasks, retries.
 

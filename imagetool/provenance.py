@@ -13,7 +13,7 @@ digest is as good as another. `verify` rebuilds the statement from the tree and 
 dependency that differs; with --image it also checks the local image's digest.
 `predicate` writes the statement's SLSA predicate alone, once `verify` passes: what `cosign attest
 --type slsaprovenance1 --predicate` takes (cosign writes the statement itself, with the image it
-attests as subject). Signing is left to cosign: keyless in CI, `--key` locally (README, Deploy).
+attests as subject). Signing is left to cosign: keyless in CI, `--key` locally (docs/supply-chain.md).
 """
 
 from __future__ import annotations
