@@ -17,7 +17,6 @@ timestamp-based stdlib ``.pyc`` stay valid.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import io
 import os
@@ -30,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from imagetool import aptsources, common, inrelease, platforms
+from imagetool import aptsources, common, inrelease
 from imagetool.common import ROOT, InputError, ToolError, file_digest, log, read_json, rel, run
 from imagetool.platforms import AMD64, Platform
 
@@ -292,7 +291,7 @@ def tarball_matches(lock: dict[str, Any], plat: Platform = AMD64) -> bool:
     return tarball.is_file() and file_digest(tarball) == lock["tarball"]["sha256"]
 
 
-def _current_lock(plat: Platform) -> tuple[dict[str, Any], dict[str, Any]]:
+def current_lock(plat: Platform) -> tuple[dict[str, Any], dict[str, Any]]:
     definition = load_definition()
     lock = load_lock(plat)
     if lock["definition_sha256"] != definition_sha256(definition):
@@ -304,31 +303,9 @@ def _current_lock(plat: Platform) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def cmd_check(plat: Platform = AMD64) -> int:
-    _, lock = _current_lock(plat)
+    _, lock = current_lock(plat)
     state = "matches" if tarball_matches(lock, plat) else "absent or different (run `make base`)"
     log(f"base: {rel(plat.base_lock())} ok ({len(lock['packages'])} packages); {rel(plat.rootfs())} {state}")
-    return 0
-
-
-def cmd_build(plat: Platform = AMD64) -> int:
-    """build/base/rootfs.tar from the store (never from the mirror: `make lock-base` is that)."""
-    from imagetool import store
-
-    _, lock = _current_lock(plat)
-    tarball = plat.rootfs()
-    if tarball_matches(lock, plat):
-        log(f"base: {rel(tarball)} matches {rel(plat.base_lock())} (cached)")
-        return 0
-    store.ensure([store.rootfs_group(plat)], quiet=True)
-    stored = store.STORE / store.rootfs_name(plat)
-    if file_digest(stored) != lock["tarball"]["sha256"]:
-        raise ToolError(
-            f"{rel(stored)}: not the tarball {rel(plat.base_lock())} locks "
-            f"(sha256 {lock['tarball']['sha256']}); "
-            "after `make lock-base`, run `make lock-store`"
-        )
-    store.place(stored, tarball)
-    log(f"base: {rel(tarball)} from {rel(stored)} sha256:{lock['tarball']['sha256']} (= lock)")
     return 0
 
 
@@ -368,18 +345,3 @@ def cmd_lock(plat: Platform = AMD64) -> int:
     common.write_json_atomic(lock_path, lock)
     log(f"base: wrote {rel(lock_path)}: {len(built.packages)} packages, sha256:{built.sha256}, epoch {epoch}")
     return 0
-
-
-def main() -> int:
-    p = argparse.ArgumentParser(prog="python -m imagetool base", description=__doc__.split("\n")[0])
-    p.add_argument("command", choices=["build", "lock", "check"])
-    platforms.add_argument(p)
-    args = p.parse_args()
-    command = {"build": cmd_build, "lock": cmd_lock, "check": cmd_check}[args.command]
-    for plat in platforms.chosen(args.platform):
-        command(plat)
-    return 0
-
-
-if __name__ == "__main__":
-    common.main_wrapper(main)

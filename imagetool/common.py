@@ -131,27 +131,3 @@ def run(
     except subprocess.CalledProcessError as e:
         detail = (e.stderr or "").strip()[-2000:] if capture else ""
         raise ToolError(f"command failed ({e.returncode}): {' '.join(cmd)}\n{detail}".rstrip()) from None
-
-
-def main_wrapper(fn: Any) -> None:
-    """Run a CLI entry point; a ToolError becomes one readable line and exit status 1 (2 for an
-    InputError)."""
-    try:
-        code = fn()
-    except InputError as e:
-        log(f"error: {e}")
-        sys.exit(2)
-    except ToolError as e:
-        log(f"error: {e}")
-        sys.exit(1)
-    except KeyboardInterrupt:
-        sys.exit(130)
-    sys.exit(code or 0)
-
-
-def chosen_verb(argv: Sequence[str], tool: str, verbs: Sequence[str]) -> str:
-    """`argv`'s single verb if it is one of `verbs`; else the usage line and exit 2."""
-    if len(argv) == 1 and argv[0] in verbs:
-        return argv[0]
-    print(f"usage: python -m imagetool {tool} {{{','.join(verbs)}}}", file=sys.stderr)
-    raise SystemExit(2)

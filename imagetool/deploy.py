@@ -16,14 +16,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from imagetool.common import chosen_verb
+from imagetool.common import InputError
 
 IMAGE_LOCK = Path("image.lock")
 DEPLOY_DIR = Path("deploy")
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 
-class DeployError(Exception):
+class DeployError(InputError):
     """A deploy file or image.lock is not as it should be; the message names it."""
 
 
@@ -93,22 +93,15 @@ def sync(digest: str, root: Path = DEPLOY_DIR) -> list[Path]:
     return changed
 
 
-def main(argv: list[str]) -> int:
-    verb = chosen_verb(argv, "deploy", ("check", "sync"))
-    try:
-        digest = pinned_digest()
-        if verb == "sync":
-            for path in sync(digest):
-                print(f"deploy: {path} now pins {digest}")
-            return 0
-        problems = stale(digest)
-    except DeployError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+def check_or_sync(verb: str) -> int:
+    """`python -m imagetool deploy check|sync`: 1, naming each file, when one pins another digest
+    than image.lock's; sync rewrites them."""
+    digest = pinned_digest()
+    if verb == "sync":
+        for path in sync(digest):
+            print(f"deploy: {path} now pins {digest}")
+        return 0
+    problems = stale(digest)
     for line in problems:
         print(f"error: {line}; run `make sync-deploy`", file=sys.stderr)
     return 1 if problems else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

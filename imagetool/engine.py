@@ -17,7 +17,6 @@ hosts) and start it.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -27,7 +26,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from imagetool.common import InputError, log, main_wrapper
+from imagetool.common import InputError, log
 
 MIN_BUILDKIT = (0, 13)
 MIN_ENGINE = (26, 0)  # the first moby release that vendors BuildKit 0.13
@@ -192,21 +191,16 @@ def _use_answering(verb: str) -> bool:
     return found is not None
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(prog="python -m imagetool engine", description=__doc__.split("\n")[0])
-    p.add_argument("command", choices=["install", "start", "check", "stop", "status", "host-tools", "binfmt"])
-    args = p.parse_args()
-    if args.command == "check":
+def run(command: str) -> int:
+    """`python -m imagetool engine COMMAND`: the engine that answers when it is usable; else, or for
+    a command only the script has, engine.sh (which this process becomes)."""
+    if command == "check":
         if not _use_answering("do"):
             raise InputError(NO_ENGINE)
         return 0
-    if args.command in ("install", "start") and _use_answering(args.command):
+    if command in ("install", "start") and _use_answering(command):
         return 0
     # No engine answers (install, start), or a verb only the script has: it starts daemons
     # (setsid, pid files) and runs dpkg/apt-get, which a shell says directly.
     sys.stdout.flush()
-    return os.execv("/usr/bin/env", ["env", "bash", str(SCRIPT), args.command])
-
-
-if __name__ == "__main__":
-    main_wrapper(main)
+    return os.execv("/usr/bin/env", ["env", "bash", str(SCRIPT), command])

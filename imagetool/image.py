@@ -766,32 +766,3 @@ def cmd_inputs(args: argparse.Namespace) -> int:
     json.dump(data, sys.stdout, indent=2, sort_keys=True)
     print()
     return 0
-
-
-def main() -> int:
-    p = argparse.ArgumentParser(prog="python -m imagetool image", description=__doc__.split("\n")[0])
-    sub = p.add_subparsers(dest="command", required=True)
-    for name in ("build", "lock", "verify", "check", "inputs"):
-        sp = sub.add_parser(name)
-        if name in ("build", "lock"):
-            sp.add_argument("--no-cache", action="store_true", help="rebuild every layer")
-        if name == "build":
-            sp.add_argument("--no-load", action="store_true", help="write the OCI tarball only")
-        platforms.add_argument(sp)
-        if name in ("build", "lock", "verify"):
-            sp.add_argument(
-                "--allow-untracked", action="store_true", help="let files git does not track into the context"
-            )
-    args = p.parse_args()
-    handlers = {
-        "build": cmd_build,
-        "lock": cmd_lock,
-        "verify": cmd_verify,
-        "check": cmd_check,
-        "inputs": cmd_inputs,
-    }
-    return handlers[args.command](args)
-
-
-if __name__ == "__main__":
-    common.main_wrapper(main)

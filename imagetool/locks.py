@@ -13,6 +13,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from imagetool.common import InputError
+
 # Flags every lock is compiled with (the Makefile's PIP_COMPILE uses the same).
 PIP_COMPILE_FLAGS = (
     "--quiet",
@@ -35,7 +37,7 @@ _FORBIDDEN = (
 )
 
 
-class LockError(Exception):
+class LockError(InputError):
     """A lock file breaks a rule; the message names the file and line."""
 
 
@@ -53,7 +55,11 @@ def normalize(name: str) -> str:
 
 def parse_lock(path: Path) -> dict[str, Requirement]:
     """Parse a lock file (see parse_lock_text)."""
-    return parse_lock_text(path.read_text(), str(path))
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise LockError(f"{path}: cannot read ({exc.strerror})") from None
+    return parse_lock_text(text, str(path))
 
 
 def parse_lock_text(text: str, source: str) -> dict[str, Requirement]:
@@ -184,20 +190,14 @@ def check(lock: Path) -> None:
             )
 
 
-def main(argv: list[str]) -> int:
-    if len(argv) < 2 or argv[0] != "check":
-        print("usage: python -m imagetool locks check LOCK.txt [LOCK.txt ...]", file=sys.stderr)
-        return 2
+def check_all(paths: list[Path]) -> int:
+    """`python -m imagetool locks check LOCK...`: each lock checked and said; 1 if any fails."""
     failed = False
-    for name in argv[1:]:
+    for path in paths:
         try:
-            check(Path(name))
-            print(f"ok: {name}")
+            check(path)
+            print(f"ok: {path}")
         except LockError as exc:
             print(f"error: {exc}", file=sys.stderr)
             failed = True
     return 1 if failed else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -18,7 +18,6 @@ attests as subject). Signing is left to cosign: keyless in CI, `--key` locally (
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import subprocess
@@ -27,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import contract
-from imagetool import platforms
+from imagetool import platforms, recipe
+from imagetool.common import InputError
 from imagetool.locks import LockError, parse_lock
 from imagetool.sbom import IMAGE_LOCK, STORE_LOCK, read_json, serve_lock_for
 
@@ -35,12 +35,12 @@ STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
 BUILD_TYPE = "urn:lockstep:build:oci-image:v1"
 BUILDER_ID = "urn:lockstep:builder:docker-buildx-network-none"
-BUILD_LOCK = Path("requirements/build.txt")
+BUILD_LOCK = Path(recipe.BUILD_LOCK)
 DEFAULT_OUT = Path("build/provenance.intoto.json")
 PREDICATE_OUT = Path("build/provenance.predicate.json")
 
 
-class ProvenanceError(Exception):
+class ProvenanceError(InputError):
     """An input or statement is missing or malformed; the message names it."""
 
 
@@ -192,41 +192,39 @@ def verify(document: dict[str, Any], root: Path = Path(), image: str | None = No
     return problems
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m imagetool provenance")
-    sub = parser.add_subparsers(dest="command", required=True)
-    write = sub.add_parser("write")
-    write.add_argument("out", nargs="?", type=Path, default=DEFAULT_OUT)
-    check = sub.add_parser("verify")
-    check.add_argument("file", type=Path)
-    check.add_argument("--image", help="also check this local image's digest (e.g. lockstep:latest)")
-    pred = sub.add_parser("predicate", help="the SLSA predicate alone, for cosign attest --predicate")
-    pred.add_argument("file", type=Path)
-    pred.add_argument("out", nargs="?", type=Path, default=PREDICATE_OUT)
-    args = parser.parse_args(argv)
-    try:
-        if args.command == "write":
-            text = json.dumps(statement(), indent=2, sort_keys=True) + "\n"
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(text)
-            print(f"provenance: wrote {args.out}")
-            return 0
-        doc = _json(args.file)
-        problems = verify(doc, image=args.image if args.command == "verify" else None)
-        if args.command == "predicate" and not problems:
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(json.dumps(doc["predicate"], indent=2, sort_keys=True) + "\n")
-            print(f"provenance: wrote {args.out} (the predicate of {args.file}, {PREDICATE_TYPE})")
-            return 0
-    except ProvenanceError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+def write(out: Path) -> int:
+    """`python -m imagetool provenance write [OUT]`: the statement for the tree as it is."""
+    text = json.dumps(statement(), indent=2, sort_keys=True) + "\n"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    print(f"provenance: wrote {out}")
+    return 0
+
+
+def _problems(file: Path, problems: list[str]) -> int:
     for line in problems:
-        print(f"error: {args.file}: {line}", file=sys.stderr)
-    if not problems:
-        print(f"provenance: {args.file} matches the tree" + (f" and {args.image}" if args.image else ""))
-    return 1 if problems else 0
+        print(f"error: {file}: {line}", file=sys.stderr)
+    return 1
 
 
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+def check(file: Path, image: str | None) -> int:
+    """`python -m imagetool provenance verify FILE [--image REF]`: 1, naming each difference, unless
+    the statement matches the tree (and the local image)."""
+    problems = verify(_json(file), image=image)
+    if problems:
+        return _problems(file, problems)
+    print(f"provenance: {file} matches the tree" + (f" and {image}" if image else ""))
+    return 0
+
+
+def write_predicate(file: Path, out: Path) -> int:
+    """`python -m imagetool provenance predicate FILE [OUT]`: the verified statement's predicate
+    alone, for `cosign attest --predicate`."""
+    doc = _json(file)
+    problems = verify(doc)
+    if problems:
+        return _problems(file, problems)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc["predicate"], indent=2, sort_keys=True) + "\n")
+    print(f"provenance: wrote {out} (the predicate of {file}, {PREDICATE_TYPE})")
+    return 0

@@ -23,11 +23,9 @@ run has a deadline (`--deadline`); a malformed answer is one line and exit 2.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import re
-import sys
 import tarfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,7 +35,7 @@ from typing import IO, Any
 from urllib.parse import urljoin
 
 from imagetool import platforms
-from imagetool.deploy import DeployError, locked_digest, locked_index, pinned_digest
+from imagetool.deploy import locked_digest, locked_index, pinned_digest
 from imagetool.registry_client import (
     DEADLINE,
     CredentialLookup,
@@ -376,76 +374,57 @@ def push_index(
 # --- CLI ---------------------------------------------------------------------------------------
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m imagetool registry", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    push = sub.add_parser("push", help="push build/image/lockstep.oci.tar (image.lock's digest)")
-    push.add_argument("registry", help="HOST:PORT[/PREFIX] or NAME.DOMAIN[/PREFIX]")
-    push.add_argument("--tag", default="latest", help="also tag the manifest (default: latest)")
-    push.add_argument("--sbom", type=Path, help="attach this CycloneDX file (e.g. image/sbom.cdx.json)")
-    push.add_argument("--oci", type=Path, default=OCI_TAR, help=f"the OCI tarball (default {OCI_TAR})")
-    push.add_argument(
-        "--index",
-        action="store_true",
-        help="push every platform's image (--oci's and, beside it, lockstep-arm64.oci.tar or the like)"
-        " and image.lock's index over them",
-    )
-    push.add_argument(
-        "--sbom-dir", type=Path, help="with --index: attach each platform's SBOM from here (e.g. image/)"
-    )
-    refs = sub.add_parser("referrers", help="list the artifacts attached to the image")
-    refs.add_argument("registry", help="HOST:PORT[/PREFIX] or NAME.DOMAIN[/PREFIX]")
-    refs.add_argument("digest", nargs="?", help="default: image.lock's digest")
-    for talking in (push, refs):
-        talking.add_argument(
-            "--deadline",
-            type=float,
-            default=DEADLINE,
-            help=f"seconds for the whole run (default {DEADLINE:g})",
-        )
-    ref = sub.add_parser(
-        "reference", help="print REGISTRY/lockstep@<image.lock's index digest> (what deploy/ pins)"
-    )
-    ref.add_argument("registry", help="HOST:PORT[/PREFIX] or NAME.DOMAIN[/PREFIX]")
-    args = parser.parse_args(argv)
-    try:
-        reg = Registry.parse(args.registry)
-        if args.command == "reference":
-            print(f"{reg.reference}@{pinned_digest()}")
-            return 0
-        # Credentials are asked for at a 401 only.
-        reg = Registry.parse(args.registry, credentials=find_credentials, deadline=args.deadline)
-        if args.command == "referrers":
-            digest = args.digest or locked_digest()
-            if not _DIGEST.fullmatch(digest):
-                raise RegistryError(f"digest {digest!r} is not sha256:<64 hex>")
-            for desc in referrers(reg, digest):
-                print(f"{desc['digest']} {desc.get('artifactType', '?')}")
-            return 0
-        if args.index:
-            said = push_index(reg, locked_index(), args.oci, args.tag, args.sbom_dir)
-            print("\n".join(said))
-            return 0
-        expected = locked_digest()
-        sbom = None
-        if args.sbom is not None:
-            try:
-                sbom = args.sbom.read_bytes()
-            except OSError as exc:
-                raise RegistryError(
-                    f"{args.sbom}: cannot read the SBOM ({exc.strerror}); "
-                    "`make sbom` writes it (`make push SBOM=` pushes without it)"
-                ) from None
-            check_sbom(sbom, args.sbom, expected)
-        digest = push_image(reg, open_tarball(args.oci), expected, args.tag)
-        print(f"pushed {reg.reference}@{digest}")
-        if sbom is not None:
-            print(f"attached {reg.reference}@{attach_sbom(reg, digest, sbom)} (SBOM, subject {digest})")
-    except (RegistryError, DeployError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+def print_reference(registry: str) -> int:
+    """`python -m imagetool registry reference REGISTRY`: REGISTRY/lockstep@<image.lock's index>."""
+    print(f"{Registry.parse(registry).reference}@{pinned_digest()}")
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+def _session(registry: str, deadline: float) -> Registry:
+    Registry.parse(registry)  # a malformed name is refused before any credential is looked up
+    # Credentials are asked for at a 401 only.
+    return Registry.parse(registry, credentials=find_credentials, deadline=deadline)
+
+
+def print_referrers(registry: str, digest: str | None, deadline: float) -> int:
+    """`python -m imagetool registry referrers REGISTRY [DIGEST]`: the artifacts attached to it."""
+    reg = _session(registry, deadline)
+    digest = digest or locked_digest()
+    if not _DIGEST.fullmatch(digest):
+        raise RegistryError(f"digest {digest!r} is not sha256:<64 hex>")
+    for desc in referrers(reg, digest):
+        print(f"{desc['digest']} {desc.get('artifactType', '?')}")
+    return 0
+
+
+def push(
+    registry: str,
+    tag: str,
+    oci: Path,
+    sbom_file: Path | None,
+    index: bool,
+    sbom_dir: Path | None,
+    deadline: float,
+) -> int:
+    """`python -m imagetool registry push REGISTRY`: image.lock's image (or, with `index`, every
+    platform's and the index over them) by digest, each with its SBOM when given."""
+    reg = _session(registry, deadline)
+    if index:
+        print("\n".join(push_index(reg, locked_index(), oci, tag, sbom_dir)))
+        return 0
+    expected = locked_digest()
+    sbom = None
+    if sbom_file is not None:
+        try:
+            sbom = sbom_file.read_bytes()
+        except OSError as exc:
+            raise RegistryError(
+                f"{sbom_file}: cannot read the SBOM ({exc.strerror}); "
+                "`make sbom` writes it (`make push SBOM=` pushes without it)"
+            ) from None
+        check_sbom(sbom, sbom_file, expected)
+    digest = push_image(reg, open_tarball(oci), expected, tag)
+    print(f"pushed {reg.reference}@{digest}")
+    if sbom is not None:
+        print(f"attached {reg.reference}@{attach_sbom(reg, digest, sbom)} (SBOM, subject {digest})")
+    return 0

@@ -39,6 +39,8 @@ from pathlib import Path
 from typing import IO, Any, Protocol, TypeAlias
 from urllib.parse import urlencode, urlsplit
 
+from imagetool.common import InputError
+
 ENV_USERNAME = "REGISTRY_USERNAME"
 ENV_PASSWORD = "REGISTRY_PASSWORD"
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -50,7 +52,7 @@ _CHALLENGE = re.compile(r"\s*(?P<scheme>[A-Za-z]+)\s*(?P<params>.*)")
 _PARAM = re.compile(r'([A-Za-z_]+)="([^"]*)"')
 
 
-class RegistryError(Exception):
+class RegistryError(InputError):
     """The registry, the image tarball or the SBOM is not as it must be; the message names which."""
 
 

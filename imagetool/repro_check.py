@@ -38,8 +38,9 @@ def drift(before: str | bytes | None, after: str | bytes | None, lock: Path = DV
     return lines or ["dvc.lock changed (dependencies or params recorded differently; outputs unchanged)"]
 
 
-def main(argv: list[str]) -> int:
-    lock = Path(argv[0]) if argv else DVC_LOCK_FILE
+def check(lock: Path) -> int:
+    """`python -m imagetool repro-check [LOCK]`: run `dvc repro`; 1, naming each output, if it
+    changed the lock; 2 for a malformed lock."""
     before = lock.read_bytes() if lock.exists() else None
     try:
         _outs(before, lock)  # a malformed committed lock: say which field, before DVC trips on it
@@ -66,7 +67,3 @@ def main(argv: list[str]) -> int:
         )
         return 1
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -34,7 +34,7 @@ from packageurl import PackageURL
 
 import contract
 from imagetool import minimal_root, platforms, recipe
-from imagetool.common import ToolError, chosen_verb
+from imagetool.common import InputError, ToolError
 from imagetool.locks import LockError, normalize, parse_lock
 from imagetool.platforms import AMD64, Platform
 
@@ -52,7 +52,7 @@ MODEL_FILES = {
 }
 
 
-class SbomError(Exception):
+class SbomError(InputError):
     """An input is missing or inconsistent; the message names the file."""
 
 
@@ -267,15 +267,15 @@ def build(inputs: Inputs) -> str:
     return text
 
 
-def main(argv: list[str]) -> int:
-    verb = chosen_verb(argv, "sbom", ("write", "check"))
+def write_or_check(verb: str) -> int:
+    """`python -m imagetool sbom write|check`: every platform's SBOM from the locks, written, or
+    compared with the committed file (1 when it differs)."""
     for plat in platforms.ALL:
         path = sbom_file(plat)
         try:
             text = build(read_inputs(Path(), plat))
         except SbomError as exc:
-            print(f"error: {plat.name}: {exc}", file=sys.stderr)
-            return 2
+            raise SbomError(f"{plat.name}: {exc}") from None
         if verb == "write":
             path.write_text(text)
             print(f"sbom: wrote {path} ({plat.name})")
@@ -283,7 +283,3 @@ def main(argv: list[str]) -> int:
             print(f"error: {path} does not match the locks; run `make sbom` and commit it", file=sys.stderr)
             return 1
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

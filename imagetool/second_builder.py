@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from imagetool import image, store
-from imagetool.common import BUILD, ROOT, ToolError, file_digest, log, main_wrapper, read_json, rel
+from imagetool.common import BUILD, ROOT, ToolError, file_digest, log, read_json, rel
 
 HOME = BUILD / "second-builder"
 UNPACKED = HOME / "root"
@@ -188,16 +188,3 @@ def cmd_verify() -> int:
     log(f"second builder: same digest as {rel(image.IMAGE_LOCK)} ({result.seconds:.1f}s)")
     print(result.digest)
     return 0
-
-
-def main() -> int:
-    import argparse
-
-    p = argparse.ArgumentParser(prog="python -m imagetool second-builder", description=__doc__.split("\n")[0])
-    p.add_argument("command", choices=["verify"])
-    p.parse_args()
-    return cmd_verify()
-
-
-if __name__ == "__main__":
-    main_wrapper(main)

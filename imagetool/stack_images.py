@@ -16,13 +16,12 @@ Tags: `lockstep-proxy:latest`, `lockstep-prometheus:latest` (deploy/compose.yaml
 from __future__ import annotations
 
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from imagetool import base, common, image, store
-from imagetool.common import ROOT, ToolError, file_digest, log, main_wrapper, read_json, rel
+from imagetool.common import ROOT, ToolError, file_digest, log, read_json, rel
 
 DEPLOY = ROOT / "deploy"
 DOCKERFILE = DEPLOY / "stack.Dockerfile"
@@ -147,17 +146,3 @@ def cmd_verify() -> int:
         raise ToolError(f"stack images differ from {rel(image.IMAGE_LOCK)}: {'; '.join(differ)}; {why}")
     log(f"stack-images: rebuilt with --no-cache, digests equal {rel(image.IMAGE_LOCK)}'s")
     return 0
-
-
-def main() -> int:
-    args = sys.argv[1:]
-    if args[:1] != ["build"]:
-        verb = common.chosen_verb(args, "stack-images", ("build", "lock", "verify"))
-        return cmd_lock() if verb == "lock" else cmd_verify()
-    for name in args[1:] or NAMES:
-        print(build(name))
-    return 0
-
-
-if __name__ == "__main__":
-    main_wrapper(main)

@@ -11,7 +11,6 @@ import json
 import os
 import queue
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -119,10 +118,8 @@ def summary(root: Path = ROOT) -> list[str]:
     ]
 
 
-def main(argv: list[str]) -> int:
-    if argv[1:] != ["all"]:
-        print("usage: python3 -m imagetool all", file=sys.stderr)
-        return 2
+def run_all() -> int:
+    """`make all`'s steps, a line each, then the summary; the first failing step's status."""
 
     def out(line: str) -> None:
         print(line, flush=True)
@@ -136,7 +133,3 @@ def main(argv: list[str]) -> int:
     for line in summary():
         out(line)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv))

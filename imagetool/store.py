@@ -26,7 +26,6 @@ is used only by ``lock`` and to fill what a DVC remote could not provide; each c
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import shutil
@@ -685,40 +684,3 @@ def cmd_install_engine(root: Path, tools_only: bool = False) -> int:
         raise ToolError(f"dpkg -i failed ({p.returncode}):\n{(p.stderr or p.stdout).strip()[-2000:]}")
     log(f"engine: installed {', '.join(deb_file_version(Path(n).name)[0] for n in chosen)}")
     return 0
-
-
-def main() -> int:
-    p = argparse.ArgumentParser(prog="python -m imagetool store", description=__doc__.split("\n")[0])
-    sub = p.add_subparsers(dest="command", required=True)
-    for name in ("ensure", "lock"):
-        sp = sub.add_parser(name)
-        sp.add_argument(
-            "groups", nargs="*", metavar="GROUP", help=f"any of {', '.join(GROUPS)} (default: all)"
-        )
-    sub.add_parser("check")
-    sp = sub.add_parser("rederive-base", help="rebuild the base from store/base/debs (offline); == the lock?")
-    platforms.add_argument(sp)
-    sub.add_parser("status")
-    sp = sub.add_parser("install-engine")
-    sp.add_argument("--root", type=Path, default=Path("/"), help="install into this root (dpkg --root)")
-    sp.add_argument("--tools-only", action="store_true", help="only mmdebstrap, zstd and what they need")
-    args = p.parse_args()
-    unknown = [g for g in getattr(args, "groups", []) if g not in GROUPS]
-    if unknown:
-        p.error(f"unknown group(s) {', '.join(unknown)}; choose from {', '.join(GROUPS)}")
-    if args.command == "ensure":
-        ensure(args.groups or list(GROUPS))
-        return 0
-    if args.command == "lock":
-        return cmd_lock(args.groups or list(GROUPS))
-    if args.command == "install-engine":
-        return cmd_install_engine(args.root, args.tools_only)
-    if args.command == "rederive-base":
-        for plat in platforms.chosen(args.platform):
-            cmd_rederive_base(plat)
-        return 0
-    return cmd_check() if args.command == "check" else cmd_status()
-
-
-if __name__ == "__main__":
-    common.main_wrapper(main)

@@ -27,7 +27,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from imagetool import base, common, image, ocidiff, recipe, wheels
+from imagetool import base, common, fetch, image, ocidiff, recipe, store, wheels
 from imagetool.common import ROOT, InputError, ToolError, file_digest, log, read_json, rel
 
 LOCK = ROOT / "image" / "toolchain.lock.json"
@@ -149,10 +149,8 @@ def input_differences(locked: dict[str, Any], now: dict[str, Any]) -> list[str]:
 
 def make_context(context: Path) -> Path:
     """build/toolchain/context: the base rootfs and the locked wheels, from the store, hash-checked."""
-    from imagetool import store
-
     try:
-        base.cmd_build()  # build/base/rootfs.tar from the store, checked against the base lock
+        fetch.place_base()  # build/base/rootfs.tar from the store, checked against the base lock
         store.ensure(["wheels"], quiet=True)
     except store.StoreIncompleteError as e:
         raise InputError(f"the toolchain cannot be built offline from the store: {e}") from None
@@ -298,20 +296,3 @@ def cmd_check(args: argparse.Namespace) -> int:
         )
     log(f"toolchain: {rel(LOCK)} inputs match the tree ({lock['digest']})")
     return 0
-
-
-def main() -> int:
-    p = argparse.ArgumentParser(prog="python -m imagetool toolchain", description=__doc__.split("\n")[0])
-    sub = p.add_subparsers(dest="command", required=True)
-    handlers = {"build": cmd_build, "lock": cmd_lock, "verify": cmd_verify, "check": cmd_check}
-    handlers["ensure"] = cmd_ensure
-    for name in handlers:
-        sp = sub.add_parser(name)
-        if name in ("build", "lock"):
-            sp.add_argument("--no-cache", action="store_true", help="rebuild every layer")
-    args = p.parse_args()
-    return handlers[args.command](args)
-
-
-if __name__ == "__main__":
-    common.main_wrapper(main)

@@ -14,12 +14,11 @@ wheel in a build stage only).
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-from imagetool import platforms, recipe
-from imagetool.common import ROOT, ToolError, file_digest, log, main_wrapper, rel, run
+from imagetool import recipe
+from imagetool.common import ROOT, ToolError, file_digest, log, rel, run
 from imagetool.locks import LockError, Requirement, normalize, parse_lock_text
 from imagetool.platforms import AMD64, Platform
 
@@ -130,54 +129,3 @@ def cmd_check(plat: Platform = AMD64) -> int:
         raise ToolError("wheels do not match the locks:\n  " + "\n  ".join(problems))
     log(f"wheels: {rel(folder)} matches {', '.join(rel(p) for p in LOCKS)}")
     return 0
-
-
-def cmd_download(plat: Platform = AMD64) -> int:
-    """build/wheels = the image's wheels, taken from the store only (checked there and here)."""
-    from imagetool import store
-
-    reqs = load_locks()
-    store.ensure([store.group_of(store.wheels_folder(plat))])
-    folder = plat.wheels()
-    folder.mkdir(parents=True, exist_ok=True)
-    wanted = {r.name: r for r in reqs}
-    kept = 0
-    for path in sorted(store.STORE.joinpath(store.wheels_folder(plat)).glob("*.whl")):
-        name, _ = wheel_name_version(path.name)
-        if name in wanted:
-            dest = folder / path.name
-            if dest.is_file() and not dest.samefile(path) and (got := file_digest(dest)) != file_digest(path):
-                log(f"wheels: replacing {rel(dest)} (sha256 {got} is not the locked one) from the store")
-            store.place(path, dest)
-            kept += 1
-    # Remove what the image's locks no longer name (it would sit in the build context).
-    for path in folder.glob("*"):
-        try:
-            stale = wheel_name_version(path.name)[0] not in wanted
-        except ValueError:
-            stale = True
-        if stale:
-            log(f"wheels: removing {rel(path)}")
-            path.unlink()
-    problems = check_wheels(reqs, folder)
-    if problems:
-        raise ToolError("wheels do not match the locks:\n  " + "\n  ".join(problems))
-    log(
-        f"wheels: {kept} {plat.name} wheels from the store in {rel(folder)}, "
-        f"all hashes match {', '.join(LOCK_NAMES)}"
-    )
-    return 0
-
-
-def main() -> int:
-    p = argparse.ArgumentParser(prog="python -m imagetool wheels", description=__doc__.split("\n")[0])
-    p.add_argument("command", choices=["download", "check"])
-    platforms.add_argument(p)
-    args = p.parse_args()
-    for plat in platforms.chosen(args.platform):
-        cmd_download(plat) if args.command == "download" else cmd_check(plat)
-    return 0
-
-
-if __name__ == "__main__":
-    main_wrapper(main)

@@ -12,9 +12,6 @@ TEST_PREREQS += deploy-tools
 check-deploy: setup ## Fail if a deploy file pins another image digest than image.lock
 	$(PY) -m imagetool deploy check
 
-# The deploy files are locks too: `make check-image-lock` (CI) keeps them in step with image.lock.
-check-image-lock: check-deploy
-
 sync-deploy: setup ## Pin every deploy file to image.lock's digest (after `make lock-image`)
 	$(PY) -m imagetool deploy sync
 

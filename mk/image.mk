@@ -64,7 +64,8 @@ lock-image: setup engine base wheels ## Build the image and record its digest an
 verify: setup engine base wheels ## Rebuild with --no-cache; fail, explaining why, unless the digest equals image.lock
 	$(PY) -m imagetool image verify --platform "$(PLATFORM)"
 
-check-image-lock: setup ## Fail if image/base.lock.json or image.lock no longer match the tree (no build)
+# The deploy files are locks too: check-deploy (mk/deploy.mk) keeps them in step with image.lock.
+check-image-lock: setup check-deploy ## Fail if image/base.lock.json, image.lock or a deploy file no longer match the tree (no build)
 	$(PY) -m imagetool base check --platform "$(PLATFORM)"
 	$(PY) -m imagetool image check --platform "$(PLATFORM)"
 

@@ -105,3 +105,21 @@ def test_check_lock_fails_naming_the_file_when_the_in_file_gains_a_package(
         fh.write("tomli-w\n")  # in no lock (six came in through pandas)
     with pytest.raises(LockError, match=r"requirements.txt: out of date .*missing tomli-w=="):
         check(tmp_path / "requirements.txt")
+
+
+def test_locks_check_names_a_missing_lock_and_goes_on_to_the_next(repo_root: Path, tmp_path: Path) -> None:
+    """One line per lock through the real command line; a missing file is refused, not a traceback."""
+    import subprocess
+    import sys
+
+    missing = tmp_path / "absent.txt"
+    done = subprocess.run(
+        [sys.executable, "-m", "imagetool", "locks", "check", str(missing), "requirements.txt"],
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip() == f"error: {missing}: cannot read (No such file or directory)"
+    assert done.stdout.strip() == "ok: requirements.txt"
