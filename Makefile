@@ -68,7 +68,7 @@ test: setup $(TEST_PREREQS) check-repro ## Run the whole test suite (installs an
 lint: setup ## ruff and mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy contract pipeline api imagetool tests bench
+	$(VENV)/bin/mypy contract pipeline api imagetool harness tests bench
 
 .PHONY: clean
 clean: ## Remove the venv and build outputs (not the DVC cache)

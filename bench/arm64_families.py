@@ -26,14 +26,13 @@ from typing import Any
 import numpy as np
 
 from contract import load_verified_pickle
+from harness import REPO_ROOT, train_family
 from imagetool import image
 from imagetool.platforms import ARM64
 from pipeline.data import read_table
 from pipeline.export import measure, onnx_feed, reference_outputs, run_onnx, with_probes
 from pipeline.features import model_input
 from pipeline.schema import read_schema
-from tests.api.support import train_family
-from tests.helpers import REPO_ROOT
 
 RESULTS = REPO_ROOT / "bench/results"
 PENGUINS = {"prepare.raw_data": "data/raw/penguins.csv", "prepare.drop_missing_target": True}

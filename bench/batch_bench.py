@@ -37,8 +37,7 @@ from sklearn.preprocessing import StandardScaler
 from bench.peer_mlserver import matrix_request, mlserver_serving, requests_for
 from bench.serve_bench import cpu_seconds, worker_pids, write_results, wrk
 from contract import load_dvc_lock, verified_bytes
-from tests.api.support import DEFAULT, Artifacts
-from tests.helpers import REPO_ROOT, Server, free_port, running_server, serving
+from harness import DEFAULT, REPO_ROOT, Artifacts, Server, free_port, running_server, serving
 
 RESULTS = REPO_ROOT / "bench" / "results"
 V2_INFER = "/v2/models/lockstep/infer"

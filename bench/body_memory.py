@@ -1,5 +1,5 @@
 """`make bench-body-memory`: a real server's peak RSS for the largest body of each kind it accepts
-(tests/api/bombs.py), over its RSS before: the memory one request can take, per body byte.
+(harness/bodies.py), over its RSS before: the memory one request can take, per body byte.
 
 Per kind: the worker's peak-RSS counter is reset (/proc/PID/clear_refs), the body is posted, and the
 peak read back (VmHWM). The worst kind's bytes-per-body-byte is what sizes the body limit against
@@ -17,9 +17,8 @@ from typing import Any
 
 from api.settings import Settings
 from bench.serve_bench import write_results
-from tests.api.bombs import LARGEST, Model, post_status
-from tests.api.support import DEFAULT
-from tests.helpers import REPO_ROOT, running_server
+from harness import DEFAULT, REPO_ROOT, running_server
+from harness.bodies import LARGEST, Model, post_status
 
 RESULTS = REPO_ROOT / "bench" / "results"
 

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tests.helpers import REPO_ROOT, Server, free_port, serving
+from harness import REPO_ROOT, Server, free_port, serving
 
 VENV = REPO_ROOT / "build" / "peers" / "mlserver"
 LOCK = REPO_ROOT / "requirements" / "mlserver.txt"

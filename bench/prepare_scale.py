@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from tests.helpers import lock_stage_outputs, pipeline_workdir
+from harness import lock_stage_outputs, pipeline_workdir
 
 RESULTS = Path(__file__).resolve().parent / "results"
 REPO_ROOT = RESULTS.parents[1]

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.serve_bench import cpu_seconds, hey_at_rate, wrk
-from tests.helpers import REPO_ROOT, free_port, wait_ready
+from harness import REPO_ROOT, free_port, wait_ready
 
 RESULTS = REPO_ROOT / "bench/results/proxy_overhead.json"
 TARGETS = ("direct", "haproxy", "old")

@@ -45,8 +45,7 @@ from api.artifacts import parse_metadata, parse_serving
 from api.model import load_model
 from bench.peer_mlserver import mlserver, requests_for
 from contract import load_verified_pickle
-from tests.api.support import DEFAULT, Artifacts, train_family
-from tests.helpers import REPO_ROOT, NotReadyError, Server, running_server
+from harness import DEFAULT, REPO_ROOT, Artifacts, NotReadyError, Server, running_server, train_family
 
 WRK_SCRIPT = Path(__file__).with_name("wrk_report.lua")
 TARGETS = {

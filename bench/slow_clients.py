@@ -30,8 +30,7 @@ import orjson
 
 from api.settings import Settings
 from bench.serve_bench import hey_at_rate, rss_kib, server
-from tests.api.support import DEFAULT
-from tests.helpers import REPO_ROOT
+from harness import DEFAULT, REPO_ROOT
 
 TRICKLE_LENGTH = 1024 * 1024  # declared, never sent
 

@@ -24,10 +24,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from harness import copy_repo, venv_bin, venv_env
 from imagetool import toolchain
 from pipeline import toolchain as launcher
 from pipeline.__main__ import STAGES
-from tests.helpers import copy_repo, venv_bin, venv_env
 
 RESULTS = Path(__file__).resolve().parent / "results"
 RUNS = 3

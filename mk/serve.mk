@@ -18,7 +18,7 @@ bench-slow-clients: setup repro ## 2,000 body-trickling clients beside a normal 
 	$(PY) -m bench.slow_clients $(BENCH_ARGS)
 
 .PHONY: bench-body-memory
-bench-body-memory: setup repro ## Peak RSS of the largest body of each kind (tests/api/bombs.py); writes bench/results/serve_body_memory.{json,md}
+bench-body-memory: setup repro ## Peak RSS of the largest body of each kind (harness/bodies.py); writes bench/results/serve_body_memory.{json,md}
 	$(PY) -m bench.body_memory $(BENCH_ARGS)
 
 .PHONY: bench-batch

@@ -1,4 +1,4 @@
-"""Fixtures shared by every test package; the plain functions they use are in tests/helpers.py."""
+"""Fixtures shared by every test package; the plain functions they use are in harness/."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO_ROOT, copy_repo
+from harness import REPO_ROOT, copy_repo
 
 # The suite builds and verifies linux/amd64: a linux/arm64 rebuild costs ~50 s under emulation, so
 # the arm64 claims (rebuild == image.lock, serving, refusals) live in tests/image/test_platforms.py,

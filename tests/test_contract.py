@@ -23,7 +23,7 @@ from contract import (
     sha256_lines,
     verified_bytes,
 )
-from tests.helpers import lock_stage_outputs, malicious_pickle
+from harness import lock_stage_outputs, malicious_pickle
 from tests.malformed_locks import BadLock, bad_lock_params
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import NotReadyError, free_port, serving
+from harness import NotReadyError, free_port, serving
 
 # Writes `size` bytes to stdout before it listens (a pipe holds ~64 kB: past that, a writer
 # nobody reads blocks), then answers every GET with 200 and logs each one to stdout.

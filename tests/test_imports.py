@@ -6,9 +6,9 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from tests.helpers import REPO_ROOT
+from harness import REPO_ROOT
 
-PACKAGES = ("contract", "pipeline", "api", "imagetool")
+PACKAGES = ("contract", "pipeline", "api", "imagetool", "harness")
 
 
 def modules(root: Path, packages: tuple[str, ...]) -> dict[str, Path]:

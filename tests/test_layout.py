@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 
-from tests.helpers import REPO_ROOT
+from harness import REPO_ROOT
 
 # Tool plumbing a reader does not need in the layout table.
 UNLISTED = {".dvc", ".dockerignore", ".dvcignore", ".gitignore", "README.md"}

@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from contract import MODEL_FILE
+from harness import venv_env
 from imagetool.repro_check import drift
-from tests.helpers import venv_env
 from tests.malformed_locks import BadLock, bad_lock_params
 
 LOCK = """schema: '2.0'

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from api.app import create_app
-from tests.api.support import DEFAULT, Artifacts, TestClient, train_family
-from tests.helpers import dated_csv
+from harness import DEFAULT, Artifacts, dated_csv, train_family
+from tests.api.support import TestClient
 
 # Model families beyond the default, as a user would choose them: params.yaml overrides (dotted
 # keys) for a repo copy whose `dvc repro` then writes real artifacts.

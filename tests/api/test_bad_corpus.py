@@ -15,8 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.api.support import DEFAULT
-from tests.helpers import Server, running_server
+from harness import DEFAULT, Server, running_server
 
 V2 = "/v2/models/lockstep/infer"
 PREDICT = "/predict"

@@ -13,7 +13,8 @@ import orjson
 import pytest
 
 from api.app import create_app
-from tests.api.support import TestClient, make_settings
+from harness import make_settings
+from tests.api.support import TestClient
 
 Body = Callable[[dict[str, Any], list[str]], bytes]
 JSON = {"Content-Type": "application/json"}

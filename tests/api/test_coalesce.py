@@ -20,8 +20,8 @@ from api.model import ServedModel, load_model, reproduce_check
 from api.predict import encode_predictions
 from api.runners import Runner, Scores
 from api.validation import Batch
-from tests.api.support import Artifacts, TestClient
-from tests.helpers import running_server
+from harness import Artifacts, running_server
+from tests.api.support import TestClient
 
 
 def penguin_rows(artifacts: Artifacts) -> list[dict[str, Any]]:

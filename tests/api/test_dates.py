@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from api.app import create_app
-from tests.api.support import Artifacts, TestClient
+from harness import Artifacts
+from tests.api.support import TestClient
 from tests.api.test_bad_input import check_error_body
 from tests.api.test_predictions_match_model import served_agree_with_in_process, split_rows
 

@@ -15,7 +15,8 @@ import pytest
 
 from api.app import create_app
 from contract import ContractError
-from tests.api.support import Artifacts, TestClient, imported_after_serving
+from harness import Artifacts, imported_after_serving
+from tests.api.support import TestClient
 from tests.api.test_bad_input import check_error_body
 from tests.api.test_predictions_match_model import served_agree_with_in_process
 

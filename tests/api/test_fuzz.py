@@ -17,7 +17,8 @@ from schemathesis.generation.modes import GenerationMode
 
 from api.app import create_app
 from api.settings import Settings
-from tests.api.support import Artifacts, TestClient, make_settings
+from harness import Artifacts, make_settings
+from tests.api.support import TestClient
 
 EXAMPLES_PER_OPERATION_AND_MODE = 60
 

@@ -16,7 +16,8 @@ import pytest
 
 from api.app import create_app
 from api.errors import MAX_REPORTED_ERRORS
-from tests.api.support import TestClient, make_settings
+from harness import make_settings
+from tests.api.support import TestClient
 
 GENERATED_ID = re.compile(r"[0-9a-f]{32}")
 CHUNK = 64 * 1024  # what uvicorn hands the app per receive() at most, roughly
@@ -305,8 +306,8 @@ def test_make_run_the_image_tests_and_compose_cap_memory_and_pids_alike() -> Non
     """`make run`'s caps, the flags the image tests start containers with, and compose's limits agree."""
     import yaml
 
+    from harness import REPO_ROOT
     from imagetool.container import HARDENED_FLAGS
-    from tests.helpers import REPO_ROOT
 
     makefile = (REPO_ROOT / "mk/image.mk").read_text()
     memory = re.search(r"^RUN_MEMORY \?= (\S+)$", makefile, re.M)

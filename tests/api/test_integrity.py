@@ -18,8 +18,8 @@ import pytest
 
 from api.app import create_app
 from contract import ContractError
-from tests.api.support import Artifacts, TestClient
-from tests.helpers import REPO_ROOT
+from harness import REPO_ROOT, Artifacts
+from tests.api.support import TestClient
 from tests.malformed_locks import BAD_LOCKS, BadLock
 
 Tamper = Callable[[Artifacts], None]

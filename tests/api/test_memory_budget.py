@@ -11,8 +11,8 @@ from typing import Any
 import yaml
 
 from api.settings import Settings
-from tests.api.bombs import LARGEST
-from tests.helpers import REPO_ROOT
+from harness import REPO_ROOT
+from harness.bodies import LARGEST
 
 MEASURED = REPO_ROOT / "bench/results/serve_body_memory.json"
 # Room left for what a request holds besides its body's parse (the answer, the runner's arrays)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from api.app import create_app
-from tests.api.support import TestClient, make_settings
+from harness import make_settings
+from tests.api.support import TestClient
 
 
 def test_openapi_documents_the_real_features_with_the_example(

@@ -7,7 +7,8 @@ import hashlib
 import re
 from typing import Any
 
-from tests.api.support import DEFAULT, TestClient
+from harness import DEFAULT
+from tests.api.support import TestClient
 
 MODEL_MD5 = re.compile(r"^[0-9a-f]{32}$")
 

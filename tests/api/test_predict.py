@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from api.predict import _prediction_objects, encode_predictions
 from api.runners import Scores
 from contract import load_verified_pickle
-from tests.api.support import DEFAULT, TestClient
+from harness import DEFAULT
+from tests.api.support import TestClient
 
 numbers = st.one_of(
     st.floats(allow_nan=False, allow_infinity=False),
@@ -133,7 +134,7 @@ def test_ceiling_route_validates_like_predict(client: TestClient, example: dict[
 
 def test_ceiling_route_is_off_by_default() -> None:
     from api.app import create_app
-    from tests.api.support import make_settings
+    from harness import make_settings
 
     app = create_app(make_settings(enable_ceiling_route=False))
     with TestClient(app) as plain:
@@ -145,7 +146,7 @@ def test_fastapi_route_and_lean_handler_answer_alike(
 ) -> None:
     """POST /predict is answered by raw ASGI; the FastAPI route behind it must give the same answer."""
     from api.app import create_app
-    from tests.api.support import make_settings
+    from harness import make_settings
 
     app = create_app(make_settings())
     body = {"instances": [example, [example[n] for n in feature_names]]}

@@ -11,7 +11,8 @@ import pandas as pd  # type: ignore[import-untyped]  # no pandas-stubs in the de
 
 from contract import load_verified_pickle
 from contract.dates import date_parts, part_names
-from tests.api.support import DEFAULT, Artifacts, TestClient
+from harness import DEFAULT, Artifacts
+from tests.api.support import TestClient
 
 
 def split_rows(artifacts: Artifacts) -> tuple[pd.DataFrame, list[dict[str, Any]]]:

@@ -16,8 +16,7 @@ import orjson
 import pytest
 import requests
 
-from tests.api.support import DEFAULT
-from tests.helpers import running_server
+from harness import DEFAULT, running_server
 
 HEADER_TIMEOUT = 1.0
 BODY_TIMEOUT = 2.0

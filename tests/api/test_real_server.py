@@ -13,8 +13,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.api.support import DEFAULT
-from tests.helpers import running_server
+from harness import DEFAULT, running_server
 
 
 def healthcheck(port: int) -> int:

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.api.support import DEFAULT, imported_after_serving
+from harness import DEFAULT, imported_after_serving
 
 
 def test_onnx_path_never_imports_scikit_learn_scipy_joblib_or_pandas() -> None:

@@ -12,8 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.api.support import DEFAULT
-from tests.helpers import Server, running_server
+from harness import DEFAULT, Server, running_server
 
 IN_FLIGHT = 8
 ROWS = 200

@@ -11,7 +11,8 @@ import numpy as np
 import orjson
 import pytest
 
-from tests.api.support import DEFAULT, TestClient
+from harness import DEFAULT
+from tests.api.support import TestClient
 from tests.api.test_predictions_match_model import split_rows
 
 INFER = "/v2/models/lockstep/infer"

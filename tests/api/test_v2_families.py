@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from api.app import create_app
-from tests.api.support import Artifacts, TestClient
+from harness import Artifacts
+from tests.api.support import TestClient
 from tests.api.test_predictions_match_model import split_rows
 
 pytestmark = pytest.mark.slow  # each family runs the whole pipeline once per session

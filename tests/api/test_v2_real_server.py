@@ -10,8 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.api.support import DEFAULT
-from tests.helpers import running_server
+from harness import DEFAULT, running_server
 
 
 def post(port: int, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from api.artifacts import Feature, parse_metadata
 from api.errors import ClientError
 from api.validation import MAX_ABS_VALUE, Batch, BodyTokens, InstanceParser, load_json
-from tests.api.support import Artifacts
+from harness import Artifacts
 
 FEATURES = [
     Feature("a", "numeric", None, False),

@@ -24,12 +24,12 @@ from pathlib import Path
 
 import pytest
 
+from harness import REPO_ROOT as ROOT
+from harness import copy_repo, free_port, serving, venv_env, wait_ready
 from imagetool import deploy, image, registry
 from imagetool import stack_images as stack_images_tool
 from imagetool.registry import Credentials, OciTarball, Registry
 from tests.deploy.token_server import ISSUER, SERVICE, SigningKey, TokenServer, token_server, write_bundle
-from tests.helpers import REPO_ROOT as ROOT
-from tests.helpers import copy_repo, free_port, serving, venv_env, wait_ready
 from tests.image.conftest import link_build_inputs
 
 

@@ -13,8 +13,9 @@ import pytest
 import yaml
 
 from api.app import create_app
+from harness import DEFAULT
 from imagetool import deploy
-from tests.api.support import DEFAULT, TestClient
+from tests.api.support import TestClient
 from tests.deploy.test_manifests import KUBERNETES_VERSION
 
 KSERVE = Path("deploy/kserve")

@@ -13,8 +13,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from harness import free_port, wait_ready
 from tests.deploy.conftest import Stack, run
-from tests.helpers import free_port, wait_ready
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from harness import REPO_ROOT as ROOT
+from harness import copy_repo, free_port, venv_env
 from imagetool import image, ocidiff, platforms
 from imagetool.container import Container, made_run
-from tests.helpers import REPO_ROOT as ROOT
-from tests.helpers import copy_repo, free_port, venv_env
 
 
 def _run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:

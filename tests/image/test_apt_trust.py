@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from harness import REPO_ROOT as ROOT
+from harness import copy_repo
 from imagetool import base, inrelease
 from imagetool.aptsources import Source
 from imagetool.common import InputError, ToolError
-from tests.helpers import REPO_ROOT as ROOT
-from tests.helpers import copy_repo
 
 FIXTURE = Path(__file__).parent / "fixtures/bookworm-security.InRelease"
 FIXTURE_DATE = 1795480473  # Tue, 24 Nov 2026 00:34:33 UTC: the fixture's signed Date

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from harness import copy_repo
 from imagetool import image
 from imagetool.common import ToolError
-from tests.helpers import copy_repo
 
 
 def test_context_changes_name_a_file_changed_after_the_inputs_were_hashed(tmp_path: Path) -> None:

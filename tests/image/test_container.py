@@ -25,12 +25,12 @@ from contract import (
     TEST_CSV,
     load_verified_pickle,
 )
+from harness import REPO_ROOT as ROOT
+from harness import free_port
 from imagetool.container import HARDENED_FLAGS, Container, made_run, make, make_run_command
 from pipeline.data import read_table
 from pipeline.features import model_input
 from pipeline.schema import read_schema
-from tests.helpers import REPO_ROOT as ROOT
-from tests.helpers import free_port
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from harness import REPO_ROOT as ROOT
+from harness import copy_repo
 from imagetool import base, image
-from tests.helpers import REPO_ROOT as ROOT
-from tests.helpers import copy_repo
 from tests.image.conftest import imagetool_cli
 
 LOCK_LINE = "If the change is intended: `make lock-image`."

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO_ROOT
+from harness import REPO_ROOT
 
 ENGINE_SH = REPO_ROOT / "imagetool/engine.sh"
 

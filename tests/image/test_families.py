@@ -18,11 +18,11 @@ from typing import Any
 
 import pytest
 
+from harness import free_port
+from harness.families import FAMILIES
 from imagetool import image, recipe
 from imagetool.container import hardened_container, made_run
 from imagetool.platforms import ARM64
-from tests.families import FAMILIES
-from tests.helpers import free_port
 from tests.image.conftest import dvc
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]

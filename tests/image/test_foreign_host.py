@@ -26,10 +26,10 @@ from pathlib import Path
 import pytest
 
 from contract import locked_outs, parse_dvc_lock
+from harness import REPO_ROOT as ROOT
+from harness import copy_repo
 from imagetool import image, store
 from imagetool.common import read_json
-from tests.helpers import REPO_ROOT as ROOT
-from tests.helpers import copy_repo
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
 

@@ -1,5 +1,5 @@
 """Under `make run`'s own limits (336 MiB, no swap), the largest body of each kind the service
-accepts (tests/api/bombs.py, at the default body limit) gets a 200 or a 4xx, never an OOM kill:
+accepts (harness/bodies.py, at the default body limit) gets a 200 or a 4xx, never an OOM kill:
 the container's OOM counter stays at zero, it keeps running, and it still answers."""
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from collections.abc import Iterator
 import pytest
 
 from api.settings import Settings
+from harness import REPO_ROOT, free_port
+from harness.bodies import LARGEST, Model, post_status
 from imagetool.container import Container, made_run
-from tests.api.bombs import LARGEST, Model, post_status
 from tests.api.test_memory_budget import deploy_memory_limits
-from tests.helpers import REPO_ROOT, free_port
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from harness import REPO_ROOT as ROOT
+from harness import copy_repo
 from imagetool import store
-from tests.helpers import REPO_ROOT as ROOT
-from tests.helpers import copy_repo
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

@@ -22,6 +22,8 @@ import numpy as np
 import pytest
 
 from contract import MODEL_FILE, SCHEMA_FILE, SERVING_FILE, TEST_CSV, load_verified_pickle
+from harness import REPO_ROOT as ROOT
+from harness import free_port, venv_env
 from imagetool import image, ocidiff, platforms
 from imagetool.common import InputError
 from imagetool.container import Container, made_run
@@ -29,8 +31,6 @@ from imagetool.platforms import AMD64, ARM64
 from pipeline.data import read_table
 from pipeline.features import model_input
 from pipeline.schema import read_schema
-from tests.helpers import REPO_ROOT as ROOT
-from tests.helpers import free_port, venv_env
 from tests.image.conftest import LockedBuild
 
 LOCK = json.loads((ROOT / "image.lock").read_text())

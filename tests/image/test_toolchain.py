@@ -20,10 +20,10 @@ import pytest
 import yaml
 
 from contract import locked_outs, parse_dvc_lock
+from harness import REPO_ROOT as ROOT
+from harness import copy_repo, pipeline_workdir, venv_bin, venv_env
 from imagetool import image, toolchain
 from pipeline import toolchain as launcher
-from tests.helpers import REPO_ROOT as ROOT
-from tests.helpers import copy_repo, pipeline_workdir, venv_bin, venv_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
 

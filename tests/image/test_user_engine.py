@@ -24,8 +24,8 @@ from typing import Any
 
 import pytest
 
+from harness import REPO_ROOT as ROOT
 from imagetool import engine, image, platforms, second_builder
-from tests.helpers import REPO_ROOT as ROOT
 
 SYSTEM_STATE = [Path("/var/lib/dpkg/status"), Path("/etc/docker/daemon.json")]
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from contract import load_dvc_lock, locked_outs
-from tests.families import FAMILIES, Family
-from tests.helpers import REPO_ROOT, copy_repo, venv_bin, venv_env
+from harness import REPO_ROOT, copy_repo, venv_bin, venv_env
+from harness.families import FAMILIES, Family
 
 # 15 cases x 3 levels: about 5 CPU-minutes, which the first test's setup carries (module fixture).
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
@@ -37,7 +37,7 @@ LEVELS: dict[str, dict[str, str]] = {
         "GLIBC_TUNABLES": "glibc.cpu.hwcaps=" + ",".join(f"-{f}" for f in ("AVX", "AVX2", "FMA", *_AVX512)),
     },
 }
-# The README's family table (tests/families.py) plus MLPClassifier, which the pins' absence changes
+# The README's family table (harness/families.py) plus MLPClassifier, which the pins' absence changes
 # at both smaller levels; each on penguins and on breast cancer.
 TABLE = ("logistic-regression", "random-forest", "hist-gradient-boosting", "gradient-boosting",
          "hist-gradient-boosting-regressor", "nearest-centroid")  # fmt: skip

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from contract import load_verified_pickle, md5_hex
-from tests.families import FAMILIES, Family
-from tests.helpers import lock_stage_outputs, pipeline_workdir
+from harness import lock_stage_outputs, pipeline_workdir
+from harness.families import FAMILIES, Family
 
 pytestmark = pytest.mark.slow
 
@@ -79,7 +79,7 @@ def test_family_takes_the_expected_path_and_the_gate_records_why(trained: tuple[
         assert serving["onnx"] is None
         assert onnx_bytes == b""
         assert serving["reason"].startswith("exact path:")
-        # Why each exact-path family of tests/families.py is there: a vote tie, linear trees the
+        # Why each exact-path family of harness/families.py is there: a vote tie, linear trees the
         # converter drops, no converter at all.
         why = {
             "RandomForestClassifier": "labels differ",

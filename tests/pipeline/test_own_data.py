@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import dated_csv, pipeline_workdir
+from harness import dated_csv, pipeline_workdir
 from tests.pipeline.test_stage_cli import assert_clean_failure, assert_no_outputs, edit_params, run_stage
 
 pytestmark = pytest.mark.slow

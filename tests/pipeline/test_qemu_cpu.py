@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from contract import load_dvc_lock, locked_outs
-from tests.families import FAMILIES
-from tests.helpers import REPO_ROOT, copy_repo, venv_bin, venv_env
+from harness import REPO_ROOT, copy_repo, venv_bin, venv_env
+from harness.families import FAMILIES
 
 pytestmark = pytest.mark.slow
 

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from contract import load_dvc_lock, locked_outs
-from tests.helpers import lock_stage_outputs, malicious_pickle, pipeline_workdir, venv_bin, venv_env
+from harness import lock_stage_outputs, malicious_pickle, pipeline_workdir, venv_bin, venv_env
 
 pytestmark = pytest.mark.slow
 

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from contract import md5_hex
-from tests.helpers import lock_stage_outputs, malicious_pickle, pipeline_workdir
+from harness import lock_stage_outputs, malicious_pickle, pipeline_workdir
 from tests.malformed_locks import BAD_LOCKS, BadLock, bad_lock_params
 
 pytestmark = pytest.mark.slow
