@@ -9,9 +9,6 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # dvc.yaml's commands say `python`: it must be the venv's, with the locked libraries.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
-# Lock files must carry no host index/find-links lines (see imagetool/locks.py).
-PIP_COMPILE := $(VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
-	--no-emit-index-url --no-emit-find-links
 
 # One fragment per workflow (mk/<group>.mk, its targets under a `##@ <group>` heading); `make help`
 # lists the groups in this order. Fragments append to TEST_PREREQS what the tests need running.
@@ -45,20 +42,12 @@ $(VENV)/.installed: requirements.txt requirements/dev.txt pyproject.toml
 
 .PHONY: lock
 lock: setup ## Regenerate every lock (requirements.txt, requirements/*.txt) from its .in file
-	$(PIP_COMPILE) --upgrade --output-file requirements.txt requirements.in
-	$(PIP_COMPILE) --upgrade --output-file requirements/dev.txt requirements/dev.in
-	$(PIP_COMPILE) --output-file requirements/serve.txt requirements/serve.in  # pins come from requirements.txt
-	$(PIP_COMPILE) --output-file requirements/serve-sklearn.txt requirements/serve-sklearn.in
-	$(PIP_COMPILE) --output-file requirements/serve-xgboost.txt requirements/serve-xgboost.in
-	$(PIP_COMPILE) --output-file requirements/serve-lightgbm.txt requirements/serve-lightgbm.in
-	$(PIP_COMPILE) --upgrade --output-file requirements/build.txt requirements/build.in
-	$(PIP_COMPILE) --output-file requirements/mlserver.txt requirements/mlserver.in  # the bench's peer, in its own venv
+	$(PY) -m imagetool locks compile  # every lock and its flags: imagetool/locks.py
 	$(PY) -m imagetool store lock wheels  # the store keeps exactly the locked wheels
 
 .PHONY: check-lock
 check-lock: setup ## Fail, naming the file, if a lock no longer matches what its .in resolves to
-	$(PY) -m imagetool locks check requirements.txt requirements/dev.txt requirements/serve.txt requirements/serve-sklearn.txt \
-		requirements/serve-xgboost.txt requirements/serve-lightgbm.txt requirements/build.txt
+	$(PY) -m imagetool locks check
 
 .PHONY: test
 test: setup $(TEST_PREREQS) check-repro ## Run the whole test suite (installs and starts everything it needs)

@@ -183,11 +183,14 @@ def _minimal_root(argv: list[str]) -> int:
 
 def _locks(argv: list[str]) -> int:
     from imagetool import locks
+    from imagetool.common import ROOT
 
-    if len(argv) < 2 or argv[0] != "check":
-        print("usage: python -m imagetool locks check LOCK.txt [LOCK.txt ...]", file=sys.stderr)
+    if not argv or argv[0] not in ("check", "compile"):
+        print("usage: python -m imagetool locks {check,compile} [LOCK.txt ...]", file=sys.stderr)
         return 2
-    return locks.check_all([Path(name) for name in argv[1:]])
+    if argv[0] == "compile":
+        return locks.compile_locks(ROOT, tuple(argv[1:]))
+    return locks.check_all([Path(name) for name in argv[1:] or locks.CHECKED])
 
 
 def _repro_check(argv: list[str]) -> int:
@@ -299,7 +302,7 @@ VERBS: dict[str, Verb] = {
     "toolchain": Verb(_toolchain, "build|lock|verify|check|ensure the training toolchain image"),
     "second-builder": Verb(_second_builder, "verify the digest with a second, newer BuildKit"),
     "minimal-root": Verb(_minimal_root, "copy a package closure out of a Debian root (the Dockerfile)"),
-    "locks": Verb(_locks, "check LOCK.txt...: each lock matches its .in and constraints"),
+    "locks": Verb(_locks, "compile|check the requirement locks: each from, or still matching, its .in"),
     "repro-check": Verb(_repro_check, "run `dvc repro`; fail, naming each output, if dvc.lock changed"),
     "sbom": Verb(_sbom, "write|check image/sbom.cdx.json from the locks"),
     "provenance": Verb(_provenance, "write|verify|predicate the image's SLSA provenance"),

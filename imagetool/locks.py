@@ -1,6 +1,7 @@
-"""Lock-file checks: static rules, and "does the .txt still match what its .in resolves to".
-
-Usage: python -m imagetool locks check requirements.txt requirements/dev.txt requirements/serve.txt
+"""The requirement locks: which there are and how each is compiled (`make lock`: `python -m imagetool
+locks compile`), static rules, and "does the .txt still match what its .in resolves to" (`make
+check-lock`: `python -m imagetool locks check [LOCK.txt ...]`). The Makefile names no lock and no
+pip-compile flag: this module owns both lists.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from imagetool.common import InputError
 
-# Flags every lock is compiled with (the Makefile's PIP_COMPILE uses the same).
+# Flags every lock is compiled with, by `locks compile` and by the check alike.
 PIP_COMPILE_FLAGS = (
     "--quiet",
     "--generate-hashes",
@@ -35,6 +36,31 @@ _FORBIDDEN = (
     "file://",
     "/opt/",
 )
+
+
+@dataclass(frozen=True)
+class LockSpec:
+    """One requirement lock: the .txt (its .in beside it), whether `make lock` re-resolves it to the
+    newest versions its .in allows (else its pins follow the constraint it names, requirements.txt),
+    and whether `make check-lock` checks it (the bench peer's lock is resolved on its own)."""
+
+    path: str
+    upgrade: bool
+    checked: bool = True
+
+
+# Every requirement lock, in the order `make lock` compiles them: the constraint first.
+LOCKS = (
+    LockSpec("requirements.txt", upgrade=True),
+    LockSpec("requirements/dev.txt", upgrade=True),
+    LockSpec("requirements/serve.txt", upgrade=False),
+    LockSpec("requirements/serve-sklearn.txt", upgrade=False),
+    LockSpec("requirements/serve-xgboost.txt", upgrade=False),
+    LockSpec("requirements/serve-lightgbm.txt", upgrade=False),
+    LockSpec("requirements/build.txt", upgrade=True),
+    LockSpec("requirements/mlserver.txt", upgrade=False, checked=False),  # the bench's peer, own venv
+)
+CHECKED = tuple(spec.path for spec in LOCKS if spec.checked)
 
 
 class LockError(InputError):
@@ -201,3 +227,22 @@ def check_all(paths: list[Path]) -> int:
             print(f"error: {exc}", file=sys.stderr)
             failed = True
     return 1 if failed else 0
+
+
+def compile_locks(root: Path, only: tuple[str, ...] = ()) -> int:
+    """`python -m imagetool locks compile [LOCK.txt ...]`: pip-compile each lock (all of LOCKS by
+    default) from its .in, with PIP_COMPILE_FLAGS and --upgrade where its spec says so."""
+    specs = [spec for spec in LOCKS if not only or spec.path in only]
+    unknown = sorted(set(only) - {spec.path for spec in LOCKS})
+    if unknown:
+        raise LockError(f"{unknown[0]}: not a lock of this project ({', '.join(s.path for s in LOCKS)})")
+    pip_compile = Path(sys.executable).with_name("pip-compile")
+    for spec in specs:
+        lock = root / spec.path
+        upgrade = ["--upgrade"] if spec.upgrade else []
+        command = [str(pip_compile), *PIP_COMPILE_FLAGS, *upgrade, "--output-file", spec.path]
+        proc = subprocess.run([*command, str(Path(spec.path).with_suffix(".in"))], cwd=root, check=False)
+        if proc.returncode != 0:
+            raise LockError(f"{lock.with_suffix('.in')}: pip-compile failed (exit {proc.returncode})")
+        print(f"locks: compiled {spec.path}" + (" (--upgrade)" if spec.upgrade else ""), flush=True)
+    return 0

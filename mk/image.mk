@@ -92,7 +92,7 @@ bench-arm64-families: setup toolchain engine binfmt base wheels ## Each family's
 	$(PY) -m bench.arm64_families $(BENCH_ARGS)
 
 lock-build-deps: setup ## Regenerate requirements/build.txt (the pip used inside the image build)
-	$(PIP_COMPILE) --upgrade --output-file requirements/build.txt requirements/build.in
+	$(PY) -m imagetool locks compile requirements/build.txt
 	$(PY) -m imagetool store lock wheels
 
 verify-second-builder: setup store base wheels ## Build with a second, newer BuildKit (from the store, run beside the engine); must equal image.lock

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
-from imagetool.locks import LockError, Requirement, check, constraint_problems, diff_locks, parse_lock
+from imagetool.locks import LOCKS as LOCK_SPECS
+from imagetool.locks import (
+    LockError,
+    Requirement,
+    check,
+    compile_locks,
+    constraint_problems,
+    diff_locks,
+    parse_lock,
+)
 
 LOCKS = ["requirements.txt", "requirements/dev.txt", "requirements/serve.txt", "requirements/build.txt"]
 
@@ -123,3 +133,31 @@ def test_locks_check_names_a_missing_lock_and_goes_on_to_the_next(repo_root: Pat
     assert done.returncode == 1
     assert done.stderr.strip() == f"error: {missing}: cannot read (No such file or directory)"
     assert done.stdout.strip() == "ok: requirements.txt"
+
+
+@pytest.mark.slow
+def test_locks_compile_writes_the_committed_lock_from_its_in_file(repo_root: Path, tmp_path: Path) -> None:
+    """`make lock`'s compiler, with the real pip-compile: the service lock, whose pins follow the
+    runtime lock, comes out byte for byte as committed (the header records the same flags)."""
+    (tmp_path / "requirements").mkdir()
+    for name in ("requirements.in", "requirements.txt", "requirements/serve.in", "requirements/serve.txt"):
+        (tmp_path / name).write_bytes((repo_root / name).read_bytes())
+    (tmp_path / "requirements/serve.txt").write_text("")  # nothing to start from
+    assert compile_locks(tmp_path, ("requirements/serve.txt",)) == 0
+    assert (tmp_path / "requirements/serve.txt").read_text() == (
+        repo_root / "requirements/serve.txt"
+    ).read_text()
+
+
+def test_only_imagetool_names_the_locks_and_the_pip_compile_flags(repo_root: Path) -> None:
+    """One owner per list: make lock and make check-lock call `imagetool locks`, which has both."""
+    make = "".join(p.read_text() for p in [repo_root / "Makefile", *sorted((repo_root / "mk").glob("*.mk"))])
+    assert not re.findall(r"--generate-hashes|--allow-unsafe|pip-compile", make)
+    # No list of locks: a line names one at most (the venv installs the dev lock).
+    assert max(len(re.findall(r"requirements[\w/.-]*\.txt", line)) for line in make.splitlines()) <= 2
+    assert "\t$(PY) -m imagetool locks compile " in make
+    assert "\t$(PY) -m imagetool locks check\n" in make
+    listed = {spec.path for spec in LOCK_SPECS}
+    on_disk = {p.relative_to(repo_root).as_posix() for p in repo_root.glob("requirements*/**/*.txt")}
+    assert listed == on_disk | {"requirements.txt"}
+    assert all((repo_root / path).with_suffix(".in").is_file() for path in listed)

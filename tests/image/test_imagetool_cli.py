@@ -50,7 +50,7 @@ def test_bad_verb_is_refused_with_usage_and_exit_2(repo_root: Path, args: list[s
 @pytest.mark.parametrize(
     ("args", "usage"),
     [
-        (["locks"], "usage: python -m imagetool locks check"),
+        (["locks"], "usage: python -m imagetool locks {check,compile}"),
         (["deploy", "bogus"], "usage: python -m imagetool deploy {check,sync}"),
         (["engine", "bogus"], "usage: python -m imagetool engine [-h]"),
     ],
