@@ -137,10 +137,16 @@ def test_every_family_gives_the_same_bytes_under_any_thread_settings(
     assert digests[0] == digests[1] == digests[2]
 
 
-def test_hist_gradient_boosting_does_depend_on_the_thread_count_unpinned() -> None:
+def test_hist_gradient_boosting_does_depend_on_the_thread_count_unpinned(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """The control for the test above: in one process, 1 vs 2 OpenMP threads fit different bytes,
-    so equal bytes under the pipeline are the pin's doing, not luck."""
+    so equal bytes under the pipeline are the pin's doing, not luck. Unpinned means unpinned: an
+    exact-path service started in this process earlier (api.runners.quiet_loky) leaves
+    LOKY_MAX_CPU_COUNT=1, which caps scikit-learn's OpenMP threads at one."""
     import pickle
+
+    monkeypatch.delenv("LOKY_MAX_CPU_COUNT", raising=False)
 
     import numpy as np
     from sklearn.ensemble import HistGradientBoostingClassifier
