@@ -143,10 +143,14 @@ def test_hist_gradient_boosting_does_depend_on_the_thread_count_unpinned(
     """The control for the test above: in one process, 1 vs 2 OpenMP threads fit different bytes,
     so equal bytes under the pipeline are the pin's doing, not luck. Unpinned means unpinned: an
     exact-path service started in this process earlier (api.runners.quiet_loky) leaves
-    LOKY_MAX_CPU_COUNT=1, which caps scikit-learn's OpenMP threads at one."""
+    LOKY_MAX_CPU_COUNT=1, and scikit-learn caches the CPU count it then sees for the whole
+    process, which caps its OpenMP threads at one; both are undone here."""
     import pickle
 
+    from sklearn.utils import _openmp_helpers
+
     monkeypatch.delenv("LOKY_MAX_CPU_COUNT", raising=False)
+    monkeypatch.setattr(_openmp_helpers, "_CPU_COUNTS", {})
 
     import numpy as np
     from sklearn.ensemble import HistGradientBoostingClassifier
