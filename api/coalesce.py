@@ -46,15 +46,6 @@ def merge_batches(batches: Sequence[Batch]) -> Batch:
     )
 
 
-def rows_of(scores: Scores, start: int, stop: int) -> Scores:
-    """The scores of rows [start, stop)."""
-    return Scores(
-        labels=None if scores.labels is None else scores.labels[start:stop],
-        probabilities=None if scores.probabilities is None else scores.probabilities[start:stop],
-        values=None if scores.values is None else scores.values[start:stop],
-    )
-
-
 class Coalescer:
     """`await predict(batch)`: the runner's scores for `batch`, computed in one call with the other
     small batches waiting in the same event-loop pass (at most `max_rows` rows per call; 0: never)."""
@@ -99,7 +90,7 @@ class Coalescer:
         start = 0
         for batch, future in group:
             if not future.done():  # a request cancelled meanwhile (shutdown) takes no result
-                future.set_result(rows_of(scores, start, start + batch.rows))
+                future.set_result(scores.slice(start, start + batch.rows))
             start += batch.rows
 
     def _settle(self, alone: list[tuple[Batch, asyncio.Future[Scores]]]) -> None:

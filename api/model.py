@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from api.artifacts import Metadata, ServingPlan, VerifiedArtifacts, verify_artifacts
-from api.coalesce import Coalescer, merge_batches, rows_of
+from api.coalesce import Coalescer, merge_batches
 from api.errors import ClientError
 from api.runners import OnnxRunner, Runner, Scores, SklearnRunner
 from api.settings import Settings
@@ -121,27 +121,14 @@ def _row_independent(
 ) -> bool:
     """Whether each row scores bit-identically alone, in the whole batch, and among the check rows
     repeated into joined batches of several sizes up to `joined_rows`."""
-    if rows_of(whole, 0, len(singles)) != _joined(alone):
+    if whole.slice(0, len(singles)) != Scores.joined(alone):
         return False
     for size in sorted({n for n in _JOINED_SIZES if n < joined_rows} | ({joined_rows} - {0, 1})):
         picks = [i % len(singles) for i in range(size)]
         joined = runner.predict(merge_batches([singles[i] for i in picks]))
-        if joined != _joined([alone[i] for i in picks]):
+        if joined != Scores.joined([alone[i] for i in picks]):
             return False
     return True
-
-
-def _joined(parts: list[Scores]) -> Scores:
-    """Scores of consecutive batches as one."""
-    return Scores(
-        labels=_concat([p.labels for p in parts]),
-        probabilities=_concat([p.probabilities for p in parts]),
-        values=_concat([p.values for p in parts]),
-    )
-
-
-def _concat(lists: list[Any]) -> list[Any] | None:
-    return None if any(x is None for x in lists) else [v for x in lists for v in x]
 
 
 def max_abs(plan: ServingPlan) -> float:

@@ -75,7 +75,7 @@ class LinearRunner:
         else:
             e = np.exp(z - z.max(axis=1, keepdims=True))
             probabilities = e / e.sum(axis=1, keepdims=True)
-        return Scores(labels=probabilities.argmax(axis=1).tolist(), probabilities=probabilities.tolist())
+        return Scores(labels=probabilities.argmax(axis=1).tolist(), probabilities=probabilities)
 
 
 def linear_runner(settings: Settings) -> LinearRunner:

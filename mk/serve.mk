@@ -25,3 +25,7 @@ bench-body-memory: setup repro ## Peak RSS of the largest body of each kind (har
 bench-batch: setup repro ## 1,000-row batches vs MLServer 1.7.1 (full pipeline and plain LogisticRegression peers) and single rows, beside a baseline ref (BASELINE=main); writes bench/results/serve_batch.{json,md}
 	@command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
 	$(PY) -m bench.batch_bench --baseline $(or $(BASELINE),main) $(BENCH_ARGS)
+
+.PHONY: bench-profile
+bench-profile: setup repro ## Where a 1,000-row request's time goes (count, parse, validate, score, answer), beside a baseline ref (BASELINE=main); writes bench/results/request_profile.{json,md}
+	$(PY) -m bench.request_profile --baseline $(or $(BASELINE),main) $(BENCH_ARGS)

@@ -208,9 +208,7 @@ def test_a_model_whose_rows_depend_on_their_batch_is_never_coalesced(default_art
             scores = runner.predict(batch)
             assert scores.probabilities is not None
             bump = 1e-15 * (batch.rows > 1)
-            return Scores(
-                labels=scores.labels, probabilities=[[p + bump for p in row] for row in scores.probabilities]
-            )
+            return Scores(labels=scores.labels, probabilities=scores.probabilities + bump)
 
     plan, metadata = model.serving, model.metadata
     worst, row_independent = reproduce_check(BatchDependent(), metadata, plan, default_artifacts.serving)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+import numpy as np
 import orjson
 import pandas as pd  # type: ignore[import-untyped]  # no pandas-stubs in the dev lock
 import pytest
@@ -41,20 +42,20 @@ def test_classifier_answers_are_what_orjson_writes(names: list[str], data: st.Da
         )
     )
     labels = data.draw(st.lists(st.integers(0, len(classes) - 1), min_size=rows, max_size=rows))
-    scores = Scores(labels=labels, probabilities=probabilities)
+    scores = Scores(labels=labels, probabilities=np.array(probabilities, dtype=np.float64))
     assert encode_predictions('v"1', classes, scores) == objects('v"1', classes, scores)
 
 
 @settings(max_examples=100, deadline=None)
 @given(st.lists(numbers, min_size=1, max_size=40))
 def test_regression_answers_are_what_orjson_writes(values: list[float]) -> None:
-    scores = Scores(values=values)
+    scores = Scores(values=np.array(values, dtype=np.float64))
     assert encode_predictions("v", (), scores) == objects("v", (), scores)
 
 
 @pytest.mark.parametrize("rows", [1, 2, 1000])
 def test_answers_parse_to_one_prediction_per_row(rows: int) -> None:
-    scores = Scores(labels=[1] * rows, probabilities=[[0.25, 0.75]] * rows)
+    scores = Scores(labels=[1] * rows, probabilities=np.array([[0.25, 0.75]] * rows))
     document = orjson.loads(encode_predictions("v", ("a", "b"), scores))
     assert document["predictions"] == [{"label": "b", "probabilities": {"a": 0.25, "b": 0.75}}] * rows
 
@@ -66,8 +67,8 @@ def test_rows_a_model_cannot_score_are_refused_by_index() -> None:
 
     nan, inf = float("nan"), float("inf")
     for scores in (
-        Scores(labels=[1, 0, 0, 0], probabilities=[[0.2, 0.8], [nan, nan], [0.5, 0.5], [inf, 0.0]]),
-        Scores(values=[1.0, nan, 2.0, -inf]),
+        Scores(labels=[1, 0, 0, 0], probabilities=np.array([[0.2, 0.8], [nan, nan], [0.5, 0.5], [inf, 0.0]])),
+        Scores(values=np.array([1.0, nan, 2.0, -inf])),
     ):
         with pytest.raises(ClientError) as refused:
             check_finite(scores)

@@ -1,0 +1,156 @@
+"""`make bench-profile`: where a 1,000-row request's time goes, in this tree and a baseline ref.
+
+Each phase is timed in-process on `make bench-batch`'s bodies (the default model's example row
+1,000 times), with the service's own functions, this tree's and the baseline's (its api/ and
+contract/ from git archive) in separate processes run one after the other:
+  count     the pre-parse byte counts and their bounds (BodyTokens)
+  json      orjson's parse (api.validation.load_json)
+  validate  the parsed document to a Batch (the /predict parser, or the V2 codec's decode)
+  score     the runner (onnxruntime), scores out
+  answer    the finite check and the response bytes
+HTTP (uvicorn, the middleware) is what `make bench-batch`'s server CPU per request adds on top.
+Writes bench/results/request_profile.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from harness import DEFAULT, REPO_ROOT
+
+RESULTS = REPO_ROOT / "bench" / "results"
+PHASES = ("count", "json", "validate", "score", "answer")
+FORMS = ("predict_named", "predict_positional", "v2")
+
+
+def profile() -> dict[str, dict[str, float]]:
+    """µs per phase per form, with whichever api/ is first on sys.path (run in a child process)."""
+    from api.model import load_model
+    from api.settings import Settings
+    from api.v2 import V2Codec
+    from bench.batch_bench import ROWS
+    from bench.peer_mlserver import matrix_request
+
+    model = load_model(Settings())
+    meta = json.loads(Settings().metadata_path.read_text())
+    names = [f["name"] for f in meta["features"]]
+    example = {n: meta["example"][n] for n in names}
+    positional = [example[n] for n in names]
+    codec = V2Codec(model, "lockstep")
+    bodies = {
+        "predict_named": json.dumps({"instances": [example] * ROWS}).encode(),
+        "predict_positional": json.dumps({"instances": [positional] * ROWS}).encode(),
+        "v2": json.dumps(matrix_request([positional] * ROWS, proba=False)).encode(),
+    }
+
+    return {form: _phases(model, codec, form, body) for form, body in bodies.items()}
+
+
+def _phases(model: Any, codec: Any, form: str, body: bytes) -> dict[str, float]:
+    """µs per phase of one body, and their total."""
+    from api.predict import check_finite, encode_predictions
+    from api.validation import BodyTokens, load_json
+    from bench.serve_bench import median_seconds
+
+    def us(call: Any) -> float:
+        return median_seconds(call, 20) * 1e6
+
+    tokens = BodyTokens.of(body)
+    doc, _ = load_json(body)
+    if form == "v2":
+        batch, outputs = codec.decode(doc, tokens)
+        count = us(lambda: BodyTokens.of(body).excess(body, codec.max_strings, codec.max_values))
+        validate = us(lambda: codec.decode(doc, tokens))
+    else:
+        batch = model.parser.parse(body)
+        count = us(lambda: model.parser._refuse_excess(body, BodyTokens.of(body)))
+        # The parser's own total, less the counting and the JSON parse it includes.
+        validate = us(lambda: model.parser.parse(body)) - count - us(lambda: load_json(body))
+    scores = model.runner.predict(batch)
+
+    def answer() -> bytes:
+        check_finite(scores)
+        if form == "v2":
+            return bytes(codec.encode(scores, outputs, batch.rows, None))
+        return bytes(encode_predictions(model.version, model.classes, scores))
+
+    phases = {
+        "count": count,
+        "json": us(lambda: load_json(body)),
+        "validate": validate,
+        "score": us(lambda: model.runner.predict(batch)),
+        "answer": us(answer),
+    }
+    return phases | {"total": sum(phases.values())}
+
+
+def run_child(root: Path) -> dict[str, Any]:
+    """`profile()` in a fresh process whose api/ and contract/ are `root`'s."""
+    env = {**os.environ, **DEFAULT.env(), "PYTHONPATH": os.pathsep.join([str(root), str(REPO_ROOT)])}
+    env["LOCKSTEP_DVC_LOCK_PATH"] = str(DEFAULT.lock)
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.request_profile", "--child"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return dict(json.loads(done.stdout.splitlines()[-1]))
+
+
+def table(results: dict[str, Any]) -> str:
+    lines = [
+        f"Where a 1,000-row request's time goes, in-process (µs, median); baseline = "
+        f"`{results['baseline_ref']}`'s api/ in the same run.",
+        "",
+        "| form | code | " + " | ".join(PHASES) + " | total |",
+        "| --- | --- | " + " | ".join("---" for _ in PHASES) + " | --- |",
+    ]
+    for form in FORMS:
+        for code in ("baseline", "tree"):
+            row = results[code][form]
+            cells = " | ".join(f"{row[p]:.0f}" for p in (*PHASES, "total"))
+            lines.append(f"| {form} | {'this tree' if code == 'tree' else 'baseline'} | {cells} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--baseline", default="main", help="git ref whose api/ is the baseline")
+    parser.add_argument("--out", type=Path, default=RESULTS / "request_profile.json")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(profile()))
+        return 0
+    from bench.serve_bench import write_results
+
+    with tempfile.TemporaryDirectory(prefix="lockstep-profile-") as tmp:
+        archive = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "archive", args.baseline, "api", "contract"],
+            capture_output=True,
+            check=True,
+        ).stdout
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(tmp, filter="data")
+        results = {
+            "baseline_ref": args.baseline,
+            "baseline": run_child(Path(tmp)),
+            "tree": run_child(REPO_ROOT),
+        }
+    write_results(args.out, results, table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
