@@ -32,7 +32,7 @@ from starlette.types import Receive, Scope
 
 from api.artifacts import Feature
 from api.errors import MAX_REPORTED_ERRORS, ClientError, problem
-from contract.dates import DATE_PARTS, date_parts
+from contract.dates import DATE_PARTS, parts_rows
 
 # Feature values are measurements; magnitudes past this are refused by name rather than left to
 # overflow a model's arithmetic into inf/NaN.
@@ -188,17 +188,8 @@ DATE_PROBLEM = "must be an ISO 8601 date such as 2024-03-01 or 2024-03-01T13:45:
 def date_matrix(column: Sequence[str | None]) -> tuple[np.ndarray, list[int]]:
     """A date column's parts (contract.dates) as a (rows, parts) float64 matrix, NaN for null, and
     the rows whose value is not a date. Training computes the same parts with the same function."""
-    matrix = np.full((len(column), len(DATE_PARTS)), np.nan)
-    bad = []
-    for i, value in enumerate(column):
-        if value is None:
-            continue
-        parts = date_parts(value)
-        if parts is None:
-            bad.append(i)
-        else:
-            matrix[i] = parts
-    return matrix, bad
+    rows, bad = parts_rows(column)
+    return np.array(rows, dtype=np.float64).reshape(-1, len(DATE_PARTS)), bad
 
 
 def _getter(keys: Sequence[Any]) -> Callable[[Any], Row]:

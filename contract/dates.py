@@ -18,6 +18,7 @@ Standard library only: it ships in the image beside `api/`.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -49,6 +50,29 @@ def date_parts(text: str) -> tuple[float, float, float] | None:
     since = moment - _EPOCH
     days = since.days + (since.seconds + since.microseconds / 1e6) / _SECONDS_PER_DAY
     return (days, float(moment.month), float(moment.weekday()))
+
+
+_GAP = (math.nan, math.nan, math.nan)  # one per DATE_PARTS
+
+
+def parts_rows(values: Iterable[object]) -> tuple[list[tuple[float, float, float]], list[int]]:
+    """Each value's parts, NaN in each for a gap (None or NaN) or a value that is not a date, and
+    the positions of the values that are not dates. A value is read as its text. Each distinct
+    value is parsed once: a million rows hold a few thousand days. Training and the service both
+    take their date columns through here (as a (rows, parts) float64 matrix)."""
+    seen: dict[str, tuple[float, float, float] | None] = {}
+    rows: list[tuple[float, float, float]] = []
+    bad: list[int] = []
+    for i, value in enumerate(values):
+        if value is None or value != value:
+            rows.append(_GAP)
+            continue
+        text = str(value)
+        parts = seen[text] if text in seen else seen.setdefault(text, date_parts(text))
+        if parts is None:
+            bad.append(i)
+        rows.append(_GAP if parts is None else parts)
+    return rows, bad
 
 
 def model_order(features: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:

@@ -15,7 +15,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from contract import MISSING_STRING
-from contract.dates import DATE_PARTS, date_parts, part_names
+from contract.dates import DATE_PARTS, part_names, parts_rows
 from pipeline.estimator import needs_scaling
 from pipeline.schema import Schema
 
@@ -59,13 +59,7 @@ def model_input(X: pd.DataFrame, schema: Schema) -> pd.DataFrame:
 
 
 def date_columns(values: Sequence[Any]) -> list[npt.NDArray[np.float64]]:
-    """The parts of each date (contract.dates) as one float64 column per part; NaN for a gap.
-    Each distinct date is parsed once: a million rows hold a few thousand days."""
-    seen: dict[str, tuple[float, float, float] | None] = {}
-    rows = [
-        None if v is None or v != v else seen[v] if v in seen else seen.setdefault(v, date_parts(str(v)))
-        for v in values
-    ]
-    gap = (np.nan,) * len(DATE_PARTS)
-    matrix = np.array([gap if r is None else r for r in rows], dtype=np.float64).reshape(-1, len(DATE_PARTS))
+    """The parts of each date (contract.dates.parts_rows) as one float64 column per part."""
+    rows, _ = parts_rows(values)
+    matrix = np.array(rows, dtype=np.float64).reshape(-1, len(DATE_PARTS))
     return [matrix[:, k].copy() for k in range(len(DATE_PARTS))]

@@ -126,15 +126,14 @@ def _first(column: RawColumn, values: Collection[str]) -> tuple[int, str]:
     return next((i, v) for i, v in enumerate(column.text.tolist()) if v is not None and v in values)
 
 
-def _numeric_kind(name: str, column: RawColumn, source: Path) -> str:
-    """Why `name` is numeric, or an error naming its first non-finite cell."""
+def _numeric_kind(name: str, column: RawColumn, distinct_text: Collection[str], source: Path) -> str:
+    """Why `name` is numeric, or an error naming its first non-finite cell. `distinct_text`: the
+    column's distinct present cells when it was read as text (each is a number, maybe not finite)."""
     present = ~column.gaps
-    if column.numbers is None:  # read as text: every present cell is a number, maybe not finite
-        assert column.text is not None
-        finite = {v for v in set(column.text[present].tolist()) if math.isfinite(float(v))}
-        if len(finite) < len(set(column.text[present].tolist())):
-            i, v = _first(column, set(column.text[present].tolist()) - finite)
-            raise PipelineError(f"{source}: line {i + 2}, column {name!r}: {v!r} is not a finite number")
+    not_finite = {v for v in distinct_text if not math.isfinite(float(v))}
+    if not_finite:
+        i, v = _first(column, not_finite)
+        raise PipelineError(f"{source}: line {i + 2}, column {name!r}: {v!r} is not a finite number")
     values = numbers_of(column)[present]
     distinct = len(np.unique(values))
     if distinct == len(values) and distinct > MAX_ODD_TOKENS and bool(np.all(values == np.floor(values))):
@@ -208,7 +207,7 @@ def infer_kinds(
                     f"{source}: line {i + 2}, column {name!r}: {v!r} is not a number "
                     f"(prepare.column_kinds says numeric)"
                 )
-            why[name] = _numeric_kind(name, column, source)
+            why[name] = _numeric_kind(name, column, counts.keys(), source)
             if override:
                 why[name] = "numeric: set in prepare.column_kinds"
         else:
