@@ -5,7 +5,7 @@ import gc
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -14,14 +14,15 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp
 
 from api.errors import ClientError, error_body, problem
 from api.metrics import multiprocess_enabled
 from api.model import load_model
 from api.openapi import install_openapi
 from api.ops import ops_router
-from api.predict import CEILING_PATH, lean_routes, predict_router
-from api.request_context import RequestContextMiddleware, request_context
+from api.predict import lean_routes, predict_router
+from api.request_context import RequestContextMiddleware, request_id_of
 from api.settings import Settings
 from api.state import ServiceState
 from api.v2 import V2Service, build_v2_router
@@ -44,14 +45,8 @@ def _error_response(
     problems: list[dict[str, Any]],
     headers: Mapping[str, str] | None = None,
 ) -> Response:
-    context = request_context(request.scope)
-    request_id = context.request_id if context else None
-    return Response(
-        error_body(status, code, message, problems, request_id),
-        status_code=status,
-        media_type="application/json",
-        headers=headers,
-    )
+    body = error_body(ClientError(status, code, message, problems), request_id_of(request.scope))
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -131,8 +126,14 @@ def _lifespan(state: ServiceState) -> Any:
     return lifespan
 
 
-def create_app(settings: Settings) -> FastAPI:
-    """Build the app; the model is loaded (and verified) by the lifespan, not here."""
+# A hook for raw routes beside the service's own (the benchmark's ceiling, bench/ceiling.py): given
+# the app's state, (method, path) -> raw ASGI app, dispatched before routing as /predict is.
+Mount = Callable[[ServiceState], Mapping[tuple[str, str], ASGIApp]]
+
+
+def create_app(settings: Settings, mounts: Sequence[Mount] = ()) -> FastAPI:
+    """Build the app; the model is loaded (and verified) by the lifespan, not here. `mounts` add raw
+    routes the production app does not have (`python -m api` mounts none)."""
     state = ServiceState(settings=settings)
     app = FastAPI(
         title="lockstep prediction service",
@@ -163,11 +164,13 @@ def create_app(settings: Settings) -> FastAPI:
     routes = {"/healthz", "/readyz", "/model", "/metrics", "/predict", "/openapi.json"}
     if settings.enable_docs:
         routes.add("/docs")
-    if settings.enable_ceiling_route:
-        routes.add(CEILING_PATH)
     routes |= v2.paths()
     lean = lean_routes(state)
     lean[("POST", v2.infer_path)] = v2.lean_infer()
+    for mount in mounts:
+        extra = mount(state)
+        lean.update(extra)
+        routes.update(path for _, path in extra)
     app.state.lean_routes = lean
     app.add_middleware(RequestContextMiddleware, metrics=state.metrics, routes=routes, lean=lean)
     install_openapi(app, state)

@@ -1,6 +1,6 @@
-"""Client-error type and the one JSON error body every 4xx/5xx response uses."""
+"""Client-error type and the one builder of the JSON error body every 4xx/5xx response uses."""
 
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -40,21 +40,22 @@ class ClientError(Exception):
         self.problems = problems if problems is not None else [problem(None, None, message)]
 
 
-def error_body(
-    status: int, code: str, message: str, problems: list[dict[str, Any]], request_id: str | None
-) -> bytes:
-    """Serialise {"error": {status, code, message, errors: [{row, field, message}], request_id}}."""
-    return orjson.dumps(
-        {
-            "error": {
-                "status": status,
-                "code": code,
-                "message": message,
-                "errors": problems[:MAX_REPORTED_ERRORS],
-                "request_id": request_id,
-            }
-        }
-    )
+ErrorFormat = Literal["lockstep", "v2"]
+
+
+def error_body(error: ClientError, request_id: str | None, protocol: ErrorFormat = "lockstep") -> bytes:
+    """The one error body, in either format:
+    - lockstep's envelope: {"error": {status, code, message, errors: [{row, field, message}], request_id}};
+    - V2's (the Open Inference Protocol's `{"error": "..."}`; the rest are extra keys clients may
+      ignore): {"error": message, code, errors, request_id}.
+    """
+    problems = error.problems[:MAX_REPORTED_ERRORS]
+    if protocol == "v2":
+        return orjson.dumps(
+            {"error": error.message, "code": error.code, "errors": problems, "request_id": request_id}
+        )
+    envelope = {"status": error.status, "code": error.code, "message": error.message}
+    return orjson.dumps({"error": envelope | {"errors": problems, "request_id": request_id}})
 
 
 # Raised by every route that needs the model before the lifespan has loaded it.

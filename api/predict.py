@@ -1,39 +1,32 @@
-"""POST /predict and the benchmark ceiling: reading, validating and scoring a body, writing the answer.
+"""POST /predict: reading, validating and scoring a body, writing the answer.
 
-The request reaches the core (`predict`, `ceiling`) two ways. The lean way is a raw ASGI app per
-route (`lean_routes`), which the request-context middleware calls directly: FastAPI's per-request
-machinery (router, dependency solving, exception middleware, Request/Response objects) costs more,
-measured, than validation and prediction together. The routed way (`predict_router`) is the FastAPI
+The request reaches the core (`predict`) two ways. The lean way is a raw ASGI app per
+route (`lean_routes`, api.raw), which the request-context middleware calls directly, before
+FastAPI's routing. The routed way (`predict_router`) is the FastAPI
 route, which defines the OpenAPI entry and answers when the lean mapping is emptied. Both call the
 same core and give the same error envelope.
 """
 
 import math
-from collections.abc import Awaitable, Callable
-from functools import lru_cache
+from functools import lru_cache, partial
 
 import numpy as np
 import orjson
 from fastapi import APIRouter, Request, Response
-from starlette.requests import ClientDisconnect
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope
 
-from api.errors import NOT_READY, ClientError, error_body, problem
+from api.errors import NOT_READY, ClientError, problem
+from api.raw import raw_endpoint
 from api.request_context import request_context
 from api.runners import Scores
 from api.state import ServiceState
 from api.validation import read_json_body
 
 JSON = "application/json"
-CEILING_PATH = "/_bench/ceiling"
-CEILING_BODY = b'{"ok":true}'
 # A single row costs less as Python objects for orjson than spliced; from two rows splicing wins,
 # and for many rows those per-row objects (two dicts a row) would be most of an answer's cost.
 _SPLICE_ROWS = 2
-_JSON_HEADER = (b"content-type", b"application/json")
 _CHECK_ONE_BY_ONE = 16
-
-Core = Callable[[ServiceState, Scope, Receive], Awaitable[bytes]]
 
 
 async def predict(state: ServiceState, scope: Scope, receive: Receive) -> bytes:
@@ -52,54 +45,19 @@ async def predict(state: ServiceState, scope: Scope, receive: Receive) -> bytes:
     return body
 
 
-async def ceiling(state: ServiceState, scope: Scope, receive: Receive) -> bytes:
-    """The benchmark ceiling: the same reading and validation as predict, then a constant."""
-    if state.model is None:
-        raise NOT_READY
-    state.model.parser.parse(await read_json_body(scope, receive, state.settings.max_body_bytes))
-    return CEILING_BODY
-
-
-def _asgi(state: ServiceState, core: Core) -> ASGIApp:
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            status, body = 200, await core(state, scope, receive)
-        except ClientError as exc:
-            context = request_context(scope)
-            request_id = context.request_id if context else None
-            status, body = exc.status, error_body(exc.status, exc.code, exc.message, exc.problems, request_id)
-        except ClientDisconnect:
-            return  # nobody to answer
-        headers = [_JSON_HEADER, (b"content-length", str(len(body)).encode())]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
-
-    return app
-
-
 def lean_routes(state: ServiceState) -> dict[tuple[str, str], ASGIApp]:
-    """(method, path) -> raw ASGI app for POST /predict (and the ceiling when enabled)."""
-    routes = {("POST", "/predict"): _asgi(state, predict)}
-    if state.settings.enable_ceiling_route:
-        routes[("POST", CEILING_PATH)] = _asgi(state, ceiling)
-    return routes
+    """(method, path) -> raw ASGI app for POST /predict."""
+    return {("POST", "/predict"): raw_endpoint(partial(predict, state))}
 
 
 def predict_router(state: ServiceState) -> APIRouter:
-    """The FastAPI routes of POST /predict (and the ceiling when enabled), bound to one ServiceState."""
+    """The FastAPI route of POST /predict, bound to one ServiceState."""
     router = APIRouter()
 
     @router.post("/predict", tags=["model"], name="predict")  # the name makes the operationId
     async def predict_route(request: Request) -> Response:
         """Predict label and class probabilities for one or more instances (named or positional)."""
         return Response(await predict(state, request.scope, request.receive), media_type=JSON)
-
-    if state.settings.enable_ceiling_route:
-
-        @router.post(CEILING_PATH, include_in_schema=False, name="ceiling")
-        async def ceiling_route(request: Request) -> Response:
-            """Benchmark ceiling: the same body reading and validation as /predict, then a constant."""
-            return Response(await ceiling(state, request.scope, request.receive), media_type=JSON)
 
     return router
 

@@ -16,13 +16,13 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from api.errors import error_body, problem
+from api.errors import ClientError, error_body
 from api.request_context import READ_TIMEOUT_KEY, request_context
 
 
 def _raw_response(status: int, reason: str, code: str, message: str, request_id: str) -> bytes:
     """A complete HTTP/1.1 error response in the service's JSON envelope, closing the connection."""
-    body = error_body(status, code, message, [problem(None, None, message)], request_id)
+    body = error_body(ClientError(status, code, message), request_id)
     head = (
         f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
         f"content-length: {len(body)}\r\nx-request-id: {request_id}\r\nconnection: close\r\n"

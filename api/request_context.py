@@ -14,7 +14,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.errors import error_body, problem
+from api.errors import ClientError, error_body
 from api.metrics import ServiceMetrics
 
 access_log = logging.getLogger("api.access")
@@ -47,6 +47,12 @@ def request_context(scope: Scope) -> RequestContext | None:
     """The context the middleware attached to this request, if any."""
     context = scope.get("lockstep")
     return context if isinstance(context, RequestContext) else None
+
+
+def request_id_of(scope: Scope) -> str | None:
+    """This request's id (what X-Request-ID answers), or None outside the middleware."""
+    context = request_context(scope)
+    return context.request_id if context is not None else None
 
 
 def _incoming_request_id(scope: Scope) -> bytes | None:
@@ -99,13 +105,7 @@ class RequestContextMiddleware:
             if status is not None:
                 raise  # the response has begun: the server can only drop the connection
             log.error("unhandled error", exc_info=exc, extra={"request_id": context.request_id})
-            body = error_body(
-                500,
-                "internal_error",
-                _INTERNAL_ERROR,
-                [problem(None, None, _INTERNAL_ERROR)],
-                context.request_id,
-            )
+            body = error_body(ClientError(500, "internal_error", _INTERNAL_ERROR), context.request_id)
             headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
             await send_with_id({"type": "http.response.start", "status": 500, "headers": headers})
             await send({"type": "http.response.body", "body": body})

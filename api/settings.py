@@ -38,8 +38,6 @@ class Settings(BaseSettings):
     # Swagger UI at /docs: off by default, because FastAPI's page loads swagger-ui's JavaScript and CSS
     # from a CDN (jsdelivr) without integrity hashes. /openapi.json (the schema) is always served.
     enable_docs: bool = False
-    # Benchmark-only route (POST /_bench/ceiling); never enabled in production.
-    enable_ceiling_route: bool = False
     # Seconds uvicorn waits for in-flight requests after SIGTERM before closing them.
     graceful_timeout_seconds: int = Field(default=30, ge=1)
     # Read deadlines per connection (api.read_timeouts): a client that has not sent its headers, or

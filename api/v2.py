@@ -31,13 +31,13 @@ from typing import Any
 import numpy as np
 import orjson
 from fastapi import APIRouter, Request, Response
-from starlette.requests import ClientDisconnect
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope
 
-from api.errors import MAX_REPORTED_ERRORS, ClientError, problem, safe_text
+from api.errors import ClientError, error_body, problem, safe_text
 from api.model import ServedModel
 from api.predict import check_finite
-from api.request_context import request_context
+from api.raw import raw_endpoint
+from api.request_context import request_context, request_id_of
 from api.runners import Scores
 from api.state import ServiceState
 from api.validation import DATE_PROBLEM, Batch, BodyTokens, date_matrix, load_json, read_json_body
@@ -69,19 +69,6 @@ PLATFORMS = {"onnx": "onnx_onnxv1", "sklearn": "sklearn_joblib"}
 
 def bad_request(message: str, field: str | None = None) -> ClientError:
     return ClientError(400, "invalid_v2_request", message, [problem(None, field, message)])
-
-
-def error_body(exc: ClientError, scope: Scope) -> bytes:
-    """The protocol's error object; the problems and request id are extra keys clients may ignore."""
-    context = request_context(scope)
-    return orjson.dumps(
-        {
-            "error": exc.message,
-            "code": exc.code,
-            "errors": exc.problems[:MAX_REPORTED_ERRORS],
-            "request_id": context.request_id if context else None,
-        }
-    )
 
 
 def _flatten(data: list[Any], shape: list[int], where: str) -> list[Any]:
@@ -508,19 +495,7 @@ class V2Service:
 
     def lean_infer(self) -> ASGIApp:
         """POST /v2/models/{name}/infer as raw ASGI, dispatched before FastAPI's routing (as /predict is)."""
-
-        async def app(scope: Scope, receive: Receive, send: Send) -> None:
-            try:
-                status, body = 200, await self.infer(scope, receive, self.name)
-            except ClientError as exc:
-                status, body = exc.status, error_body(exc, scope)
-            except ClientDisconnect:
-                return
-            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-            await send({"type": "http.response.start", "status": status, "headers": headers})
-            await send({"type": "http.response.body", "body": body})
-
-        return app
+        return raw_endpoint(lambda scope, receive: self.infer(scope, receive, self.name), "v2")
 
 
 def _assume_json(scope: Scope) -> Scope:
@@ -593,7 +568,7 @@ def build_v2_router(service: V2Service) -> APIRouter:
     router = APIRouter(prefix="/v2", tags=["v2"])
 
     def refusal(request: Request, exc: ClientError) -> Response:
-        return _answer(error_body(exc, request.scope), exc.status)
+        return _answer(error_body(exc, request_id_of(request.scope), "v2"), exc.status)
 
     @router.get("")
     async def server_metadata() -> Response:

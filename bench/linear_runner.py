@@ -25,6 +25,7 @@ from api.coalesce import Coalescer
 from api.runners import Scores
 from api.settings import Settings
 from api.validation import Batch
+from bench.ceiling import ceiling_routes
 
 
 class LinearRunner:
@@ -102,9 +103,9 @@ def with_linear_runner(app: FastAPI, runner: LinearRunner) -> FastAPI:
 
 
 def app_from_env() -> FastAPI:
-    """uvicorn factory, as api.app:app_from_env."""
+    """uvicorn factory, as api.app:app_from_env (with the ceiling mounted, as bench.ceiling's)."""
     settings = Settings()
-    return with_linear_runner(create_app(settings), linear_runner(settings))
+    return with_linear_runner(create_app(settings, mounts=[ceiling_routes]), linear_runner(settings))
 
 
 if __name__ == "__main__":

@@ -153,12 +153,13 @@ def server(
     artifacts: Artifacts,
     workers: int,
     log_path: Path,
-    module: str = "api",
+    module: str = "bench.ceiling",
     env_extra: dict[str, str] | None = None,
 ) -> Iterator[Server]:
-    """`python -m api` (or `module`, a variant of it) with `workers` workers and the ceiling route,
-    its output in `log_path`; the Server carries its start-up-to-ready seconds."""
-    env = {**(env_extra or {}), "LOCKSTEP_WORKERS": str(workers), "LOCKSTEP_ENABLE_CEILING_ROUTE": "true"}
+    """The service with the ceiling route mounted (`python -m bench.ceiling`, or `module`, a variant
+    of it) with `workers` workers, its output in `log_path`; the Server carries its start-up-to-ready
+    seconds."""
+    env = {**(env_extra or {}), "LOCKSTEP_WORKERS": str(workers)}
     with running_server(artifacts, module=module, log=log_path, **env) as started:
         yield started
 

@@ -75,7 +75,6 @@ class Artifacts:
         values: dict[str, Any] = {
             **self.served(),
             "requirements_path": REPO_ROOT / "requirements.txt",
-            "enable_ceiling_route": True,
         }
         values.update(overrides)
         return Settings(**values)

@@ -1,4 +1,4 @@
-"""api.predict: POST /predict and the ceiling through TestClient (named and positional rows, both ways
+"""api.predict: POST /predict through TestClient (named and positional rows, both ways
 in), the response spliced from fragments byte for byte what orjson writes for the objects, and rows a
 model cannot score refused by index."""
 
@@ -128,20 +128,6 @@ def test_batch_mixing_named_and_positional_rows(
     assert all(p == body["predictions"][0] for p in body["predictions"])
 
 
-def test_ceiling_route_validates_like_predict(client: TestClient, example: dict[str, Any]) -> None:
-    assert client.post("/_bench/ceiling", json={"instances": [example]}).json() == {"ok": True}
-    assert client.post("/_bench/ceiling", json={"instances": [{}]}).status_code == 422
-
-
-def test_ceiling_route_is_off_by_default() -> None:
-    from api.app import create_app
-    from harness import make_settings
-
-    app = create_app(make_settings(enable_ceiling_route=False))
-    with TestClient(app) as plain:
-        assert plain.post("/_bench/ceiling", json={}).status_code == 404
-
-
 def test_fastapi_route_and_lean_handler_answer_alike(
     example: dict[str, Any], feature_names: list[str]
 ) -> None:
@@ -156,7 +142,6 @@ def test_fastapi_route_and_lean_handler_answer_alike(
         lean = [client.post("/predict", json=b) for b in (body, bad)]
         app.state.lean_routes.clear()
         routed = [client.post("/predict", json=b) for b in (body, bad)]
-        assert client.post("/_bench/ceiling", json=body).json() == {"ok": True}
     for via_lean, via_fastapi in zip(lean, routed, strict=True):
         assert via_lean.status_code == via_fastapi.status_code
         assert via_lean.headers["content-type"] == via_fastapi.headers["content-type"]

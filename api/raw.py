@@ -1,0 +1,39 @@
+"""The raw ASGI endpoint the hot routes (POST /predict, V2 infer, the benchmark ceiling) are served by.
+
+The request-context middleware calls these directly, before FastAPI's routing: FastAPI's
+per-request machinery (router, dependency solving, exception middleware, Request/Response objects)
+costs more, measured, than validating and scoring a row. A core reads the request and returns the
+response JSON, or raises ClientError, which leaves as the endpoint's error format.
+"""
+
+from collections.abc import Awaitable, Callable
+
+from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from api.errors import ClientError, ErrorFormat, error_body
+from api.request_context import request_id_of
+
+Core = Callable[[Scope, Receive], Awaitable[bytes]]
+
+
+async def send_json(send: Send, status: int, body: bytes) -> None:
+    """A complete JSON response: its start (content type and length) and its body."""
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def raw_endpoint(core: Core, protocol: ErrorFormat = "lockstep") -> ASGIApp:
+    """`core` as an ASGI app: 200 and its JSON, or the refusal in `protocol`'s error format."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            status, body = 200, await core(scope, receive)
+        except ClientError as exc:
+            status, body = exc.status, error_body(exc, request_id_of(scope), protocol)
+        except ClientDisconnect:
+            return  # nobody to answer
+        await send_json(send, status, body)
+
+    return app
