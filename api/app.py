@@ -22,6 +22,7 @@ from api.model import load_model
 from api.openapi import install_openapi
 from api.ops import ops_router
 from api.predict import lean_routes, predict_router
+from api.raw import RawRoutes
 from api.request_context import RequestContextMiddleware, request_id_of
 from api.settings import Settings
 from api.state import ServiceState
@@ -172,7 +173,10 @@ def create_app(settings: Settings, mounts: Sequence[Mount] = ()) -> FastAPI:
         lean.update(extra)
         routes.update(path for _, path in extra)
     app.state.lean_routes = lean
-    app.add_middleware(RequestContextMiddleware, metrics=state.metrics, routes=routes, lean=lean)
+    # Added first, so it runs inside the request context: a raw endpoint's request gets its id,
+    # access-log line and metrics like any other.
+    app.add_middleware(RawRoutes, routes=lean)
+    app.add_middleware(RequestContextMiddleware, metrics=state.metrics, routes=routes)
     install_openapi(app, state)
     return app
 

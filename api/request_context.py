@@ -1,5 +1,4 @@
-"""The per-request envelope: X-Request-ID, one JSON access-log line and metrics per request, and the
-dispatch of hot routes to their raw ASGI handlers before FastAPI's routing.
+"""The per-request envelope: X-Request-ID, one JSON access-log line and metrics per request.
 
 Written against raw ASGI rather than BaseHTTPMiddleware, which costs a task and a stream
 per request: this middleware is on every request's path, including the benchmarked ones.
@@ -8,7 +7,7 @@ per request: this middleware is on every request's path, including the benchmark
 import logging
 import re
 import uuid
-from collections.abc import Collection, Mapping
+from collections.abc import Collection
 from time import perf_counter
 from typing import Any
 
@@ -65,19 +64,10 @@ def _incoming_request_id(scope: Scope) -> bytes | None:
 class RequestContextMiddleware:
     """Assigns the request id, adds it to the response, then logs and measures the request."""
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        metrics: ServiceMetrics,
-        routes: Collection[str],
-        lean: Mapping[tuple[str, str], ASGIApp] | None = None,
-    ):
+    def __init__(self, app: ASGIApp, metrics: ServiceMetrics, routes: Collection[str]):
         self.app = app
         self.metrics = metrics
         self.routes = frozenset(routes)
-        # Hot routes answered directly, skipping the framework's routing. Kept by
-        # reference: emptying the mapping (app.state.lean_routes) sends everything through FastAPI.
-        self.lean = lean if lean is not None else {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -96,9 +86,8 @@ class RequestContextMiddleware:
                 message["headers"] = [*message.get("headers", ()), (b"x-request-id", raw_id)]
             await send(message)
 
-        handler = self.lean.get((scope["method"], scope["path"]), self.app)
         try:
-            await handler(scope, receive, send_with_id)
+            await self.app(scope, receive, send_with_id)
         except Exception as exc:
             # Answered here rather than by Starlette's outermost error middleware, which runs
             # outside this one and so would send the 500 without the request id.
