@@ -19,8 +19,8 @@ from itertools import chain
 
 import numpy as np
 
+from api.batch import Batch
 from api.runners import Runner, Scores
-from api.validation import Batch
 
 # Larger requests already spread the per-call cost over their rows: they are scored on their own.
 MAX_REQUEST_ROWS = 32

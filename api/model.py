@@ -13,11 +13,12 @@ from typing import Any
 import orjson
 
 from api.artifacts import Metadata, ServingPlan, VerifiedArtifacts, verify_artifacts
+from api.batch import Batch
 from api.coalesce import Coalescer, merge_batches
 from api.errors import ClientError
 from api.runners import OnnxRunner, Runner, Scores, SklearnRunner
 from api.settings import Settings
-from api.validation import FLOAT32_MAX_VALUE, MAX_ABS_VALUE, Batch, InstanceParser
+from api.validation import FLOAT32_MAX_VALUE, MAX_ABS_VALUE, InstanceParser
 from contract import ContractError, md5_hex
 
 _SERVING_PACKAGES = ("numpy", "onnxruntime", "fastapi", "pydantic", "uvicorn")

@@ -15,12 +15,12 @@ import orjson
 from fastapi import APIRouter, Request, Response
 from starlette.types import ASGIApp, Receive, Scope
 
+from api.body import read_json_body
 from api.errors import NOT_READY, ClientError, problem
 from api.raw import raw_endpoint
 from api.request_context import request_context
 from api.runners import Scores
 from api.state import ServiceState
-from api.validation import read_json_body
 
 JSON = "application/json"
 # A single row costs less as Python objects for orjson than spliced; from two rows splicing wins,

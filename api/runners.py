@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from api.artifacts import Metadata, OnnxGraph
-from api.validation import Batch
+from api.batch import Batch
 from contract import ContractError
 
 _ONNX_DTYPES = {"double": np.float64, "float": np.float32}

@@ -33,6 +33,8 @@ import orjson
 from fastapi import APIRouter, Request, Response
 from starlette.types import ASGIApp, Receive, Scope
 
+from api.batch import Batch
+from api.body import load_json, read_json_body
 from api.errors import ClientError, error_body, problem, safe_text
 from api.model import ServedModel
 from api.predict import check_finite
@@ -40,7 +42,8 @@ from api.raw import raw_endpoint
 from api.request_context import request_context, request_id_of
 from api.runners import Scores
 from api.state import ServiceState
-from api.validation import DATE_PROBLEM, Batch, BodyTokens, date_matrix, load_json, read_json_body
+from api.tokens import BodyTokens
+from api.validation import DATE_PROBLEM, date_matrix
 
 JSON = "application/json"
 INT_TYPES = {

@@ -1,7 +1,5 @@
-"""Reads a JSON request body and turns a POST /predict body into a `Batch`, or a ClientError naming
-each bad row and field.
-
-`read_json_body` refuses a wrong Content-Type (415) and an oversize body (413) before buffering it.
+"""Turns a POST /predict body into a `Batch` (api.batch), or a ClientError naming each bad row and
+field. Reading the body is api.body's job, counting its bytes before the parse api.tokens'.
 
 Numeric columns take JSON numbers, categorical columns take strings, and any column takes `null`
 for a missing value (the model's preprocessing imputes every column). Unknown categories are
@@ -16,22 +14,19 @@ path free of error reporting is what makes it fast.
 
 from __future__ import annotations
 
-import json
 import math
-import re
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from itertools import chain, islice
 from operator import itemgetter
 from typing import Any
 
 import numpy as np
-import orjson
-from starlette.requests import ClientDisconnect
-from starlette.types import Receive, Scope
 
 from api.artifacts import Feature
+from api.batch import Batch
+from api.body import json_type, load_json
 from api.errors import MAX_REPORTED_ERRORS, ClientError, problem
+from api.tokens import NUMPY_COUNT_BYTES, BodyTokens, count, letters
 from contract.dates import DATE_PARTS, parts_rows
 
 # Feature values are measurements; magnitudes past this are refused by name rather than left to
@@ -44,119 +39,14 @@ _NUMERIC_TYPES = frozenset({int, float, _NONE})
 _CATEGORICAL_TYPES = frozenset({str, _NONE})
 
 Row = tuple[Any, ...]
-# Past this size numpy counts a byte faster than bytes.count, whose per-call cost is lower.
-_NUMPY_COUNT_BYTES = 16 * 1024
-_COUNT_SLICE = 1024 * 1024
 # Keys beyond what a body's objects can validly hold that are still parsed (and named when refused).
 _KEY_SLACK = 1024
 # Fewer strings than this cost little to parse: such a body's keys are not counted (a 1,000-row
 # named batch has 30,000).
 _KEYS_COUNTED_FROM = 32_768
-# Letters no JSON number has: "r" is in every true token, "a" in every false one.
-_TRUE_LETTER, _FALSE_LETTER = "r", "a"
 
 
-def _count(body: bytes, array: np.ndarray | None, char: str) -> int:
-    if array is None:
-        return body.count(char.encode())
-    code = ord(char)
-    # In slices: a comparison over the whole body would allocate a temporary as large as the body.
-    return sum(
-        int(np.count_nonzero(array[i : i + _COUNT_SLICE] == code)) for i in range(0, len(array), _COUNT_SLICE)
-    )
-
-
-@dataclass(frozen=True)
-class BodyTokens:
-    """Byte counts of a JSON body, taken before parsing: with the parsed document they show, without
-    looking at each value, that no value is a string or a boolean where the document has none; and
-    before it they bound how many strings and values parsing could build."""
-
-    quotes: int  # '"' bytes (two per string, plus any escaped ones)
-    escaped_quotes: int  # '\\"' pairs (0 when the body has no backslash)
-    backslash: bool  # any escape sequence at all
-    true_letters: int  # bytes equal to _TRUE_LETTER
-    false_letters: int  # bytes equal to _FALSE_LETTER
-
-    @classmethod
-    def of(cls, body: bytes) -> BodyTokens:
-        array = np.frombuffer(body, dtype=np.uint8) if len(body) > _NUMPY_COUNT_BYTES else None
-        backslash = b"\\" in body
-        return cls(
-            quotes=_count(body, array, '"'),
-            escaped_quotes=body.count(b'\\"') if backslash else 0,
-            backslash=backslash,
-            true_letters=_count(body, array, _TRUE_LETTER),
-            false_letters=_count(body, array, _FALSE_LETTER),
-        )
-
-    @property
-    def strings_at_least(self) -> int:
-        """A lower bound on the body's strings: two unescaped quotes each (a quote after a backslash
-        is subtracted even when the backslash is itself escaped, which can only undercount)."""
-        return (self.quotes - self.escaped_quotes) // 2
-
-    def excess(self, body: bytes, max_strings: int, max_values: int) -> str | None:
-        """Why `body` holds more strings or values than `max_*` allow (checked before parsing, so
-        no body within the byte limit builds more objects than the largest valid one), or None.
-
-        Every value but the first of an array or object follows a comma, so a body has at most
-        commas + containers + 1 values (commas inside strings count too: an overcount, never an
-        undercount). And each value but the outermost takes two bytes at least (its first, and
-        the comma or closing bracket after it), so a body that short needs no count.
-        """
-        if self.strings_at_least > max_strings:
-            return f"body has at least {self.strings_at_least} JSON strings; at most {max_strings} fit"
-        if (len(body) + 1) // 2 + 1 <= max_values:
-            return None
-        array = np.frombuffer(body, dtype=np.uint8) if len(body) > _NUMPY_COUNT_BYTES else None
-        values = sum(_count(body, array, char) for char in ",[{") + 1
-        if values > max_values:
-            counted = f"body has up to {values} JSON values (counting its commas and brackets)"
-            return f"{counted}; at most {max_values} fit"
-        return None
-
-    def only_numbers_besides(self, strings: int, letters: tuple[int, int]) -> bool:
-        """Whether the body's strings are exactly `strings` ones, with no escapes, holding `letters`
-        (_TRUE_LETTER, _FALSE_LETTER) in all, and it has no true/false token: then every other
-        value is a number, null, array or object. Each string has two quotes, so one more would
-        show in the quote count; a boolean token adds an "r" or an "a", which no number has."""
-        if self.backslash or self.quotes != 2 * strings:
-            return False
-        return (self.true_letters, self.false_letters) == letters
-
-
-def _letters(text: str) -> tuple[int, int]:
-    return text.count(_TRUE_LETTER), text.count(_FALSE_LETTER)
-
-
-_INSTANCES_LETTERS = _letters("instances")
-
-
-@dataclass
-class Batch:
-    """Validated rows, by column kind: what the model runners feed to the model."""
-
-    rows: int
-    numeric: np.ndarray  # (rows, numeric features) float64 in metadata order; NaN = missing
-    categorical: list[Sequence[str | None]]  # one column per categorical feature; None = missing
-    missing: dict[str, int] = field(default_factory=dict)  # feature -> rows with null
-    unknown: dict[str, int] = field(default_factory=dict)  # feature -> rows with an unseen category
-
-
-def _json_type(value: Any) -> str:
-    """JSON name of a parsed value's type, for error messages."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object"
+_INSTANCES_LETTERS = letters("instances")
 
 
 def _numeric_problem(value: Any, max_abs: float) -> str | None:
@@ -164,7 +54,7 @@ def _numeric_problem(value: Any, max_abs: float) -> str | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
-        return f"must be a number or null, got {_json_type(value)}"
+        return f"must be a number or null, got {json_type(value)}"
     try:
         as_float = float(value)
     except OverflowError:
@@ -179,7 +69,7 @@ def _numeric_problem(value: Any, max_abs: float) -> str | None:
 def _categorical_problem(value: Any, what: str = "a category") -> str | None:
     if value is None or isinstance(value, str):
         return None
-    return f"must be a string ({what}) or null, got {_json_type(value)}"
+    return f"must be a string ({what}) or null, got {json_type(value)}"
 
 
 DATE_PROBLEM = "must be an ISO 8601 date such as 2024-03-01 or 2024-03-01T13:45:00Z, or null"
@@ -229,7 +119,7 @@ class InstanceParser:
         self._slot = {i: (True, k) for k, i in enumerate(numeric)} | {
             i: (False, k) for k, i in enumerate(categorical)
         }
-        self._name_letters = _letters("".join(self.names))  # in the keys of one named row
+        self._name_letters = letters("".join(self.names))  # in the keys of one named row
         self._numeric_named = _getter(self.numeric_names)
         self._categorical_named = _getter(self.categorical_names)
         self._numeric_positional = _getter(numeric)
@@ -264,9 +154,9 @@ class InstanceParser:
             # Its other strings are keys: each followed by a colon, at most one per feature in each
             # object (the body's own and one per row); colons and braces in strings only add. A
             # few more are parsed, so a row with some unknown keys is refused naming them.
-            array = np.frombuffer(body, dtype=np.uint8) if len(body) > _NUMPY_COUNT_BYTES else None
-            objects = _count(body, array, "{")
-            keys = min(_count(body, array, ":"), 1 + max(0, objects - 1) * self.n_features)
+            array = np.frombuffer(body, dtype=np.uint8) if len(body) > NUMPY_COUNT_BYTES else None
+            objects = count(body, array, "{")
+            keys = min(count(body, array, ":"), 1 + max(0, objects - 1) * self.n_features)
             if tokens.strings_at_least > keys + values + _KEY_SLACK:
                 message = (
                     f"body has at least {tokens.strings_at_least} JSON strings; its {objects} objects "
@@ -314,12 +204,13 @@ class InstanceParser:
             # When "instances", the keys and the categorical values are all the body's strings and
             # it has no true/false token, the numeric values need no per-value type check.
             in_keys = n_rows if keys else 0
-            in_values = _letters("".join(filter(None, chain.from_iterable(columns))))
-            letters = (
+            in_values = letters("".join(filter(None, chain.from_iterable(columns))))
+            expected_letters = (
                 _INSTANCES_LETTERS[0] + in_keys * self._name_letters[0] + in_values[0],
                 _INSTANCES_LETTERS[1] + in_keys * self._name_letters[1] + in_values[1],
             )
-            plain = tokens.only_numbers_besides(1 + keys + n_rows * len(columns) - sum(gaps), letters)
+            strings = 1 + keys + n_rows * len(columns) - sum(gaps)
+            plain = tokens.only_numbers_besides(strings, expected_letters)
             numeric = self._numeric_block(numeric_rows, n_rows, plain)
         except (KeyError, TypeError, ValueError, OverflowError):  # e.g. an int too big for a float
             return None
@@ -402,7 +293,7 @@ class InstanceParser:
             raise ClientError(
                 422,
                 "invalid_body",
-                f"body must be a JSON object, got {_json_type(doc)}",
+                f"body must be a JSON object, got {json_type(doc)}",
                 [problem(None, None, 'expected {"instances": [...]}')],
             )
         unknown_top = (
@@ -414,7 +305,7 @@ class InstanceParser:
             problems.append(problem(None, "instances", "is required"))
         elif not isinstance(instances, list):
             problems.append(
-                problem(None, "instances", f"must be an array of rows, got {_json_type(instances)}")
+                problem(None, "instances", f"must be an array of rows, got {json_type(instances)}")
             )
         elif not instances:
             problems.append(problem(None, "instances", "must contain at least one row"))
@@ -474,7 +365,7 @@ class InstanceParser:
         else:
             message = (
                 f"must be an object of named features or an array of {self.n_features} values, "
-                f"got {_json_type(row)}"
+                f"got {json_type(row)}"
             )
             return [problem(row_index, None, message)]
         for position, value in values:
@@ -493,125 +384,3 @@ class InstanceParser:
             else:
                 columns[index][row_index] = value
         return found
-
-
-def load_json(body: bytes) -> tuple[Any, bool]:
-    """The parsed document, and whether it is strict JSON (else it has NaN/Infinity: the exact path
-    only), or a 400 naming why it is not JSON.
-
-    orjson first. Only what it refuses goes to the standard parser, which reads NaN, Infinity and
-    1e999 so they can be refused by row and field. That parser also accepts what orjson rightly
-    refuses, lone UTF-16 surrogates (as raw bytes, or as a \\uD800-\\uDFFF escape without its pair),
-    which no later step can encode: they are refused here, so no key, id, category or parameter
-    anywhere in a document carries one.
-    """
-    try:
-        return orjson.loads(body), True
-    except orjson.JSONDecodeError:
-        pass
-    try:
-        text = body.decode("utf-8")  # strict: refuses encoded surrogates, which json.loads would pass
-        doc = json.loads(text)  # accepts NaN, Infinity, -Infinity and 1e999, which orjson refuses
-        if _SURROGATE_ESCAPE.search(body):
-            # Paired escapes are joined into one code point; a lone one stays and cannot be encoded.
-            json.dumps(doc, ensure_ascii=False).encode("utf-8")
-        return doc, False
-    except json.JSONDecodeError as exc:
-        message = f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-    except UnicodeError:
-        message = "malformed JSON: a string is not valid Unicode (UTF-8 without lone surrogates)"
-    except (ValueError, RecursionError) as exc:
-        message = f"malformed JSON: {exc.__class__.__name__}"
-    raise ClientError(400, "malformed_json", message, [problem(None, None, message)])
-
-
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
-
-
-# An oversize body is read and dropped, up to this many times the limit, before the 413 is sent.
-# Clients such as urllib and requests send the whole body before they read the answer: a server
-# that answers and closes while they are still sending makes them see a connection reset instead
-# of the 413. Beyond the bound the 413 goes out at once (the read deadline bounds the time).
-DRAIN_FACTOR = 4
-
-
-def _headers_of_interest(scope: Scope) -> tuple[bytes | None, bytes | None]:
-    """Content-Type and Content-Length, scanning the raw header list once (names are lower-case)."""
-    content_type = content_length = None
-    for name, value in scope["headers"]:
-        if name == b"content-type":
-            content_type = value
-        elif name == b"content-length":
-            content_length = value
-    return content_type, content_length
-
-
-async def _discard_rest(receive: Receive, received: int, bound: int) -> None:
-    """Read and drop the rest of a body while at most `bound` bytes have arrived in all."""
-    while received <= bound:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnect()
-        received += len(message.get("body", b""))
-        if not message.get("more_body", False):
-            return
-
-
-def _too_large(limit: int) -> ClientError:
-    message = f"request body exceeds {limit} bytes"
-    return ClientError(413, "body_too_large", message, [problem(None, None, message)])
-
-
-async def _chunks(receive: Receive) -> AsyncIterator[tuple[bytes, bool]]:
-    """The body's chunks as they arrive, each with whether more follow."""
-    while True:
-        received = await receive()
-        if received["type"] == "http.disconnect":
-            raise ClientDisconnect()
-        more = bool(received.get("more_body", False))
-        yield received.get("body", b""), more
-        if not more:
-            return
-
-
-async def _read_declared(receive: Receive, declared: int, limit: int) -> bytes:
-    """A body of `declared` bytes (Content-Length, within the limit), written into one buffer as it
-    arrives: at its peak a request holds its body once, not its chunks and their join besides."""
-    body = bytearray(declared)
-    size = 0
-    with memoryview(body) as view:
-        async for chunk, _ in _chunks(receive):
-            if size + len(chunk) > declared:  # the server's framing forbids it; refuse, never grow
-                raise _too_large(limit)
-            view[size : size + len(chunk)] = chunk
-            size += len(chunk)
-    del body[size:]
-    # A bytearray reads as bytes everywhere the body goes (orjson, numpy, bytes methods, re).
-    return body  # type: ignore[return-value]
-
-
-async def read_json_body(scope: Scope, receive: Receive, limit: int) -> bytes:
-    """The whole body, counted while it arrives so an oversize one is refused before it is buffered."""
-    content_type, content_length = _headers_of_interest(scope)
-    media_type = (content_type or b"").split(b";", 1)[0].strip().lower()
-    if media_type != b"application/json":
-        shown = content_type.decode("latin-1") if content_type else "none"
-        message = f"Content-Type must be application/json, got {shown}"
-        raise ClientError(415, "unsupported_media_type", message, [problem(None, "Content-Type", message)])
-    if content_length is not None and content_length.isdigit() and int(content_length) > limit:
-        if int(content_length) <= DRAIN_FACTOR * limit:
-            await _discard_rest(receive, 0, DRAIN_FACTOR * limit)
-        raise _too_large(limit)
-    if content_length is not None and content_length.isdigit():
-        return await _read_declared(receive, int(content_length), limit)
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk, more in _chunks(receive):
-        size += len(chunk)
-        if size > limit:  # chunked uploads carry no Content-Length: enforce the limit as bytes arrive
-            chunks.clear()
-            if more:
-                await _discard_rest(receive, size, DRAIN_FACTOR * limit)
-            raise _too_large(limit)
-        chunks.append(chunk)
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)

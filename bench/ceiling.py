@@ -13,11 +13,11 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope
 
 from api.app import create_app
+from api.body import read_json_body
 from api.errors import NOT_READY
 from api.raw import raw_endpoint
 from api.settings import Settings
 from api.state import ServiceState
-from api.validation import read_json_body
 
 CEILING_PATH = "/_bench/ceiling"
 CEILING_BODY = b'{"ok":true}'

@@ -21,10 +21,10 @@ from fastapi import FastAPI
 import contract
 from api.app import create_app
 from api.artifacts import Metadata, verify_artifacts
+from api.batch import Batch
 from api.coalesce import Coalescer
 from api.runners import Scores
 from api.settings import Settings
-from api.validation import Batch
 from bench.ceiling import ceiling_routes
 
 

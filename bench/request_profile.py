@@ -4,7 +4,7 @@ Each phase is timed in-process on `make bench-batch`'s bodies (the default model
 1,000 times), with the service's own functions, this tree's and the baseline's (its api/ and
 contract/ from git archive) in separate processes run one after the other:
   count     the pre-parse byte counts and their bounds (BodyTokens)
-  json      orjson's parse (api.validation.load_json)
+  json      orjson's parse (api.body.load_json)
   validate  the parsed document to a Batch (the /predict parser, or the V2 codec's decode)
   score     the runner (onnxruntime), scores out
   answer    the finite check and the response bytes
@@ -57,8 +57,9 @@ def profile() -> dict[str, dict[str, float]]:
 
 def _phases(model: Any, codec: Any, form: str, body: bytes) -> dict[str, float]:
     """µs per phase of one body, and their total."""
+    from api.body import load_json
     from api.predict import check_finite, encode_predictions
-    from api.validation import BodyTokens, load_json
+    from api.tokens import BodyTokens
     from bench.serve_bench import median_seconds
 
     def us(call: Any) -> float:

@@ -15,11 +15,11 @@ from typing import Any
 import orjson
 import pytest
 
+from api.batch import Batch
 from api.coalesce import MAX_REQUEST_ROWS, Coalescer
 from api.model import ServedModel, load_model, reproduce_check
 from api.predict import encode_predictions
 from api.runners import Runner, Scores
-from api.validation import Batch
 from harness import Artifacts, running_server
 from tests.api.support import TestClient
 
