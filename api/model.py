@@ -4,24 +4,28 @@ a start-up check that it reproduces scikit-learn's own output for the recorded c
 from __future__ import annotations
 
 import hashlib
+import math
 import platform
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 
 from api.artifacts import Metadata, ServingPlan, VerifiedArtifacts, verify_artifacts
 from api.batch import Batch
 from api.coalesce import Coalescer, merge_batches
-from api.errors import ClientError
+from api.errors import ClientError, problem
 from api.runners import OnnxRunner, Runner, Scores, SklearnRunner
 from api.settings import Settings
 from api.validation import FLOAT32_MAX_VALUE, MAX_ABS_VALUE, InstanceParser
 from contract import ContractError, md5_hex
 
 _SERVING_PACKAGES = ("numpy", "onnxruntime", "fastapi", "pydantic", "uvicorn")
+# A few numbers (a single row's) are checked faster one by one than by a numpy pass.
+_CHECK_ONE_BY_ONE = 16
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,13 @@ class ServedModel:
     parser: InstanceParser
     description: dict[str, Any]
     scorer: Coalescer  # how /predict calls the runner: small requests arriving together share a call
+
+    async def score(self, batch: Batch) -> Scores:
+        """The model's scores for a validated batch, for both endpoints: small requests arriving
+        together share a call (the coalescer), and rows the model cannot score are refused."""
+        scores = await self.scorer.predict(batch)
+        check_finite(scores)
+        return scores
 
     @property
     def runner(self) -> Runner:
@@ -48,6 +59,22 @@ class ServedModel:
         """The scikit-learn version that fitted the model."""
         versions = self.metadata.document.get("library_versions")
         return str(versions.get("scikit-learn", "unknown")) if isinstance(versions, dict) else "unknown"
+
+
+def check_finite(scores: Scores) -> None:
+    """Extreme valid inputs can still overflow a model's arithmetic (e.g. in float32): refuse those rows."""
+    numbers = scores.probabilities if scores.probabilities is not None else scores.values
+    if numbers is None:
+        return
+    # A few numbers (a single row's) are checked faster one by one than by a numpy pass.
+    if numbers.size <= _CHECK_ONE_BY_ONE and all(map(math.isfinite, numbers.flat)):
+        return
+    finite = np.isfinite(numbers)
+    if finite.all():
+        return
+    bad_rows = np.flatnonzero(~finite.reshape(len(numbers), -1).all(axis=1)).tolist()
+    problems = [problem(row, None, "feature values too large for the model to score") for row in bad_rows]
+    raise ClientError(422, "out_of_range", f"row {bad_rows[0]}: feature values too large to score", problems)
 
 
 def _worst_difference(scores: Scores, expected: list[Any], relative: bool) -> float:

@@ -7,7 +7,6 @@ route, which defines the OpenAPI entry and answers when the lean mapping is empt
 same core and give the same error envelope.
 """
 
-import math
 from functools import lru_cache, partial
 
 import numpy as np
@@ -16,7 +15,7 @@ from fastapi import APIRouter, Request, Response
 from starlette.types import ASGIApp, Receive, Scope
 
 from api.body import read_json_body
-from api.errors import NOT_READY, ClientError, problem
+from api.errors import NOT_READY
 from api.raw import raw_endpoint
 from api.request_context import request_context
 from api.runners import Scores
@@ -26,7 +25,6 @@ JSON = "application/json"
 # A single row costs less as Python objects for orjson than spliced; from two rows splicing wins,
 # and for many rows those per-row objects (two dicts a row) would be most of an answer's cost.
 _SPLICE_ROWS = 2
-_CHECK_ONE_BY_ONE = 16
 
 
 async def predict(state: ServiceState, scope: Scope, receive: Receive) -> bytes:
@@ -35,8 +33,7 @@ async def predict(state: ServiceState, scope: Scope, receive: Receive) -> bytes:
     if model is None:
         raise NOT_READY
     batch = model.parser.parse(await read_json_body(scope, receive, state.settings.max_body_bytes))
-    scores = await model.scorer.predict(batch)
-    check_finite(scores)
+    scores = await model.score(batch)
     body = encode_predictions(model.version, model.classes, scores)
     state.metrics.observe_predictions(batch, scores.labels)
     context = request_context(scope)
@@ -60,22 +57,6 @@ def predict_router(state: ServiceState) -> APIRouter:
         return Response(await predict(state, request.scope, request.receive), media_type=JSON)
 
     return router
-
-
-def check_finite(scores: Scores) -> None:
-    """Extreme valid inputs can still overflow a model's arithmetic (e.g. in float32): refuse those rows."""
-    numbers = scores.probabilities if scores.probabilities is not None else scores.values
-    if numbers is None:
-        return
-    # A few numbers (a single row's) are checked faster one by one than by a numpy pass.
-    if numbers.size <= _CHECK_ONE_BY_ONE and all(map(math.isfinite, numbers.flat)):
-        return
-    finite = np.isfinite(numbers)
-    if finite.all():
-        return
-    bad_rows = np.flatnonzero(~finite.reshape(len(numbers), -1).all(axis=1)).tolist()
-    problems = [problem(row, None, "feature values too large for the model to score") for row in bad_rows]
-    raise ClientError(422, "out_of_range", f"row {bad_rows[0]}: feature values too large to score", problems)
 
 
 def encode_predictions(version: str, classes: tuple[str, ...], scores: Scores) -> bytes:

@@ -37,7 +37,6 @@ from api.batch import Batch
 from api.body import load_json, read_json_body
 from api.errors import ClientError, error_body, problem, safe_text
 from api.model import ServedModel
-from api.predict import check_finite
 from api.raw import raw_endpoint
 from api.request_context import request_context, request_id_of
 from api.runners import Scores
@@ -487,8 +486,7 @@ class V2Service:
         # orjson, else the standard parser, which reads NaN and Infinity so they are refused by name.
         doc, strict = load_json(body)
         batch, outputs = codec.decode(doc, tokens if strict else None)
-        scores = codec.model.runner.predict(batch)
-        check_finite(scores)
+        scores = await codec.model.score(batch)
         self.state.metrics.observe_predictions(batch, scores.labels)
         context = request_context(scope)
         if context is not None:

@@ -58,7 +58,12 @@ def profile() -> dict[str, dict[str, float]]:
 def _phases(model: Any, codec: Any, form: str, body: bytes) -> dict[str, float]:
     """µs per phase of one body, and their total."""
     from api.body import load_json
-    from api.predict import check_finite, encode_predictions
+    from api.predict import encode_predictions
+
+    try:
+        from api.model import check_finite
+    except ImportError:  # a baseline from before the one score(batch)
+        from api.predict import check_finite  # type: ignore[attr-defined,no-redef]
     from api.tokens import BodyTokens
     from bench.serve_bench import median_seconds
 

@@ -62,7 +62,7 @@ def test_answers_parse_to_one_prediction_per_row(rows: int) -> None:
 
 def test_rows_a_model_cannot_score_are_refused_by_index() -> None:
     from api.errors import ClientError
-    from api.predict import check_finite
+    from api.model import check_finite
     from api.runners import Scores
 
     nan, inf = float("nan"), float("inf")
