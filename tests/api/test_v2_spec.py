@@ -20,7 +20,7 @@ import orjson
 import pytest
 import yaml
 
-from api.v2 import DATATYPES
+from api.v2_codec import DATATYPES
 from tests.api.support import TestClient
 
 INFER = "/v2/models/lockstep/infer"
