@@ -10,56 +10,20 @@ Usage: python -m imagetool deploy {check,sync}
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from pathlib import Path
-from typing import Any
 
 from imagetool.common import InputError
+from imagetool.image_lock import ImageLock
 
-IMAGE_LOCK = Path("image.lock")
+IMAGE_LOCK = Path("image.lock")  # where the deploy verbs run: the working directory
 DEPLOY_DIR = Path("deploy")
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 class DeployError(InputError):
-    """A deploy file or image.lock is not as it should be; the message names it."""
-
-
-def locked_digest(image_lock: Path = IMAGE_LOCK) -> str:
-    """The image digest recorded in image.lock."""
-    try:
-        digest = json.loads(image_lock.read_text())["digest"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise DeployError(f"{image_lock}: cannot read the image digest ({exc})") from None
-    if not isinstance(digest, str) or not _DIGEST.fullmatch(digest):
-        raise DeployError(f"{image_lock}: digest {digest!r} is not sha256:<64 hex>")
-    return digest
-
-
-def locked_index(image_lock: Path = IMAGE_LOCK) -> dict[str, Any]:
-    """image.lock's `index`: {digest, size, manifests: {platform: {digest, size}}}."""
-    try:
-        index = json.loads(image_lock.read_text())["index"]
-        manifests = {name: (str(m["digest"]), int(m["size"])) for name, m in index["manifests"].items()}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise DeployError(
-            f"{image_lock}: no index over the platforms ({exc}); `make lock-image` records one"
-        ) from None
-    bad = [d for d, _ in manifests.values() if not _DIGEST.fullmatch(d)]
-    if bad or not _DIGEST.fullmatch(str(index.get("digest"))):
-        raise DeployError(f"{image_lock}: index digests must be sha256:<64 hex>")
-    return index  # type: ignore[no-any-return]
-
-
-def pinned_digest(image_lock: Path = IMAGE_LOCK) -> str:
-    """What the deploy files pin: image.lock's index digest, or its one manifest's when it has none."""
-    try:
-        has_index = "index" in json.loads(image_lock.read_text())
-    except (OSError, ValueError, TypeError) as exc:
-        raise DeployError(f"{image_lock}: cannot read the image digest ({exc})") from None
-    return str(locked_index(image_lock)["digest"]) if has_index else locked_digest(image_lock)
+    """A deploy file is not as it should be; the message names it."""
 
 
 def deploy_files(root: Path = DEPLOY_DIR) -> list[Path]:
@@ -96,7 +60,7 @@ def sync(digest: str, root: Path = DEPLOY_DIR) -> list[Path]:
 def check_or_sync(verb: str) -> int:
     """`python -m imagetool deploy check|sync`: 1, naming each file, when one pins another digest
     than image.lock's; sync rewrites them."""
-    digest = pinned_digest()
+    digest = ImageLock.read(IMAGE_LOCK).pinned
     if verb == "sync":
         for path in sync(digest):
             print(f"deploy: {path} now pins {digest}")

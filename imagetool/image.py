@@ -19,7 +19,6 @@ uploads and deployments pin.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import re
@@ -34,10 +33,10 @@ from typing import Any
 
 import contract
 from imagetool import base, common, engine, ocidiff, platforms, recipe, wheels
-from imagetool.common import ROOT, InputError, ToolError, file_digest, log, read_json, rel, run
+from imagetool.common import ROOT, ToolError, file_digest, log, read_json, rel, run
+from imagetool.image_lock import IMAGE_LOCK, INPUT_MEANING, ImageLock, computed_index, tree_sha256
 from imagetool.platforms import AMD64, Platform
 
-IMAGE_LOCK = ROOT / "image.lock"
 OUT_DIR = common.BUILD / "image"
 REPOSITORY = "lockstep"
 PLATFORM = AMD64.name
@@ -108,10 +107,6 @@ def source_files(root: Path = ROOT) -> dict[str, str]:
     for d in SOURCE_DIRS:
         files += _context_files(root, d)
     return {f: file_digest(root / f) for f in sorted(files) if (root / f).is_file()}
-
-
-def tree_sha256(sources: dict[str, str]) -> str:
-    return hashlib.sha256(json.dumps(sources, sort_keys=True).encode()).hexdigest()
 
 
 def builder_identity(env: dict[str, str] | None = None) -> dict[str, str]:
@@ -495,32 +490,6 @@ def build(
 
 # --- lock and verify --------------------------------------------------------------------------
 
-INPUT_MEANING = {
-    "base_lock_sha256": "the Debian base moved (image/base.lock.json changed)",
-    "requirements_sha256": "the Python dependencies changed (requirements/serve.txt)",
-    "model_md5": "a changed model (models/model.joblib)",
-    "source_tree_sha256": "the service source or build recipe changed",
-    "source_date_epoch": "another SOURCE_DATE_EPOCH (from image/base.lock.json)",
-    "platform": "another target platform",
-    "compression": "another layer compression",
-}
-
-
-def validate_image_lock(lock: Any) -> dict[str, Any]:
-    if not isinstance(lock, dict):
-        raise ToolError(f"{rel(IMAGE_LOCK)}: not a JSON object")
-    problems = []
-    if not re.fullmatch(r"sha256:[0-9a-f]{64}", str(lock.get("digest", ""))):
-        problems.append("digest must be sha256:<64 hex digits>")
-    inputs = lock.get("inputs")
-    if not isinstance(inputs, dict) or set(INPUT_MEANING) - set(inputs) or "sources" not in inputs:
-        problems.append(f"inputs must record {sorted([*INPUT_MEANING, 'sources'])}")
-    elif tree_sha256(inputs["sources"]) != inputs["source_tree_sha256"]:
-        problems.append("inputs.sources does not hash to inputs.source_tree_sha256 (edited by hand?)")
-    if problems:
-        raise ToolError(f"{rel(IMAGE_LOCK)}: " + "; ".join(problems))
-    return lock
-
 
 def context_changes(root: Path, inputs: dict[str, Any]) -> list[str]:
     """What differs now from the `inputs` hashed before the build started (sources, model, locks):
@@ -573,7 +542,7 @@ def builder_difference(locked: Any, now: dict[str, str]) -> str:
 def compare_with_lock(digest: str, lock_path: Path = IMAGE_LOCK, plat: Platform = AMD64) -> str:
     """One line saying whether `digest` is the one the committed image lock records."""
     try:
-        locked = locked_record(validate_image_lock(read_json(lock_path, "image lock")), plat)["digest"]
+        locked = ImageLock.read(lock_path).record(plat)["digest"]
     except ToolError as e:
         return f"image: cannot compare with the image lock: {e}"
     name = "" if plat is AMD64 else f"{plat.name} "
@@ -595,34 +564,6 @@ def platform_record(result: BuildResult, inputs: dict[str, Any]) -> dict[str, An
         "built_with": builder_identity(),
         "layers": layer_records(result.oci),
     }
-
-
-def _recorded(lock: dict[str, Any], plat: Platform) -> Any:
-    """The platform's record in image.lock, unchecked: linux/amd64's is the lock's top level."""
-    return lock if plat is AMD64 else (lock.get("platforms") or {}).get(plat.name)
-
-
-def locked_record(lock: dict[str, Any], plat: Platform) -> dict[str, Any]:
-    """The platform's record in image.lock, checked like the lock itself."""
-    record = _recorded(lock, plat)
-    if not isinstance(record, dict):
-        raise InputError(
-            f"{rel(IMAGE_LOCK)} has no {plat.name} record; run `make lock-image{plat.make_flag}`"
-        )
-    return validate_image_lock(record)
-
-
-def index_record(lock: dict[str, Any]) -> dict[str, Any] | None:
-    """The index over every platform's locked manifest; None until each platform has a record
-    with its manifest size."""
-    manifests = {}
-    for plat in platforms.ALL:
-        record = _recorded(lock, plat)
-        if not isinstance(record, dict) or not isinstance(record.get("manifest_size"), int):
-            return None
-        manifests[plat.name] = {"digest": record["digest"], "size": record["manifest_size"]}
-    data = platforms.index_bytes(manifests)
-    return {"digest": "sha256:" + hashlib.sha256(data).hexdigest(), "size": len(data), "manifests": manifests}
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -659,7 +600,7 @@ def cmd_lock(args: argparse.Namespace) -> int:
     lock |= top
     if others:
         lock["platforms"] = dict(sorted(others.items()))
-    if (index := index_record(lock)) is not None:
+    if (index := computed_index(lock)) is not None:
         lock["index"] = index
     if "stack" in old:
         lock["stack"] = old["stack"]  # the stack's images, locked by `make lock-stack-images`
@@ -671,9 +612,9 @@ def cmd_lock(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    lock = validate_image_lock(read_json(IMAGE_LOCK, "image lock"))
+    lock = ImageLock.read()
     for plat in platforms.chosen(args.platform):
-        record = locked_record(lock, plat)
+        record = lock.record(plat)
         diffs = input_differences(record["inputs"], current_inputs(ROOT, plat))
         if diffs:
             raise ToolError(
@@ -682,15 +623,15 @@ def cmd_check(args: argparse.Namespace) -> int:
                 + f"\nIf the change is intended: `make lock-image{plat.make_flag}`."
             )
         log(f"image: {rel(IMAGE_LOCK)} inputs match the tree for {plat.name} ({record['digest']})")
-    if "index" in lock and lock["index"] != index_record(lock):
+    if not lock.index_follows():
         raise ToolError(f"{rel(IMAGE_LOCK)}: `index` does not follow from the platforms' manifests (edited?)")
     return 0
 
 
-def verify_platform(lock: dict[str, Any], plat: Platform, allow_untracked: bool) -> str:
+def verify_platform(lock: ImageLock, plat: Platform, allow_untracked: bool) -> str:
     """A --no-cache rebuild of ``plat``; its digest if it equals ``lock``'s record, else a ToolError
     that names the platform and the input (or layer, or file) that differs."""
-    record = locked_record(lock, plat)
+    record = lock.record(plat)
     flag = plat.make_flag
     preflight(allow_untracked=allow_untracked, plat=plat)
     inputs = current_inputs(ROOT, plat)
@@ -748,10 +689,10 @@ def verify_platform(lock: dict[str, Any], plat: Platform, allow_untracked: bool)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    lock = validate_image_lock(read_json(IMAGE_LOCK, "image lock"))
+    lock = ImageLock.read()
     digests = [verify_platform(lock, plat, args.allow_untracked) for plat in platforms.chosen(args.platform)]
-    if len(digests) == len(platforms.ALL) and "index" in lock:
-        log(f"image: verified every platform: the index is {lock['index']['digest']}")
+    if len(digests) == len(platforms.ALL) and lock.has_index:
+        log(f"image: verified every platform: the index is {lock.index()['digest']}")
     print("\n".join(digests))
     return 0
 

@@ -28,6 +28,7 @@ from typing import Any
 import contract
 from imagetool import platforms, recipe
 from imagetool.common import InputError
+from imagetool.image_lock import ImageLock
 from imagetool.locks import LockError, parse_lock
 from imagetool.sbom import IMAGE_LOCK, STORE_LOCK, read_json, serve_lock_for
 
@@ -110,10 +111,8 @@ def dependencies(root: Path, lock: dict[str, Any]) -> list[dict[str, Any]]:
 
 def statement(root: Path = Path()) -> dict[str, Any]:
     """The in-toto statement for the image image.lock records."""
-    lock = _json(root / IMAGE_LOCK)
-    digest = str(lock.get("digest", ""))
-    if not digest.startswith("sha256:") or len(digest) != 71:
-        raise ProvenanceError(f"{IMAGE_LOCK}: no sha256 image digest")
+    image_lock = ImageLock.read(root / IMAGE_LOCK)
+    digest, lock = image_lock.digest, image_lock.document
     inputs = lock.get("inputs") or {}
     # linux/amd64's manifest first (what `verify --image` compares a local image with), then every
     # other platform's manifest and the index over them: the provenance covers what `make push` sends.
@@ -122,8 +121,8 @@ def statement(root: Path = Path()) -> dict[str, Any]:
         subject.append(
             {"name": f"lockstep:{name}", "digest": {"sha256": str(record["digest"]).removeprefix("sha256:")}}
         )
-    if isinstance(lock.get("index"), dict):
-        index = str(lock["index"]["digest"]).removeprefix("sha256:")
+    if image_lock.has_index:
+        index = image_lock.index()["digest"].removeprefix("sha256:")
         subject.append({"name": "lockstep:index", "digest": {"sha256": index}})
     return {
         "_type": STATEMENT_TYPE,

@@ -35,7 +35,8 @@ from typing import IO, Any
 from urllib.parse import urljoin
 
 from imagetool import platforms
-from imagetool.deploy import locked_digest, locked_index, pinned_digest
+from imagetool.deploy import IMAGE_LOCK
+from imagetool.image_lock import ImageLock
 from imagetool.registry_client import (
     DEADLINE,
     CredentialLookup,
@@ -376,7 +377,7 @@ def push_index(
 
 def print_reference(registry: str) -> int:
     """`python -m imagetool registry reference REGISTRY`: REGISTRY/lockstep@<image.lock's index>."""
-    print(f"{Registry.parse(registry).reference}@{pinned_digest()}")
+    print(f"{Registry.parse(registry).reference}@{ImageLock.read(IMAGE_LOCK).pinned}")
     return 0
 
 
@@ -389,7 +390,7 @@ def _session(registry: str, deadline: float) -> Registry:
 def print_referrers(registry: str, digest: str | None, deadline: float) -> int:
     """`python -m imagetool registry referrers REGISTRY [DIGEST]`: the artifacts attached to it."""
     reg = _session(registry, deadline)
-    digest = digest or locked_digest()
+    digest = digest or ImageLock.read(IMAGE_LOCK).digest
     if not _DIGEST.fullmatch(digest):
         raise RegistryError(f"digest {digest!r} is not sha256:<64 hex>")
     for desc in referrers(reg, digest):
@@ -410,9 +411,9 @@ def push(
     platform's and the index over them) by digest, each with its SBOM when given."""
     reg = _session(registry, deadline)
     if index:
-        print("\n".join(push_index(reg, locked_index(), oci, tag, sbom_dir)))
+        print("\n".join(push_index(reg, ImageLock.read(IMAGE_LOCK).index(), oci, tag, sbom_dir)))
         return 0
-    expected = locked_digest()
+    expected = ImageLock.read(IMAGE_LOCK).digest
     sbom = None
     if sbom_file is not None:
         try:

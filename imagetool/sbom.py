@@ -35,6 +35,7 @@ from packageurl import PackageURL
 import contract
 from imagetool import minimal_root, platforms, recipe
 from imagetool.common import InputError, ToolError
+from imagetool.image_lock import ImageLock
 from imagetool.locks import LockError, normalize, parse_lock
 from imagetool.platforms import AMD64, Platform
 
@@ -60,7 +61,7 @@ class SbomError(InputError):
 class Inputs:
     """Everything the SBOM is a function of (paths relative to the repository root)."""
 
-    image_lock: dict[str, Any]  # the platform's record of image.lock (amd64's is its top level)
+    image_digest: str  # the platform's manifest digest in image.lock
     serve_lock: Path
     base_lock: dict[str, Any]
     store_files: dict[str, dict[str, Any]]
@@ -123,11 +124,8 @@ def read_inputs(root: Path = Path(), plat: Platform = AMD64) -> Inputs:
         raise SbomError(str(exc)) from None
     base_lock_path = plat.base_lock(Path())
     base_lock = read_json(root / base_lock_path)
-    image_lock = read_json(root / IMAGE_LOCK)
-    if plat is not AMD64:
-        image_lock = (image_lock.get("platforms") or {}).get(plat.name) or {}
     return Inputs(
-        image_lock=image_lock,
+        image_digest=ImageLock.read(root / IMAGE_LOCK).record(plat)["digest"],
         serve_lock=root / serve_lock_for(root),
         base_lock=base_lock,
         store_files=read_json(root / STORE_LOCK).get("files", {}),
@@ -237,9 +235,7 @@ def model_components(inputs: Inputs) -> list[Component]:
 
 def build(inputs: Inputs) -> str:
     """The SBOM document as JSON text (validated against the CycloneDX 1.6 schema)."""
-    digest = inputs.image_lock.get("digest")
-    if not isinstance(digest, str) or not digest.startswith("sha256:"):
-        raise SbomError(f"{IMAGE_LOCK}: no image digest")
+    digest = inputs.image_digest
     image = Component(
         type=ComponentType.CONTAINER,
         name="lockstep",

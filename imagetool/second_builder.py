@@ -26,7 +26,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from imagetool import image, store
-from imagetool.common import BUILD, ROOT, ToolError, file_digest, log, read_json, rel
+from imagetool.common import BUILD, ROOT, ToolError, file_digest, log, rel
+from imagetool.image_lock import IMAGE_LOCK, ImageLock
+from imagetool.platforms import AMD64
 
 HOME = BUILD / "second-builder"
 UNPACKED = HOME / "root"
@@ -173,18 +175,18 @@ def running() -> Iterator[dict[str, str]]:
 
 
 def cmd_verify() -> int:
-    lock = image.validate_image_lock(read_json(image.IMAGE_LOCK, "image lock"))
+    locked = ImageLock.read().record(AMD64)["digest"]
     image.preflight()
     inputs = image.current_inputs()
     with running() as env:
         who = image.builder_identity(env)
         log(f"second builder: engine {who['engine']}, buildx {who['buildx']}, containerd {who['containerd']}")
         result = image.buildx(ROOT, inputs, image.OUT_DIR / "second-builder.oci.tar", True, env=env)
-    if result.digest != lock["digest"]:
+    if result.digest != locked:
         raise ToolError(
-            f"the second builder gives {result.digest}, {rel(image.IMAGE_LOCK)} says {lock['digest']}: "
+            f"the second builder gives {result.digest}, {rel(IMAGE_LOCK)} says {locked}: "
             f"the digest depends on the builder; compare the two with the layers in {rel(result.oci.path)}"
         )
-    log(f"second builder: same digest as {rel(image.IMAGE_LOCK)} ({result.seconds:.1f}s)")
+    log(f"second builder: same digest as {rel(IMAGE_LOCK)} ({result.seconds:.1f}s)")
     print(result.digest)
     return 0

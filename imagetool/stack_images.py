@@ -22,6 +22,8 @@ from typing import Any
 
 from imagetool import base, common, image, store
 from imagetool.common import ROOT, ToolError, file_digest, log, read_json, rel
+from imagetool.image_lock import IMAGE_LOCK, ImageLock
+from imagetool.platforms import AMD64
 
 DEPLOY = ROOT / "deploy"
 DOCKERFILE = DEPLOY / "stack.Dockerfile"
@@ -104,25 +106,27 @@ def build(name: str, tag: str | None = None) -> str:
 
 def locked() -> dict[str, Any]:
     """image.lock's `stack`: {"digests": {name: digest}, "inputs": {file: sha256}}."""
-    lock = image.validate_image_lock(read_json(image.IMAGE_LOCK, "image lock"))
-    stack = lock.get("stack")
+    stack = ImageLock.read().stack
     if not (
         isinstance(stack, dict)
         and isinstance(stack.get("digests"), dict)
         and set(stack["digests"]) == set(NAMES)
     ):
         raise ToolError(
-            f"{rel(image.IMAGE_LOCK)}: no `stack` digests of {', '.join(NAMES)}; run `make lock-stack-images`"
+            f"{rel(IMAGE_LOCK)}: no `stack` digests of {', '.join(NAMES)}; run `make lock-stack-images`"
         )
     return stack
 
 
 def cmd_lock() -> int:
     results = build_oci()
-    lock = image.validate_image_lock(read_json(image.IMAGE_LOCK, "image lock"))
-    lock["stack"] = {"digests": {n: r.digest for n, r in results.items()}, "inputs": inputs()}
-    common.write_json_atomic(image.IMAGE_LOCK, lock)
-    log(f"stack-images: wrote `stack` into {rel(image.IMAGE_LOCK)}")
+    lock = ImageLock.read()
+    lock.record(AMD64)  # a well-formed lock, before anything is added to it
+    document = lock.document | {
+        "stack": {"digests": {n: r.digest for n, r in results.items()}, "inputs": inputs()}
+    }
+    common.write_json_atomic(IMAGE_LOCK, document)
+    log(f"stack-images: wrote `stack` into {rel(IMAGE_LOCK)}")
     return 0
 
 
@@ -143,6 +147,6 @@ def cmd_verify() -> int:
             if changed
             else "same inputs: the build is not reproducible"
         )
-        raise ToolError(f"stack images differ from {rel(image.IMAGE_LOCK)}: {'; '.join(differ)}; {why}")
-    log(f"stack-images: rebuilt with --no-cache, digests equal {rel(image.IMAGE_LOCK)}'s")
+        raise ToolError(f"stack images differ from {rel(IMAGE_LOCK)}: {'; '.join(differ)}; {why}")
+    log(f"stack-images: rebuilt with --no-cache, digests equal {rel(IMAGE_LOCK)}'s")
     return 0

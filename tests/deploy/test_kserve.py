@@ -15,6 +15,7 @@ import yaml
 from api.app import create_app
 from harness import DEFAULT
 from imagetool import deploy
+from imagetool.image_lock import ImageLock
 from tests.api.support import TestClient
 from tests.deploy.test_manifests import KUBERNETES_VERSION
 
@@ -74,7 +75,7 @@ def test_inference_service_is_a_v2_predictor_on_the_lockstep_runtime(
 def test_both_pin_the_image_lock_digest(
     repo_root: Path, isvc: dict[str, Any], runtime: dict[str, Any]
 ) -> None:
-    digest = deploy.pinned_digest(repo_root / "image.lock")
+    digest = ImageLock.read(repo_root / "image.lock").pinned
     [container] = runtime["spec"]["containers"]
     for image in (isvc["spec"]["predictor"]["model"]["image"], container["image"]):
         assert image == f"lockstep@{digest}"

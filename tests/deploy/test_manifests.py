@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from imagetool import deploy
+from imagetool.image_lock import ImageLock
 
 KUBERNETES_VERSION = "1.33.0"  # the schemas kubernetes-validate ships for this release
 BASE = Path("deploy/k8s/base")
@@ -57,13 +58,13 @@ def test_validation_rejects_a_misspelt_field(repo_root: Path) -> None:
 def test_kustomization_pins_the_image_lock_index_digest(repo_root: Path) -> None:
     [image] = load(repo_root, "kustomization.yaml")["images"]
     assert image["name"] == container(repo_root)["image"] == "lockstep"
-    assert image["digest"] == deploy.pinned_digest(repo_root / "image.lock")
+    assert image["digest"] == ImageLock.read(repo_root / "image.lock").pinned
     assert image["digest"] == json.loads((repo_root / "image.lock").read_text())["index"]["digest"]
 
 
 def test_check_deploy_names_a_stale_digest_and_sync_fixes_it(repo_root: Path, tmp_path: Path) -> None:
     root = shutil.copytree(repo_root / "deploy", tmp_path / "deploy")
-    digest = deploy.pinned_digest(repo_root / "image.lock")
+    digest = ImageLock.read(repo_root / "image.lock").pinned
     assert deploy.stale(digest, root) == []
     other = "sha256:" + "0" * 64
     problems = deploy.stale(other, root)

@@ -20,6 +20,7 @@ from harness import REPO_ROOT as ROOT
 from harness import copy_repo, free_port, venv_env
 from imagetool import image, ocidiff, platforms
 from imagetool.container import Container, made_run
+from imagetool.image_lock import validate_record
 
 
 def _run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -97,7 +98,7 @@ def locked_builds(built_inputs: None, tmp_path_factory: pytest.TempPathFactory) 
     inputs = image.current_inputs(ROOT)
     a = image.buildx(ROOT, inputs, out / "a.oci.tar", no_cache=True)
     b = image.buildx(ROOT, inputs, out / "b.oci.tar", no_cache=True)
-    locked = image.validate_image_lock(json.loads((ROOT / "image.lock").read_text()))
+    locked = validate_record(json.loads((ROOT / "image.lock").read_text()))
     return LockedBuild(a.oci, b.oci, locked["digest"])
 
 

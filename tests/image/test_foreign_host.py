@@ -28,8 +28,9 @@ import pytest
 from contract import locked_outs, parse_dvc_lock
 from harness import REPO_ROOT as ROOT
 from harness import copy_repo
-from imagetool import image, store
-from imagetool.common import read_json
+from imagetool import store
+from imagetool.image_lock import ImageLock
+from imagetool.platforms import AMD64
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
 
@@ -188,5 +189,5 @@ def test_make_verify_gives_the_locked_digest(foreign_host: ForeignHost, foreign_
         assert proc.returncode == 0, proc.stderr[-3000:]
     proc = foreign_host.run(foreign_repo, "make verify")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    locked = image.validate_image_lock(read_json(ROOT / "image.lock", "image lock"))["digest"]
+    locked = ImageLock.read(ROOT / "image.lock").record(AMD64)["digest"]
     assert proc.stdout.strip().splitlines()[-1] == locked

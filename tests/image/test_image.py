@@ -10,6 +10,7 @@ import pytest
 
 from imagetool import image, platforms, recipe
 from imagetool.common import ToolError
+from imagetool.image_lock import INPUT_MEANING, tree_sha256, validate_record
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,7 +28,7 @@ def _inputs(**over: object) -> dict[str, object]:
         "requirements_sha256": "r" * 64,
         "model_md5": "m" * 32,
         "sources": sources,
-        "source_tree_sha256": image.tree_sha256(sources),
+        "source_tree_sha256": tree_sha256(sources),
         "source_date_epoch": 1,
         "platform": "linux/amd64",
         "compression": "zstd",
@@ -42,7 +43,7 @@ def test_input_differences_explain_what_moved() -> None:
     now = _inputs(
         model_md5="n" * 32,
         sources=new_sources,
-        source_tree_sha256=image.tree_sha256(new_sources),
+        source_tree_sha256=tree_sha256(new_sources),
     )
     diffs = "\n".join(image.input_differences(locked, now))
     assert "a changed model" in diffs
@@ -56,7 +57,7 @@ def test_equal_inputs_have_no_differences() -> None:
 
 
 def test_builder_is_not_an_input_of_the_digest() -> None:
-    assert "builder" not in image.INPUT_MEANING
+    assert "builder" not in INPUT_MEANING
     assert "builder" not in image.current_inputs()
 
 
@@ -69,7 +70,7 @@ def test_final_stage_has_nothing_builders_render_differently() -> None:
 
 
 def test_committed_image_lock_is_well_formed() -> None:
-    lock = image.validate_image_lock(json.loads((ROOT / "image.lock").read_text()))
+    lock = validate_record(json.loads((ROOT / "image.lock").read_text()))
     assert (
         lock["inputs"]["source_date_epoch"]
         == json.loads((ROOT / "image/base.lock.json").read_text())["source_date_epoch"]

@@ -27,6 +27,7 @@ from harness import free_port, venv_env
 from imagetool import image, ocidiff, platforms
 from imagetool.common import InputError
 from imagetool.container import Container, made_run
+from imagetool.image_lock import ImageLock, computed_index
 from imagetool.platforms import AMD64, ARM64
 from pipeline.data import read_table
 from pipeline.features import model_input
@@ -70,13 +71,13 @@ def test_a_platform_is_chosen_by_flag_then_environment_then_all(monkeypatch: pyt
 
 
 def test_image_lock_records_each_platform_and_the_index_over_them() -> None:
-    arm = image.locked_record(LOCK, ARM64)
+    arm = ImageLock(LOCK).record(ARM64)
     assert arm["inputs"]["platform"] == "linux/arm64"
     assert LOCK["inputs"]["platform"] == "linux/amd64"
     # One model, one source tree, one serve lock: only the base (and so its epoch) differs.
     for key in ("model_md5", "source_tree_sha256", "requirements_sha256"):
         assert arm["inputs"][key] == LOCK["inputs"][key], key
-    index = image.index_record(LOCK)
+    index = computed_index(LOCK)
     assert index == LOCK["index"]
     assert index is not None
     assert index["manifests"] == {
@@ -94,11 +95,11 @@ def test_image_lock_records_each_platform_and_the_index_over_them() -> None:
 def test_the_index_follows_every_manifest() -> None:
     other = json.loads(json.dumps(LOCK))
     other["platforms"]["linux/arm64"]["digest"] = "sha256:" + "0" * 64
-    changed = image.index_record(other)
+    changed = computed_index(other)
     assert changed is not None
     assert changed["digest"] != LOCK["index"]["digest"]
     del other["platforms"]["linux/arm64"]["manifest_size"]
-    assert image.index_record(other) is None  # no index until every platform is recorded
+    assert computed_index(other) is None  # no index until every platform is recorded
 
 
 def test_a_lock_without_the_platform_names_the_command_that_adds_it() -> None:
@@ -106,7 +107,7 @@ def test_a_lock_without_the_platform_names_the_command_that_adds_it() -> None:
     with pytest.raises(
         InputError, match=r"no linux/arm64 record; run `make lock-image PLATFORM=linux/arm64`"
     ):
-        image.locked_record(without, ARM64)
+        ImageLock(without).record(ARM64)
 
 
 # --- refusals, each one line and exit 2 ----------------------------------------------------------
@@ -194,7 +195,7 @@ def arm64_build(tmp_path_factory: pytest.TempPathFactory) -> ocidiff.OciImage:
 
 
 def test_arm64_rebuilds_to_its_locked_digest(arm64_build: ocidiff.OciImage) -> None:
-    assert arm64_build.digest == image.locked_record(LOCK, ARM64)["digest"]
+    assert arm64_build.digest == ImageLock(LOCK).record(ARM64)["digest"]
     assert arm64_build.manifest["config"]["digest"]  # a real single-platform manifest
     assert arm64_build.config["architecture"] == "arm64"
 

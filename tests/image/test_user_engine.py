@@ -25,7 +25,8 @@ from typing import Any
 import pytest
 
 from harness import REPO_ROOT as ROOT
-from imagetool import engine, image, platforms, second_builder
+from imagetool import engine, platforms, second_builder
+from imagetool.image_lock import ImageLock
 
 SYSTEM_STATE = [Path("/var/lib/dpkg/status"), Path("/etc/docker/daemon.json")]
 
@@ -46,7 +47,7 @@ def test_make_verify_uses_the_users_engine_and_installs_nothing(built_inputs: No
     """Every platform rebuilds to image.lock's digests on "the user's" engine: a newer BuildKit
     than the system engine's, so this is also the proof that the digest does not depend on it."""
     lock = json.loads((ROOT / "image.lock").read_text())
-    wanted = [image.locked_record(lock, plat)["digest"] for plat in platforms.ALL]
+    wanted = [ImageLock(lock).record(plat)["digest"] for plat in platforms.ALL]
     before = _fingerprint()
     with second_builder.running() as client:
         env = {**os.environ, **client, "PLATFORM": ""}  # empty: every platform, as a user's `make verify`
