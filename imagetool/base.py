@@ -313,9 +313,7 @@ def cmd_lock(plat: Platform = AMD64) -> int:
     definition = load_definition()
     sources = resolve_sources(definition)
     lock_path, tarball = plat.base_lock(), plat.rootfs()
-    old: dict[str, Any] | None = None
-    if lock_path.exists():
-        old = validate_lock(read_json(lock_path, "base lock"), lock_path)
+    old = load_lock(plat) if lock_path.exists() else None
     dsha = definition_sha256(definition)
     tmp = common.temporary_beside(tarball)
     built: Built | None = None

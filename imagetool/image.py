@@ -145,7 +145,7 @@ def image_labels(inputs: dict[str, Any]) -> dict[str, str]:
 
 def current_inputs(root: Path = ROOT, plat: Platform = AMD64) -> dict[str, Any]:
     blk_path = plat.base_lock(root)
-    blk = base.validate_lock(read_json(blk_path, "base lock"), blk_path)
+    blk = base.load_lock(plat, root)
     sources = source_files(root)
     inputs: dict[str, Any] = {
         "base_lock_sha256": file_digest(blk_path),
@@ -249,7 +249,7 @@ def preflight(root: Path = ROOT, allow_untracked: bool = False, plat: Platform =
     problems += export_problems(root)
 
     blk_path = plat.base_lock(root)
-    blk = base.validate_lock(read_json(blk_path, "base lock"), blk_path)
+    blk = base.load_lock(plat, root)
     tarball = plat.rootfs(root / "build")
     if not tarball.is_file():
         problems.append(f"{rel(tarball)}: missing; run `make base`")

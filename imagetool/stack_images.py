@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from imagetool import base, common, image, store
-from imagetool.common import ROOT, ToolError, file_digest, log, read_json, rel
+from imagetool.common import ROOT, ToolError, file_digest, log, rel
 from imagetool.image_lock import IMAGE_LOCK, ImageLock
 from imagetool.platforms import AMD64
 
@@ -36,7 +36,7 @@ TAGS = {name: f"lockstep-{name}:latest" for name in NAMES}
 
 
 def _checked_rootfs() -> Path:
-    locked = read_json(base.LOCK, "base lock")["tarball"]["sha256"]
+    locked = base.load_lock()["tarball"]["sha256"]
     if not ROOTFS.is_file() or file_digest(ROOTFS) != locked:
         raise ToolError(f"{rel(ROOTFS)}: missing or not image/base.lock.json's; run `make base`")
     return ROOTFS
@@ -73,7 +73,7 @@ def build_oci(names: tuple[str, ...] = NAMES, no_cache: bool = False) -> dict[st
     unknown = [n for n in names if n not in NAMES]
     if unknown:
         raise ToolError(f"unknown stack image {unknown[0]!r}; one of {', '.join(NAMES)}")
-    epoch = base.validate_lock(read_json(base.LOCK, "base lock"))["source_date_epoch"]
+    epoch = base.load_lock()["source_date_epoch"]
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     results = {}
     with tempfile.TemporaryDirectory(dir=common.BUILD, prefix="stack-context-") as tmp:

@@ -555,7 +555,7 @@ def cmd_lock(groups: list[str]) -> int:
         wrong = sorted(set(pins) - {f"{p}={v}" for p, v in closure})
         if wrong:
             raise ToolError(f"{rel(STACK_DEFINITION)}: apt did not resolve {', '.join(wrong)}")
-        base_packages = base.validate_lock(read_json(base.LOCK, "base lock"))["packages"]
+        base_packages = base.load_lock()["packages"]
         wanted |= download_debs(apt, not_in_base(closure, base_packages), "stack/debs")
     for group in groups:  # drop what the locks no longer name
         for path in STORE.joinpath(group).rglob("*"):

@@ -29,6 +29,7 @@ from typing import Any
 
 from imagetool import base, common, fetch, image, ocidiff, recipe, store, wheels
 from imagetool.common import ROOT, InputError, ToolError, file_digest, log, read_json, rel
+from imagetool.platforms import AMD64
 
 LOCK = ROOT / "image" / "toolchain.lock.json"
 DOCKERFILE = ROOT / "image" / "toolchain.Dockerfile"
@@ -123,8 +124,8 @@ def locked_digest(root: Path = ROOT) -> str:
 
 
 def current_inputs(root: Path = ROOT) -> dict[str, Any]:
-    blk_path = root / "image/base.lock.json"
-    blk = base.validate_lock(read_json(blk_path, "base lock"), blk_path)
+    blk_path = AMD64.base_lock(root)  # the toolchain is built on amd64's base
+    blk = base.load_lock(AMD64, root)
     return {
         "base_lock_sha256": file_digest(blk_path),
         "requirements_sha256": file_digest(root / wheels.TRAIN_LOCK),
