@@ -5,7 +5,8 @@ manifest that the deploy files pin, and the stack images' digests (`make lock-st
 linux/amd64's record is the lock's top level (locks from before multi-platform had only it); other
 platforms' are under `platforms`. Every reader (image, deploy, registry, sbom, provenance, the
 second builder, the stack images) goes through `ImageLock.read`, so a malformed lock gets the same
-one-line refusal (exit 2), naming the file, wherever it is read.
+one-line refusal, naming the file, wherever it is read: exit 2 for a missing or unreadable lock or
+a digest of the wrong form, exit 1 (as `make verify` always gave) for a record that was edited.
 """
 
 from __future__ import annotations
@@ -41,10 +42,11 @@ def tree_sha256(sources: dict[str, str]) -> str:
 
 
 def validate_record(record: Any, path: Path = IMAGE_LOCK) -> dict[str, Any]:
-    """A platform's record (or a whole lock, whose top level is amd64's), or an InputError naming
-    `path` and every problem: the digest, the inputs, and the sources against their hash."""
+    """A platform's record (or a whole lock, whose top level is amd64's), or a ToolError naming
+    `path` and every problem: the digest, the inputs, and the sources against their hash. Exit 1,
+    as `make verify` has always failed on a lock that was edited or damaged."""
     if not isinstance(record, dict):
-        raise InputError(f"{rel(path)}: not a JSON object")
+        raise ToolError(f"{rel(path)}: not a JSON object")
     problems = []
     if not DIGEST.fullmatch(str(record.get("digest", ""))):
         problems.append("digest must be sha256:<64 hex digits>")
@@ -54,7 +56,7 @@ def validate_record(record: Any, path: Path = IMAGE_LOCK) -> dict[str, Any]:
     elif tree_sha256(inputs["sources"]) != inputs["source_tree_sha256"]:
         problems.append("inputs.sources does not hash to inputs.source_tree_sha256 (edited by hand?)")
     if problems:
-        raise InputError(f"{rel(path)}: " + "; ".join(problems))
+        raise ToolError(f"{rel(path)}: " + "; ".join(problems))
     return record
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from harness import REPO_ROOT
-from imagetool.common import InputError
+from imagetool.common import InputError, ToolError
 from imagetool.image_lock import ImageLock
 from imagetool.platforms import AMD64, ARM64
 
@@ -35,7 +35,7 @@ def test_a_lock_with_only_a_digest_pins_that_digest(tmp_path: Path) -> None:
     assert lock.stack is None
     with pytest.raises(InputError, match=r"no index over the platforms .*`make lock-image` records one"):
         lock.index()
-    with pytest.raises(InputError, match=r"inputs must record"):
+    with pytest.raises(ToolError, match=r"inputs must record"):
         lock.record(AMD64)
 
 
