@@ -173,16 +173,31 @@ def test_model_document_says_how_many_rows_a_shared_call_takes(
         assert client.get("/model").json()["serving"]["coalesce_max_rows"] == expected
 
 
+def v2_body(i: int, row: dict[str, Any]) -> bytes:
+    """One row as V2's [1, F] FP64 tensor; the id is echoed, so an answer's bytes are its own."""
+    tensor = {"name": "X", "shape": [1, len(row)], "datatype": "FP64", "data": list(row.values())}
+    return orjson.dumps({"id": f"r{i}", "inputs": [tensor]})
+
+
+# Both endpoints score through ServedModel.score, so both coalesce: each is checked.
+ENDPOINTS = {
+    "/predict": lambda i, row: orjson.dumps({"instances": [row]}),
+    "/v2/models/lockstep/infer": v2_body,
+}
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(120)
+@pytest.mark.parametrize("path", list(ENDPOINTS))
 def test_concurrent_requests_to_a_real_server_get_the_answers_they_get_alone(
-    default_artifacts: Artifacts,
+    default_artifacts: Artifacts, path: str
 ) -> None:
-    bodies = [orjson.dumps({"instances": [row]}) for row in numeric_rows(default_artifacts)] * 20
+    rows = numeric_rows(default_artifacts) * 20
+    bodies = [ENDPOINTS[path](i, row) for i, row in enumerate(rows)]
 
     def post(port: int, body: bytes) -> bytes:
         request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/predict", data=body, headers={"Content-Type": "application/json"}
+            f"http://127.0.0.1:{port}{path}", data=body, headers={"Content-Type": "application/json"}
         )
         with urllib.request.urlopen(request, timeout=30) as reply:
             return bytes(reply.read())
