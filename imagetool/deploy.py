@@ -15,9 +15,8 @@ import sys
 from pathlib import Path
 
 from imagetool.common import InputError
-from imagetool.image_lock import ImageLock
+from imagetool.image_lock import LOCK_NAME, ImageLock
 
-IMAGE_LOCK = Path("image.lock")  # where the deploy verbs run: the working directory
 DEPLOY_DIR = Path("deploy")
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
@@ -60,7 +59,7 @@ def sync(digest: str, root: Path = DEPLOY_DIR) -> list[Path]:
 def check_or_sync(verb: str) -> int:
     """`python -m imagetool deploy check|sync`: 1, naming each file, when one pins another digest
     than image.lock's; sync rewrites them."""
-    digest = ImageLock.read(IMAGE_LOCK).pinned
+    digest = ImageLock.read(LOCK_NAME).pinned
     if verb == "sync":
         for path in sync(digest):
             print(f"deploy: {path} now pins {digest}")

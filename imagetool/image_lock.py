@@ -22,7 +22,8 @@ from imagetool import platforms
 from imagetool.common import ROOT, InputError, ToolError, read_json, rel
 from imagetool.platforms import AMD64, Platform
 
-IMAGE_LOCK = ROOT / "image.lock"
+LOCK_NAME = Path("image.lock")  # relative: the deploy and registry verbs read it from the working directory
+IMAGE_LOCK = ROOT / LOCK_NAME
 DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 # What each recorded input means when it differs (the image's inputs; the builder is information).
 INPUT_MEANING = {

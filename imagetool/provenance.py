@@ -28,9 +28,9 @@ from typing import Any
 import contract
 from imagetool import platforms, recipe
 from imagetool.common import InputError
-from imagetool.image_lock import ImageLock
+from imagetool.image_lock import LOCK_NAME, ImageLock
 from imagetool.locks import LockError, parse_lock
-from imagetool.sbom import IMAGE_LOCK, STORE_LOCK, read_json, serve_lock_for
+from imagetool.sbom import STORE_LOCK, read_json, serve_lock_for
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
@@ -111,7 +111,7 @@ def dependencies(root: Path, lock: dict[str, Any]) -> list[dict[str, Any]]:
 
 def statement(root: Path = Path()) -> dict[str, Any]:
     """The in-toto statement for the image image.lock records."""
-    image_lock = ImageLock.read(root / IMAGE_LOCK)
+    image_lock = ImageLock.read(root / LOCK_NAME)
     digest, lock = image_lock.digest, image_lock.document
     inputs = lock.get("inputs") or {}
     # linux/amd64's manifest first (what `verify --image` compares a local image with), then every

@@ -35,8 +35,7 @@ from typing import IO, Any
 from urllib.parse import urljoin
 
 from imagetool import platforms
-from imagetool.deploy import IMAGE_LOCK
-from imagetool.image_lock import ImageLock
+from imagetool.image_lock import LOCK_NAME, ImageLock
 from imagetool.registry_client import (
     DEADLINE,
     CredentialLookup,
@@ -377,7 +376,7 @@ def push_index(
 
 def print_reference(registry: str) -> int:
     """`python -m imagetool registry reference REGISTRY`: REGISTRY/lockstep@<image.lock's index>."""
-    print(f"{Registry.parse(registry).reference}@{ImageLock.read(IMAGE_LOCK).pinned}")
+    print(f"{Registry.parse(registry).reference}@{ImageLock.read(LOCK_NAME).pinned}")
     return 0
 
 
@@ -390,7 +389,7 @@ def _session(registry: str, deadline: float) -> Registry:
 def print_referrers(registry: str, digest: str | None, deadline: float) -> int:
     """`python -m imagetool registry referrers REGISTRY [DIGEST]`: the artifacts attached to it."""
     reg = _session(registry, deadline)
-    digest = digest or ImageLock.read(IMAGE_LOCK).digest
+    digest = digest or ImageLock.read(LOCK_NAME).digest
     if not _DIGEST.fullmatch(digest):
         raise RegistryError(f"digest {digest!r} is not sha256:<64 hex>")
     for desc in referrers(reg, digest):
@@ -411,9 +410,9 @@ def push(
     platform's and the index over them) by digest, each with its SBOM when given."""
     reg = _session(registry, deadline)
     if index:
-        print("\n".join(push_index(reg, ImageLock.read(IMAGE_LOCK).index(), oci, tag, sbom_dir)))
+        print("\n".join(push_index(reg, ImageLock.read(LOCK_NAME).index(), oci, tag, sbom_dir)))
         return 0
-    expected = ImageLock.read(IMAGE_LOCK).digest
+    expected = ImageLock.read(LOCK_NAME).digest
     sbom = None
     if sbom_file is not None:
         try:

@@ -35,12 +35,11 @@ from packageurl import PackageURL
 import contract
 from imagetool import minimal_root, platforms, recipe
 from imagetool.common import InputError, ToolError
-from imagetool.image_lock import ImageLock
+from imagetool.image_lock import LOCK_NAME, ImageLock
 from imagetool.locks import LockError, normalize, parse_lock
 from imagetool.platforms import AMD64, Platform
 
 SBOM_FILE = Path("image/sbom.cdx.json")
-IMAGE_LOCK = Path("image.lock")
 BASE_LOCK = Path("image/base.lock.json")
 STORE_LOCK = Path("image/store.lock.json")
 DEBIAN_DISTRO = "debian-12"
@@ -125,7 +124,7 @@ def read_inputs(root: Path = Path(), plat: Platform = AMD64) -> Inputs:
     base_lock_path = plat.base_lock(Path())
     base_lock = read_json(root / base_lock_path)
     return Inputs(
-        image_digest=ImageLock.read(root / IMAGE_LOCK).record(plat)["digest"],
+        image_digest=ImageLock.read(root / LOCK_NAME).record(plat)["digest"],
         serve_lock=root / serve_lock_for(root),
         base_lock=base_lock,
         store_files=read_json(root / STORE_LOCK).get("files", {}),
