@@ -29,12 +29,13 @@ from fastapi import APIRouter, Request, Response
 from starlette.types import ASGIApp, Receive, Scope
 
 from api.body import load_json, read_json_body
+from api.dense_json import v2_request
 from api.errors import ClientError, error_body, safe_text
 from api.raw import raw_endpoint
 from api.request_context import request_context, request_id_of
 from api.state import ServiceState
 from api.tokens import BodyTokens
-from api.v2_codec import DATATYPES, JSON, V2Codec, bad_request
+from api.v2_codec import DATATYPES, FLOAT_TYPES, JSON, V2Codec, bad_request
 
 
 class V2Service:
@@ -76,8 +77,12 @@ class V2Service:
         excess = tokens.excess(body, codec.max_strings, codec.max_values)
         if excess:
             raise bad_request(f"{excess} this model's largest request")
-        # orjson, else the standard parser, which reads NaN and Infinity so they are refused by name.
-        doc, strict = load_json(body)
+        # Float tensors' numbers straight to float64 when the body is sure; else orjson, else the
+        # standard parser, which reads NaN and Infinity so they are refused by name.
+        doc = v2_request(body, FLOAT_TYPES)
+        strict = doc is not None
+        if doc is None:
+            doc, strict = load_json(body)
         batch, outputs = codec.decode(doc, tokens if strict else None)
         scores = await codec.model.score(batch)
         self.state.metrics.observe_predictions(batch, scores.labels)

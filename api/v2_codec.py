@@ -25,7 +25,7 @@ JSON = "application/json"
 INT_TYPES = {
     f"{sign}INT{bits}": np.dtype(f"{sign.lower()}int{bits}") for sign in ("", "U") for bits in (8, 16, 32, 64)
 }
-FLOAT_TYPES = {"FP16", "FP32", "FP64"}
+FLOAT_TYPES = frozenset({"FP16", "FP32", "FP64"})
 NUMERIC_TYPES = FLOAT_TYPES | set(INT_TYPES)
 _WIDE_INTS = frozenset({"INT64", "UINT64"})  # past float64's exact integers (2**53)
 DATATYPES = NUMERIC_TYPES | {"BOOL", "BYTES"}
@@ -50,11 +50,11 @@ def bad_request(message: str, field: str | None = None) -> ClientError:
     return ClientError(400, "invalid_v2_request", message, [problem(None, field, message)])
 
 
-def _flatten(data: list[Any], shape: list[int], where: str) -> list[Any]:
+def _flatten(data: list[Any] | np.ndarray, shape: list[int], where: str) -> list[Any] | np.ndarray:
     """Row-major values of `data`, flat or nested as `shape` (already bounded) says; refuses a
-    nesting that disagrees."""
+    nesting that disagrees. An array (api.dense_json's flat float data) is flat already."""
     depth = 0
-    while data and type(data[0]) is list:
+    while len(data) and type(data[0]) is list:
         size = math.prod(shape[: depth + 1])
         if depth + 1 >= len(shape) or len(data) != size or set(map(type, data)) != {list}:
             raise bad_request(f"{where}.data: its nesting does not match shape {shape}", f"{where}.data")
@@ -74,7 +74,7 @@ class Tensor:
     name: str
     shape: list[int]
     datatype: str
-    values: list[Any]  # flat, row-major
+    values: list[Any] | np.ndarray  # flat, row-major; float64 when api.dense_json parsed it
     where: str  # "inputs[i]", for messages
 
 
@@ -123,7 +123,7 @@ def _tensor(index: int, spec: Any, bounds: ShapeBounds) -> Tensor:
     if type(datatype) is not str or datatype not in DATATYPES:
         message = f"{where}: unknown datatype {safe_text(datatype)!r} (one of {', '.join(sorted(DATATYPES))})"
         raise bad_request(message, f"{name}.datatype")
-    if type(data) is not list:
+    if type(data) is not list and type(data) is not np.ndarray:
         raise bad_request(f"{where}: data must be an array (binary tensor data is not supported)", name)
     _check_parameters(spec.get("parameters", {}), f"{where}: parameters", f"{name}.parameters")
     return Tensor(name, shape, datatype, _flatten(data, shape, where), where)
@@ -319,6 +319,8 @@ class V2Codec:
         `plain`: the body shows no string or boolean among the data; then a float tensor's values
         are numbers, nulls, or containers, which numpy refuses (and the exact check then names).
         """
+        if type(tensor.values) is np.ndarray:  # float data, parsed as float64 (api.dense_json)
+            return self._checked(tensor, tensor.values)
         array = self._plain_floats(tensor) if plain else None
         return self._checked(tensor, array)
 
@@ -387,6 +389,7 @@ class V2Codec:
         if not set(map(type, tensor.values)) <= _TEXT_VALUES:
             message = f"{tensor.where}: BYTES data must be strings or null"
             raise bad_request(message, f"{tensor.name}.data")
+        assert isinstance(tensor.values, list)  # api.dense_json makes arrays of float tensors only
         return tensor.values
 
     def encode(self, scores: Scores, outputs: tuple[str, ...], rows: int, request_id: str | None) -> bytes:

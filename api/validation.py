@@ -25,6 +25,7 @@ import numpy as np
 from api.artifacts import Feature
 from api.batch import Batch
 from api.body import json_type, load_json
+from api.dense_json import instance_rows
 from api.errors import MAX_REPORTED_ERRORS, ClientError, problem
 from api.tokens import NUMPY_COUNT_BYTES, BodyTokens, count, letters
 from contract.dates import DATE_PARTS, parts_rows
@@ -129,6 +130,10 @@ class InstanceParser:
         """Return the validated Batch or raise ClientError (400 malformed, 422 invalid)."""
         tokens = BodyTokens.of(body)
         self._refuse_excess(body, tokens)
+        if not self.categorical_names:  # positional rows of numbers go to float64 without Python floats
+            numeric = instance_rows(body, self.n_features, self.max_rows)
+            if numeric is not None and not (np.abs(numeric) > self.max_abs).any():
+                return self._batch(len(numeric), numeric, [])
         doc, strict = load_json(body)
         batch = self._fast(doc, tokens) if strict else None
         # The exact path reuses the parsed document: a second parse would double a bad body's cost.
