@@ -66,7 +66,6 @@ def check_finite(scores: Scores) -> None:
     numbers = scores.probabilities if scores.probabilities is not None else scores.values
     if numbers is None:
         return
-    # A few numbers (a single row's) are checked faster one by one than by a numpy pass.
     if numbers.size <= _CHECK_ONE_BY_ONE and all(map(math.isfinite, numbers.flat)):
         return
     finite = np.isfinite(numbers)
