@@ -137,24 +137,37 @@ def drift_explanation(
     )
 
 
-def validate_lock(lock: Any, path: Path = LOCK) -> dict[str, Any]:
-    """Check a base lock's shape; an edited or truncated lock is refused, naming the file."""
-    problems = []
-    if not isinstance(lock, dict):
-        raise ToolError(f"{rel(path)}: not a JSON object")
-    if not isinstance(lock.get("source_date_epoch"), int) or lock["source_date_epoch"] <= 0:
-        problems.append("source_date_epoch must be a positive integer")
-    if not re.fullmatch(r"[0-9a-f]{64}", str(lock.get("definition_sha256", ""))):
-        problems.append("definition_sha256 must be 64 hex digits")
-    tb = lock.get("tarball")
-    if not isinstance(tb, dict) or not re.fullmatch(r"[0-9a-f]{64}", str(tb.get("sha256", ""))):
-        problems.append("tarball.sha256 must be 64 hex digits")
-    pk = lock.get("packages")
-    if not isinstance(pk, dict) or not pk or not all(isinstance(v, str) for v in pk.values()):
-        problems.append("packages must map package names to versions")
-    if problems:
-        raise ToolError(f"{rel(path)}: " + "; ".join(problems))
-    return lock
+@dataclass(frozen=True)
+class BaseLock:
+    """A platform's base lock (image/base.lock.json, image/base.<arch>.lock.json), checked for shape:
+    the tarball's sha256, the packages it holds, and the epoch and definition it was built from."""
+
+    source_date_epoch: int
+    definition_sha256: str
+    tarball_sha256: str
+    packages: dict[str, str]  # package -> version
+
+    @classmethod
+    def of(cls, lock: Any, path: Path = LOCK) -> BaseLock:
+        """The lock in a parsed document; an edited or truncated one is refused, naming the file."""
+        problems = []
+        if not isinstance(lock, dict):
+            raise ToolError(f"{rel(path)}: not a JSON object")
+        epoch = lock.get("source_date_epoch")
+        if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch <= 0:
+            problems.append("source_date_epoch must be a positive integer")
+        if not re.fullmatch(r"[0-9a-f]{64}", str(lock.get("definition_sha256", ""))):
+            problems.append("definition_sha256 must be 64 hex digits")
+        tb = lock.get("tarball")
+        if not isinstance(tb, dict) or not re.fullmatch(r"[0-9a-f]{64}", str(tb.get("sha256", ""))):
+            problems.append("tarball.sha256 must be 64 hex digits")
+        pk = lock.get("packages")
+        if not isinstance(pk, dict) or not pk or not all(isinstance(v, str) for v in pk.values()):
+            problems.append("packages must map package names to versions")
+        if problems:
+            raise ToolError(f"{rel(path)}: " + "; ".join(problems))
+        assert isinstance(pk, dict)
+        return cls(lock["source_date_epoch"], lock["definition_sha256"], lock["tarball"]["sha256"], dict(pk))
 
 
 # --- building ---------------------------------------------------------------------------------
@@ -278,23 +291,23 @@ def mmdebstrap(
     return Built(out, file_digest(out), out.stat().st_size, read_packages(out))
 
 
-def load_lock(plat: Platform = AMD64, root: Path = ROOT) -> dict[str, Any]:
+def load_lock(plat: Platform = AMD64, root: Path = ROOT) -> BaseLock:
     """The platform's base lock, checked for shape; a missing one names the command that writes it."""
     path = plat.base_lock(root)
     if not path.exists():
         raise InputError(f"{rel(path)}: missing; create it with `make lock-base{plat.make_flag}`")
-    return validate_lock(read_json(path, "base lock"), path)
+    return BaseLock.of(read_json(path, "base lock"), path)
 
 
-def tarball_matches(lock: dict[str, Any], plat: Platform = AMD64) -> bool:
+def tarball_matches(lock: BaseLock, plat: Platform = AMD64) -> bool:
     tarball = plat.rootfs()
-    return tarball.is_file() and file_digest(tarball) == lock["tarball"]["sha256"]
+    return tarball.is_file() and file_digest(tarball) == lock.tarball_sha256
 
 
-def current_lock(plat: Platform) -> tuple[dict[str, Any], dict[str, Any]]:
+def current_lock(plat: Platform) -> tuple[dict[str, Any], BaseLock]:
     definition = load_definition()
     lock = load_lock(plat)
-    if lock["definition_sha256"] != definition_sha256(definition):
+    if lock.definition_sha256 != definition_sha256(definition):
         raise ToolError(
             f"{rel(DEFINITION)} changed since {rel(plat.base_lock())} was written; "
             f"run `make lock-base{plat.make_flag}`"
@@ -305,7 +318,7 @@ def current_lock(plat: Platform) -> tuple[dict[str, Any], dict[str, Any]]:
 def cmd_check(plat: Platform = AMD64) -> int:
     _, lock = current_lock(plat)
     state = "matches" if tarball_matches(lock, plat) else "absent or different (run `make base`)"
-    log(f"base: {rel(plat.base_lock())} ok ({len(lock['packages'])} packages); {rel(plat.rootfs())} {state}")
+    log(f"base: {rel(plat.base_lock())} ok ({len(lock.packages)} packages); {rel(plat.rootfs())} {state}")
     return 0
 
 
@@ -318,12 +331,12 @@ def cmd_lock(plat: Platform = AMD64) -> int:
     tmp = common.temporary_beside(tarball)
     built: Built | None = None
     epoch = 0
-    if old and old["definition_sha256"] == dsha:
+    if old and old.definition_sha256 == dsha:
         # Same definition: keep the old epoch while the packages have not moved (stable digest).
-        epoch = old["source_date_epoch"]
+        epoch = old.source_date_epoch
         built = mmdebstrap(definition, sources, epoch, tmp, plat)
-        if built.packages != old["packages"]:
-            log("base: packages moved: " + drift_explanation(old["packages"], built.packages, lock_path))
+        if built.packages != old.packages:
+            log("base: packages moved: " + drift_explanation(old.packages, built.packages, lock_path))
             built = None
     if built is None:
         epoch = release_epoch(sources)

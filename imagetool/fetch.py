@@ -22,14 +22,14 @@ def place_base(plat: Platform = AMD64) -> int:
         return 0
     store.ensure([store.rootfs_group(plat)], quiet=True)
     stored = store.STORE / store.rootfs_name(plat)
-    if file_digest(stored) != lock["tarball"]["sha256"]:
+    if file_digest(stored) != lock.tarball_sha256:
         raise ToolError(
             f"{rel(stored)}: not the tarball {rel(plat.base_lock())} locks "
-            f"(sha256 {lock['tarball']['sha256']}); "
+            f"(sha256 {lock.tarball_sha256}); "
             "after `make lock-base`, run `make lock-store`"
         )
     store.place(stored, tarball)
-    log(f"base: {rel(tarball)} from {rel(stored)} sha256:{lock['tarball']['sha256']} (= lock)")
+    log(f"base: {rel(tarball)} from {rel(stored)} sha256:{lock.tarball_sha256} (= lock)")
     return 0
 
 

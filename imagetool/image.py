@@ -153,7 +153,7 @@ def current_inputs(root: Path = ROOT, plat: Platform = AMD64) -> dict[str, Any]:
         "model_md5": file_digest(root / "models/model.joblib", "md5"),
         "source_tree_sha256": tree_sha256(sources),
         "sources": sources,
-        "source_date_epoch": blk["source_date_epoch"],
+        "source_date_epoch": blk.source_date_epoch,
         "platform": plat.name,
         "compression": COMPRESSION,
     }
@@ -255,10 +255,10 @@ def preflight(root: Path = ROOT, allow_untracked: bool = False, plat: Platform =
         problems.append(f"{rel(tarball)}: missing; run `make base`")
     else:
         got = file_digest(tarball)
-        if got != blk["tarball"]["sha256"]:
+        if got != blk.tarball_sha256:
             problems.append(
                 f"{rel(tarball)}: sha256 {got} does not match {rel(blk_path)} "
-                f"(tarball.sha256 {blk['tarball']['sha256']}); run `make base` "
+                f"(tarball.sha256 {blk.tarball_sha256}); run `make base` "
                 f"(if {rel(blk_path)} was edited by hand, restore it)"
             )
     problems += wheels.check_wheels(wheels.load_locks(root), plat.wheels(root / "build"))

@@ -27,10 +27,11 @@ from typing import Any
 
 import contract
 from imagetool import platforms, recipe
-from imagetool.common import InputError
+from imagetool.common import InputError, ToolError
 from imagetool.image_lock import LOCK_NAME, ImageLock
 from imagetool.locks import LockError, parse_lock
 from imagetool.sbom import STORE_LOCK, read_json, serve_lock_for
+from imagetool.store import StoreLock
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
@@ -93,7 +94,11 @@ def dependencies(root: Path, lock: dict[str, Any]) -> list[dict[str, Any]]:
         raise ProvenanceError(str(exc)) from None
     wheel_folders = tuple(f"{p.store_prefix}wheels/" for p in platforms.ALL)
     rootfs_names = {f"{p.store_prefix}base/rootfs.tar" for p in platforms.ALL}
-    for name, entry in (_json(root / STORE_LOCK).get("files") or {}).items():
+    try:
+        stored = StoreLock.read(root / STORE_LOCK).files
+    except ToolError as exc:
+        raise ProvenanceError(str(exc)) from None
+    for name, entry in stored.items():
         wheel = name.startswith(wheel_folders) and entry["sha256"] in allowed
         if wheel or name in rootfs_names:
             deps[f"store/{name}"] = {"sha256": entry["sha256"]}

@@ -33,15 +33,16 @@ from cyclonedx.validation.json import JsonStrictValidator
 from packageurl import PackageURL
 
 import contract
-from imagetool import minimal_root, platforms, recipe
+from imagetool import minimal_root, platforms, recipe, store
+from imagetool.base import BaseLock
+from imagetool.base import load_lock as load_base_lock
 from imagetool.common import InputError, ToolError
 from imagetool.image_lock import LOCK_NAME, ImageLock
 from imagetool.locks import LockError, normalize, parse_lock
 from imagetool.platforms import AMD64, Platform
 
 SBOM_FILE = Path("image/sbom.cdx.json")
-BASE_LOCK = Path("image/base.lock.json")
-STORE_LOCK = Path("image/store.lock.json")
+STORE_LOCK = store.LOCK_NAME
 DEBIAN_DISTRO = "debian-12"
 # The model artifacts the image carries, as CycloneDX component types.
 MODEL_FILES = {
@@ -62,12 +63,12 @@ class Inputs:
 
     image_digest: str  # the platform's manifest digest in image.lock
     serve_lock: Path
-    base_lock: dict[str, Any]
+    base_lock: BaseLock
     store_files: dict[str, dict[str, Any]]
     dvc_outs: dict[str, str]
     runtime_packages: frozenset[str]  # the base packages the image keeps (imagetool.minimal_root)
+    base_lock_path: Path  # the platform's base lock, for messages
     store_prefix: str = ""  # where the platform's wheels and .debs sit in the store ("arm64/")
-    base_lock_path: Path = BASE_LOCK
 
 
 def sbom_file(plat: Platform = AMD64) -> Path:
@@ -90,10 +91,10 @@ def serve_lock_for(root: Path) -> Path:
         raise SbomError(str(exc)) from None
 
 
-def runtime_packages(rootfs: Path, base_lock: dict[str, Any]) -> frozenset[str]:
+def runtime_packages(rootfs: Path, base_lock: BaseLock) -> frozenset[str]:
     """The packages the image's runtime root keeps: minimal_root's closure over the base's own
     dpkg database, read from the locked rootfs tarball (checked against the base lock's sha256)."""
-    expected = (base_lock.get("tarball") or {}).get("sha256")
+    expected = base_lock.tarball_sha256
     try:
         digest = hashlib.sha256()
         with rootfs.open("rb") as fh:
@@ -122,12 +123,16 @@ def read_inputs(root: Path = Path(), plat: Platform = AMD64) -> Inputs:
     except contract.ContractError as exc:
         raise SbomError(str(exc)) from None
     base_lock_path = plat.base_lock(Path())
-    base_lock = read_json(root / base_lock_path)
+    try:
+        base_lock = load_base_lock(plat, root)
+        store_files = store.StoreLock.read(root / STORE_LOCK).files
+    except (InputError, ToolError) as exc:  # an SBOM error, naming the file, as for the other locks
+        raise SbomError(str(exc)) from None
     return Inputs(
         image_digest=ImageLock.read(root / LOCK_NAME).record(plat)["digest"],
         serve_lock=root / serve_lock_for(root),
         base_lock=base_lock,
-        store_files=read_json(root / STORE_LOCK).get("files", {}),
+        store_files=store_files,
         dvc_outs=dvc_outs,
         runtime_packages=runtime_packages(root / plat.rootfs(Path("build")), base_lock),
         store_prefix=plat.store_prefix,
@@ -184,7 +189,7 @@ def debian_components(inputs: Inputs) -> list[Component]:
         if name.startswith(folder) and name.endswith(".deb")
     }
     components = []
-    for package, version in sorted(inputs.base_lock.get("packages", {}).items()):
+    for package, version in sorted(inputs.base_lock.packages.items()):
         if package not in inputs.runtime_packages:
             continue  # in the base the image is built from, not in the image
         if package not in debs:

@@ -67,7 +67,7 @@ def unpack() -> Path:
     into build/second-builder/root, and every file of it verified against the .debs' own contents
     on every use (not on the word of a stamp): a changed binary is named and unpacked again."""
     store.ensure(["builder2"], quiet=True)
-    files = store.load_lock()
+    files = store.StoreLock.read().files
     debs = sorted(n for n in files if n.startswith("builder2/debs/"))
     with store.verified_copies(debs, files) as copies:
         expected: dict[str, str] = {}

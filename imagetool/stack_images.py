@@ -36,7 +36,7 @@ TAGS = {name: f"lockstep-{name}:latest" for name in NAMES}
 
 
 def _checked_rootfs() -> Path:
-    locked = base.load_lock()["tarball"]["sha256"]
+    locked = base.load_lock().tarball_sha256
     if not ROOTFS.is_file() or file_digest(ROOTFS) != locked:
         raise ToolError(f"{rel(ROOTFS)}: missing or not image/base.lock.json's; run `make base`")
     return ROOTFS
@@ -44,7 +44,7 @@ def _checked_rootfs() -> Path:
 
 def stack_debs() -> dict[str, dict[str, Any]]:
     """The store lock's stack .debs (store path -> {sha256, bytes})."""
-    return {n: e for n, e in store.load_lock().items() if store.group_of(n) == "stack"}
+    return {n: e for n, e in store.StoreLock.read().files.items() if store.group_of(n) == "stack"}
 
 
 def inputs() -> dict[str, str]:
@@ -73,7 +73,7 @@ def build_oci(names: tuple[str, ...] = NAMES, no_cache: bool = False) -> dict[st
     unknown = [n for n in names if n not in NAMES]
     if unknown:
         raise ToolError(f"unknown stack image {unknown[0]!r}; one of {', '.join(NAMES)}")
-    epoch = base.load_lock()["source_date_epoch"]
+    epoch = base.load_lock().source_date_epoch
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     results = {}
     with tempfile.TemporaryDirectory(dir=common.BUILD, prefix="stack-context-") as tmp:

@@ -55,7 +55,8 @@ from imagetool.common import (
 
 STORE = ROOT / "store"
 STORE_DVC = ROOT / "store.dvc"
-LOCK = ROOT / "image" / "store.lock.json"
+LOCK_NAME = Path("image/store.lock.json")  # relative: the SBOM and provenance read any tree's
+LOCK = ROOT / LOCK_NAME
 ENGINE_DEFINITION = ROOT / "image" / "engine.toml"
 STACK_DEFINITION = ROOT / "image" / "stack.toml"
 # Each platform but amd64 keeps its inputs in a group of its own (arm64/): imagetool/platforms.py.
@@ -108,23 +109,35 @@ def platform_of(name: str) -> platforms.Platform:
     return platforms.AMD64
 
 
-def load_lock(path: Path = LOCK) -> dict[str, dict[str, Any]]:
-    """The lock's files (store path -> {sha256, bytes}); a malformed lock is refused, naming it."""
-    data = read_json(path, "store lock")
-    files = data.get("files") if isinstance(data, dict) else None
-    if not isinstance(files, dict) or not files:
-        raise ToolError(f"{rel(path)}: `files` must map store paths to {{sha256, bytes}}")
-    for name, entry in files.items():
-        ok = (
-            group_of(name) in GROUPS
-            and ".." not in name.split("/")
-            and isinstance(entry, dict)
-            and re.fullmatch(r"[0-9a-f]{64}", str(entry.get("sha256", "")))
-            and isinstance(entry.get("bytes"), int)
-        )
-        if not ok:
-            raise ToolError(f"{rel(path)}: bad entry {name!r} (want a store path and sha256/bytes)")
-    return files
+@dataclass(frozen=True)
+class StoreLock:
+    """image/store.lock.json: every stored file by its store path, with its sha256 and size, and
+    the packages the host tools alone need (installed when the engine is already usable)."""
+
+    files: dict[str, dict[str, Any]]  # store path -> {"sha256", "bytes"}
+    tools_closure: tuple[str, ...]
+
+    @classmethod
+    def read(cls, path: Path = LOCK) -> StoreLock:
+        """The lock at `path`; a malformed one is refused, naming it."""
+        data = read_json(path, "store lock")
+        files = data.get("files") if isinstance(data, dict) else None
+        if not isinstance(files, dict) or not files:
+            raise ToolError(f"{rel(path)}: `files` must map store paths to {{sha256, bytes}}")
+        for name, entry in files.items():
+            ok = (
+                group_of(name) in GROUPS
+                and ".." not in name.split("/")
+                and isinstance(entry, dict)
+                and re.fullmatch(r"[0-9a-f]{64}", str(entry.get("sha256", "")))
+                and isinstance(entry.get("bytes"), int)
+            )
+            if not ok:
+                raise ToolError(f"{rel(path)}: bad entry {name!r} (want a store path and sha256/bytes)")
+        tools = data.get("tools_closure", [])
+        if not isinstance(tools, list) or not all(isinstance(t, str) for t in tools):
+            raise ToolError(f"{rel(path)}: `tools_closure` must list package names")
+        return cls(files, tuple(tools))
 
 
 def load_engine_definition(path: Path = ENGINE_DEFINITION) -> dict[str, Any]:
@@ -336,7 +349,7 @@ def local_base_repository(dest: Path, plat: platforms.Platform = platforms.AMD64
     Unsigned (``trusted=yes``): every .deb was just checked against image/store.lock.json, and the
     index is written here from those very files (control fields + size + sha256).
     """
-    files = load_lock()
+    files = StoreLock.read().files
     debs = {n: e for n, e in files.items() if n.startswith(debs_folder(plat) + "/")}
     problems = check_files(STORE, debs, (rootfs_group(plat),))
     refuse_altered(problems)
@@ -370,7 +383,7 @@ def rederive_base(out: Path, plat: platforms.Platform = platforms.AMD64) -> base
     """The base rootfs rebuilt by mmdebstrap from the store's .debs only: no mirror, no network."""
     lock = base.load_lock(plat)
     source = local_base_repository(BUILD / f"base-repo{plat.suffix}", plat)
-    return base.mmdebstrap(base.load_definition(), [source], lock["source_date_epoch"], out, plat)
+    return base.mmdebstrap(base.load_definition(), [source], lock.source_date_epoch, out, plat)
 
 
 def fetch_rootfs(plat: platforms.Platform = platforms.AMD64) -> str:
@@ -379,12 +392,12 @@ def fetch_rootfs(plat: platforms.Platform = platforms.AMD64) -> str:
     lock = base.load_lock(plat)
     lock_path, tarball = plat.base_lock(), plat.rootfs()
     dest = STORE / rootfs_name(plat)
-    if tarball.is_file() and file_digest(tarball) == lock["tarball"]["sha256"]:
+    if tarball.is_file() and file_digest(tarball) == lock.tarball_sha256:
         place(tarball, dest)
         return f"copied from {rel(tarball)}"
     tmp = temporary_beside(dest)
     folder = debs_folder(plat) + "/"
-    debs = {n: e for n, e in load_lock().items() if n.startswith(folder)}
+    debs = {n: e for n, e in StoreLock.read().files.items() if n.startswith(folder)}
     if debs and not check_files(STORE, debs, (rootfs_group(plat),)):
         built = rederive_base(tmp, plat)
         how = f"re-derived by mmdebstrap from {rel(STORE / folder)} (no network)"
@@ -392,15 +405,14 @@ def fetch_rootfs(plat: platforms.Platform = platforms.AMD64) -> str:
         _refuse_network(f"the {plat.name} base root filesystem")
         definition = base.load_definition()
         built = base.mmdebstrap(
-            definition, base.resolve_sources(definition), lock["source_date_epoch"], tmp, plat
+            definition, base.resolve_sources(definition), lock.source_date_epoch, tmp, plat
         )
         how = "built by mmdebstrap from the Debian mirror (network)"
-    if built.sha256 != lock["tarball"]["sha256"]:
+    if built.sha256 != lock.tarball_sha256:
         tmp.unlink(missing_ok=True)
         raise ToolError(
             f"{how.split(' (')[0]}, the base is not {rel(lock_path)}'s (sha256 {built.sha256}, locked "
-            f"{lock['tarball']['sha256']}); "
-            + base.drift_explanation(lock["packages"], built.packages, lock_path)
+            f"{lock.tarball_sha256}); " + base.drift_explanation(lock.packages, built.packages, lock_path)
         )
     replace_durably(tmp, dest)
     return how
@@ -452,7 +464,7 @@ def fetch_missing(missing: list[str]) -> list[str]:
 def ensure(groups: list[str] | tuple[str, ...] = GROUPS, *, quiet: bool = False) -> None:
     """Make the locked files of ``groups`` present and intact: DVC remote first, network last."""
     wanted = tuple(groups)
-    files = load_lock()
+    files = StoreLock.read().files
     problems = check_files(STORE, files, wanted)
     refuse_altered(problems)
     pulled = False
@@ -517,8 +529,8 @@ def cmd_lock(groups: list[str]) -> int:
     old: dict[str, dict[str, Any]] = {}
     tools_closure: list[str] = []
     if LOCK.is_file():
-        old = load_lock()
-        tools_closure = read_json(LOCK, "store lock").get("tools_closure", [])
+        previous = StoreLock.read()
+        old, tools_closure = previous.files, list(previous.tools_closure)
     keep: dict[str, dict[str, Any]] = {n: e for n, e in old.items() if group_of(n) not in groups}
     wanted: set[str] = set()
     for plat in platforms.ALL:
@@ -529,7 +541,7 @@ def cmd_lock(groups: list[str]) -> int:
         if "base" in groups or plat.store_prefix:
             log(f"store: {rootfs_name(plat)} {fetch_rootfs(plat)}")
             lock = base.load_lock(plat)
-            specs = [f"{p}={v}" for p, v in lock["packages"].items()]
+            specs = [f"{p}={v}" for p, v in lock.packages.items()]
             wanted |= download_debs(base_apt(plat), specs, debs_folder(plat))
             wanted.add(rootfs_name(plat))
     if "engine" in groups:
@@ -555,7 +567,7 @@ def cmd_lock(groups: list[str]) -> int:
         wrong = sorted(set(pins) - {f"{p}={v}" for p, v in closure})
         if wrong:
             raise ToolError(f"{rel(STACK_DEFINITION)}: apt did not resolve {', '.join(wrong)}")
-        base_packages = base.load_lock()["packages"]
+        base_packages = base.load_lock().packages
         wanted |= download_debs(apt, not_in_base(closure, base_packages), "stack/debs")
     for group in groups:  # drop what the locks no longer name
         for path in STORE.joinpath(group).rglob("*"):
@@ -588,11 +600,11 @@ def cmd_rederive_base(plat: platforms.Platform = platforms.AMD64) -> int:
     lock_path = plat.base_lock()
     out = plat.rootfs().with_name("rederived.tar")
     built = rederive_base(out, plat)
-    if built.sha256 != lock["tarball"]["sha256"]:
+    if built.sha256 != lock.tarball_sha256:
         raise ToolError(
             f"{rel(out)}: re-derived from {rel(STORE / debs_folder(plat))} with sha256 {built.sha256}, but "
-            f"{rel(lock_path)} locks {lock['tarball']['sha256']}; "
-            + base.drift_explanation(lock["packages"], built.packages, lock_path)
+            f"{rel(lock_path)} locks {lock.tarball_sha256}; "
+            + base.drift_explanation(lock.packages, built.packages, lock_path)
         )
     out.unlink()
     log(
@@ -603,7 +615,7 @@ def cmd_rederive_base(plat: platforms.Platform = platforms.AMD64) -> int:
 
 
 def cmd_check() -> int:
-    files = load_lock()
+    files = StoreLock.read().files
     problems = check_files(STORE, files)
     refuse_altered(problems)
     if problems.missing:
@@ -616,7 +628,7 @@ def cmd_check() -> int:
 
 
 def cmd_status() -> int:
-    files = load_lock()
+    files = StoreLock.read().files
     for group in GROUPS:
         entries = {n: e for n, e in files.items() if group_of(n) == group}
         problems = check_files(STORE, files, (group,))
@@ -660,10 +672,10 @@ def cmd_install_engine(root: Path, tools_only: bool = False) -> int:
     if os.geteuid() != 0:
         raise ToolError("installing the engine needs root (dpkg)")
     ensure(["engine"])
-    files = load_lock()
+    lock = StoreLock.read()
     definition = load_engine_definition()
-    debs = sorted(n for n in files if n.startswith("engine/debs/"))
-    only = set(read_json(LOCK, "store lock").get("tools_closure", [])) if tools_only else None
+    debs = sorted(n for n in lock.files if n.startswith("engine/debs/"))
+    only = set(lock.tools_closure) if tools_only else None
     chosen = engine_debs_to_install(debs, installed_packages(root), engine_pins(definition), only)
     if not chosen:
         log(f"engine: every package of {rel(ENGINE_DEFINITION)} is installed in {root}")
@@ -672,7 +684,7 @@ def cmd_install_engine(root: Path, tools_only: bool = False) -> int:
     cmd = ["dpkg", "--force-confdef", "--force-confold", "-i"]
     if root.resolve() != Path("/"):
         cmd.insert(1, f"--root={root}")
-    with verified_copies(chosen, files) as copies:  # dpkg reads the checked copies, not the store
+    with verified_copies(chosen, lock.files) as copies:  # dpkg reads the checked copies, not the store
         p = subprocess.run(
             [*cmd, *map(str, copies)],
             env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},

@@ -131,7 +131,7 @@ def current_inputs(root: Path = ROOT) -> dict[str, Any]:
         "requirements_sha256": file_digest(root / wheels.TRAIN_LOCK),
         "build_lock_sha256": file_digest(root / recipe.BUILD_LOCK),
         "dockerfile_sha256": file_digest(root / DOCKERFILE.relative_to(ROOT)),
-        "source_date_epoch": blk["source_date_epoch"],
+        "source_date_epoch": blk.source_date_epoch,
         "platform": image.PLATFORM,
         "compression": image.COMPRESSION,
     }

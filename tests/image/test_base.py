@@ -45,17 +45,26 @@ def test_package_changes_name_every_moved_package() -> None:
 
 
 def test_committed_base_lock_is_valid_and_matches_its_definition() -> None:
-    lock = base.validate_lock(json.loads((ROOT / "image/base.lock.json").read_text()))
-    assert lock["definition_sha256"] == base.definition_sha256(base.load_definition())
-    assert "python3" in lock["packages"]
-    assert not {"gcc", "cpp", "perl", "apt", "python3-pip", "locales"} & set(lock["packages"])
+    lock = base.BaseLock.of(json.loads((ROOT / "image/base.lock.json").read_text()))
+    assert lock.definition_sha256 == base.definition_sha256(base.load_definition())
+    assert "python3" in lock.packages
+    assert not {"gcc", "cpp", "perl", "apt", "python3-pip", "locales"} & set(lock.packages)
+    assert lock == base.load_lock()
 
 
 def test_edited_base_lock_is_rejected_naming_the_file() -> None:
     lock = json.loads((ROOT / "image/base.lock.json").read_text())
     lock["tarball"]["sha256"] = "not-a-hash"
     with pytest.raises(ToolError, match=r"base\.lock\.json: tarball\.sha256"):
-        base.validate_lock(lock)
+        base.BaseLock.of(lock)
+
+
+@pytest.mark.parametrize("epoch", [0, -1, True, "1700000000"])
+def test_a_base_lock_epoch_that_is_not_a_positive_integer_is_rejected(epoch: object) -> None:
+    lock = json.loads((ROOT / "image/base.lock.json").read_text())
+    lock["source_date_epoch"] = epoch
+    with pytest.raises(ToolError, match=r"base\.lock\.json: source_date_epoch must be a positive integer"):
+        base.BaseLock.of(lock)
 
 
 def test_base_definition_hash_ignores_comments_and_key_order(tmp_path: Path) -> None:

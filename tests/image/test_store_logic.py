@@ -72,11 +72,21 @@ def test_malformed_store_lock_is_refused_naming_it(tmp_path: Path, files: object
     lock = tmp_path / "store.lock.json"
     lock.write_text(json.dumps({"files": files}))
     with pytest.raises(ToolError, match=reason):
-        store.load_lock(lock)
+        store.StoreLock.read(lock)
+
+
+def test_a_store_lock_whose_tools_closure_is_not_a_list_of_names_is_refused(tmp_path: Path) -> None:
+    lock = tmp_path / "store.lock.json"
+    document = json.loads(store.LOCK.read_text())
+    lock.write_text(json.dumps({**document, "tools_closure": "mmdebstrap"}))
+    with pytest.raises(ToolError, match=r"store\.lock\.json: `tools_closure` must list package names"):
+        store.StoreLock.read(lock)
+    lock.write_text(json.dumps(document))
+    assert store.StoreLock.read(lock) == store.StoreLock.read()
 
 
 def test_committed_store_lock_covers_every_locked_input() -> None:
-    files = store.load_lock()
+    files = store.StoreLock.read().files
     assert {store.group_of(n) for n in files} == set(store.GROUPS)
     assert (
         files[store.ROOTFS]["sha256"]
@@ -90,7 +100,7 @@ def test_committed_store_lock_covers_every_locked_input() -> None:
     assert all(engine[p] == v for p, v in pins.items())
     for tool in ("runc", "tini", "iptables", "mmdebstrap", "zstd"):
         assert tool in engine, f"{tool}: a dependency the engine install needs offline"
-    tools = set(json.loads(store.LOCK.read_text())["tools_closure"])
+    tools = set(store.StoreLock.read().tools_closure)
     assert {"mmdebstrap", "zstd"} <= tools <= set(engine)
     assert not tools & {"docker.io", "containerd", "runc", "iptables"}
 
@@ -98,7 +108,7 @@ def test_committed_store_lock_covers_every_locked_input() -> None:
 def test_store_wheels_cover_both_serve_locks_and_pip() -> None:
     from imagetool import wheels
 
-    files = store.load_lock()
+    files = store.StoreLock.read().files
     reqs = wheels.load_locks(ROOT, wheels.STORE_LOCK_NAMES)
     for req in reqs:
         stored = [
@@ -222,9 +232,8 @@ def test_the_stack_group_keeps_only_what_the_base_lacks_at_that_version() -> Non
 def test_the_committed_stack_definition_is_in_the_lock() -> None:
     """Every pinned package of image/stack.toml has its .deb, at that version, in the store lock."""
     pins = store.load_stack_definition()["packages"]
-    locked = {
-        "=".join(apt.deb_file_version(Path(n).name)) for n in store.load_lock() if n.startswith("stack/")
-    }
+    files = store.StoreLock.read().files
+    locked = {"=".join(apt.deb_file_version(Path(n).name)) for n in files if n.startswith("stack/")}
     assert set(pins) <= locked
 
 
