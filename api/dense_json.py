@@ -77,11 +77,13 @@ def instance_rows(body: bytes, width: int, max_rows: int) -> np.ndarray | None:
 
 def v2_request(body: bytes, float_types: frozenset[str]) -> dict[str, Any] | None:
     """The V2 request as Python values, except that each input whose datatype is one of
-    `float_types` and whose data is a flat array of numbers has that data as a float64 array.
+    `float_types` and whose data is an array of numbers, flat or nested as its [N, k] shape says,
+    has that data as a flat (row-major) float64 array.
 
     Everything else (the keys, names, shapes, parameters, outputs, other tensors' data) is as orjson
-    would give it. Flat: the body's brackets are exactly the converted document's plus one per such
-    array, which a body with no escape shows by counting them (an escaped bracket would not be one).
+    would give it. No deeper nesting: the body's brackets are exactly the converted document's plus
+    one per flat array (1 + N per nested one), which a body with no escape shows by counting them
+    (an escaped bracket would not be one).
     """
     if len(body) < MIN_BYTES or b"\\" in body:
         return None
@@ -104,8 +106,12 @@ def v2_request(body: bytes, float_types: frozenset[str]) -> dict[str, Any] | Non
                     return None
                 datatype = tensor.get("datatype")
                 data = _floats(spec["data"]) if type(datatype) is str and datatype in float_types else None
+                if data is not None:
+                    brackets = _data_brackets(spec["data"], tensor.get("shape"))
+                    if brackets is None:
+                        return None
+                    arrays += brackets
                 tensor["data"] = _plain(spec["data"]) if data is None else data
-                arrays += data is not None
                 inputs.append(tensor)
             value = inputs
         request[key] = _plain(value)
@@ -114,6 +120,20 @@ def v2_request(body: bytes, float_types: frozenset[str]) -> dict[str, Any] | Non
     if _brackets(body) != _brackets_in(request) + arrays:
         return None
     return request
+
+
+def _data_brackets(data: Any, shape: Any) -> int | None:
+    """The brackets an array of numbers has when flat (1), or nested as its [N, k] shape says (1 + N);
+    None for any other nesting, which the orjson path refuses by name."""
+    if not len(data) or type(data[0]) is not _Array:
+        return 1
+    try:  # a number has no length: numbers beside rows
+        widths = set(map(len, data))
+    except TypeError:
+        return None
+    if type(shape) is not list or shape != [len(data), *widths]:
+        return None
+    return 1 + len(data)
 
 
 def _plain(value: Any) -> Any:

@@ -179,7 +179,8 @@ def test_v2_float_data_becomes_an_array_and_the_rest_is_orjsons(model: ServedMod
 @pytest.mark.parametrize(
     "body",
     [
-        lambda m: v2_body(m, 40, nested=True),  # nested data: the orjson path checks it against the shape
+        lambda m: v2_body(m, 40).replace(b",0.14285714285714285,", b",[0.14285714285714285],", 1),
+        lambda m: v2_body(m, 40, nested=True).replace(b"[0.0,", b"[[0.0],", 1).replace(b"]]", b"]]]", 1),
         lambda m: v2_body(m, 40, parameters={"note": "\\u005b"}),  # an escape: brackets cannot be counted
         lambda m: v2_body(m, 40)[:-1] + b', "id": "again"}',  # a key twice
         lambda m: v2_body(m, 40)[:-5],  # malformed
@@ -187,6 +188,33 @@ def test_v2_float_data_becomes_an_array_and_the_rest_is_orjsons(model: ServedMod
 )
 def test_v2_bodies_it_is_not_sure_of_get_none(model: ServedModel, body: Any) -> None:
     assert v2_request(body(model), FLOAT_TYPES) is None
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda doc: doc,  # nested as the shape says
+        lambda doc: doc["inputs"][0].update(shape=[30, 40]),  # the transpose: same count, other rows
+        lambda doc: doc["inputs"][0]["data"][3].pop(),  # a short row
+        lambda doc: doc["inputs"][0]["data"].__setitem__(5, 1.5),  # a number among the rows
+        lambda doc: doc["inputs"][0].update(shape=[1200]),  # nested data for a rank-1 shape
+    ],
+)
+def test_v2_nested_data_decodes_as_from_orjson(model: ServedModel, edit: Any) -> None:
+    codec = V2Codec(model, "lockstep")
+    doc = orjson.loads(v2_body(model, 40, nested=True))
+    edit(doc)
+    body = orjson.dumps(doc)
+    dense = v2_request(body, FLOAT_TYPES)
+    expected = answer(lambda: codec.decode(orjson.loads(body)))
+    if dense is None:
+        assert isinstance(expected, Refused)  # only bodies the orjson path refuses are left to it
+        return
+    got = answer(lambda: codec.decode(dense))
+    if isinstance(expected, Refused):
+        assert got == expected
+    else:
+        assert bits(got[0].numeric) == bits(expected[0].numeric)
 
 
 def test_v2_integer_data_stays_python_integers(model: ServedModel) -> None:
@@ -239,3 +267,14 @@ def test_v2_decodes_as_from_orjson(
 def test_rows_that_are_objects_or_strings_of_the_right_length_get_none() -> None:
     for row in ('{"a": 1, "b": 2, "c": 3}', '"abc"'):
         assert instance_rows(padded(f'{{"instances": [{MANY}, {row}]}}'), WIDTH, 400) is None
+
+
+def test_named_rows_are_not_given_to_the_dense_parse(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A body with more strings than "instances" is not a positional batch: it is parsed once, by orjson."""
+    calls: list[bytes] = []
+    monkeypatch.setattr("api.validation.instance_rows", lambda body, *_: calls.append(body))
+    named = padded('{"instances": [' + ", ".join(['{"a": 1, "b": 2, "c": 3}'] * 50) + "]}")
+    assert PARSER.parse(named).rows == 50
+    assert calls == []
+    PARSER.parse(padded(f'{{"instances": [{MANY}]}}'))
+    assert len(calls) == 1
