@@ -130,16 +130,23 @@ class InstanceParser:
         """Return the validated Batch or raise ClientError (400 malformed, 422 invalid)."""
         tokens = BodyTokens.of(body)
         self._refuse_excess(body, tokens)
-        # Positional rows of numbers go to float64 without a Python float each. Such a body has one
-        # string, "instances": named rows (30,000 keys) are not parsed twice.
-        if not self.categorical_names and tokens.quotes == 2:
-            numeric = instance_rows(body, self.n_features, self.max_rows)
-            if numeric is not None and not (np.abs(numeric) > self.max_abs).any():
-                return self._batch(len(numeric), numeric, [])
+        batch = self.dense(body, tokens)
+        if batch is not None:
+            return batch
         doc, strict = load_json(body)
         batch = self._fast(doc, tokens) if strict else None
         # The exact path reuses the parsed document: a second parse would double a bad body's cost.
         return batch if batch is not None else self._exact(doc)
+
+    def dense(self, body: bytes, tokens: BodyTokens) -> Batch | None:
+        """Positional rows of numbers, parsed straight to float64 (api.dense_json); None: any other
+        body. Such a body has one string, "instances": named rows (30,000 keys) are not parsed twice."""
+        if self.categorical_names or tokens.quotes != 2:
+            return None
+        numeric = instance_rows(body, self.n_features, self.max_rows)
+        if numeric is None or (np.abs(numeric) > self.max_abs).any():  # out of bounds: named by _exact
+            return None
+        return self._batch(len(numeric), numeric, [])
 
     def _refuse_excess(self, body: bytes, tokens: BodyTokens) -> None:
         """Refuse, before parsing, a body with more JSON strings or values than any valid batch holds.

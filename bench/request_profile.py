@@ -69,28 +69,28 @@ def _phases(model: Any, codec: Any, form: str, body: bytes) -> dict[str, float]:
         from api.model import check_finite
     except ImportError:  # a baseline from before the one score(batch)
         from api.predict import check_finite  # type: ignore[attr-defined,no-redef]
+    import api
     from api.tokens import BodyTokens
     from bench.serve_bench import median_seconds
 
-    import api
-
-    if (Path(api.__file__).parent / "dense_json.py").is_file():
-        from api.dense_json import instance_rows, v2_request
-    else:  # a baseline from before the dense parse: orjson's only (the editable install would
-        # otherwise import this tree's module)
-        instance_rows = v2_request = None  # type: ignore[assignment]
+    # A baseline from before the dense parse has orjson's only (and the editable install would
+    # otherwise import this tree's module).
+    dense = (Path(api.__file__).parent / "dense_json.py").is_file()
+    if dense:
+        from api.dense_json import v2_request
 
     def us(call: Any) -> float:
         return median_seconds(call, 20) * 1e6
 
     def parse() -> Any:
-        """What the service parses the body into: the dense parse's result where it applies."""
-        dense: Any = None
-        if form == "v2" and v2_request is not None:
-            dense = v2_request(body, frozenset({"FP16", "FP32", "FP64"}))
-        elif form != "v2" and instance_rows is not None and not model.parser.categorical_names:
-            dense = instance_rows(body, model.parser.n_features, model.parser.max_rows)
-        return dense if dense is not None else load_json(body)[0]
+        """What the service parses the body into, as it does: the dense parse where it applies (for
+        /predict, its batch: the dense parse is the validation too), else orjson's document."""
+        parsed: Any = None
+        if dense and form == "v2":
+            parsed = v2_request(body, frozenset({"FP16", "FP32", "FP64"}))
+        elif dense:
+            parsed = model.parser.dense(body, tokens)
+        return parsed if parsed is not None else load_json(body)[0]
 
     tokens = BodyTokens.of(body)
     if form == "v2":
