@@ -277,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="lockstep-batch-") as tmp:
         results = measure(args, Path(tmp))
     write_results(args.out, results, table(results))
+    args.out.with_suffix(".partial.json").unlink(missing_ok=True)  # progress only: the results are out
     return 0
 
 
