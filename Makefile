@@ -41,8 +41,8 @@ $(VENV)/.installed: requirements.txt requirements/dev.txt pyproject.toml
 	@touch $@
 
 .PHONY: lock
-lock: setup ## Regenerate every lock (requirements.txt, requirements/*.txt) from its .in file
-	$(PY) -m imagetool locks compile  # every lock and its flags: imagetool/locks.py
+lock: setup ## Regenerate every lock (requirements.txt, requirements/*.txt) from its .in file; UPGRADE=0 keeps every existing pin
+	$(PY) -m imagetool locks compile $(if $(filter 0,$(UPGRADE)),--no-upgrade)  # every lock and its flags: imagetool/locks.py
 	$(PY) -m imagetool store lock wheels  # the store keeps exactly the locked wheels
 
 .PHONY: check-lock

@@ -186,10 +186,13 @@ def _locks(argv: list[str]) -> int:
     from imagetool.common import ROOT
 
     if not argv or argv[0] not in ("check", "compile"):
-        print("usage: python -m imagetool locks {check,compile} [LOCK.txt ...]", file=sys.stderr)
+        print(
+            "usage: python -m imagetool locks {check,compile [--no-upgrade]} [LOCK.txt ...]", file=sys.stderr
+        )
         return 2
     if argv[0] == "compile":
-        return locks.compile_locks(ROOT, tuple(argv[1:]))
+        names = [name for name in argv[1:] if name != "--no-upgrade"]
+        return locks.compile_locks(ROOT, tuple(names), upgrade=len(names) == len(argv) - 1)
     return locks.check_all([Path(name) for name in argv[1:] or locks.CHECKED])
 
 

@@ -229,9 +229,11 @@ def check_all(paths: list[Path]) -> int:
     return 1 if failed else 0
 
 
-def compile_locks(root: Path, only: tuple[str, ...] = ()) -> int:
-    """`python -m imagetool locks compile [LOCK.txt ...]`: pip-compile each lock (all of LOCKS by
-    default) from its .in, with PIP_COMPILE_FLAGS and --upgrade where its spec says so."""
+def compile_locks(root: Path, only: tuple[str, ...] = (), upgrade: bool = True) -> int:
+    """`python -m imagetool locks compile [--no-upgrade] [LOCK.txt ...]`: pip-compile each lock (all
+    of LOCKS by default) from its .in, with PIP_COMPILE_FLAGS and --upgrade where its spec says so.
+    `upgrade=False` (`make lock UPGRADE=0`) keeps every existing pin: adding a package to an .in then
+    adds it (and what it needs) and moves nothing else."""
     specs = [spec for spec in LOCKS if not only or spec.path in only]
     unknown = sorted(set(only) - {spec.path for spec in LOCKS})
     if unknown:
@@ -239,10 +241,11 @@ def compile_locks(root: Path, only: tuple[str, ...] = ()) -> int:
     pip_compile = Path(sys.executable).with_name("pip-compile")
     for spec in specs:
         lock = root / spec.path
-        upgrade = ["--upgrade"] if spec.upgrade else []
-        command = [str(pip_compile), *PIP_COMPILE_FLAGS, *upgrade, "--output-file", spec.path]
+        upgrading = spec.upgrade and upgrade
+        flags = ["--upgrade"] if upgrading else []
+        command = [str(pip_compile), *PIP_COMPILE_FLAGS, *flags, "--output-file", spec.path]
         proc = subprocess.run([*command, str(Path(spec.path).with_suffix(".in"))], cwd=root, check=False)
         if proc.returncode != 0:
             raise LockError(f"{lock.with_suffix('.in')}: pip-compile failed (exit {proc.returncode})")
-        print(f"locks: compiled {spec.path}" + (" (--upgrade)" if spec.upgrade else ""), flush=True)
+        print(f"locks: compiled {spec.path}" + (" (--upgrade)" if upgrading else ""), flush=True)
     return 0

@@ -149,6 +149,28 @@ def test_locks_compile_writes_the_committed_lock_from_its_in_file(repo_root: Pat
     ).read_text()
 
 
+@pytest.mark.slow
+def test_locks_compile_without_upgrade_keeps_every_pin(repo_root: Path, tmp_path: Path) -> None:
+    """`make lock UPGRADE=0`: the runtime lock, which `make lock` otherwise re-resolves to the newest
+    versions, comes out as committed (a package added to its .in would be the only change)."""
+    for name in ("requirements.in", "requirements.txt"):
+        (tmp_path / name).write_bytes((repo_root / name).read_bytes())
+    assert compile_locks(tmp_path, ("requirements.txt",), upgrade=False) == 0
+    assert (tmp_path / "requirements.txt").read_text() == (repo_root / "requirements.txt").read_text()
+
+
+def test_make_lock_upgrade_0_asks_for_no_upgrade(repo_root: Path) -> None:
+    import subprocess
+
+    def recipe(*variables: str) -> str:
+        command = ["make", "-s", "-n", "--no-print-directory", "-C", str(repo_root), "-o", "setup", "lock"]
+        done = subprocess.run([*command, *variables], capture_output=True, text=True, check=True)
+        return done.stdout
+
+    assert "locks compile --no-upgrade" in recipe("UPGRADE=0")
+    assert "--no-upgrade" not in recipe()
+
+
 def test_only_imagetool_names_the_locks_and_the_pip_compile_flags(repo_root: Path) -> None:
     """One owner per list: make lock and make check-lock call `imagetool locks`, which has both."""
     make = "".join(p.read_text() for p in [repo_root / "Makefile", *sorted((repo_root / "mk").glob("*.mk"))])
