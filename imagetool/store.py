@@ -524,6 +524,20 @@ def lock_wheels(plat: platforms.Platform) -> set[str]:
     return {f"{wheels_folder(plat)}/{p.name}" for p in folder.glob("*.whl")}
 
 
+def lock_plan(groups: list[str]) -> list[tuple[platforms.Platform, bool, bool]]:
+    """Per platform, whether `store lock GROUPS` re-locks its wheels and its base. amd64's are the
+    `wheels` and `base` groups; another platform's group (`arm64`) is both, and `wheels` alone
+    takes its wheels too."""
+    plan = []
+    for plat in platforms.ALL:
+        whole = bool(plat.store_prefix) and plat.deb_arch in groups
+        take_wheels = "wheels" in groups or whole
+        take_base = whole if plat.store_prefix else "base" in groups
+        if take_wheels or take_base:
+            plan.append((plat, take_wheels, take_base))
+    return plan
+
+
 def cmd_lock(groups: list[str]) -> int:
     """Re-fill from the network what the other locks name now, and write the store lock."""
     old: dict[str, dict[str, Any]] = {}
@@ -533,12 +547,14 @@ def cmd_lock(groups: list[str]) -> int:
         old, tools_closure = previous.files, list(previous.tools_closure)
     keep: dict[str, dict[str, Any]] = {n: e for n, e in old.items() if group_of(n) not in groups}
     wanted: set[str] = set()
-    for plat in platforms.ALL:
-        if plat.store_prefix and plat.deb_arch not in groups:
-            continue
-        if "wheels" in groups or plat.store_prefix:
+    for plat, take_wheels, take_base in lock_plan(groups):
+        if take_wheels:
+            # Every platform's wheels follow the requirement locks: `make lock` re-locks them all,
+            # also where the rest of that platform's group (its base) stays as it is.
+            folder = wheels_folder(plat) + "/"
+            keep = {n: e for n, e in keep.items() if not n.startswith(folder)}
             wanted |= lock_wheels(plat)
-        if "base" in groups or plat.store_prefix:
+        if take_base:
             log(f"store: {rootfs_name(plat)} {fetch_rootfs(plat)}")
             lock = base.load_lock(plat)
             specs = [f"{p}={v}" for p, v in lock.packages.items()]

@@ -85,6 +85,22 @@ def test_a_store_lock_whose_tools_closure_is_not_a_list_of_names_is_refused(tmp_
     assert store.StoreLock.read(lock) == store.StoreLock.read()
 
 
+@pytest.mark.parametrize(
+    ("groups", "plan"),
+    [
+        (["wheels"], [("linux/amd64", True, False), ("linux/arm64", True, False)]),
+        (["base"], [("linux/amd64", False, True)]),
+        (["arm64"], [("linux/arm64", True, True)]),
+        (["engine", "stack"], []),
+        (list(store.GROUPS), [("linux/amd64", True, True), ("linux/arm64", True, True)]),
+    ],
+)
+def test_store_lock_wheels_relocks_every_platforms_wheels(groups: list[str], plan: list[Any]) -> None:
+    """`make lock` (store lock wheels) keeps arm64's stored wheels in step with the locks too, as
+    `make lock-image` for arm64 needs; its base stays unless its group is asked for."""
+    assert [(p.name, w, b) for p, w, b in store.lock_plan(groups)] == plan
+
+
 def test_committed_store_lock_covers_every_locked_input() -> None:
     files = store.StoreLock.read().files
     assert {store.group_of(n) for n in files} == set(store.GROUPS)
