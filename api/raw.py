@@ -14,15 +14,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.errors import ClientError, ErrorFormat, error_body
 from api.request_context import request_id_of
+from api.responses import send_json
 
 Core = Callable[[Scope, Receive], Awaitable[bytes]]
-
-
-async def send_json(send: Send, status: int, body: bytes) -> None:
-    """A complete JSON response: its start (content type and length) and its body."""
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
 
 
 def raw_endpoint(core: Core, protocol: ErrorFormat = "lockstep") -> ASGIApp:

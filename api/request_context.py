@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import ClientError, error_body
 from api.metrics import ServiceMetrics
+from api.responses import send_json
 
 access_log = logging.getLogger("api.access")
 log = logging.getLogger("api.middleware")  # the name log readers already filter on
@@ -95,9 +96,7 @@ class RequestContextMiddleware:
                 raise  # the response has begun: the server can only drop the connection
             log.error("unhandled error", exc_info=exc, extra={"request_id": context.request_id})
             body = error_body(ClientError(500, "internal_error", _INTERNAL_ERROR), context.request_id)
-            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-            await send_with_id({"type": "http.response.start", "status": 500, "headers": headers})
-            await send({"type": "http.response.body", "body": body})
+            await send_json(send_with_id, 500, body)
         finally:
             seconds = perf_counter() - started
             path = scope["path"]
