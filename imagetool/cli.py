@@ -2,7 +2,8 @@
 
 The modules below hold the work and no command line of their own; each verb here parses its
 arguments and calls them. A verb imports its modules when it runs: `all` runs on the system
-python3 before the venv exists (stdlib only), and `--help` loads nothing.
+python3 before the venv exists, and `run` (`make run`) without one (both stdlib only), and `--help`
+loads nothing.
 
 Exit status, for every verb: 0 done; 1 a check that failed or a ToolError (one line, no
 traceback); 2 bad input, an InputError (one line) or a usage error; 130 interrupted.
@@ -187,7 +188,7 @@ def _locks(argv: list[str]) -> int:
 
     if not argv or argv[0] not in ("check", "compile"):
         print(
-            "usage: python -m imagetool locks {check,compile [--no-upgrade]} [LOCK.txt ...]", file=sys.stderr
+            "usage: python -m imagetool locks {check,compile} [--no-upgrade] [LOCK.txt ...]", file=sys.stderr
         )
         return 2
     if argv[0] == "compile":
@@ -282,6 +283,31 @@ def _registry(argv: list[str]) -> int:
     )
 
 
+def _run(argv: list[str]) -> int:
+    import os
+    import shlex
+
+    from imagetool import container
+
+    p = _parser("run", container)
+    p.add_argument("--name", default="lockstep-run")
+    p.add_argument("--port", type=int, default=8000, help="published on 127.0.0.1 only")
+    p.add_argument("--tag", default="lockstep:latest")
+    p.add_argument("--platform", default="", help="linux/arm64 runs emulated (qemu); default: native")
+    p.add_argument("--memory", default=container.RUN_MEMORY, help="memory and memory+swap cap")
+    p.add_argument("--pids", type=int, default=container.RUN_PIDS, help="process and thread cap")
+    p.add_argument("--print", action="store_true", help="print the docker command instead of running it")
+    args = p.parse_args(argv)
+    command = container.run_command(args.name, args.port, args.tag, args.platform, args.memory, args.pids)
+    if args.print:
+        print(shlex.join(command))
+        return 0
+    try:
+        os.execvp(command[0], command)  # docker in this process's place: `make run`'s Ctrl-C reaches it
+    except OSError as exc:
+        raise ToolError(f"cannot run {command[0]}: {exc.strerror}") from None
+
+
 def _stack_images(argv: list[str]) -> int:
     from imagetool import stack_images
 
@@ -312,6 +338,7 @@ VERBS: dict[str, Verb] = {
     "deploy": Verb(_deploy, "check|sync the deploy files' pinned digest with image.lock"),
     "registry": Verb(_registry, "push|reference|referrers: the image in a registry, by digest"),
     "stack-images": Verb(_stack_images, "build|lock|verify the stack's HAProxy and Prometheus images"),
+    "run": Verb(_run, "the image hardened on 127.0.0.1 (make run): read-only, no capabilities, capped"),
 }
 
 

@@ -15,25 +15,52 @@ from typing import IO
 
 from imagetool.common import ROOT
 
-# Exactly the flags of `make run` (mk/image.mk) with its default RUN_MEMORY and RUN_PIDS:
-# tests/image/test_container.py compares them with `make -n run`, so there is one truth.
-HARDENED_FLAGS = (
-    "--init=false",
-    "--read-only",
-    "--tmpfs",
-    "/tmp:rw,noexec,nosuid,size=16m",
-    "--cap-drop=ALL",
-    "--security-opt",
-    "no-new-privileges",
-    "--user",
-    "10001:10001",
-    "--memory",
-    "336m",
-    "--memory-swap",
-    "336m",
-    "--pids-limit",
-    "128",
-)
+# `make run`'s caps, as deploy/ sets them (tests keep compose, the manifests and KServe in step).
+# Memory: 2x the 168 MiB request, itself 1.5x the bench's measured RSS; swap off so the limit is real.
+RUN_MEMORY = "336m"
+# One worker and its runtime threads need ~20; the cap stops a fork or thread bomb.
+RUN_PIDS = 128
+
+
+def hardened_flags(memory: str = RUN_MEMORY, pids: int = RUN_PIDS) -> tuple[str, ...]:
+    """Read-only root, no capabilities, no new privileges, a numeric non-root user, memory and pids
+    caps: how `make run` (run_command), the image tests and the bench start the image."""
+    return (
+        "--init=false",
+        "--read-only",
+        "--tmpfs",
+        "/tmp:rw,noexec,nosuid,size=16m",
+        "--cap-drop=ALL",
+        "--security-opt",
+        "no-new-privileges",
+        "--user",
+        "10001:10001",
+        "--memory",
+        memory,
+        "--memory-swap",
+        memory,
+        "--pids-limit",
+        str(pids),
+    )
+
+
+HARDENED_FLAGS = hardened_flags()
+
+
+def platform_flags(platform: str) -> tuple[str, ...]:
+    """linux/arm64 runs emulated: the tmpfs hides the x86 host's CPU topology, which onnxruntime's
+    cpuinfo cannot parse as an aarch64 one (it aborts at import). Natively: none."""
+    if platform == "linux/arm64":
+        return ("--platform", "linux/arm64", "--tmpfs", "/sys/devices/system/cpu:ro")
+    return ()
+
+
+def run_command(
+    name: str, port: int, tag: str, platform: str = "", memory: str = RUN_MEMORY, pids: int = RUN_PIDS
+) -> list[str]:
+    """`make run`'s `docker run`: hardened, on 127.0.0.1:`port`, removed when it stops."""
+    flags = [*hardened_flags(memory, pids), *platform_flags(platform)]
+    return ["docker", "run", "--rm", "--name", name, *flags, "-p", f"127.0.0.1:{port}:8000", tag]
 
 
 def make(root: Path, *args: str) -> list[str]:
@@ -45,13 +72,16 @@ def make_variables(name: str, port: int, tag: str) -> list[str]:
     return [f"RUN_NAME={name}", f"RUN_PORT={port}", f"IMAGE_TAG={tag}"]
 
 
-def make_run_command(name: str, port: int, tag: str, root: Path = ROOT) -> list[str]:
-    """The `docker run` command `make run` would execute (``make -n``), as arguments."""
-    out = subprocess.run(
-        make(root, "-n", "run", *make_variables(name, port, tag)),
+def make_run_command(name: str, port: int, tag: str, root: Path = ROOT, *variables: str) -> list[str]:
+    """The `docker run` command `make run` would execute, as arguments: its recipe (``make -n``),
+    asked to print the command rather than run it."""
+    recipe = subprocess.run(
+        make(root, "-n", "run", *make_variables(name, port, tag), *variables),
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
-    return shlex.split(out.replace("\\\n", " "))
+    command = [*shlex.split(recipe.replace("\\\n", " ")), "--print"]
+    out = subprocess.run(command, cwd=root, capture_output=True, text=True, check=True)
+    return shlex.split(out.stdout)
 
 
 @dataclass(frozen=True)

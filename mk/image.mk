@@ -7,9 +7,6 @@
 PLATFORM ?=
 RUN_PLATFORM := $(or $(PLATFORM),linux/amd64)
 IMAGE_TAG ?= lockstep:latest$(if $(filter linux/arm64,$(RUN_PLATFORM)),-arm64)
-# Under emulation the tmpfs hides the x86 host's CPU topology, which onnxruntime's cpuinfo cannot
-# parse as an aarch64 one (it aborts at import); natively the flags are empty.
-RUN_PLATFORM_FLAGS := $(if $(filter linux/arm64,$(RUN_PLATFORM)),--platform linux/arm64 --tmpfs /sys/devices/system/cpu:ro)
 RUN_PORT ?= 8000
 RUN_NAME ?= lockstep-run
 # The image tests need the filled store (they push it to a test remote), a running engine, the base
@@ -69,18 +66,12 @@ check-image-lock: setup check-deploy ## Fail if image/base.lock.json, image.lock
 	$(PY) -m imagetool base check --platform "$(PLATFORM)"
 	$(PY) -m imagetool image check --platform "$(PLATFORM)"
 
-# Memory as deploy/ (2x the 168 MiB request, itself 1.5x the bench's measured RSS); swap off so the limit is real.
-# pids: one worker and its runtime threads need ~20; the cap stops a fork or thread bomb.
-RUN_MEMORY ?= 336m
-RUN_PIDS ?= 128
-
-# imagetool/container.py's HARDENED_FLAGS are these flags with the defaults above: the image tests
-# compare them with `make -n run`, and start their container with this recipe.
+# The hardening, the caps and the platform's flags are imagetool/container.py's (the tests, the bench
+# and deploy/ share them); RUN_MEMORY=, RUN_PIDS= override the caps. The system python3, as for
+# `make all`: the verb is stdlib only, so running an image needs no venv.
 run: ## Run the image hardened: read-only root, no capabilities, no new privileges, non-root, memory and pids caps
-	docker run --rm --name $(RUN_NAME) --init=false --read-only --tmpfs /tmp:rw,noexec,nosuid,size=16m \
-		--cap-drop=ALL --security-opt no-new-privileges --user 10001:10001 \
-		--memory $(RUN_MEMORY) --memory-swap $(RUN_MEMORY) --pids-limit $(RUN_PIDS) $(RUN_PLATFORM_FLAGS) \
-		-p 127.0.0.1:$(RUN_PORT):8000 $(IMAGE_TAG)
+	@python3 -m imagetool run --name $(RUN_NAME) --port $(RUN_PORT) --tag $(IMAGE_TAG) --platform $(RUN_PLATFORM) \
+		$(if $(RUN_MEMORY),--memory $(RUN_MEMORY)) $(if $(RUN_PIDS),--pids $(RUN_PIDS))
 
 stop: ## Stop the container `make run` started (RUN_NAME, default lockstep-run)
 	@docker stop $(RUN_NAME) >/dev/null 2>&1 && echo "stopped $(RUN_NAME)" || echo "$(RUN_NAME) is not running"

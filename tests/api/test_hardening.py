@@ -307,22 +307,19 @@ def test_make_run_the_image_tests_and_compose_cap_memory_and_pids_alike() -> Non
     import yaml
 
     from harness import REPO_ROOT
-    from imagetool.container import HARDENED_FLAGS
+    from imagetool.container import HARDENED_FLAGS, RUN_MEMORY, RUN_PIDS, make_run_command
 
-    makefile = (REPO_ROOT / "mk/image.mk").read_text()
-    memory = re.search(r"^RUN_MEMORY \?= (\S+)$", makefile, re.M)
-    pids = re.search(r"^RUN_PIDS \?= (\S+)$", makefile, re.M)
-    assert memory
-    assert pids
-    run = makefile[makefile.index("\nrun:") :].split("\n\n")[0]
-    for flag in ("--memory $(RUN_MEMORY)", "--memory-swap $(RUN_MEMORY)", "--pids-limit $(RUN_PIDS)"):
-        assert flag in run
+    # make run's command is imagetool's (its flags and caps have one owner): as make would run it.
+    run = " ".join(make_run_command("lockstep-x", 18000, "some/image:tag"))
     flags = " ".join(HARDENED_FLAGS)
-    assert f"--memory {memory[1]} --memory-swap {memory[1]}" in flags
-    assert f"--pids-limit {pids[1]}" in flags
+    memory, pids = RUN_MEMORY, str(RUN_PIDS)
+    for flag in (f"--memory {memory}", f"--memory-swap {memory}", f"--pids-limit {pids}"):
+        assert flag in run
+    assert f"--memory {memory} --memory-swap {memory}" in flags
+    assert f"--pids-limit {pids}" in flags
     for flag in ("--read-only", "--cap-drop=ALL", "no-new-privileges"):
         assert flag in run
         assert flag in flags
     compose = yaml.safe_load((REPO_ROOT / "deploy/compose.yaml").read_text())
     limits = compose["services"]["api"]["deploy"]["resources"]["limits"]
-    assert (limits["memory"].lower(), str(limits["pids"])) == (memory[1].lower(), pids[1])
+    assert (limits["memory"].lower(), str(limits["pids"])) == (memory.lower(), pids)

@@ -30,16 +30,15 @@ def mib(quantity: str) -> float:
 
 def deploy_memory_limits() -> dict[str, float]:
     """Every memory limit a replica runs under, in MiB, read from where it is set."""
-    makefile = (REPO_ROOT / "mk/image.mk").read_text()
-    run = re.search(r"^RUN_MEMORY \?= (\S+)$", makefile, re.M)
-    assert run
+    from imagetool.container import RUN_MEMORY
+
     deployment = yaml.safe_load((REPO_ROOT / "deploy/k8s/base/deployment.yaml").read_text())
     [k8s] = deployment["spec"]["template"]["spec"]["containers"]
     service = yaml.safe_load((REPO_ROOT / "deploy/kserve/inferenceservice.yaml").read_text())
     kserve = service["spec"]["predictor"]["model"]
     compose = yaml.safe_load((REPO_ROOT / "deploy/compose.yaml").read_text())["services"]["api"]
     return {
-        "make run (mk/image.mk RUN_MEMORY)": mib(run[1]),
+        "make run (imagetool/container.py RUN_MEMORY)": mib(RUN_MEMORY),
         "deploy/k8s": mib(k8s["resources"]["limits"]["memory"]),
         "deploy/kserve": mib(kserve["resources"]["limits"]["memory"]),
         "deploy/compose.yaml": mib(str(compose["deploy"]["resources"]["limits"]["memory"])),

@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from api.settings import Settings
+from imagetool.container import make_run_command
 
 COMPOSE = Path("deploy/compose.yaml")
 HAPROXY_CFG = Path("deploy/proxy/haproxy.cfg")
@@ -29,8 +30,7 @@ def services(repo_root: Path) -> dict[str, Any]:
 
 
 def test_every_service_runs_hardened_like_make_run(repo_root: Path) -> None:
-    makefile = (repo_root / "mk/image.mk").read_text()
-    run = makefile[makefile.index("\nrun:") :].split("\n\n")[0]
+    run = " ".join(make_run_command("lockstep-x", 18000, "some/image:tag", repo_root))
     for flag in ("--read-only", "--cap-drop=ALL", "no-new-privileges", "--user 10001:10001"):
         assert flag in run, f"make run lost {flag}: compose.yaml's hardening no longer matches it"
     for name, service in services(repo_root).items():

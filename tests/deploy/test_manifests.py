@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from imagetool import deploy
+from imagetool.container import make_run_command
 from imagetool.image_lock import ImageLock
 
 KUBERNETES_VERSION = "1.33.0"  # the schemas kubernetes-validate ships for this release
@@ -98,8 +99,7 @@ def test_pod_runs_hardened_like_make_run(repo_root: Path) -> None:
         "privileged": False,
         "capabilities": {"drop": ["ALL"]},
     }
-    makefile = (repo_root / "mk/image.mk").read_text()
-    run = makefile[makefile.index("\nrun:") :].split("\n\n")[0]
+    run = " ".join(make_run_command("lockstep-x", 18000, "some/image:tag", repo_root))
     for flag in ("--read-only", "--cap-drop=ALL", "no-new-privileges", "--user 10001:10001"):
         assert flag in run, f"make run lost {flag}: the manifest's hardening no longer matches it"
 

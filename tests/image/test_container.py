@@ -27,7 +27,15 @@ from contract import (
 )
 from harness import REPO_ROOT as ROOT
 from harness import free_port
-from imagetool.container import HARDENED_FLAGS, Container, made_run, make, make_run_command
+from imagetool.container import (
+    HARDENED_FLAGS,
+    RUN_MEMORY,
+    RUN_PIDS,
+    Container,
+    made_run,
+    make,
+    make_run_command,
+)
 from pipeline.data import read_table
 from pipeline.features import model_input
 from pipeline.schema import read_schema
@@ -95,12 +103,6 @@ def inside(container: Container) -> dict[str, Any]:
     return json.loads(proc.stdout)  # type: ignore[no-any-return]
 
 
-def _make_variable(name: str) -> str:
-    """A variable's value as make sees it (mk/image.mk's defaults)."""
-    cmd = make(ROOT, "--eval", "print-%: ; @echo $($*)", f"print-{name}")
-    return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip()
-
-
 def _bytes(docker_size: str) -> int:
     units = {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
     return int(docker_size[:-1]) * units[docker_size[-1].lower()]
@@ -113,6 +115,14 @@ def test_make_run_starts_the_image_with_exactly_the_hardened_flags() -> None:
         "docker", "run", "--rm", "--name", "lockstep-x", *HARDENED_FLAGS,
         "-p", "127.0.0.1:18000:8000", "some/image:tag",
     ]  # fmt: skip
+    # The caps a user overrides, and arm64's emulation flags, reach docker too.
+    cmd = make_run_command(
+        "lockstep-x", 18000, "t", ROOT, "PLATFORM=linux/arm64", "RUN_MEMORY=512m", "RUN_PIDS=64"
+    )
+    assert cmd[cmd.index("--memory") + 1] == cmd[cmd.index("--memory-swap") + 1] == "512m"
+    assert cmd[cmd.index("--pids-limit") + 1] == "64"
+    emulated = ["--platform", "linux/arm64", "--tmpfs", "/sys/devices/system/cpu:ro"]
+    assert cmd[-7:] == [*emulated, "-p", "127.0.0.1:18000:8000", "t"]
 
 
 def test_container_runs_as_non_root_numeric_user(inside: dict[str, Any]) -> None:
@@ -137,11 +147,11 @@ def test_no_capabilities_no_new_privileges_and_a_seccomp_filter(inside: dict[str
 
 
 def test_memory_and_pids_caps_are_make_runs(inside: dict[str, Any]) -> None:
-    memory = _bytes(_make_variable("RUN_MEMORY"))
+    memory = _bytes(RUN_MEMORY)
     assert int(inside["memory_max"]) == memory
     # swap off: v1 counts memory+swap (= memory), v2 swap alone (0)
     assert int(inside["memory_swap"]) in (memory, 0)
-    assert int(inside["pids_max"]) == int(_make_variable("RUN_PIDS"))
+    assert int(inside["pids_max"]) == RUN_PIDS
 
 
 def _removed_within(name: str, seconds: float) -> bool:

@@ -68,6 +68,19 @@ def test_a_verb_passes_its_arguments_through(repo_root: Path) -> None:
     assert "image.lock inputs match the tree" in proc.stderr
 
 
+def test_run_needs_no_venv_and_prints_make_runs_command(repo_root: Path) -> None:
+    """`make run` calls the system python3: the verb imports nothing beyond the standard library
+    (-S: no site-packages at all), and --print shows the hardened docker command."""
+    from imagetool.container import HARDENED_FLAGS
+
+    args = ["run", "--name", "x", "--port", "18001", "--tag", "t", "--print"]
+    command = [sys.executable, "-S", "-m", "imagetool", *args]
+    done = subprocess.run(command, cwd=repo_root, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    expected = ["docker", "run", "--rm", "--name", "x", *HARDENED_FLAGS, "-p", "127.0.0.1:18001:8000", "t"]
+    assert done.stdout.split() == expected
+
+
 def test_readme_layout_lists_every_verb(repo_root: Path) -> None:
     readme = (repo_root / "README.md").read_text()
     for name in VERBS:

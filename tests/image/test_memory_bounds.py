@@ -54,7 +54,7 @@ def cgroup(cid: str) -> dict[str, int | str | None]:
 
 
 def test_the_container_runs_under_the_make_run_memory_limit(bounded: Container) -> None:
-    run_memory = deploy_memory_limits()["make run (mk/image.mk RUN_MEMORY)"]
+    run_memory = deploy_memory_limits()["make run (imagetool/container.py RUN_MEMORY)"]
     assert cgroup(bounded.id)["limit"] == str(int(run_memory * 2**20))
 
 
