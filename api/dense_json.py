@@ -13,7 +13,7 @@ an integer past 64 bits, a null, a string or a boolean among the numbers all mea
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import simdjson
@@ -61,15 +61,10 @@ def instance_rows(body: bytes, width: int, max_rows: int) -> np.ndarray | None:
     if type(rows) is not _Array or not 0 < len(rows) <= max_rows:
         return None
     n_rows = len(rows)
-    try:  # a number has no length; an object or a string row does, and as_buffer refuses it
-        if set(map(len, cast(Any, rows))) != {width}:
-            return None
-    except TypeError:
-        return None
-    # Each row holds `width` elements; no element is itself an array when the body's only brackets
-    # are the outer array's and one per row ("instances" is the body's one string, and numbers
-    # have none). So the flattened values are exactly the rows' numbers, in order.
-    if _brackets(body) != 1 + n_rows:
+    # Rows `width` wide, as a V2 tensor nested as its [N, k] shape; no element is itself an array
+    # when the body's only brackets are the outer array's and one per row ("instances" is the
+    # body's one string, and numbers have none). So the flattened values are the rows' numbers.
+    if _data_brackets(rows, [n_rows, width]) != 1 + n_rows or _brackets(body) != 1 + n_rows:
         return None
     flat = _floats(rows)
     return None if flat is None else flat.reshape(n_rows, width)
