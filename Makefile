@@ -42,7 +42,7 @@ $(VENV)/.installed: requirements.txt requirements/dev.txt pyproject.toml
 
 .PHONY: lock
 lock: setup ## Regenerate every lock (requirements.txt, requirements/*.txt) from its .in file; UPGRADE=0 keeps every existing pin
-	$(PY) -m imagetool locks compile $(if $(filter 0,$(UPGRADE)),--no-upgrade)  # every lock and its flags: imagetool/locks.py
+	$(PY) -m imagetool locks compile $(if $(filter 0,$(UPGRADE)),--no-upgrade)  # every lock and its flags: imagetool/inputs/locks.py
 	$(PY) -m imagetool store lock wheels  # the store keeps exactly the locked wheels
 
 .PHONY: check-lock

@@ -28,9 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from harness import free_port
-from imagetool import image, ocidiff, platforms
+from imagetool import platforms
+from imagetool.build import image, ocidiff
 from imagetool.common import ROOT, file_digest
-from imagetool.container import hardened_container, made_run
+from imagetool.ship.container import hardened_container, made_run
 
 RESULTS = ROOT / "bench/results/build_bench.json"
 TARGETS = {"cold_build_s": 90.0, "no_change_rebuild_s": 5.0, "image_mb": 350.0, "start_to_ready_s": 2.0}

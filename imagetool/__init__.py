@@ -1,5 +1,15 @@
-"""Build the lockstep container image hermetically and prove its digest.
+"""Build the lockstep container image hermetically, prove its digest, and ship it.
 
-Modules: ``base`` (Debian root filesystem + base lock), ``wheels`` (locked wheels for the image),
-``image`` (build, lock, verify), ``ocidiff`` (explain why two image builds differ).
+Layers, each importing only the ones before it (tests/test_imports.py checks it):
+
+- ``common`` (errors, files, logging), ``layout`` (every path of the tree), ``platforms``, and
+  ``engine`` (which Docker engine answers; ``engine/engine.sh`` installs and starts Debian's);
+- ``inputs/``: the locked inputs, with ``inputs.store`` as the leaf and ``inputs.fetch`` the only
+  module that uses the network;
+- ``engine.install``: the engine's .debs from the store;
+- ``build/``: the image, the toolchain, the stack images, and checking a digest;
+- ``ship/``: registry, deploy files, SBOM, provenance, ``make run``;
+- ``cli`` (every verb of ``python -m imagetool``) and ``steps`` (``make all``).
+
+``minimal_root`` stands apart: the Dockerfile runs it inside the build, and imports nothing.
 """

@@ -61,7 +61,8 @@ def _engine(argv: list[str]) -> int:
 
 
 def _store(argv: list[str]) -> int:
-    from imagetool import platforms, store
+    from imagetool import platforms
+    from imagetool.inputs import store
 
     p = _parser("store", store)
     sub = p.add_subparsers(dest="command", required=True)
@@ -96,7 +97,8 @@ def _store(argv: list[str]) -> int:
 
 
 def _base(argv: list[str]) -> int:
-    from imagetool import base, fetch, platforms
+    from imagetool import platforms
+    from imagetool.inputs import base, fetch
 
     p = _parser("base", base)
     p.add_argument("command", choices=["build", "lock", "check"])
@@ -109,7 +111,8 @@ def _base(argv: list[str]) -> int:
 
 
 def _wheels(argv: list[str]) -> int:
-    from imagetool import fetch, platforms, wheels
+    from imagetool import platforms
+    from imagetool.inputs import fetch, wheels
 
     p = _parser("wheels", wheels)
     p.add_argument("command", choices=["download", "check"])
@@ -121,7 +124,8 @@ def _wheels(argv: list[str]) -> int:
 
 
 def _image(argv: list[str]) -> int:
-    from imagetool import image, platforms
+    from imagetool import platforms
+    from imagetool.build import image
 
     p = _parser("image", image)
     sub = p.add_subparsers(dest="command", required=True)
@@ -148,7 +152,7 @@ def _image(argv: list[str]) -> int:
 
 
 def _toolchain(argv: list[str]) -> int:
-    from imagetool import toolchain
+    from imagetool.build import toolchain
 
     p = _parser("toolchain", toolchain)
     sub = p.add_subparsers(dest="command", required=True)
@@ -168,7 +172,7 @@ def _toolchain(argv: list[str]) -> int:
 
 
 def _second_builder(argv: list[str]) -> int:
-    from imagetool import second_builder
+    from imagetool.build import second_builder
 
     p = _parser("second-builder", second_builder)
     p.add_argument("command", choices=["verify"])
@@ -183,8 +187,8 @@ def _minimal_root(argv: list[str]) -> int:
 
 
 def _locks(argv: list[str]) -> int:
-    from imagetool import locks
     from imagetool.common import ROOT
+    from imagetool.inputs import locks
 
     if not argv or argv[0] not in ("check", "compile"):
         print(
@@ -199,19 +203,19 @@ def _locks(argv: list[str]) -> int:
 
 def _repro_check(argv: list[str]) -> int:
     from contract import DVC_LOCK_FILE
-    from imagetool import repro_check
+    from imagetool.build import repro_check
 
     return repro_check.check(Path(argv[0]) if argv else DVC_LOCK_FILE)
 
 
 def _sbom(argv: list[str]) -> int:
-    from imagetool import sbom
+    from imagetool.ship import sbom
 
     return sbom.write_or_check(_choose(argv, "sbom", ("write", "check")))
 
 
 def _provenance(argv: list[str]) -> int:
-    from imagetool import provenance
+    from imagetool.ship import provenance
 
     p = _parser("provenance")
     sub = p.add_subparsers(dest="command", required=True)
@@ -232,14 +236,14 @@ def _provenance(argv: list[str]) -> int:
 
 
 def _deploy(argv: list[str]) -> int:
-    from imagetool import deploy
+    from imagetool.ship import deploy
 
     return deploy.check_or_sync(_choose(argv, "deploy", ("check", "sync")))
 
 
 def _registry(argv: list[str]) -> int:
-    from imagetool import registry
-    from imagetool.registry_client import DEADLINE
+    from imagetool.ship import registry
+    from imagetool.ship.registry_client import DEADLINE
 
     p = _parser("registry", registry)
     sub = p.add_subparsers(dest="command", required=True)
@@ -287,7 +291,7 @@ def _run(argv: list[str]) -> int:
     import os
     import shlex
 
-    from imagetool import container
+    from imagetool.ship import container
 
     p = _parser("run", container)
     p.add_argument("--name", default="lockstep-run")
@@ -309,7 +313,7 @@ def _run(argv: list[str]) -> int:
 
 
 def _stack_images(argv: list[str]) -> int:
-    from imagetool import stack_images
+    from imagetool.build import stack_images
 
     if argv[:1] != ["build"]:
         verb = _choose(argv, "stack-images", ("build", "lock", "verify"))

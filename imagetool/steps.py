@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from imagetool import ocidiff
+from imagetool.build import ocidiff
 from imagetool.common import ROOT, ToolError
 
 # (make target, what it does): the order is the dependency order `make all` needs.

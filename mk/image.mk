@@ -66,7 +66,7 @@ check-image-lock: setup check-deploy ## Fail if image/base.lock.json, image.lock
 	$(PY) -m imagetool base check --platform "$(PLATFORM)"
 	$(PY) -m imagetool image check --platform "$(PLATFORM)"
 
-# The hardening, the caps and the platform's flags are imagetool/container.py's (the tests, the bench
+# The hardening, the caps and the platform's flags are imagetool/ship/container.py's (the tests, the bench
 # and deploy/ share them); RUN_MEMORY=, RUN_PIDS= override the caps. The system python3, as for
 # `make all`: the verb is stdlib only, so running an image needs no venv.
 run: ## Run the image hardened: read-only root, no capabilities, no new privileges, non-root, memory and pids caps

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
-from imagetool import provenance
+from imagetool.ship import provenance
 
 WORKFLOW = Path(".github/workflows/ci.yml")
 
@@ -164,7 +164,7 @@ def test_publish_runs_no_build_step_and_no_project_dependency(publish: dict[str,
 def test_the_push_client_imports_only_the_standard_library(repo_root: Path) -> None:
     """What the publish job runs with the runner's bare python3 must need nothing installed."""
     code = (
-        f"import sys; sys.path.insert(0, {str(repo_root)!r}); import imagetool.registry; "
+        f"import sys; sys.path.insert(0, {str(repo_root)!r}); import imagetool.ship.registry; "
         "print(sorted({m.split('.')[0] for m in sys.modules} - set(sys.stdlib_module_names)))"
     )
     done = subprocess.run(

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from imagetool.locks import LOCKS as LOCK_SPECS
-from imagetool.locks import (
+from imagetool.inputs.locks import LOCKS as LOCK_SPECS
+from imagetool.inputs.locks import (
     LockError,
     Requirement,
     check,

@@ -307,7 +307,7 @@ def test_make_run_the_image_tests_and_compose_cap_memory_and_pids_alike() -> Non
     import yaml
 
     from harness import REPO_ROOT
-    from imagetool.container import HARDENED_FLAGS, RUN_MEMORY, RUN_PIDS, make_run_command
+    from imagetool.ship.container import HARDENED_FLAGS, RUN_MEMORY, RUN_PIDS, make_run_command
 
     # make run's command is imagetool's (its flags and caps have one owner): as make would run it.
     run = " ".join(make_run_command("lockstep-x", 18000, "some/image:tag"))

@@ -30,7 +30,7 @@ def mib(quantity: str) -> float:
 
 def deploy_memory_limits() -> dict[str, float]:
     """Every memory limit a replica runs under, in MiB, read from where it is set."""
-    from imagetool.container import RUN_MEMORY
+    from imagetool.ship.container import RUN_MEMORY
 
     deployment = yaml.safe_load((REPO_ROOT / "deploy/k8s/base/deployment.yaml").read_text())
     [k8s] = deployment["spec"]["template"]["spec"]["containers"]
@@ -38,7 +38,7 @@ def deploy_memory_limits() -> dict[str, float]:
     kserve = service["spec"]["predictor"]["model"]
     compose = yaml.safe_load((REPO_ROOT / "deploy/compose.yaml").read_text())["services"]["api"]
     return {
-        "make run (imagetool/container.py RUN_MEMORY)": mib(RUN_MEMORY),
+        "make run (imagetool/ship/container.py RUN_MEMORY)": mib(RUN_MEMORY),
         "deploy/k8s": mib(k8s["resources"]["limits"]["memory"]),
         "deploy/kserve": mib(kserve["resources"]["limits"]["memory"]),
         "deploy/compose.yaml": mib(str(compose["deploy"]["resources"]["limits"]["memory"])),

@@ -26,9 +26,10 @@ import pytest
 
 from harness import REPO_ROOT as ROOT
 from harness import copy_repo, free_port, serving, venv_env, wait_ready
-from imagetool import deploy, image, registry
-from imagetool import stack_images as stack_images_tool
-from imagetool.registry import Credentials, OciTarball, Registry
+from imagetool.build import image
+from imagetool.build import stack_images as stack_images_tool
+from imagetool.ship import deploy, registry
+from imagetool.ship.registry import Credentials, OciTarball, Registry
 from tests.deploy.token_server import ISSUER, SERVICE, SigningKey, TokenServer, token_server, write_bundle
 from tests.image.conftest import link_build_inputs
 

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from imagetool.registry import OCI_INDEX, OCI_MANIFEST
+from imagetool.ship.registry import OCI_INDEX, OCI_MANIFEST
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 
 from api.settings import Settings
-from imagetool.container import make_run_command
+from imagetool.ship.container import make_run_command
 
 COMPOSE = Path("deploy/compose.yaml")
 HAPROXY_CFG = Path("deploy/proxy/haproxy.cfg")

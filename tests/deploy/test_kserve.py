@@ -14,8 +14,8 @@ import yaml
 
 from api.app import create_app
 from harness import DEFAULT
-from imagetool import deploy
-from imagetool.image_lock import ImageLock
+from imagetool.build.image_lock import ImageLock
+from imagetool.ship import deploy
 from tests.api.support import TestClient
 from tests.deploy.test_manifests import KUBERNETES_VERSION
 
@@ -80,7 +80,7 @@ def test_both_pin_the_image_lock_digest(
     for image in (isvc["spec"]["predictor"]["model"]["image"], container["image"]):
         assert image == f"lockstep@{digest}"
     assert deploy.stale(digest, repo_root / "deploy") == []
-    # And imagetool.deploy sees them: another digest is reported in both files.
+    # And imagetool.ship.deploy sees them: another digest is reported in both files.
     other = deploy.stale("sha256:" + "0" * 64, repo_root / "deploy")
     assert {line.split(":")[0] for line in other} >= {
         str(repo_root / KSERVE / "inferenceservice.yaml"),

@@ -13,9 +13,9 @@ import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml
 
-from imagetool import deploy
-from imagetool.container import make_run_command
-from imagetool.image_lock import ImageLock
+from imagetool.build.image_lock import ImageLock
+from imagetool.ship import deploy
+from imagetool.ship.container import make_run_command
 
 KUBERNETES_VERSION = "1.33.0"  # the schemas kubernetes-validate ships for this release
 BASE = Path("deploy/k8s/base")

@@ -18,10 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from imagetool import image, platforms, registry
-from imagetool.container import hardened_container
-from imagetool.registry import Credentials, OciTarball, Registry, RegistryError
-from imagetool.registry_client import (
+from imagetool import platforms
+from imagetool.build import image
+from imagetool.ship import registry
+from imagetool.ship.container import hardened_container
+from imagetool.ship.registry import Credentials, OciTarball, Registry, RegistryError
+from imagetool.ship.registry_client import (
     ENV_PASSWORD,
     ENV_USERNAME,
     MAX_BODY,
@@ -39,7 +41,7 @@ pytestmark = pytest.mark.docker
 
 
 def fake_sbom(digest: str) -> bytes:
-    """A minimal CycloneDX document describing `digest` (the real one comes from imagetool.sbom)."""
+    """A minimal CycloneDX document describing `digest` (the real one comes from imagetool.ship.sbom)."""
     doc = {"bomFormat": "CycloneDX", "specVersion": "1.6", "metadata": {"component": {"version": digest}}}
     return json.dumps(doc).encode()
 

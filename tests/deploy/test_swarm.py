@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from imagetool.registry import OciTarball, Registry, push_image
+from imagetool.ship.registry import OciTarball, Registry, push_image
 from tests.deploy.conftest import Stack, run
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]

@@ -1,5 +1,5 @@
 """A small token server for the reference registry's `auth: token` (the distribution token spec),
-so the Bearer flow of imagetool/registry_client.py is tested over real HTTP against the real registry.
+so the Bearer flow of imagetool/ship/registry_client.py is tested over real HTTP against the real registry.
 
 GET /token?service=...&scope=repository:NAME:pull,push with Basic credentials answers
 `{"token": <JWT>}`: ES256, signed by a throwaway key whose self-signed certificate is the registry's

@@ -18,9 +18,10 @@ import pytest
 
 from harness import REPO_ROOT as ROOT
 from harness import copy_repo, free_port, venv_env
-from imagetool import image, ocidiff, platforms
-from imagetool.container import Container, made_run
-from imagetool.image_lock import validate_record
+from imagetool import platforms
+from imagetool.build import image, ocidiff
+from imagetool.build.image_lock import validate_record
+from imagetool.ship.container import Container, made_run
 
 
 def _run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:

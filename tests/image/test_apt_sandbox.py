@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from imagetool import apt, base
 from imagetool.common import BUILD, ToolError
+from imagetool.inputs import apt, base
 
 pytestmark = [
     pytest.mark.slow,

@@ -16,9 +16,9 @@ import pytest
 
 from harness import REPO_ROOT as ROOT
 from harness import copy_repo
-from imagetool import base, inrelease
-from imagetool.aptsources import Source
 from imagetool.common import InputError, ToolError
+from imagetool.inputs import base, inrelease
+from imagetool.inputs.aptsources import Source
 
 FIXTURE = Path(__file__).parent / "fixtures/bookworm-security.InRelease"
 FIXTURE_DATE = 1795480473  # Tue, 24 Nov 2026 00:34:33 UTC: the fixture's signed Date

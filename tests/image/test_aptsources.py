@@ -1,4 +1,4 @@
-"""`imagetool.aptsources`: apt source lists parsed and chosen per suite."""
+"""`imagetool.inputs.aptsources`: apt source lists parsed and chosen per suite."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from imagetool import aptsources
+from imagetool.inputs import aptsources
 
 ROOT = Path(__file__).resolve().parents[2]
 

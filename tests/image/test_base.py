@@ -1,4 +1,4 @@
-"""`imagetool.base`: the dpkg status, package changes and the base lock and definition."""
+"""`imagetool.inputs.base`: the dpkg status, package changes and the base lock and definition."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from imagetool import base
 from imagetool.common import ToolError
+from imagetool.inputs import base
 
 ROOT = Path(__file__).resolve().parents[2]
 

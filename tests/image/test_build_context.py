@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from harness import copy_repo
-from imagetool import image
+from imagetool.build import image
 from imagetool.common import ToolError
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from imagetool import image, steps
+from imagetool import steps
+from imagetool.build import image
 
 ROOT = Path(__file__).resolve().parents[2]
 

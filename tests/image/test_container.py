@@ -27,7 +27,7 @@ from contract import (
 )
 from harness import REPO_ROOT as ROOT
 from harness import free_port
-from imagetool.container import (
+from imagetool.ship.container import (
     HARDENED_FLAGS,
     RUN_MEMORY,
     RUN_PIDS,
@@ -109,7 +109,7 @@ def _bytes(docker_size: str) -> int:
 
 
 def test_make_run_starts_the_image_with_exactly_the_hardened_flags() -> None:
-    """One truth: imagetool.container's HARDENED_FLAGS are `make run`'s, as make would run them."""
+    """One truth: imagetool.ship.container's HARDENED_FLAGS are `make run`'s, as make would run them."""
     cmd = make_run_command("lockstep-x", 18000, "some/image:tag")
     assert cmd == [
         "docker", "run", "--rm", "--name", "lockstep-x", *HARDENED_FLAGS,

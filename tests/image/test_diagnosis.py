@@ -15,7 +15,8 @@ import pytest
 
 from harness import REPO_ROOT as ROOT
 from harness import copy_repo
-from imagetool import base, image
+from imagetool.build import image
+from imagetool.inputs import base
 from tests.image.conftest import imagetool_cli
 
 LOCK_LINE = "If the change is intended: `make lock-image`."

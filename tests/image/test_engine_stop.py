@@ -14,7 +14,7 @@ import pytest
 
 from harness import REPO_ROOT
 
-ENGINE_SH = REPO_ROOT / "imagetool/engine.sh"
+ENGINE_SH = REPO_ROOT / "imagetool/engine/engine.sh"
 
 
 @pytest.fixture

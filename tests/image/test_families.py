@@ -20,9 +20,9 @@ import pytest
 
 from harness import free_port
 from harness.families import FAMILIES
-from imagetool import image, recipe
-from imagetool.container import hardened_container, made_run
+from imagetool.build import image, recipe
 from imagetool.platforms import ARM64
+from imagetool.ship.container import hardened_container, made_run
 from tests.image.conftest import dvc
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]

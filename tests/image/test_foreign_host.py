@@ -28,8 +28,8 @@ import pytest
 from contract import locked_outs, parse_dvc_lock
 from harness import REPO_ROOT as ROOT
 from harness import copy_repo
-from imagetool import store
-from imagetool.image_lock import ImageLock
+from imagetool.build.image_lock import ImageLock
+from imagetool.inputs import store
 from imagetool.platforms import AMD64
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]

@@ -1,4 +1,4 @@
-"""`imagetool.image`: the image's inputs, their differences, image.lock and the build context."""
+"""`imagetool.build.image`: the image's inputs, their differences, image.lock and the build context."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from imagetool import image, platforms, recipe
+from imagetool import platforms
+from imagetool.build import image, recipe
+from imagetool.build.image_lock import INPUT_MEANING, tree_sha256, validate_record
 from imagetool.common import ToolError
-from imagetool.image_lock import INPUT_MEANING, tree_sha256, validate_record
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,4 +1,4 @@
-"""imagetool.image_lock: one reader of image.lock for every verb; each accessor checks what it gives."""
+"""imagetool.build.image_lock: one reader of image.lock for every verb; each accessor checks what it gives."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from harness import REPO_ROOT
+from imagetool.build.image_lock import ImageLock
 from imagetool.common import InputError, ToolError
-from imagetool.image_lock import ImageLock
 from imagetool.platforms import AMD64, ARM64
 
 DIGEST = "sha256:" + "a" * 64

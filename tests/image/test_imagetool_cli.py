@@ -71,7 +71,7 @@ def test_a_verb_passes_its_arguments_through(repo_root: Path) -> None:
 def test_run_needs_no_venv_and_prints_make_runs_command(repo_root: Path) -> None:
     """`make run` calls the system python3: the verb imports nothing beyond the standard library
     (-S: no site-packages at all), and --print shows the hardened docker command."""
-    from imagetool.container import HARDENED_FLAGS
+    from imagetool.ship.container import HARDENED_FLAGS
 
     args = ["run", "--name", "x", "--port", "18001", "--tag", "t", "--print"]
     command = [sys.executable, "-S", "-m", "imagetool", *args]

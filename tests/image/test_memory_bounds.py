@@ -16,7 +16,7 @@ import pytest
 from api.settings import Settings
 from harness import REPO_ROOT, free_port
 from harness.bodies import LARGEST, Model, post_status
-from imagetool.container import Container, made_run
+from imagetool.ship.container import Container, made_run
 from tests.api.test_memory_budget import deploy_memory_limits
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -54,7 +54,7 @@ def cgroup(cid: str) -> dict[str, int | str | None]:
 
 
 def test_the_container_runs_under_the_make_run_memory_limit(bounded: Container) -> None:
-    run_memory = deploy_memory_limits()["make run (imagetool/container.py RUN_MEMORY)"]
+    run_memory = deploy_memory_limits()["make run (imagetool/ship/container.py RUN_MEMORY)"]
     assert cgroup(bounded.id)["limit"] == str(int(run_memory * 2**20))
 
 

@@ -1,4 +1,4 @@
-"""`imagetool.ocidiff`: how two OCI images differ, file by file."""
+"""`imagetool.build.ocidiff`: how two OCI images differ, file by file."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from imagetool import ocidiff
+from imagetool.build import ocidiff
 from imagetool.common import ToolError
 
 ROOT = Path(__file__).resolve().parents[2]

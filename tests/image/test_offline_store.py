@@ -17,7 +17,7 @@ import pytest
 
 from harness import REPO_ROOT as ROOT
 from harness import copy_repo
-from imagetool import store
+from imagetool.inputs import store
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

@@ -24,11 +24,12 @@ import pytest
 from contract import MODEL_FILE, SCHEMA_FILE, SERVING_FILE, TEST_CSV, load_verified_pickle
 from harness import REPO_ROOT as ROOT
 from harness import free_port, venv_env
-from imagetool import image, ocidiff, platforms
+from imagetool import platforms
+from imagetool.build import image, ocidiff
+from imagetool.build.image_lock import ImageLock, computed_index
 from imagetool.common import InputError
-from imagetool.container import Container, made_run
-from imagetool.image_lock import ImageLock, computed_index
 from imagetool.platforms import AMD64, ARM64
+from imagetool.ship.container import Container, made_run
 from pipeline.data import read_table
 from pipeline.features import model_input
 from pipeline.schema import read_schema

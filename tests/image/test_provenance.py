@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import contract
-from imagetool import provenance
+from imagetool.ship import provenance
 from tests.deploy.conftest import imagetool
 
 

@@ -1,4 +1,4 @@
-"""`imagetool.recipe`: what the image installs and copies, from the serving plan."""
+"""`imagetool.build.recipe`: what the image installs and copies, from the serving plan."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from imagetool import image, recipe
+from imagetool.build import image, recipe
 from imagetool.common import ToolError
 
 ROOT = Path(__file__).resolve().parents[2]

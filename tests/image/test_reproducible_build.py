@@ -34,7 +34,7 @@ def test_labels_carry_only_input_hashes(locked_builds: LockedBuild) -> None:
 def test_final_image_has_no_pip_setuptools_compilers_or_training_libraries(
     locked_builds: LockedBuild,
 ) -> None:
-    from imagetool import ocidiff
+    from imagetool.build import ocidiff
 
     entries: dict[str, ocidiff.Entry] = {}
     for i in range(len(locked_builds.first.layers)):

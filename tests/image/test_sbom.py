@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 import contract
-from imagetool import sbom
-from imagetool.locks import parse_lock
+from imagetool.inputs.locks import parse_lock
+from imagetool.ship import sbom
 
 TREE_FILES = (
     "image.lock",

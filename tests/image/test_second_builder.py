@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from imagetool import second_builder
+from imagetool.build import second_builder
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from imagetool import apt, store
 from imagetool.common import ToolError
+from imagetool.inputs import apt, store
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -122,7 +122,7 @@ def test_committed_store_lock_covers_every_locked_input() -> None:
 
 
 def test_store_wheels_cover_both_serve_locks_and_pip() -> None:
-    from imagetool import wheels
+    from imagetool.inputs import wheels
 
     files = store.StoreLock.read().files
     reqs = wheels.load_locks(ROOT, wheels.STORE_LOCK_NAMES)

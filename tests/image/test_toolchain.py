@@ -1,6 +1,6 @@
 """The training toolchain: it rebuilds to its locked digest, stages run in it as the invoking user
 with no network, DVC's workflows run through it, host mode gives the same bits (or says so), and
-every way it cannot run is one line and exit status 2 (imagetool/toolchain.py, pipeline/toolchain.py).
+every way it cannot run is one line and exit status 2 (imagetool/build/toolchain.py, pipeline/toolchain.py).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import yaml
 from contract import locked_outs, parse_dvc_lock
 from harness import REPO_ROOT as ROOT
 from harness import copy_repo, pipeline_workdir, venv_bin, venv_env
-from imagetool import image, toolchain
+from imagetool.build import image, toolchain
 from pipeline import toolchain as launcher
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]

@@ -25,8 +25,9 @@ from typing import Any
 import pytest
 
 from harness import REPO_ROOT as ROOT
-from imagetool import engine, platforms, second_builder
-from imagetool.image_lock import ImageLock
+from imagetool import engine, platforms
+from imagetool.build import second_builder
+from imagetool.build.image_lock import ImageLock
 
 SYSTEM_STATE = [Path("/var/lib/dpkg/status"), Path("/etc/docker/daemon.json")]
 

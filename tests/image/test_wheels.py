@@ -1,4 +1,5 @@
-"""`imagetool.locks` and `imagetool.wheels`: requirement locks parsed, and the wheels checked against them."""
+"""`imagetool.inputs.locks` and `imagetool.inputs.wheels`: requirement locks parsed, and the wheels
+checked against them."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from imagetool import wheels
 from imagetool.common import ToolError
-from imagetool.locks import Requirement
+from imagetool.inputs import wheels
+from imagetool.inputs.locks import Requirement
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -33,7 +33,7 @@ EMULATED = "Haswell"  # AVX2 and FMA, no AVX-512: what most CI runners and lapto
 def qemu_python(bin_dir: Path, cpu: str) -> dict[str, str]:
     """An environment whose `python` is this venv's interpreter under `qemu -cpu CPU`."""
     if shutil.which(QEMU) is None:
-        pytest.fail(f"{QEMU} is missing: `make test` installs it (imagetool/engine.sh host-tools)")
+        pytest.fail(f"{QEMU} is missing: `make test` installs it (imagetool/engine/engine.sh host-tools)")
     bin_dir.mkdir(parents=True)
     wrapper = bin_dir / "python"
     wrapper.write_text(

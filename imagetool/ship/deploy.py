@@ -14,8 +14,8 @@ import re
 import sys
 from pathlib import Path
 
+from imagetool.build.image_lock import LOCK_NAME, ImageLock
 from imagetool.common import InputError
-from imagetool.image_lock import LOCK_NAME, ImageLock
 
 DEPLOY_DIR = Path("deploy")
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")

@@ -1,6 +1,6 @@
 """Read OCI image tarballs and explain, layer by layer and file by file, how two builds differ.
 
-Used by ``imagetool.image verify`` when a rebuild does not reproduce the locked digest: the
+Used by ``imagetool.build.image verify`` when a rebuild does not reproduce the locked digest: the
 report says which layers differ and, inside them, which files differ and how (content, mode,
 owner, mtime, type, link target), then hands content differences to diffoscope when installed.
 """

@@ -27,7 +27,9 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from imagetool import base, common, fetch, image, ocidiff, recipe, store, wheels
+from imagetool.inputs import base, fetch, store, wheels
+from imagetool import common
+from imagetool.build import image, ocidiff, recipe
 from imagetool.common import ROOT, InputError, ToolError, file_digest, log, read_json, rel
 from imagetool.platforms import AMD64
 

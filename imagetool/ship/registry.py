@@ -16,9 +16,9 @@ image index listing the artifacts that refer to the image.
 REGISTRY is `HOST:PORT[/PREFIX]`, or `NAME.DOMAIN[/PREFIX]` for a registry on HTTPS's port
 (`ghcr.io/owner/repo`). Plain HTTP is used for loopback registries only; anything else is HTTPS.
 A registry that asks for credentials gets them from REGISTRY_USERNAME/REGISTRY_PASSWORD or docker's
-`config.json` (imagetool/registry_client.py: Basic and the Bearer token flow), never from the command line,
-and they go to the registry's own origin and its token realm only. Answers are size-limited and the whole
-run has a deadline (`--deadline`); a malformed answer is one line and exit 2.
+`config.json` (imagetool/ship/registry_client.py: Basic and the Bearer token flow), never from the
+command line, and they go to the registry's own origin and its token realm only. Answers are
+size-limited and the whole run has a deadline (`--deadline`); a malformed answer is one line and exit 2.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ from typing import IO, Any
 from urllib.parse import urljoin
 
 from imagetool import platforms
-from imagetool.image_lock import LOCK_NAME, ImageLock
-from imagetool.registry_client import (
+from imagetool.build.image_lock import LOCK_NAME, ImageLock
+from imagetool.ship.registry_client import (
     DEADLINE,
     CredentialLookup,
     Credentials,

@@ -7,10 +7,10 @@ neither of those imports the other back: `make base` and `make wheels` run these
 
 from __future__ import annotations
 
-from imagetool import base, store
 from imagetool.common import ToolError, file_digest, log, rel
+from imagetool.inputs import base, store
+from imagetool.inputs.wheels import LOCK_NAMES, check_wheels, load_locks, wheel_name_version
 from imagetool.platforms import AMD64, Platform
-from imagetool.wheels import LOCK_NAMES, check_wheels, load_locks, wheel_name_version
 
 
 def place_base(plat: Platform = AMD64) -> int:

@@ -33,12 +33,14 @@ from cyclonedx.validation.json import JsonStrictValidator
 from packageurl import PackageURL
 
 import contract
-from imagetool import minimal_root, platforms, recipe, store
-from imagetool.base import BaseLock
-from imagetool.base import load_lock as load_base_lock
+from imagetool import minimal_root, platforms
+from imagetool.build import recipe
+from imagetool.build.image_lock import LOCK_NAME, ImageLock
 from imagetool.common import InputError, ToolError
-from imagetool.image_lock import LOCK_NAME, ImageLock
-from imagetool.locks import LockError, normalize, parse_lock
+from imagetool.inputs import store
+from imagetool.inputs.base import BaseLock
+from imagetool.inputs.base import load_lock as load_base_lock
+from imagetool.inputs.locks import LockError, normalize, parse_lock
 from imagetool.platforms import AMD64, Platform
 
 SBOM_FILE = Path("image/sbom.cdx.json")
@@ -84,7 +86,7 @@ def read_json(path: Path, error: type[Exception] = SbomError) -> Any:
 
 
 def serve_lock_for(root: Path) -> Path:
-    """The serve lock the image installs for the model at `root` (imagetool.recipe decides it)."""
+    """The serve lock the image installs for the model at `root` (imagetool.build.recipe decides it)."""
     try:
         return Path(recipe.serve_lock(root))
     except ToolError as exc:

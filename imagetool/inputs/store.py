@@ -38,8 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from imagetool import aptsources, base, common, platforms, wheels
-from imagetool.apt import AptState, deb_file_version, state_folder
+from imagetool import common, platforms
 from imagetool.common import (
     BUILD,
     ROOT,
@@ -52,6 +51,8 @@ from imagetool.common import (
     replace_durably,
     temporary_beside,
 )
+from imagetool.inputs import aptsources, base, wheels
+from imagetool.inputs.apt import AptState, deb_file_version, state_folder
 
 STORE = ROOT / "store"
 STORE_DVC = ROOT / "store.dvc"

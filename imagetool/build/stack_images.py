@@ -8,7 +8,7 @@ No image can be pulled on the build hosts. Both images start from `build/base/ro
 base`, checked against image/base.lock.json) and install the .debs that image/stack.toml pins,
 from the store (store/stack/debs, each checked against image/store.lock.json right before the
 build), then keep only the program's package closure (imagetool/minimal_root.py: no shell). The
-build runs as the service image's does (imagetool.image.oci_build: --network=none,
+build runs as the service image's does (imagetool.build.image.oci_build: --network=none,
 SOURCE_DATE_EPOCH of the base, rewrite-timestamp), so the digests are functions of those inputs.
 Tags: `lockstep-proxy:latest`, `lockstep-prometheus:latest` (deploy/compose.yaml's defaults).
 """
@@ -20,9 +20,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from imagetool import base, common, image, store
+from imagetool.inputs import base, store
+from imagetool import common
+from imagetool.build import image
 from imagetool.common import ROOT, ToolError, file_digest, log, rel
-from imagetool.image_lock import IMAGE_LOCK, ImageLock
+from imagetool.build.image_lock import IMAGE_LOCK, ImageLock
 from imagetool.platforms import AMD64
 
 DEPLOY = ROOT / "deploy"

@@ -32,9 +32,11 @@ from pathlib import Path
 from typing import Any
 
 import contract
-from imagetool import base, common, engine, ocidiff, platforms, recipe, wheels
+from imagetool.inputs import base, wheels
+from imagetool import common, engine, platforms
+from imagetool.build import ocidiff, recipe
 from imagetool.common import ROOT, ToolError, file_digest, log, read_json, rel, run
-from imagetool.image_lock import IMAGE_LOCK, INPUT_MEANING, ImageLock, computed_index, tree_sha256
+from imagetool.build.image_lock import IMAGE_LOCK, INPUT_MEANING, ImageLock, computed_index, tree_sha256
 from imagetool.platforms import AMD64, Platform
 
 OUT_DIR = common.BUILD / "image"

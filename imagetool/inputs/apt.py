@@ -21,8 +21,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from imagetool import aptsources
 from imagetool.common import ToolError, log
+from imagetool.inputs import aptsources
 
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 _INST = re.compile(r"^Inst (\S+) (?:\[\S+\] )?\((\S+) ")

@@ -29,8 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from imagetool import aptsources, common, inrelease
+from imagetool import common
 from imagetool.common import ROOT, InputError, ToolError, file_digest, log, read_json, rel, run
+from imagetool.inputs import aptsources, inrelease
 from imagetool.platforms import AMD64, Platform
 
 DEFINITION = ROOT / "image" / "base.toml"

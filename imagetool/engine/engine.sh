@@ -20,7 +20,7 @@ LOG_DIR="${LOCKSTEP_DOCKER_LOG_DIR:-/var/log/lockstep-docker}"
 DAEMON_JSON=/etc/docker/daemon.json
 START_TIMEOUT="${LOCKSTEP_DOCKER_START_TIMEOUT:-60}"
 PYTHON="${LOCKSTEP_PYTHON:-python3}"
-REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 
 log() { printf 'docker-engine: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }

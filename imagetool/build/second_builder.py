@@ -25,9 +25,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from imagetool import image, store
+from imagetool.build import image
+from imagetool.inputs import store
 from imagetool.common import BUILD, ROOT, ToolError, file_digest, log, rel
-from imagetool.image_lock import IMAGE_LOCK, ImageLock
+from imagetool.build.image_lock import IMAGE_LOCK, ImageLock
 from imagetool.platforms import AMD64
 
 HOME = BUILD / "second-builder"

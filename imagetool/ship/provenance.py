@@ -26,12 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import contract
-from imagetool import platforms, recipe
+from imagetool import platforms
+from imagetool.build import recipe
+from imagetool.build.image_lock import LOCK_NAME, ImageLock
 from imagetool.common import InputError, ToolError
-from imagetool.image_lock import LOCK_NAME, ImageLock
-from imagetool.locks import LockError, parse_lock
-from imagetool.sbom import STORE_LOCK, read_json, serve_lock_for
-from imagetool.store import StoreLock
+from imagetool.inputs.locks import LockError, parse_lock
+from imagetool.inputs.store import StoreLock
+from imagetool.ship.sbom import STORE_LOCK, read_json, serve_lock_for
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://slsa.dev/provenance/v1"

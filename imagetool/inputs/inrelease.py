@@ -19,9 +19,9 @@ from datetime import datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 
-from imagetool.apt import KEYRING
-from imagetool.aptsources import Source
 from imagetool.common import ToolError
+from imagetool.inputs.apt import KEYRING
+from imagetool.inputs.aptsources import Source
 
 DEBIAN_KEYRING = Path(KEYRING)
 # OpenPGP hash algorithm ids (RFC 4880 9.4) apt no longer accepts: MD5, SHA-1, RIPEMD-160.
