@@ -62,7 +62,8 @@ def _engine(argv: list[str]) -> int:
 
 def _store(argv: list[str]) -> int:
     from imagetool import platforms
-    from imagetool.inputs import store
+    from imagetool.engine import install
+    from imagetool.inputs import fetch, rederive, store
 
     p = _parser("store", store)
     sub = p.add_subparsers(dest="command", required=True)
@@ -83,15 +84,15 @@ def _store(argv: list[str]) -> int:
     if unknown:
         p.error(f"unknown group(s) {', '.join(unknown)}; choose from {', '.join(store.GROUPS)}")
     if args.command == "ensure":
-        store.ensure(args.groups or list(store.GROUPS))
+        fetch.ensure(args.groups or list(store.GROUPS))
         return 0
     if args.command == "lock":
-        return store.cmd_lock(args.groups or list(store.GROUPS))
+        return fetch.cmd_lock(args.groups or list(store.GROUPS))
     if args.command == "install-engine":
-        return store.cmd_install_engine(args.root, args.tools_only)
+        return install.cmd_install_engine(args.root, args.tools_only)
     if args.command == "rederive-base":
         for plat in platforms.chosen(args.platform):
-            store.cmd_rederive_base(plat)
+            rederive.cmd_rederive_base(plat)
         return 0
     return store.cmd_check() if args.command == "check" else store.cmd_status()
 

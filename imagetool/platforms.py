@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from imagetool import engine
+from imagetool import engine, layout
 from imagetool.common import BUILD, ROOT, InputError
 
 ENV = "PLATFORM"  # `make image PLATFORM=linux/arm64`; empty or unset: every platform
@@ -34,7 +34,8 @@ class Platform:
     qemu: str  # binfmt handler that runs it on another host
 
     def base_lock(self, root: Path = ROOT) -> Path:
-        return root / "image" / (f"base.{self.deb_arch}.lock.json" if self.suffix else "base.lock.json")
+        lock = root / layout.BASE_LOCK
+        return lock.with_name(f"base.{self.deb_arch}.lock.json") if self.suffix else lock
 
     def rootfs(self, build: Path = BUILD) -> Path:
         return build / "base" / (f"{self.deb_arch}/rootfs.tar" if self.suffix else "rootfs.tar")

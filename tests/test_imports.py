@@ -93,3 +93,61 @@ def test_a_cycle_hidden_in_a_function_is_found(tmp_path: Path) -> None:
     (tmp_path / "pkg/c.py").write_text("import pkg.a\nx = 1\n")
     (tmp_path / "pkg/d.py").write_text("from pkg import a\n")
     assert cycles(import_graph(tmp_path, ("pkg",))) == [["pkg.a", "pkg.b", "pkg.c"]]
+
+
+# imagetool's layers, lowest first (imagetool/__init__.py): a module imports its own layer and the
+# ones before it, never one after. A module's layer is its longest matching prefix.
+IMAGETOOL_LAYERS = (
+    (
+        "imagetool.common",
+        "imagetool.layout",
+        "imagetool.minimal_root",
+        "imagetool.engine",
+        "imagetool.platforms",
+    ),
+    ("imagetool.inputs",),
+    ("imagetool.engine.install",),
+    ("imagetool.build",),
+    ("imagetool.ship",),
+    ("imagetool", "imagetool.cli", "imagetool.steps", "imagetool.__main__"),
+)
+
+
+def layer_of(module: str) -> int:
+    matches = [
+        (len(prefix), level)
+        for level, prefixes in enumerate(IMAGETOOL_LAYERS)
+        for prefix in prefixes
+        if module == prefix or module.startswith(prefix + ".")
+    ]
+    assert matches, f"{module} is in no layer of IMAGETOOL_LAYERS"
+    return max(matches)[1]
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    return sorted(
+        f"{module} (layer {layer_of(module)}) imports {other} (layer {layer_of(other)})"
+        for module, imported in graph.items()
+        if module.startswith("imagetool")
+        for other in imported
+        if other.startswith("imagetool") and layer_of(other) > layer_of(module)
+    )
+
+
+def test_imagetool_modules_import_only_their_layer_and_the_ones_below() -> None:
+    graph = import_graph(REPO_ROOT, ("imagetool",))
+    assert len(graph) > 30
+    assert upward_imports(graph) == []
+
+
+def test_the_store_is_a_leaf_of_the_inputs() -> None:
+    """inputs.store imports no other input module: fetching, re-deriving and installing sit above it."""
+    imported = import_graph(REPO_ROOT, ("imagetool",))["imagetool.inputs.store"]
+    assert imported <= {"imagetool.common", "imagetool.layout", "imagetool.platforms"}, imported
+
+
+def test_an_upward_import_is_found() -> None:
+    graph = {"imagetool.inputs.base": {"imagetool.build.recipe"}, "imagetool.build.recipe": set()}
+    assert upward_imports(graph) == [
+        "imagetool.inputs.base (layer 1) imports imagetool.build.recipe (layer 3)"
+    ]

@@ -18,6 +18,8 @@ uploads and deployments pin.
 
 from __future__ import annotations
 
+from imagetool import layout
+
 import argparse
 import json
 import os
@@ -63,7 +65,7 @@ COMPRESSION = "zstd"
 REQUIRED_FILES = [
     "Dockerfile",
     ".dockerignore",
-    recipe.BUILD_LOCK,
+    layout.BUILD_LOCK,
     "dvc.lock",
     "api/__init__.py",
     "api/__main__.py",
@@ -77,8 +79,8 @@ SOURCE_FILES = [
     "Dockerfile",
     ".dockerignore",
     "dvc.lock",
-    "requirements/build.txt",
-    "imagetool/minimal_root.py",
+    layout.BUILD_LOCK,
+    layout.MINIMAL_ROOT.as_posix(),
 ]
 SOURCE_DIRS = ["api", "contract"]
 

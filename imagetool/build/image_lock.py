@@ -11,6 +11,8 @@ a digest of the wrong form, exit 1 (as `make verify` always gave) for a record t
 
 from __future__ import annotations
 
+from imagetool import layout
+
 import hashlib
 import json
 import re
@@ -22,7 +24,7 @@ from imagetool import platforms
 from imagetool.common import ROOT, InputError, ToolError, read_json, rel
 from imagetool.platforms import AMD64, Platform
 
-LOCK_NAME = Path("image.lock")  # relative: the deploy and registry verbs read it from the working directory
+LOCK_NAME = layout.IMAGE_LOCK  # relative: the deploy and registry verbs read it from the working directory
 IMAGE_LOCK = ROOT / LOCK_NAME
 DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 # What each recorded input means when it differs (the image's inputs; the builder is information).

@@ -21,15 +21,8 @@ from pathlib import Path
 
 from contract import METADATA_FILE, MODEL_FILE, MODEL_SHA256_FILE, ONNX_FILE, SERVING_FILE
 from imagetool.common import ToolError
+from imagetool.layout import EXACT_LOCK_BY_LIBRARY, SERVE_LOCK_BY_PATH
 
-SERVE_LOCK_BY_PATH = {"onnx": "requirements/serve.txt", "sklearn": "requirements/serve-sklearn.txt"}
-# The exact path's lock for a model whose estimator comes from another library (its class's first part).
-EXACT_LOCK_BY_LIBRARY = {
-    "xgboost": "requirements/serve-xgboost.txt",
-    "lightgbm": "requirements/serve-lightgbm.txt",
-}
-SERVE_LOCKS = (*SERVE_LOCK_BY_PATH.values(), *EXACT_LOCK_BY_LIBRARY.values())
-BUILD_LOCK = "requirements/build.txt"  # pip itself, run from its wheel in a build stage only
 # Every model file the image may ship (DVC outputs), with the dvc.yaml stage that writes each.
 MODEL_CONTEXT = {
     MODEL_FILE.as_posix(): "train",

@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from imagetool.build import image
-from imagetool.inputs import store
+from imagetool.inputs import fetch, store
 from imagetool.common import BUILD, ROOT, ToolError, file_digest, log, rel
 from imagetool.build.image_lock import IMAGE_LOCK, ImageLock
 from imagetool.platforms import AMD64
@@ -67,7 +67,7 @@ def unpack() -> Path:
     """The second builder's .debs, from checked private copies of the store's, unpacked (dpkg -x)
     into build/second-builder/root, and every file of it verified against the .debs' own contents
     on every use (not on the word of a stamp): a changed binary is named and unpacked again."""
-    store.ensure(["builder2"], quiet=True)
+    fetch.ensure(["builder2"], quiet=True)
     files = store.StoreLock.read().files
     debs = sorted(n for n in files if n.startswith("builder2/debs/"))
     with store.verified_copies(debs, files) as copies:

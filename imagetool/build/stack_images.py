@@ -15,23 +15,25 @@ Tags: `lockstep-proxy:latest`, `lockstep-prometheus:latest` (deploy/compose.yaml
 
 from __future__ import annotations
 
+from imagetool import layout
+
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from imagetool.inputs import base, store
+from imagetool.inputs import base, fetch, store
 from imagetool import common
 from imagetool.build import image
 from imagetool.common import ROOT, ToolError, file_digest, log, rel
 from imagetool.build.image_lock import IMAGE_LOCK, ImageLock
 from imagetool.platforms import AMD64
 
-DEPLOY = ROOT / "deploy"
-DOCKERFILE = DEPLOY / "stack.Dockerfile"
+DEPLOY = ROOT / layout.DEPLOY
+DOCKERFILE = ROOT / layout.STACK_DOCKERFILE
 HAPROXY_CFG = DEPLOY / "proxy/haproxy.cfg"
-MINIMAL_ROOT = ROOT / "imagetool/minimal_root.py"
-ROOTFS = ROOT / "build/base/rootfs.tar"
+MINIMAL_ROOT = ROOT / layout.MINIMAL_ROOT
+ROOTFS = AMD64.rootfs()
 OUT_DIR = common.BUILD / "stack"
 NAMES = ("proxy", "prometheus")
 TAGS = {name: f"lockstep-{name}:latest" for name in NAMES}
@@ -58,7 +60,7 @@ def inputs() -> dict[str, str]:
 def _context(context: Path) -> None:
     """rootfs.tar, the checked .debs (private copies, checked after copying), minimal_root.py, haproxy.cfg."""
     shutil.copyfile(_checked_rootfs(), context / "rootfs.tar")
-    store.ensure(["stack"], quiet=True)
+    fetch.ensure(["stack"], quiet=True)
     debs = stack_debs()
     (context / "debs").mkdir()
     for name in debs:

@@ -19,6 +19,8 @@ would be rewritten at both ends of that chain (`make lock-image` rewrites image.
 
 from __future__ import annotations
 
+from imagetool import layout
+
 import argparse
 import json
 import re
@@ -33,13 +35,13 @@ from imagetool.build import image, ocidiff, recipe
 from imagetool.common import ROOT, InputError, ToolError, file_digest, log, read_json, rel
 from imagetool.platforms import AMD64
 
-LOCK = ROOT / "image" / "toolchain.lock.json"
-DOCKERFILE = ROOT / "image" / "toolchain.Dockerfile"
+LOCK = ROOT / layout.TOOLCHAIN_LOCK
+DOCKERFILE = ROOT / layout.TOOLCHAIN_DOCKERFILE
 OUT_DIR = common.BUILD / "toolchain"
 OCI_TAR = OUT_DIR / "toolchain.oci.tar"
 LAST_BUILD = OUT_DIR / "last-build.json"
 REPOSITORY = "lockstep-toolchain"
-LOCK_NAMES = (wheels.TRAIN_LOCK, recipe.BUILD_LOCK)  # the venv's packages, and the pip that installs them
+LOCK_NAMES = (layout.TRAIN_LOCK, layout.BUILD_LOCK)  # the venv's packages, and the pip that installs them
 # Docker Engine 26.0 ships BuildKit 0.13, the first with rewrite-timestamp (image/README.md).
 MIN_ENGINE = (26, 0)
 ENGINE_HINT = "install Docker Engine >= 26.0 (BuildKit >= 0.13) with buildx; on Debian: `make engine`"
@@ -130,8 +132,8 @@ def current_inputs(root: Path = ROOT) -> dict[str, Any]:
     blk = base.load_lock(AMD64, root)
     return {
         "base_lock_sha256": file_digest(blk_path),
-        "requirements_sha256": file_digest(root / wheels.TRAIN_LOCK),
-        "build_lock_sha256": file_digest(root / recipe.BUILD_LOCK),
+        "requirements_sha256": file_digest(root / layout.TRAIN_LOCK),
+        "build_lock_sha256": file_digest(root / layout.BUILD_LOCK),
         "dockerfile_sha256": file_digest(root / DOCKERFILE.relative_to(ROOT)),
         "source_date_epoch": blk.source_date_epoch,
         "platform": image.PLATFORM,
@@ -154,8 +156,8 @@ def make_context(context: Path) -> Path:
     """build/toolchain/context: the base rootfs and the locked wheels, from the store, hash-checked."""
     try:
         fetch.place_base()  # build/base/rootfs.tar from the store, checked against the base lock
-        store.ensure(["wheels"], quiet=True)
-    except store.StoreIncompleteError as e:
+        fetch.ensure(["wheels"], quiet=True)
+    except fetch.StoreIncompleteError as e:
         raise InputError(f"the toolchain cannot be built offline from the store: {e}") from None
     except InputError:
         raise
@@ -172,7 +174,7 @@ def make_context(context: Path) -> Path:
     if problems:
         raise InputError("the store's wheels do not match the locks:\n  " + "\n  ".join(problems))
     store.place(base.TARBALL, context / "rootfs.tar")
-    shutil.copyfile(ROOT / wheels.TRAIN_LOCK, context / "requirements.txt")
+    shutil.copyfile(ROOT / layout.TRAIN_LOCK, context / "requirements.txt")
     return context
 
 

@@ -29,13 +29,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from imagetool import common
+from imagetool import common, layout
 from imagetool.common import ROOT, InputError, ToolError, file_digest, log, read_json, rel, run
 from imagetool.inputs import aptsources, inrelease
 from imagetool.platforms import AMD64, Platform
 
-DEFINITION = ROOT / "image" / "base.toml"
-LOCK = ROOT / "image" / "base.lock.json"
+DEFINITION = ROOT / layout.BASE_DEFINITION
+LOCK = AMD64.base_lock()
 TARBALL = AMD64.rootfs()
 MERGED_USR_HOOKS = Path("/usr/share/mmdebstrap/hooks/merged-usr")
 

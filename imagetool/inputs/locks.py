@@ -14,6 +14,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from imagetool import layout
 from imagetool.common import InputError
 
 # Flags every lock is compiled with, by `locks compile` and by the check alike.
@@ -51,14 +52,11 @@ class LockSpec:
 
 # Every requirement lock, in the order `make lock` compiles them: the constraint first.
 LOCKS = (
-    LockSpec("requirements.txt", upgrade=True),
-    LockSpec("requirements/dev.txt", upgrade=True),
-    LockSpec("requirements/serve.txt", upgrade=False),
-    LockSpec("requirements/serve-sklearn.txt", upgrade=False),
-    LockSpec("requirements/serve-xgboost.txt", upgrade=False),
-    LockSpec("requirements/serve-lightgbm.txt", upgrade=False),
-    LockSpec("requirements/build.txt", upgrade=True),
-    LockSpec("requirements/mlserver.txt", upgrade=False, checked=False),  # the bench's peer, own venv
+    LockSpec(layout.TRAIN_LOCK, upgrade=True),
+    LockSpec(layout.DEV_LOCK, upgrade=True),
+    *(LockSpec(name, upgrade=False) for name in layout.SERVE_LOCKS),
+    LockSpec(layout.BUILD_LOCK, upgrade=True),
+    LockSpec(layout.PEER_LOCK, upgrade=False, checked=False),  # the bench's peer, own venv
 )
 CHECKED = tuple(spec.path for spec in LOCKS if spec.checked)
 

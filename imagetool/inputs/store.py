@@ -1,5 +1,10 @@
 """The store: every external input of the image and of its builder, kept by sha256.
 
+The leaf of `imagetool.inputs`: the store's layout, its lock (`StoreLock`), checking and placing
+its files, and DVC; it imports no other input module. Filling it (`store ensure`, `store lock`) is
+`inputs/fetch.py`'s, re-deriving the base offline `inputs/rederive.py`'s, and installing the engine
+from it `engine/install.py`'s.
+
     python -m imagetool store ensure [GROUP...]   # complete the store: dvc pull, else fetch (says which)
     python -m imagetool store check               # every file present and equal to the lock (no network)
     python -m imagetool store lock                # re-fill from the network; rewrite image/store.lock.json
@@ -38,11 +43,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from imagetool import common, platforms
+from imagetool import common, layout, platforms
 from imagetool.common import (
-    BUILD,
     ROOT,
-    InputError,
     ToolError,
     file_digest,
     log,
@@ -51,15 +54,13 @@ from imagetool.common import (
     replace_durably,
     temporary_beside,
 )
-from imagetool.inputs import aptsources, base, wheels
-from imagetool.inputs.apt import AptState, deb_file_version, state_folder
 
-STORE = ROOT / "store"
-STORE_DVC = ROOT / "store.dvc"
-LOCK_NAME = Path("image/store.lock.json")  # relative: the SBOM and provenance read any tree's
+STORE = ROOT / layout.STORE
+STORE_DVC = ROOT / layout.STORE_DVC
+LOCK_NAME = layout.STORE_LOCK  # relative: the SBOM and provenance read any tree's
 LOCK = ROOT / LOCK_NAME
-ENGINE_DEFINITION = ROOT / "image" / "engine.toml"
-STACK_DEFINITION = ROOT / "image" / "stack.toml"
+ENGINE_DEFINITION = ROOT / layout.ENGINE_DEFINITION
+STACK_DEFINITION = ROOT / layout.STACK_DEFINITION
 # Each platform but amd64 keeps its inputs in a group of its own (arm64/): imagetool/platforms.py.
 GROUPS = (
     "wheels",
@@ -70,12 +71,6 @@ GROUPS = (
     *(p.deb_arch for p in platforms.ALL if p.store_prefix),
 )
 ROOTFS = "base/rootfs.tar"
-# Set to refuse any network fetch (the offline tests and users who want proof set it).
-OFFLINE_ENV = "LOCKSTEP_OFFLINE"
-
-
-class StoreIncompleteError(InputError):
-    """Locked files are missing and may not be fetched (offline): names them, exit 2."""
 
 
 # --- the lock ---------------------------------------------------------------------------------
@@ -167,11 +162,6 @@ def load_stack_definition(path: Path = STACK_DEFINITION) -> dict[str, Any]:
     return data
 
 
-def not_in_base(closure: list[tuple[str, str]], base_packages: dict[str, str]) -> list[str]:
-    """``name=version`` of the closure's packages the base does not hold at that very version."""
-    return [f"{p}={v}" for p, v in closure if base_packages.get(p) != v]
-
-
 # --- checking ---------------------------------------------------------------------------------
 
 
@@ -250,7 +240,7 @@ def place(src: Path, dest: Path) -> None:
     replace_durably(tmp, dest)
 
 
-def _mb(n: int) -> str:
+def megabytes(n: int) -> str:
     return f"{n / 1e6:.0f} MB"
 
 
@@ -307,328 +297,7 @@ def dvc_add() -> None:
     log(f"store: recorded in {rel(STORE_DVC)} (`dvc push` uploads it to the DVC remote)")
 
 
-# --- fetching (network) ----------------------------------------------------------------------
-
-
-def _refuse_network(what: str) -> None:
-    if os.environ.get(OFFLINE_ENV):
-        raise ToolError(f"{OFFLINE_ENV} is set: not fetching {what} from the network")
-
-
-def host_suite_sources(suite: str) -> list[aptsources.Source]:
-    try:
-        picked = aptsources.sources_for_suite(aptsources.host_sources(), suite, ["main"])
-    except LookupError as e:
-        raise ToolError(f"{e}: the store is filled from the host's Debian mirror") from None
-    return aptsources.check_sources(picked)
-
-
-def engine_apt(definition: dict[str, Any]) -> AptState:
-    host = host_suite_sources(definition["host_suite"])
-    newer = aptsources.Source(host[0].uri, definition["suite"], ("main",))
-    return AptState(state_folder("apt-engine"), [newer, *host], low_priority_suites=(definition["suite"],))
-
-
-def builder2_apt(definition: dict[str, Any]) -> AptState:
-    host = host_suite_sources(definition["host_suite"])
-    suite = definition["second_builder"]["suite"]
-    return AptState(state_folder("apt-builder2"), [aptsources.Source(host[0].uri, suite, ("main",))])
-
-
-def fetch_wheels(plat: platforms.Platform = platforms.AMD64) -> int:
-    _refuse_network(f"{plat.name} wheels")
-    folder = STORE / wheels_folder(plat)
-    before = set(folder.glob("*.whl"))
-    log(f"store: downloading {plat.name} wheels from the package index (network)")
-    wheels.pip_download([ROOT / n for n in wheels.store_lock_names(plat)], folder, plat)
-    return len(set(folder.glob("*.whl")) - before)
-
-
-def local_base_repository(dest: Path, plat: platforms.Platform = platforms.AMD64) -> aptsources.Source:
-    """An apt repository of the store's base .debs (checked first) under ``dest``, for mmdebstrap.
-
-    Unsigned (``trusted=yes``): every .deb was just checked against image/store.lock.json, and the
-    index is written here from those very files (control fields + size + sha256).
-    """
-    files = StoreLock.read().files
-    debs = {n: e for n, e in files.items() if n.startswith(debs_folder(plat) + "/")}
-    problems = check_files(STORE, debs, (rootfs_group(plat),))
-    refuse_altered(problems)
-    if problems.missing:
-        raise InputError(
-            f"cannot re-derive the {plat.name} base: missing from {rel(STORE)}: {', '.join(problems.missing)}"
-        )
-    suite = base.load_definition()["suite"]
-    shutil.rmtree(dest, ignore_errors=True)
-    index = dest / "dists" / suite / f"main/binary-{plat.deb_arch}"
-    index.mkdir(parents=True)
-    stanzas = []
-    for name, entry in sorted(debs.items()):
-        pool = dest / "pool" / Path(name).name
-        place(STORE / name, pool)
-        control = subprocess.run(["dpkg-deb", "-f", str(pool)], capture_output=True, text=True, check=True)
-        stanzas.append(
-            control.stdout.rstrip("\n")
-            + f"\nFilename: pool/{pool.name}\nSize: {entry['bytes']}\nSHA256: {entry['sha256']}\n"
-        )
-    (index / "Packages").write_text("\n".join(stanzas), encoding="utf-8")
-    (dest / "dists" / suite / "Release").write_text(
-        f"Suite: {suite}\nCodename: {suite}\nArchitectures: {plat.deb_arch}\nComponents: main\n",
-        encoding="utf-8",
-    )
-    # copy://: mmdebstrap copies the files into its chroot (file:// would need a bind mount).
-    return aptsources.Source(f"copy://{dest}", suite, ("main",), ("trusted=yes",))
-
-
-def rederive_base(out: Path, plat: platforms.Platform = platforms.AMD64) -> base.Built:
-    """The base rootfs rebuilt by mmdebstrap from the store's .debs only: no mirror, no network."""
-    lock = base.load_lock(plat)
-    source = local_base_repository(BUILD / f"base-repo{plat.suffix}", plat)
-    return base.mmdebstrap(base.load_definition(), [source], lock.source_date_epoch, out, plat)
-
-
-def fetch_rootfs(plat: platforms.Platform = platforms.AMD64) -> str:
-    """The platform's store rootfs.tar at its base lock's sha256: from build/ if there, else
-    re-derived from the store's .debs (offline), else mmdebstrap from the mirror."""
-    lock = base.load_lock(plat)
-    lock_path, tarball = plat.base_lock(), plat.rootfs()
-    dest = STORE / rootfs_name(plat)
-    if tarball.is_file() and file_digest(tarball) == lock.tarball_sha256:
-        place(tarball, dest)
-        return f"copied from {rel(tarball)}"
-    tmp = temporary_beside(dest)
-    folder = debs_folder(plat) + "/"
-    debs = {n: e for n, e in StoreLock.read().files.items() if n.startswith(folder)}
-    if debs and not check_files(STORE, debs, (rootfs_group(plat),)):
-        built = rederive_base(tmp, plat)
-        how = f"re-derived by mmdebstrap from {rel(STORE / folder)} (no network)"
-    else:
-        _refuse_network(f"the {plat.name} base root filesystem")
-        definition = base.load_definition()
-        built = base.mmdebstrap(
-            definition, base.resolve_sources(definition), lock.source_date_epoch, tmp, plat
-        )
-        how = "built by mmdebstrap from the Debian mirror (network)"
-    if built.sha256 != lock.tarball_sha256:
-        tmp.unlink(missing_ok=True)
-        raise ToolError(
-            f"{how.split(' (')[0]}, the base is not {rel(lock_path)}'s (sha256 {built.sha256}, locked "
-            f"{lock.tarball_sha256}); " + base.drift_explanation(lock.packages, built.packages, lock_path)
-        )
-    replace_durably(tmp, dest)
-    return how
-
-
-def base_apt(plat: platforms.Platform = platforms.AMD64) -> AptState:
-    definition = base.load_definition()
-    return AptState(
-        state_folder(f"apt-base-{plat.deb_arch}"), base.resolve_sources(definition), arch=plat.deb_arch
-    )
-
-
-def fetch_debs(names: list[str]) -> None:
-    """The named store .debs, at the versions their file names carry."""
-    by_folder: dict[str, list[str]] = {}
-    for name in names:
-        pkg, version = deb_file_version(Path(name).name)
-        by_folder.setdefault(str(Path(name).parent), []).append(f"{pkg}={version}")
-    for folder, specs in by_folder.items():
-        _refuse_network(f"{len(specs)} Debian packages")
-        if group_of(folder) == "engine":
-            apt = engine_apt(load_engine_definition())
-        elif group_of(folder) == "builder2":
-            apt = builder2_apt(load_engine_definition())
-        else:
-            apt = base_apt(platform_of(folder))
-        apt.download(specs, STORE / folder)
-
-
-def fetch_missing(missing: list[str]) -> list[str]:
-    """Fetch exactly the missing locked files; returns what was done, for the log."""
-    done = []
-    for plat in platforms.ALL:
-        if any(n.startswith(wheels_folder(plat) + "/") for n in missing):
-            done.append(f"{fetch_wheels(plat)} {plat.name} wheels from the package index")
-    debs = [n for n in missing if n.endswith(".deb")]
-    if debs:
-        fetch_debs(debs)
-        done.append(f"{len(debs)} .debs from the Debian mirror")
-    for plat in platforms.ALL:  # after the .debs: it is re-derived from them, offline
-        if rootfs_name(plat) in missing:
-            done.append(f"{rootfs_name(plat)} {fetch_rootfs(plat)}")
-    return done
-
-
 # --- commands ---------------------------------------------------------------------------------
-
-
-def ensure(groups: list[str] | tuple[str, ...] = GROUPS, *, quiet: bool = False) -> None:
-    """Make the locked files of ``groups`` present and intact: DVC remote first, network last."""
-    wanted = tuple(groups)
-    files = StoreLock.read().files
-    problems = check_files(STORE, files, wanted)
-    refuse_altered(problems)
-    pulled = False
-    if problems.missing:
-        log(f"store: {len(problems.missing)} of the locked files are missing from {rel(STORE)}")
-        if pulled := dvc_pull():
-            problems = check_files(STORE, files, wanted)
-            refuse_altered(problems)
-    fetched: list[str] = []
-    if problems.missing and os.environ.get(OFFLINE_ENV):
-        shown = ", ".join(f"{rel(STORE / n)}" for n in problems.missing[:10])
-        more = f" and {len(problems.missing) - 10} more" if len(problems.missing) > 10 else ""
-        raise StoreIncompleteError(f"{OFFLINE_ENV} is set (no network), and the store lacks {shown}{more}")
-    if problems.missing:
-        fetched = fetch_missing(problems.missing)
-        problems = check_files(STORE, files, wanted)
-        refuse_altered(problems)
-        if problems.missing:
-            raise ToolError(f"still missing from {rel(STORE)} after fetching: " + ", ".join(problems.missing))
-    if (fetched or not dvc_cached()) and set(wanted) == set(GROUPS):
-        remove_unlocked(files)
-        dvc_add()
-    n = [e for name, e in files.items() if group_of(name) in wanted]
-    summary = (
-        f"store: {len(n)} files ({_mb(sum(e['bytes'] for e in n))}) of {', '.join(wanted)} match {rel(LOCK)}"
-    )
-    if fetched:
-        log(f"{summary}; filled: {'; '.join(fetched)}")
-    elif pulled or not quiet:
-        log(f"{summary}; {'pulled from the DVC remote, ' if pulled else ''}nothing fetched from the network")
-
-
-def download_debs(apt: AptState, specs: list[str], folder: str) -> set[str]:
-    """Download ``name=version`` specs into store/``folder``; their store paths."""
-    apt.download(specs, STORE / folder)
-    wanted = set(specs)
-    return {
-        f"{folder}/{path.name}"
-        for path in STORE.joinpath(folder).glob("*.deb")
-        if "=".join(deb_file_version(path.name)) in wanted
-    }
-
-
-def lock_wheels(plat: platforms.Platform) -> set[str]:
-    """Fetch the platform's locked wheels into the store, drop stale ones; their store paths."""
-    folder = STORE / wheels_folder(plat)
-    fetch_wheels(plat)
-    reqs = {r.name: r for r in wheels.load_locks(ROOT, wheels.store_lock_names(plat))}
-    problems = wheels.check_wheels(list(reqs.values()), folder)
-    stale = [p for p in problems if "not in the locks" in p]
-    for path in folder.glob("*.whl"):
-        if any(p.startswith(rel(path) + ":") for p in stale):
-            path.unlink()
-    problems = wheels.check_wheels(list(reqs.values()), folder)
-    if problems:
-        raise ToolError(f"store {plat.name} wheels do not match the locks:\n  " + "\n  ".join(problems))
-    return {f"{wheels_folder(plat)}/{p.name}" for p in folder.glob("*.whl")}
-
-
-def lock_plan(groups: list[str]) -> list[tuple[platforms.Platform, bool, bool]]:
-    """Per platform, whether `store lock GROUPS` re-locks its wheels and its base. amd64's are the
-    `wheels` and `base` groups; another platform's group (`arm64`) is both, and `wheels` alone
-    takes its wheels too."""
-    plan = []
-    for plat in platforms.ALL:
-        whole = bool(plat.store_prefix) and plat.deb_arch in groups
-        take_wheels = "wheels" in groups or whole
-        take_base = whole if plat.store_prefix else "base" in groups
-        if take_wheels or take_base:
-            plan.append((plat, take_wheels, take_base))
-    return plan
-
-
-def cmd_lock(groups: list[str]) -> int:
-    """Re-fill from the network what the other locks name now, and write the store lock."""
-    old: dict[str, dict[str, Any]] = {}
-    tools_closure: list[str] = []
-    if LOCK.is_file():
-        previous = StoreLock.read()
-        old, tools_closure = previous.files, list(previous.tools_closure)
-    keep: dict[str, dict[str, Any]] = {n: e for n, e in old.items() if group_of(n) not in groups}
-    wanted: set[str] = set()
-    for plat, take_wheels, take_base in lock_plan(groups):
-        if take_wheels:
-            # Every platform's wheels follow the requirement locks: `make lock` re-locks them all,
-            # also where the rest of that platform's group (its base) stays as it is.
-            folder = wheels_folder(plat) + "/"
-            keep = {n: e for n, e in keep.items() if not n.startswith(folder)}
-            wanted |= lock_wheels(plat)
-        if take_base:
-            log(f"store: {rootfs_name(plat)} {fetch_rootfs(plat)}")
-            lock = base.load_lock(plat)
-            specs = [f"{p}={v}" for p, v in lock.packages.items()]
-            wanted |= download_debs(base_apt(plat), specs, debs_folder(plat))
-            wanted.add(rootfs_name(plat))
-    if "engine" in groups:
-        definition = load_engine_definition()
-        apt = engine_apt(definition)
-        closure = apt.resolve([*definition["packages"], *definition["tools"]])
-        pins = engine_pins(definition)
-        wrong = [f"{p} {v} (pinned {pins[p]})" for p, v in closure if p in pins and pins[p] != v]
-        if wrong:
-            raise ToolError(f"{rel(ENGINE_DEFINITION)}: apt resolved other versions: {', '.join(wrong)}")
-        wanted |= download_debs(apt, [f"{p}={v}" for p, v in closure], "engine/debs")
-        # What the tools alone need, for hosts whose engine is fine but lack mmdebstrap or zstd.
-        tools_closure = sorted(p for p, _ in apt.resolve(list(definition["tools"])))
-    if "builder2" in groups:
-        definition = load_engine_definition()
-        specs = list(definition["second_builder"]["packages"])
-        wanted |= download_debs(builder2_apt(definition), specs, "builder2/debs")
-    if "stack" in groups:
-        # From the base's own sources: the images install these .debs on the base's dpkg database.
-        apt = base_apt()
-        pins = load_stack_definition()["packages"]
-        closure = apt.resolve(pins)
-        wrong = sorted(set(pins) - {f"{p}={v}" for p, v in closure})
-        if wrong:
-            raise ToolError(f"{rel(STACK_DEFINITION)}: apt did not resolve {', '.join(wrong)}")
-        base_packages = base.load_lock().packages
-        wanted |= download_debs(apt, not_in_base(closure, base_packages), "stack/debs")
-    for group in groups:  # drop what the locks no longer name
-        for path in STORE.joinpath(group).rglob("*"):
-            name = path.relative_to(STORE).as_posix()
-            if path.is_file() and name not in wanted:
-                log(f"store: removing {rel(path)} (no longer locked)")
-                path.unlink()
-    files = dict(keep)
-    for name in sorted(wanted):
-        path = STORE / name
-        files[name] = {"sha256": file_digest(path), "bytes": path.stat().st_size}
-    common.write_json_atomic(
-        LOCK,
-        {
-            "comment": "Written by `make lock-store` (python -m imagetool store lock); do not edit.",
-            "engine_definition": load_engine_definition(),
-            "tools_closure": tools_closure,
-            "files": dict(sorted(files.items())),
-        },
-    )
-    total = sum(e["bytes"] for e in files.values())
-    log(f"store: wrote {rel(LOCK)}: {len(files)} files, {_mb(total)} (network used for {', '.join(groups)})")
-    dvc_add()
-    return 0
-
-
-def cmd_rederive_base(plat: platforms.Platform = platforms.AMD64) -> int:
-    """Prove the stored .debs still make the locked base: rebuild it offline and compare."""
-    lock = base.load_lock(plat)
-    lock_path = plat.base_lock()
-    out = plat.rootfs().with_name("rederived.tar")
-    built = rederive_base(out, plat)
-    if built.sha256 != lock.tarball_sha256:
-        raise ToolError(
-            f"{rel(out)}: re-derived from {rel(STORE / debs_folder(plat))} with sha256 {built.sha256}, but "
-            f"{rel(lock_path)} locks {lock.tarball_sha256}; "
-            + base.drift_explanation(lock.packages, built.packages, lock_path)
-        )
-    out.unlink()
-    log(
-        f"store: re-derived the {plat.name} base from {rel(STORE / debs_folder(plat))} = {rel(lock_path)} "
-        f"(sha256 {built.sha256})"
-    )
-    return 0
 
 
 def cmd_check() -> int:
@@ -650,66 +319,8 @@ def cmd_status() -> int:
         entries = {n: e for n, e in files.items() if group_of(n) == group}
         problems = check_files(STORE, files, (group,))
         log(
-            f"{group:7} {len(entries):4} files {_mb(sum(e['bytes'] for e in entries.values())):>7}  "
+            f"{group:7} {len(entries):4} files {megabytes(sum(e['bytes'] for e in entries.values())):>7}  "
             f"missing {len(problems.missing)}, altered {len(problems.altered)}"
         )
-    log(f"total   {len(files):4} files {_mb(sum(e['bytes'] for e in files.values())):>7}")
-    return 0
-
-
-def installed_packages(root: Path) -> dict[str, str]:
-    """Installed packages (name -> version) of the dpkg database under ``root``."""
-    status = root / "var/lib/dpkg/status"
-    if not status.is_file():
-        return {}
-    return base.parse_dpkg_status(status.read_text(encoding="utf-8", errors="replace"))
-
-
-def engine_debs_to_install(
-    debs: list[str], installed: dict[str, str], pins: dict[str, str], only: set[str] | None = None
-) -> list[str]:
-    """The store .debs a host needs: pinned packages not at their pin, and whatever is absent
-    (among ``only``, when given: the tools' closure, for a host whose engine is fine).
-
-    A dependency the host already has at another version is left alone (it is the host suite's,
-    like the store's); dpkg refuses, naming it, if that version is too old.
-    """
-    out = []
-    for name in debs:
-        pkg, version = deb_file_version(Path(name).name)
-        if only is not None and (pkg not in only or pkg in installed or pkg in pins):
-            continue
-        have = installed.get(pkg)
-        if (pkg in pins and have != pins[pkg] and version == pins[pkg]) or (pkg not in pins and have is None):
-            out.append(name)
-    return out
-
-
-def cmd_install_engine(root: Path, tools_only: bool = False) -> int:
-    if os.geteuid() != 0:
-        raise ToolError("installing the engine needs root (dpkg)")
-    ensure(["engine"])
-    lock = StoreLock.read()
-    definition = load_engine_definition()
-    debs = sorted(n for n in lock.files if n.startswith("engine/debs/"))
-    only = set(lock.tools_closure) if tools_only else None
-    chosen = engine_debs_to_install(debs, installed_packages(root), engine_pins(definition), only)
-    if not chosen:
-        log(f"engine: every package of {rel(ENGINE_DEFINITION)} is installed in {root}")
-        return 0
-    log(f"engine: installing {len(chosen)} packages from {rel(STORE)}/engine/debs into {root} (no mirror)")
-    cmd = ["dpkg", "--force-confdef", "--force-confold", "-i"]
-    if root.resolve() != Path("/"):
-        cmd.insert(1, f"--root={root}")
-    with verified_copies(chosen, lock.files) as copies:  # dpkg reads the checked copies, not the store
-        p = subprocess.run(
-            [*cmd, *map(str, copies)],
-            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-    if p.returncode != 0:
-        raise ToolError(f"dpkg -i failed ({p.returncode}):\n{(p.stderr or p.stdout).strip()[-2000:]}")
-    log(f"engine: installed {', '.join(deb_file_version(Path(n).name)[0] for n in chosen)}")
+    log(f"total   {len(files):4} files {megabytes(sum(e['bytes'] for e in files.values())):>7}")
     return 0

@@ -17,20 +17,18 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from imagetool.build import recipe
+from imagetool import layout
 from imagetool.common import ROOT, ToolError, file_digest, log, rel, run
 from imagetool.inputs.locks import LockError, Requirement, normalize, parse_lock_text
 from imagetool.platforms import AMD64, Platform
 
 # Both serve locks: build/wheels holds every wheel either may need, and pip installs only what the
 # lock the image takes (imagetool/build/recipe.py) names.
-LOCK_NAMES = (*recipe.SERVE_LOCKS, recipe.BUILD_LOCK)
+LOCK_NAMES = (*layout.SERVE_LOCKS, layout.BUILD_LOCK)
 LOCKS = tuple(ROOT / name for name in LOCK_NAMES)
-# The training toolchain's lock: the whole runtime lock (scikit-learn, pandas, skl2onnx, ...).
-TRAIN_LOCK = "requirements.txt"
 # What the store keeps: both serve locks (the image installs one of them, by the model's serving
 # path), pip for the build, and the training toolchain's lock (imagetool/build/toolchain.py).
-STORE_LOCK_NAMES = (*recipe.SERVE_LOCKS, recipe.BUILD_LOCK, TRAIN_LOCK)
+STORE_LOCK_NAMES = (*layout.SERVE_LOCKS, layout.BUILD_LOCK, layout.TRAIN_LOCK)
 
 # The image's interpreter: Debian 12's CPython 3.11 on glibc 2.36 (x86_64 or aarch64).
 PYTHON_VERSION = "3.11"

@@ -26,8 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import contract
-from imagetool import platforms
-from imagetool.build import recipe
+from imagetool import layout, platforms
 from imagetool.build.image_lock import LOCK_NAME, ImageLock
 from imagetool.common import InputError, ToolError
 from imagetool.inputs.locks import LockError, parse_lock
@@ -38,7 +37,7 @@ STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
 BUILD_TYPE = "urn:lockstep:build:oci-image:v1"
 BUILDER_ID = "urn:lockstep:builder:docker-buildx-network-none"
-BUILD_LOCK = Path(recipe.BUILD_LOCK)
+BUILD_LOCK = Path(layout.BUILD_LOCK)
 DEFAULT_OUT = Path("build/provenance.intoto.json")
 PREDICATE_OUT = Path("build/provenance.predicate.json")
 

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urljoin
 
-from imagetool import platforms
+from imagetool import layout, platforms
 from imagetool.build.image_lock import LOCK_NAME, ImageLock
 from imagetool.ship.registry_client import (
     DEADLINE,
@@ -51,7 +51,7 @@ from imagetool.ship.registry_client import (
 __all__ = ["Credentials", "Registry", "RegistryError", "Reply"]
 
 OCI_TAR = Path("build/image/lockstep.oci.tar")
-SBOM_FILE = Path("image/sbom.cdx.json")
+SBOM_FILE = layout.SBOM
 REPOSITORY = "lockstep"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"

@@ -33,7 +33,7 @@ from cyclonedx.validation.json import JsonStrictValidator
 from packageurl import PackageURL
 
 import contract
-from imagetool import minimal_root, platforms
+from imagetool import layout, minimal_root, platforms
 from imagetool.build import recipe
 from imagetool.build.image_lock import LOCK_NAME, ImageLock
 from imagetool.common import InputError, ToolError
@@ -43,7 +43,7 @@ from imagetool.inputs.base import load_lock as load_base_lock
 from imagetool.inputs.locks import LockError, normalize, parse_lock
 from imagetool.platforms import AMD64, Platform
 
-SBOM_FILE = Path("image/sbom.cdx.json")
+SBOM_FILE = layout.SBOM
 STORE_LOCK = store.LOCK_NAME
 DEBIAN_DISTRO = "debian-12"
 # The model artifacts the image carries, as CycloneDX component types.

@@ -29,7 +29,7 @@ from contract import locked_outs, parse_dvc_lock
 from harness import REPO_ROOT as ROOT
 from harness import copy_repo
 from imagetool.build.image_lock import ImageLock
-from imagetool.inputs import store
+from imagetool.inputs import fetch, store
 from imagetool.platforms import AMD64
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
@@ -140,7 +140,7 @@ class ForeignHost:
 def foreign_host(tmp_path_factory: pytest.TempPathFactory, engine: None) -> ForeignHost:
     """Debian 13's root, made once per session (mmdebstrap, ~1 min), with the dev lock's wheels."""
     root = tmp_path_factory.mktemp("foreign") / "root"
-    mirror = store.host_suite_sources(store.load_engine_definition()["host_suite"])[0].uri
+    mirror = fetch.host_suite_sources(store.load_engine_definition()["host_suite"])[0].uri
     cmd = ["mmdebstrap", "--variant=minbase", f"--include={PACKAGES}", *SLIM, SUITE, str(root)]
     proc = subprocess.run([*cmd, f"deb {mirror} {SUITE} main"], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from imagetool import platforms
+from imagetool import layout, platforms
 from imagetool.build import image, recipe
 from imagetool.build.image_lock import INPUT_MEANING, tree_sha256, validate_record
 from imagetool.common import ToolError
@@ -94,12 +94,12 @@ def test_dockerignore_is_an_allow_list_of_the_image_inputs() -> None:
         "imagetool/minimal_root.py",
         *recipe.MODEL_CONTEXT,
         "dvc.lock",
-        "requirements/serve*.txt",  # recipe.SERVE_LOCKS: the Dockerfile picks recipe.SERVE_LOCK
+        "requirements/serve*.txt",  # layout.SERVE_LOCKS: the Dockerfile picks recipe.SERVE_LOCK
         # every platform's base and wheels (imagetool/platforms.py), and nothing else of build/
         *(p.rootfs().relative_to(ROOT).as_posix() for p in platforms.ALL),
         *(f"{p.wheels().relative_to(ROOT).as_posix()}/*.whl" for p in platforms.ALL),
     }
-    assert all(fnmatch.fnmatch(lock, "requirements/serve*.txt") for lock in recipe.SERVE_LOCKS)
+    assert all(fnmatch.fnmatch(lock, "requirements/serve*.txt") for lock in layout.SERVE_LOCKS)
 
 
 def test_source_files_skip_bytecode_and_hidden_files(tmp_path: Path) -> None:

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from imagetool.common import ToolError
-from imagetool.inputs import apt, store
+from imagetool.engine import install
+from imagetool.inputs import apt, fetch, store
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -98,7 +99,7 @@ def test_a_store_lock_whose_tools_closure_is_not_a_list_of_names_is_refused(tmp_
 def test_store_lock_wheels_relocks_every_platforms_wheels(groups: list[str], plan: list[Any]) -> None:
     """`make lock` (store lock wheels) keeps arm64's stored wheels in step with the locks too, as
     `make lock-image` for arm64 needs; its base stays unless its group is asked for."""
-    assert [(p.name, w, b) for p, w, b in store.lock_plan(groups)] == plan
+    assert [(p.name, w, b) for p, w, b in fetch.lock_plan(groups)] == plan
 
 
 def test_committed_store_lock_covers_every_locked_input() -> None:
@@ -185,7 +186,7 @@ DEBS = [
 def test_engine_install_takes_missing_packages_and_the_pins(
     installed: dict[str, str], expected: list[str]
 ) -> None:
-    assert store.engine_debs_to_install(DEBS, installed, {"docker.io": "26.1.5"}) == expected
+    assert install.engine_debs_to_install(DEBS, installed, {"docker.io": "26.1.5"}) == expected
 
 
 def test_place_replaces_without_writing_through_a_link(tmp_path: Path) -> None:
@@ -201,7 +202,7 @@ def test_place_replaces_without_writing_through_a_link(tmp_path: Path) -> None:
 
 def test_tools_only_install_never_touches_the_engine() -> None:
     """A host with a good engine (say, Docker's own packages) gets only the missing tools."""
-    chosen = store.engine_debs_to_install(
+    chosen = install.engine_debs_to_install(
         DEBS, {"libc6": "2.36-9"}, {"docker.io": "26.1.5"}, only={"tini", "libc6", "docker.io"}
     )
     assert chosen == [DEBS[3]]
@@ -242,7 +243,7 @@ def test_a_store_file_altered_before_the_copy_is_refused_naming_both_hashes(
 def test_the_stack_group_keeps_only_what_the_base_lacks_at_that_version() -> None:
     closure = [("libc6", "2.36-9+deb12u13"), ("haproxy", "2.6.12-1+deb12u4"), ("zlib1g", "1:1.2.13")]
     base_packages = {"libc6": "2.36-9+deb12u13", "zlib1g": "1:1.2.11"}
-    assert store.not_in_base(closure, base_packages) == ["haproxy=2.6.12-1+deb12u4", "zlib1g=1:1.2.13"]
+    assert fetch.not_in_base(closure, base_packages) == ["haproxy=2.6.12-1+deb12u4", "zlib1g=1:1.2.13"]
 
 
 def test_the_committed_stack_definition_is_in_the_lock() -> None:
