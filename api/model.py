@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from api.artifacts import Metadata, ServingPlan, VerifiedArtifacts, verify_artifacts
+from api.artifacts import VerifiedArtifacts, verify_artifacts
 from api.batch import Batch
 from api.coalesce import Coalescer, merge_batches
 from api.errors import ClientError, problem
@@ -22,6 +22,8 @@ from api.runners import OnnxRunner, Runner, Scores, SklearnRunner
 from api.settings import Settings
 from api.validation import FLOAT32_MAX_VALUE, MAX_ABS_VALUE, InstanceParser
 from contract import ContractError, md5_hex
+from contract.metadata import Metadata
+from contract.serving import ServingPlan
 
 _SERVING_PACKAGES = ("numpy", "onnxruntime", "fastapi", "pydantic", "uvicorn")
 # A few numbers (a single row's) are checked faster one by one than by a numpy pass.
@@ -57,8 +59,7 @@ class ServedModel:
     @property
     def trained_with(self) -> str:
         """The scikit-learn version that fitted the model."""
-        versions = self.metadata.document.get("library_versions")
-        return str(versions.get("scikit-learn", "unknown")) if isinstance(versions, dict) else "unknown"
+        return str(self.metadata.library_versions.get("scikit-learn", "unknown"))
 
 
 def check_finite(scores: Scores) -> None:
@@ -184,7 +185,7 @@ def _describe(
     settings: Settings, artifacts: VerifiedArtifacts, runner: Runner, worst: float, coalesce_rows: int
 ) -> dict[str, Any]:
     """The GET /model document: what is served and how, how it was trained, and from which locks."""
-    meta, plan = artifacts.metadata.document, artifacts.serving
+    meta, plan = artifacts.metadata, artifacts.serving
     files = {
         "model": settings.model_path,
         "onnx": settings.onnx_path,
@@ -198,7 +199,7 @@ def _describe(
         "serving": {
             "path": plan.path,
             "reason": plan.reason,
-            "gate": plan.document.get("gate"),
+            "gate": plan.gate.to_json(),
             "startup_check": {"rows": len(plan.check_rows), "worst_abs_diff": worst},
             # Most rows one model call scores for requests that arrive together (0: one call each).
             "coalesce_max_rows": coalesce_rows,
@@ -209,15 +210,15 @@ def _describe(
             if artifacts.metadata.is_classifier
             else None,
         },
-        "estimator": meta.get("estimator"),
-        "target": meta.get("target"),
+        "estimator": meta.estimator,
+        "target": meta.target,
         "classes": list(artifacts.metadata.classes) if artifacts.metadata.is_classifier else None,
-        "features": meta["features"],
-        "example": meta["example"],
-        "params": meta.get("params", {}),
-        "metrics": meta.get("metrics", {}),
+        "features": [f.to_json() for f in meta.features],
+        "example": meta.example,
+        "params": meta.params,
+        "metrics": meta.metrics,
         "library_versions": {
-            "trained_with": meta.get("library_versions", {}),
+            "trained_with": meta.library_versions,
             "serving": {"python": platform.python_version(), **{p: _installed(p) for p in packages}},
         },
         "artifacts": {

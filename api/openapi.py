@@ -11,9 +11,10 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from api.artifacts import Feature, Metadata
 from api.state import ServiceState
 from contract.dates import ISO_8601, part_names
+from contract.features import Feature
+from contract.metadata import Metadata
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -62,9 +63,7 @@ def _prediction_schema(metadata: Metadata) -> dict[str, Any]:
         return {
             "title": "Prediction",
             "type": "object",
-            "properties": {
-                "value": {"type": "number", "description": f"predicted {metadata.document.get('target')}"}
-            },
+            "properties": {"value": {"type": "number", "description": f"predicted {metadata.target}"}},
             "required": ["value"],
         }
     classes = list(metadata.classes)

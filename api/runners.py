@@ -17,9 +17,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from api.artifacts import Metadata, OnnxGraph
 from api.batch import Batch
 from contract import ContractError
+from contract.metadata import Metadata
+from contract.serving import OnnxGraph
 
 _ONNX_DTYPES = {"double": np.float64, "float": np.float32}
 # Below this many rows a per-row dictionary lookup of the label costs less than numpy's unique.

@@ -22,13 +22,13 @@ from typing import Any
 
 import numpy as np
 
-from api.artifacts import Feature
 from api.batch import Batch
 from api.body import json_type, load_json
 from api.dense_json import instance_rows
 from api.errors import MAX_REPORTED_ERRORS, ClientError, problem
 from api.tokens import NUMPY_COUNT_BYTES, BodyTokens, count, letters
 from contract.dates import DATE_PARTS, parts_rows
+from contract.features import Feature
 
 # Feature values are measurements; magnitudes past this are refused by name rather than left to
 # overflow a model's arithmetic into inf/NaN.

@@ -20,12 +20,13 @@ from fastapi import FastAPI
 
 import contract
 from api.app import create_app
-from api.artifacts import Metadata, verify_artifacts
+from api.artifacts import verify_artifacts
 from api.batch import Batch
 from api.coalesce import Coalescer
 from api.runners import Scores
 from api.settings import Settings
 from bench.ceiling import ceiling_routes
+from contract.metadata import Metadata
 
 
 class LinearRunner:

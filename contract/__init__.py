@@ -1,20 +1,22 @@
 """The artifact contract: the names, formats and checks of the pipeline's outputs (`models/*`,
-`data/prepared/*`) and the one reader of `dvc.lock`. Training, serving and the image tooling all
-import it, so the coupling between them shows as imports instead of repeated path strings.
+`data/prepared/*`) and the one reader of `dvc.lock`. Training writes through these types, and
+serving and the image tooling read through them, so the coupling between them shows as imports
+instead of repeated path strings and hand-written checks.
 
 It imports only the standard library and PyYAML: it ships in the image beside `api/`.
 
-Formats (all JSON written with sorted keys where order carries no meaning, floats via repr):
+    contract.paths      file names, vocabularies, format versions
+    contract.errors     ContractError (one line naming the file and the field) and the field checks
+    contract.dvclock    dvc.lock's reader; an artifact's bytes checked against it before any use
+    contract.features   Feature: one record for schema.json's and metadata.json's features
+    contract.schema     Schema: data/prepared/schema.json (stage prepare)
+    contract.metadata   Metadata: models/metadata.json (stage evaluate)
+    contract.serving    ServingPlan: models/serving.json (stage export), checked against Metadata
+    contract.dates      a date feature's parts;  contract.estimators: estimators of other libraries
 
-`data/prepared/schema.json` (stage prepare): the inferred column types,
-    {"schema_version": 1, "target": str, "task": "classification"|"regression",
-     "features": [{"name": str, "kind": "numeric"|"categorical"|"date",
-                   "categories": [str, ...] | null,   # sorted levels seen in training (categorical)
-                   "missing": bool}]}                  # whether the raw data had gaps in it
-    A date feature (ISO 8601 text, `contract.dates`) reaches the model as three numeric columns,
-    `<name>:days`, `<name>:month`, `<name>:weekday`; the model's input columns are the features that
-    are not dates, in order, then the dates' parts (`contract.dates.model_order`). Requests and the
-    prepared CSVs carry the date's text.
+Each type has `from_json` (the checks, one `ContractError` line naming the file and the key) and
+`to_json` (the document the pipeline writes, key for key; JSON with floats via repr). The formats
+are in each module's docstring; the rest are:
 
 `models/model.joblib` (stage train): the fitted scikit-learn Pipeline (preprocessing built from the
     schema, then the estimator params.yaml names). Loaded only after its md5 matched dvc.lock and its
@@ -28,51 +30,8 @@ Formats (all JSON written with sorted keys where order carries no meaning, float
     of the pickle with the same md5, which `dvc pull` and the md5 check accept. The sha256 comes
     from git, beside dvc.lock, so the twin is refused before a byte of it is unpickled.
 
-`models/metadata.json` (stage evaluate): what the service shows and validates against,
-    {"schema_version": 2, "target": str, "task": "binary"|"multiclass"|"regression",
-     "features": [{"name", "kind", "categories", "missing"}, ...],   # as in schema.json, model order
-     "classes": [str, ...] | null,                                   # null for regression
-     "example": {feature: value | null},                             # one real row
-     "estimator": {"class": dotted name as in params.yaml, "params": {...}},
-     "library_versions": {...}, "params": {...}, "metrics": {...}}
-
 `models/model.onnx` (stage export): the skl2onnx graph of the whole pipeline; zero bytes when the
     model takes the exact (scikit-learn) path.
-
-`models/serving.json` (stage export): which path the service takes and why,
-    {"schema_version": 1, "path": "onnx"|"sklearn", "reason": str,
-     "model": {"path": "models/model.joblib", "md5": str},
-     "task": "binary"|"multiclass"|"regression",
-     "classes": [str, ...] | null,                     # = metadata classes; order of probabilities
-     "missing_string": str,                            # = MISSING_STRING: a categorical gap, both paths
-     "onnx": {"path": "models/model.onnx", "md5": str, "opset": int,
-              "precision": "double"|"float",           # what numeric inputs the graph takes
-              "inputs": [{"name": onnx input name, "features": [feature name, ...],
-                          "type": "double"|"float"|"string"}],
-                  # features here are the model's input columns: a date's parts, not the date
-                  # one feature: an [N, 1] tensor; several (numeric only): one [N, k] block with the
-                  # columns in that order (the export merges the converter's per-column inputs)
-              "outputs": {"label": name|null, "probabilities": name|null, "value": name|null},
-              "missing_string": str} | null,           # null on the exact path
-     "gate": {"rows": int, "precision": "double"|"float", "measure": "absolute"|"relative",
-              "labels_identical": bool|null, "tolerance": float,
-              "margin": float, "passed": bool,
-              "labels_not_argmax": int|null},  # rows whose predict() is not the most probable class
-     "check": {"rows": [{feature: value|null}, ...],   # 8 raw test rows (null = missing value)
-               "expected": [...],                      # scikit-learn's probabilities or values
-               "labels": [str, ...] | null}}           # scikit-learn's labels (classifiers)
-    Feeding a model: features in metadata order; a numeric gap is NaN, a categorical gap is
-    `missing_string` (the pickle takes a pandas DataFrame with object columns for categories; the
-    graph one tensor per input, numbers as `onnx.precision`, categories as strings).
-    `check.expected` holds scikit-learn's own output for the check rows (class probabilities in
-    `classes` order [N, n_classes], or regression values [N]): the service refuses to start unless
-    it reproduces them within `gate.tolerance`, measured as |got - expected| ("absolute") or
-    |got - expected| / max(1, |expected|) ("relative", regression), and the labels exactly.
-    The export took `gate.precision` because that measure's worst value over the whole test split
-    was at most `tolerance / margin`; the value itself varies with the CPU's onnxruntime kernels, so
-    it is not here (reports/gate.json has it) and serving.json is the same on every CPU.
-    On the exact path (`"path": "sklearn"`), `models/model.onnx` is zero bytes and `reason` says
-    why ONNX was not taken (the exception's class and first line, or the tolerance exceeded).
 
 `reports/metrics.json` (stage evaluate): classification {accuracy, balanced_accuracy, roc_auc, f1,
     precision, recall, log_loss, n_test} (binary: of `evaluate.positive_class`; multi-class: macro
@@ -83,207 +42,82 @@ Formats (all JSON written with sorted keys where order carries no meaning, float
 
 from __future__ import annotations
 
-import hashlib
-import io
-import re
-from pathlib import Path
-from typing import Any
+from contract.dvclock import (
+    load_dvc_lock,
+    load_verified_pickle,
+    locked_md5,
+    locked_outs,
+    md5_hex,
+    parse_dvc_lock,
+    read_bytes,
+    recorded_sha256,
+    sha256_file,
+    sha256_hex,
+    sha256_lines,
+    verified_bytes,
+    verified_pickle_bytes,
+)
+from contract.errors import ContractError
+from contract.paths import (
+    CONFUSION_FILE,
+    DVC_LOCK_FILE,
+    FEATURE_KINDS,
+    METADATA_FILE,
+    METADATA_SCHEMA_VERSION,
+    METRICS_FILE,
+    MISSING_STRING,
+    MODEL_FILE,
+    MODEL_SHA256_FILE,
+    ONNX_FILE,
+    PARAMS_FILE,
+    PLOTS_DIR,
+    RESIDUALS_FILE,
+    ROC_FILE,
+    SCHEMA_FILE,
+    SCHEMA_VERSION,
+    SERVING_FILE,
+    SERVING_PATHS,
+    SERVING_SCHEMA_VERSION,
+    TASKS,
+    TEST_CSV,
+    TRAIN_CSV,
+)
 
-import yaml
-
-# --- file names (relative to the repository root / the image's WORKDIR) -------------------------
-PARAMS_FILE = Path("params.yaml")
-DVC_LOCK_FILE = Path("dvc.lock")
-TRAIN_CSV = Path("data/prepared/train.csv")
-TEST_CSV = Path("data/prepared/test.csv")
-SCHEMA_FILE = Path("data/prepared/schema.json")
-MODEL_FILE = Path("models/model.joblib")
-MODEL_SHA256_FILE = Path("models/model.sha256")  # sha256 of each pickle, git-tracked
-ONNX_FILE = Path("models/model.onnx")
-SERVING_FILE = Path("models/serving.json")
-METADATA_FILE = Path("models/metadata.json")
-METRICS_FILE = Path("reports/metrics.json")
-PLOTS_DIR = Path("reports/plots")
-CONFUSION_FILE = PLOTS_DIR / "confusion.json"  # classification; [] for a regressor
-ROC_FILE = PLOTS_DIR / "roc.json"  # classification; [] for a regressor
-RESIDUALS_FILE = PLOTS_DIR / "residuals.json"  # regression; [] for a classifier
-
-# --- vocabularies --------------------------------------------------------------------------------
-FEATURE_KINDS = ("numeric", "categorical", "date")
-TASKS = ("binary", "multiclass", "regression")
-SERVING_PATHS = ("onnx", "sklearn")
-# What a missing categorical value becomes before it reaches the model (pickle and ONNX graph
-# alike): ONNX string tensors cannot hold None. A missing number is NaN on both paths.
-MISSING_STRING = "__missing__"
-SCHEMA_VERSION = 1  # data/prepared/schema.json
-METADATA_SCHEMA_VERSION = 2
-SERVING_SCHEMA_VERSION = 1
-
-# libyaml's safe loader parses dvc.lock ~10x faster than the pure-Python one (start-up time).
-_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_FILE_MD5 = re.compile(r"[0-9a-f]{32}")
-_SHA256_LINE = re.compile(r"(?P<hex>[0-9a-f]{64}) [ *](?P<path>\S.*)")
-_LOCKED_MD5 = re.compile(r"[0-9a-f]{32}(\.dir)?")  # DVC marks a directory's md5 with ".dir"
-
-
-class ContractError(RuntimeError):
-    """An artifact is missing, malformed or not the one dvc.lock records; one line saying why."""
-
-
-def md5_hex(data: bytes) -> str:
-    """Plain md5 of bytes: what DVC 3 records for a file."""
-    return hashlib.md5(data, usedforsecurity=False).hexdigest()
-
-
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_lines(files: dict[Path, bytes]) -> str:
-    """`sha256sum` output for `files` (path as recorded -> bytes), sorted by path."""
-    return "".join(f"{sha256_hex(data)}  {path.as_posix()}\n" for path, data in sorted(files.items()))
-
-
-def sha256_file(lock_path: Path) -> Path:
-    """Where the pickles' sha256s are, beside `lock_path` (paths in both are relative to its directory)."""
-    return lock_path.parent / MODEL_SHA256_FILE
-
-
-def recorded_sha256(sums_path: Path, base: Path, target: Path) -> str:
-    """The sha256 that `sums_path` (sha256sum format, paths relative to `base`) records for
-    `target`; one line naming the file when it is missing or malformed."""
-    text = read_bytes(sums_path, "sha256 record").decode("utf-8", "replace")
-    base = base.resolve()
-    wanted = target.resolve()
-    for number, line in enumerate(text.splitlines(), 1):
-        m = _SHA256_LINE.fullmatch(line)
-        if not m:
-            raise ContractError(f"{sums_path}:{number}: not a `sha256sum` line (<64 hex>  <path>)")
-        if (base / m["path"]).resolve() == wanted:
-            return m["hex"]
-    raise ContractError(f"{sums_path} has no sha256 for {target}: refusing to unpickle an unrecorded file")
-
-
-def read_bytes(path: Path, what: str) -> bytes:
-    """Read a whole file or raise a one-line error naming it."""
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise ContractError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
-
-
-def _yaml_problem(exc: yaml.YAMLError) -> str:
-    """Where and what, on one line: PyYAML's own message spans several."""
-    mark = getattr(exc, "problem_mark", None)
-    if mark is None:  # e.g. bytes that are not UTF-8
-        return (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
-    return f"line {mark.line + 1}, column {mark.column + 1}: {getattr(exc, 'problem', None) or 'invalid'}"
-
-
-def load_dvc_lock(lock_path: Path = DVC_LOCK_FILE) -> dict[str, Any]:
-    """Read and parse dvc.lock (parse_dvc_lock)."""
-    return parse_dvc_lock(read_bytes(lock_path, "DVC lock file"), lock_path)
-
-
-def parse_dvc_lock(text: bytes | str, lock_path: Path) -> dict[str, Any]:
-    """Parse a dvc.lock text, refusing (one line naming `lock_path` and the field) anything but a
-    mapping of stages whose `outs` are lists of {path, md5?}: every reader can trust that shape."""
-    try:
-        doc = yaml.load(text, Loader=_SAFE_LOADER)
-    except yaml.YAMLError as exc:
-        raise ContractError(f"{lock_path} is not valid YAML ({_yaml_problem(exc)})") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("stages"), dict):
-        raise ContractError(f"{lock_path} has no 'stages' mapping")
-    for name, stage in doc["stages"].items():
-        where = f"{lock_path}: stages.{name}"
-        if not isinstance(stage, dict):
-            raise ContractError(f"{where} is not a mapping")
-        outs = stage.get("outs", [])  # a stage may have no outputs
-        if not isinstance(outs, list):
-            raise ContractError(f"{where}.outs is not a list")
-        for i, out in enumerate(outs):
-            if not isinstance(out, dict) or not isinstance(out.get("path"), str):
-                raise ContractError(f"{where}.outs[{i}] has no path")
-            # md5 may be absent (DVC records an etag for some cloud outputs); present, it must be one.
-            md5 = out.get("md5")
-            if md5 is not None and not (isinstance(md5, str) and _LOCKED_MD5.fullmatch(md5)):
-                raise ContractError(f"{where}.outs[{i}] ({out['path']}): md5 {md5!r} is not an md5")
-    return doc
-
-
-def locked_md5(lock: dict[str, Any], lock_path: Path, target: Path) -> str:
-    """The md5 dvc.lock records for the file `target` as a stage output (outs paths are relative
-    to the lock). `lock` comes from load_dvc_lock, which checked its shape."""
-    wanted = target.resolve()
-    base = lock_path.resolve().parent
-    for name, stage in lock["stages"].items():
-        for i, out in enumerate(stage.get("outs", [])):
-            if (base / out["path"]).resolve() == wanted:
-                md5 = out.get("md5")
-                if not isinstance(md5, str) or not _FILE_MD5.fullmatch(md5):
-                    raise ContractError(
-                        f"{lock_path}: stages.{name}.outs[{i}] ({out['path']}) has no file md5 "
-                        f"(found {md5!r}): refusing {target}"
-                    )
-                return md5
-    raise ContractError(f"{lock_path} has no entry for {target}: refusing an untracked file")
-
-
-def locked_outs(lock: dict[str, Any]) -> dict[str, str]:
-    """path -> md5 of every stage output that dvc.lock records (paths as written in the lock);
-    `lock` comes from load_dvc_lock."""
-    return {
-        out["path"]: out["md5"]
-        for stage in lock["stages"].values()
-        for out in stage.get("outs", [])
-        if "md5" in out
-    }
-
-
-def verified_bytes(path: Path, lock: dict[str, Any], lock_path: Path, what: str) -> tuple[bytes, str]:
-    """Read a file once and return its bytes and md5 if they match dvc.lock.
-
-    The caller must use the returned bytes (not re-read the path): what was hashed is what is used.
-    Unpickle a model only from these bytes: a poisoned DVC remote must not get to run code.
-    """
-    expected = locked_md5(lock, lock_path, path)
-    data = read_bytes(path, what)
-    actual = md5_hex(data)
-    if actual != expected:
-        raise ContractError(
-            f"{what} {path} has md5 {actual} but {lock_path} records {expected}: refusing to load it"
-        )
-    return data, actual
-
-
-def verified_pickle_bytes(path: Path, lock: dict[str, Any], lock_path: Path, what: str) -> tuple[bytes, str]:
-    """verified_bytes, and then the sha256 `models/model.sha256` (beside `lock_path`) records: the
-    only bytes a pickle may be loaded from. An md5 twin passes the first check and not this one."""
-    data, md5 = verified_bytes(path, lock, lock_path, what)
-    sums = sha256_file(lock_path)
-    expected = recorded_sha256(sums, lock_path.parent, path)
-    actual = sha256_hex(data)
-    if actual != expected:
-        raise ContractError(
-            f"{what} {path} has sha256 {actual} but {sums} records {expected} "
-            f"(its md5 {md5} does match {lock_path}: an md5 collision?): refusing to unpickle it"
-        )
-    return data, md5
-
-
-def load_verified_pickle(path: Path, lock_path: Path = DVC_LOCK_FILE, what: str = "model") -> tuple[Any, str]:
-    """Unpickle `path` only if its bytes have the md5 dvc.lock records for it and the sha256
-    `models/model.sha256` records; return the object and that md5. Every pickle loaded outside the
-    service goes through here, so a poisoned DVC remote, a swapped file or an md5 twin is refused
-    (one line naming the file and both hashes) before any of its code can run. The bytes hashed
-    are the bytes unpickled: the file is read once."""
-    data, md5 = verified_pickle_bytes(path, load_dvc_lock(lock_path), lock_path, what)
-    import joblib  # not at import: the service's ONNX path has no joblib
-
-    try:
-        return joblib.load(io.BytesIO(data)), md5
-    except Exception as exc:  # the locked bytes, but not loadable here (a library missing or too old)
-        first = (str(exc).strip().splitlines() or [""])[0][:200]
-        raise ContractError(
-            f"{what} {path} matches {lock_path} but cannot be unpickled: {exc.__class__.__name__}: {first}"
-        ) from None
+__all__ = [
+    "CONFUSION_FILE",
+    "DVC_LOCK_FILE",
+    "FEATURE_KINDS",
+    "METADATA_FILE",
+    "METADATA_SCHEMA_VERSION",
+    "METRICS_FILE",
+    "MISSING_STRING",
+    "MODEL_FILE",
+    "MODEL_SHA256_FILE",
+    "ONNX_FILE",
+    "PARAMS_FILE",
+    "PLOTS_DIR",
+    "RESIDUALS_FILE",
+    "ROC_FILE",
+    "SCHEMA_FILE",
+    "SCHEMA_VERSION",
+    "SERVING_FILE",
+    "SERVING_PATHS",
+    "SERVING_SCHEMA_VERSION",
+    "TASKS",
+    "TEST_CSV",
+    "TRAIN_CSV",
+    "ContractError",
+    "load_dvc_lock",
+    "load_verified_pickle",
+    "locked_md5",
+    "locked_outs",
+    "md5_hex",
+    "parse_dvc_lock",
+    "read_bytes",
+    "recorded_sha256",
+    "sha256_file",
+    "sha256_hex",
+    "sha256_lines",
+    "verified_bytes",
+    "verified_pickle_bytes",
+]

@@ -17,10 +17,10 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd  # type: ignore[import-untyped]  # no pandas-stubs in the dev lock
 
+from contract.schema import Schema
 from pipeline.cells import RawColumn, numbers_of
 from pipeline.dialect import DECIMAL_COMMA, Dialect, read_text
 from pipeline.errors import PipelineError
-from pipeline.schema import Schema
 
 # Rows per pandas chunk: each chunk's cells are Python strings only until its columns are stored
 # compactly, so the whole file's cells never exist as strings at once.

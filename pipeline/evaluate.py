@@ -15,7 +15,6 @@ from sklearn.pipeline import Pipeline
 from contract import (
     CONFUSION_FILE,
     METADATA_FILE,
-    METADATA_SCHEMA_VERSION,
     METRICS_FILE,
     MODEL_FILE,
     PARAMS_FILE,
@@ -25,11 +24,13 @@ from contract import (
     TEST_CSV,
     load_verified_pickle,
 )
+from contract.metadata import Metadata
+from contract.schema import Schema
 from pipeline.data import Table, read_table, write_json
 from pipeline.errors import PipelineError
 from pipeline.features import model_input
 from pipeline.params import Params, load_params
-from pipeline.schema import Schema, read_schema
+from pipeline.schema import read_schema
 
 # Versions of what the pickle depends on. Only the Python minor version: the patch level
 # differs between hosts and must not change the metadata's md5.
@@ -121,24 +122,20 @@ def build_metadata(
 ) -> dict[str, Any]:
     """Everything the service needs to know about the model, besides the model itself."""
     first = test.X.iloc[0]
-    return {
-        "schema_version": METADATA_SCHEMA_VERSION,
-        "target": schema.target,
-        "task": task_of_model(model, schema),
-        "features": schema.to_json()["features"],
-        "classes": [str(c) for c in model.classes_] if schema.task == "classification" else None,
-        "example": {name: _json_value(first[name]) for name in schema.names},
-        "estimator": {
-            "class": params.train.estimator.class_,
-            "params": params.train.estimator.params,
-        },
-        "library_versions": {
+    return Metadata(
+        target=schema.target,
+        task=task_of_model(model, schema),
+        features=schema.features,
+        classes=tuple(str(c) for c in model.classes_) if schema.task == "classification" else (),
+        example={name: _json_value(first[name]) for name in schema.names},
+        estimator={"class": params.train.estimator.class_, "params": params.train.estimator.params},
+        library_versions={
             "python": f"{sys.version_info.major}.{sys.version_info.minor}",
             **{lib: version(lib) for lib in LIBRARIES},
         },
-        "params": params.model_dump(by_alias=True),
-        "metrics": scores,
-    }
+        params=params.model_dump(by_alias=True),
+        metrics=scores,
+    ).to_json()
 
 
 def main() -> None:
@@ -146,7 +143,7 @@ def main() -> None:
     schema = read_schema(SCHEMA_FILE)
     test = read_table(TEST_CSV, schema)
     model, _ = load_verified_pickle(MODEL_FILE)  # its md5 must be dvc.lock's first
-    if list(getattr(model, "feature_names_in_", [])) != [c.name for c in schema.model_columns]:
+    if list(getattr(model, "feature_names_in_", [])) != [c.name for c in schema.model_features]:
         raise PipelineError(f"{MODEL_FILE}: its features differ from {SCHEMA_FILE}'s: re-run train")
     X = model_input(test.X, schema)
     # Compute everything before writing anything: a failure leaves no partial outputs.

@@ -35,15 +35,16 @@ from contract import (
     ONNX_FILE,
     SCHEMA_FILE,
     SERVING_FILE,
-    SERVING_SCHEMA_VERSION,
     TEST_CSV,
     load_verified_pickle,
     md5_hex,
 )
+from contract.schema import Schema
+from contract.serving import Check, Gate, OnnxGraph, OnnxInput, ServingPlan
 from pipeline.data import atomic_write, read_table, write_json
 from pipeline.errors import PipelineError
 from pipeline.features import model_input
-from pipeline.schema import Schema, read_schema
+from pipeline.schema import read_schema
 
 OPSET = 18  # default ONNX domain; fixed, so the graph does not change with the converter's default
 ML_OPSET = 3  # ai.onnx.ml
@@ -76,7 +77,7 @@ class Reference:
 class Attempt:
     precision: str
     onnx: bytes | None
-    inputs: list[dict[str, Any]] | None  # serving.json's onnx.inputs for this graph
+    inputs: list[OnnxInput] | None  # serving.json's onnx.inputs for this graph
     worst: float | None
     labels_identical: bool | None
     error: str | None  # why this precision was not taken
@@ -99,17 +100,17 @@ def reference_outputs(model: Pipeline, X: pd.DataFrame, schema: Schema) -> Refer
     )
 
 
-def onnx_feed(X: pd.DataFrame, inputs: list[dict[str, Any]]) -> dict[str, npt.NDArray[Any]]:
+def onnx_feed(X: pd.DataFrame, inputs: list[OnnxInput]) -> dict[str, npt.NDArray[Any]]:
     """The graph's feed for X, as `inputs` (serving.json's onnx.inputs) describes it: numbers in the
     input's precision, [n, k] for a block of numeric columns; categories as [n, 1] strings."""
     feed: dict[str, npt.NDArray[Any]] = {}
     for spec in inputs:
-        if spec["type"] == "string":
-            [column] = spec["features"]
-            feed[spec["name"]] = np.asarray(X[column].tolist(), dtype=object).reshape(-1, 1)
+        if spec.type == "string":
+            [column] = spec.features
+            feed[spec.name] = np.asarray(X[column].tolist(), dtype=object).reshape(-1, 1)
         else:
-            dtype = np.float64 if spec["type"] == "double" else np.float32
-            feed[spec["name"]] = X[spec["features"]].to_numpy(dtype=dtype).reshape(len(X), -1)
+            dtype = np.float64 if spec.type == "double" else np.float32
+            feed[spec.name] = X[list(spec.features)].to_numpy(dtype=dtype).reshape(len(X), -1)
     return feed
 
 
@@ -156,7 +157,7 @@ def graph_names(schema: Schema) -> dict[str, str]:
     ...; only ASCII letters, digits and `_` survive it). Only the graph sees these: serving.json maps
     each graph input to its features, so the API and its clients keep the CSV's header names."""
     taken: dict[str, str] = {}
-    for index, name in enumerate(c.name for c in schema.model_columns):
+    for index, name in enumerate(c.name for c in schema.model_features):
         safe = name if SAFE_NAME.fullmatch(name) else f"f{index}_{re.sub(r'[^A-Za-z0-9_]', '_', name)}"
         while safe in taken:
             safe = f"{safe}_"
@@ -164,22 +165,20 @@ def graph_names(schema: Schema) -> dict[str, str]:
     return taken
 
 
-def onnx_inputs(graph: Any, merged: dict[str, list[str]], schema: Schema) -> list[dict[str, Any]]:
+def onnx_inputs(graph: Any, merged: dict[str, list[str]], schema: Schema) -> list[OnnxInput]:
     """serving.json's `onnx.inputs`: each graph input, its type, and the features it takes in
     order (one for an [n, 1] column, several for an [n, k] block of numeric columns)."""
     from onnx import TensorProto
 
     names = {TensorProto.DOUBLE: "double", TensorProto.FLOAT: "float", TensorProto.STRING: "string"}
-    known = {c.name for c in schema.model_columns}
+    known = {c.name for c in schema.model_features}
     feature_of = graph_names(schema)
     inputs = []
     for tensor in graph.input:
-        features = [feature_of.get(n, n) for n in merged.get(tensor.name, [tensor.name])]
+        features = [str(feature_of.get(n, n)) for n in merged.get(tensor.name, [tensor.name])]
         if not set(features) <= known:
             raise PipelineError(f"{ONNX_FILE}: graph input {tensor.name!r} feeds no feature of the schema")
-        inputs.append(
-            {"name": tensor.name, "features": features, "type": names[tensor.type.tensor_type.elem_type]}
-        )
+        inputs.append(OnnxInput(tensor.name, tuple(features), names[tensor.type.tensor_type.elem_type]))
     return inputs
 
 
@@ -201,7 +200,7 @@ def rename_columns(model: Pipeline, graph_name: dict[str, str]) -> Pipeline:
     return renamed
 
 
-def convert(model: Pipeline, schema: Schema, precision: str) -> tuple[bytes, list[dict[str, Any]]]:
+def convert(model: Pipeline, schema: Schema, precision: str) -> tuple[bytes, list[OnnxInput]]:
     """skl2onnx conversion with byte-stable output: fixed target opsets, graph name and doc
     strings (the converter otherwise names the graph with a random uuid), and the opset imports
     sorted by domain (the converter lists them in set order, which follows the hash seed).
@@ -218,7 +217,7 @@ def convert(model: Pipeline, schema: Schema, precision: str) -> tuple[bytes, lis
     graph_name = {feature: name for name, feature in graph_names(schema).items()}
     inputs = [
         (graph_name[c.name], number([None, 1]) if c.kind == "numeric" else StringTensorType([None, 1]))
-        for c in schema.model_columns
+        for c in schema.model_features
     ]
     model = rename_columns(model, graph_name)
     estimator = model.steps[-1][1]
@@ -381,55 +380,49 @@ def serving_document(
     else:
         reason = f"exact path: scikit-learn runs the pickle because ONNX failed ({tried})"
     onnx_bytes = chosen.onnx if chosen is not None and chosen.onnx is not None else b""
-    onnx_doc = None
+    classifier = schema.task == "classification"
+    graph = None
     if chosen is not None:
-        number = chosen.precision
         names, opset = graph_facts(onnx_bytes)
-        outputs = (
-            {"label": names[0], "probabilities": names[1], "value": None}
-            if schema.task == "classification"
-            else {"label": None, "probabilities": None, "value": names[0]}
+        graph = OnnxGraph(
+            inputs=tuple(chosen.inputs or ()),
+            label=names[0] if classifier else None,
+            probabilities=names[1] if classifier else None,
+            value=None if classifier else names[0],
+            missing_string=MISSING_STRING,
+            opset=opset,
+            path=ONNX_FILE.as_posix(),
+            md5=md5_hex(onnx_bytes),
+            precision=chosen.precision,
         )
-        onnx_doc = {
-            "path": ONNX_FILE.as_posix(),
-            "md5": md5_hex(onnx_bytes),
-            "opset": opset,
-            "precision": number,
-            "inputs": chosen.inputs,
-            "outputs": outputs,
-            "missing_string": MISSING_STRING,
-        }
     index = check_rows(X_raw)
     rows = X_raw.iloc[index]
-    doc = {
-        "schema_version": SERVING_SCHEMA_VERSION,
-        "path": "onnx" if chosen is not None else "sklearn",
-        "reason": reason,
-        "model": {"path": MODEL_FILE.as_posix(), "md5": model_md5},
-        "task": "regression"
-        if schema.task == "regression"
-        else ("binary" if len(model.classes_) == 2 else "multiclass"),
-        "classes": [str(c) for c in model.classes_] if schema.task == "classification" else None,
-        "missing_string": MISSING_STRING,
-        "onnx": onnx_doc,
-        "gate": {
-            "rows": len(ref.outputs),
-            "precision": last.precision,
-            "measure": "relative" if schema.task == "regression" else "absolute",
-            "labels_identical": last.labels_identical,
-            "tolerance": tolerance,
-            "margin": MARGIN,
-            "passed": chosen is not None,
-            "labels_not_argmax": labels_not_argmax(model, ref),
-        },
-        "check": {
-            "rows": [
-                {name: _json_cell(rows.iloc[i][name]) for name in schema.names} for i in range(len(rows))
-            ],
-            "expected": ref.outputs[index].tolist(),
-            "labels": [ref.labels[i] for i in index] if ref.labels is not None else None,
-        },
-    }
+    plan = ServingPlan(
+        path="onnx" if chosen is not None else "sklearn",
+        reason=reason,
+        model_path=MODEL_FILE.as_posix(),
+        model_md5=model_md5,
+        task="regression" if not classifier else ("binary" if len(model.classes_) == 2 else "multiclass"),
+        classes=tuple(str(c) for c in model.classes_) if classifier else None,
+        missing_string=MISSING_STRING,
+        onnx=graph,
+        gate=Gate(
+            rows=len(ref.outputs),
+            precision=last.precision,
+            measure="absolute" if classifier else "relative",
+            labels_identical=last.labels_identical,
+            tolerance=tolerance,
+            margin=MARGIN,
+            passed=chosen is not None,
+            labels_not_argmax=labels_not_argmax(model, ref),
+        ),
+        check=Check(
+            rows=[{name: _json_cell(rows.iloc[i][name]) for name in schema.names} for i in range(len(rows))],
+            expected=ref.outputs[index].tolist(),
+            labels=[ref.labels[i] for i in index] if ref.labels is not None else None,
+        ),
+    )
+    doc = plan.to_json()
     return doc, onnx_bytes
 
 

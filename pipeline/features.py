@@ -16,8 +16,8 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from contract import MISSING_STRING
 from contract.dates import DATE_PARTS, part_names, parts_rows
+from contract.schema import Schema
 from pipeline.estimator import needs_scaling
-from pipeline.schema import Schema
 
 
 def build_model(schema: Schema, estimator: BaseEstimator) -> Pipeline:
@@ -25,8 +25,8 @@ def build_model(schema: Schema, estimator: BaseEstimator) -> Pipeline:
     a tree family. Categorical: a gap arrives as MISSING_STRING (constant imputation done by
     `model_input`, since ONNX string tensors cannot hold None), then one-hot over the levels the
     schema lists; a level never seen in training encodes as all zeros instead of failing."""
-    numeric = [c.name for c in schema.model_columns if c.kind == "numeric"]  # with dates' parts
-    categorical = [c for c in schema.model_columns if c.kind == "categorical"]
+    numeric = [c.name for c in schema.model_features if c.kind == "numeric"]  # with dates' parts
+    categorical = [c for c in schema.model_features if c.kind == "categorical"]
     numeric_steps: list[tuple[str, BaseEstimator]] = [("impute", SimpleImputer(strategy="median"))]
     if needs_scaling(estimator):
         numeric_steps.append(("scale", StandardScaler()))
@@ -43,7 +43,7 @@ def build_model(schema: Schema, estimator: BaseEstimator) -> Pipeline:
 
 
 def model_input(X: pd.DataFrame, schema: Schema) -> pd.DataFrame:
-    """What the fitted pipeline takes: its input columns (Schema.model_columns), a categorical gap
+    """What the fitted pipeline takes: its input columns (Schema.model_features), a categorical gap
     as MISSING_STRING (numeric gaps stay NaN, which the imputer handles), a date as its parts
     (contract.dates; a gap or a value that is not a date: NaN in each part)."""
     out = X.loc[:, [c.name for c in schema.features if c.kind != "date"]].copy()

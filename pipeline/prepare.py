@@ -12,6 +12,8 @@ import numpy.typing as npt
 from sklearn.model_selection import train_test_split
 
 from contract import PARAMS_FILE, SCHEMA_FILE, TEST_CSV, TRAIN_CSV
+from contract.features import Feature
+from contract.schema import Schema
 from pipeline.data import (
     Cells,
     Table,
@@ -25,7 +27,7 @@ from pipeline.data import (
 from pipeline.errors import PipelineError
 from pipeline.estimator import task_of
 from pipeline.params import Params, PrepareParams, load_params
-from pipeline.schema import Column, Schema, infer_kinds
+from pipeline.schema import infer_kinds
 
 # A classifier's target that is all numbers with a fraction, or with more distinct values than
 # this, is a quantity to predict with a regressor, not a set of classes.
@@ -211,7 +213,7 @@ def build_schema(full: Table, train: Table, kinds: dict[str, str], task: str) ->
         cats = None
         if kind == "categorical":
             cats = tuple(sorted({str(v) for v in train.X[name].tolist() if v is not None}))
-        columns.append(Column(name, kind, cats, bool(full.X[name].isna().any())))
+        columns.append(Feature(name, kind, cats, bool(full.X[name].isna().any())))
     return Schema(target=full.target, task=task, features=tuple(columns))
 
 

@@ -1,5 +1,5 @@
 """Column kinds: inferred from the raw data by `prepare`, written to data/prepared/schema.json,
-and read back by every later stage (the format is documented in `contract`)."""
+and read back by every later stage (the format and its type: `contract.schema.Schema`)."""
 
 from __future__ import annotations
 
@@ -7,88 +7,15 @@ import json
 import math
 from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from contract import FEATURE_KINDS, MISSING_STRING, PARAMS_FILE, SCHEMA_VERSION
-from contract.dates import date_parts, model_order, part_names
+from contract import MISSING_STRING, PARAMS_FILE
+from contract.dates import date_parts, part_names
+from contract.schema import Schema
 from pipeline.cells import RawColumn, numbers_of
 from pipeline.errors import PipelineError
-
-TASKS = ("classification", "regression")
-
-
-@dataclass(frozen=True)
-class Column:
-    name: str
-    kind: str  # "numeric" | "categorical" | "date"
-    categories: tuple[str, ...] | None  # sorted levels seen in the training split (categorical)
-    missing: bool  # whether the raw data had gaps in this column
-
-
-@dataclass(frozen=True)
-class Schema:
-    target: str
-    task: str  # "classification" | "regression"
-    features: tuple[Column, ...]
-
-    @property
-    def names(self) -> list[str]:
-        return [c.name for c in self.features]
-
-    @property
-    def model_columns(self) -> tuple[Column, ...]:
-        """The model's input columns: the features that are not dates, then each date's parts
-        (numeric; contract.dates). What the preprocessing and the ONNX graph take."""
-        by_name = {c.name: c for c in self.features}
-        dates = {
-            part: by_name[c.name] for c in self.features if c.kind == "date" for part in part_names(c.name)
-        }
-        return tuple(
-            by_name[name] if name in by_name else Column(name, "numeric", None, dates[name].missing)
-            for name, _ in model_order((c.name, c.kind) for c in self.features)
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "schema_version": SCHEMA_VERSION,
-            "target": self.target,
-            "task": self.task,
-            "features": [
-                {
-                    "name": c.name,
-                    "kind": c.kind,
-                    "categories": list(c.categories) if c.categories is not None else None,
-                    "missing": c.missing,
-                }
-                for c in self.features
-            ],
-        }
-
-
-def schema_from_json(doc: Any, source: Path) -> Schema:
-    """Parse schema.json, naming the file and the field that is wrong."""
-    try:
-        if doc["schema_version"] != SCHEMA_VERSION:
-            raise PipelineError(
-                f"{source}: schema_version {doc['schema_version']!r}, expected {SCHEMA_VERSION}"
-            )
-        if doc["task"] not in TASKS:
-            raise PipelineError(f"{source}: task {doc['task']!r} is not one of {', '.join(TASKS)}")
-        columns = []
-        for f in doc["features"]:
-            if f["kind"] not in FEATURE_KINDS:
-                raise PipelineError(f"{source}: feature {f['name']!r}: unknown kind {f['kind']!r}")
-            cats = f["categories"]
-            columns.append(
-                Column(str(f["name"]), f["kind"], tuple(cats) if cats is not None else None, f["missing"])
-            )
-        return Schema(target=str(doc["target"]), task=doc["task"], features=tuple(columns))
-    except (KeyError, TypeError) as exc:
-        raise PipelineError(f"{source}: malformed schema ({exc.__class__.__name__}: {exc})") from None
 
 
 def read_schema(path: Path) -> Schema:
@@ -98,7 +25,7 @@ def read_schema(path: Path) -> Schema:
         raise PipelineError(f"{path}: cannot read: {exc.strerror}") from None
     except json.JSONDecodeError as exc:
         raise PipelineError(f"{path}: not valid JSON: {exc}") from None
-    return schema_from_json(doc, path)
+    return Schema.from_json(doc, path)
 
 
 def _as_number(text: str) -> float | None:

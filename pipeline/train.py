@@ -13,12 +13,13 @@ from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
 from contract import MODEL_FILE, MODEL_SHA256_FILE, SCHEMA_FILE, TRAIN_CSV, sha256_lines
+from contract.schema import Schema
 from pipeline.data import Table, atomic_write, read_table
 from pipeline.errors import PipelineError
 from pipeline.estimator import PARAMS_KEY, build_estimator
 from pipeline.features import build_model, model_input
 from pipeline.params import TrainParams, load_params
-from pipeline.schema import Schema, read_schema
+from pipeline.schema import read_schema
 
 
 def train(table: Table, schema: Schema, *, estimator: BaseEstimator, params: TrainParams) -> Pipeline:

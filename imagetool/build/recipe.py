@@ -18,8 +18,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
-from contract import METADATA_FILE, MODEL_FILE, MODEL_SHA256_FILE, ONNX_FILE, SERVING_FILE
+from contract import METADATA_FILE, MODEL_FILE, MODEL_SHA256_FILE, ONNX_FILE, SERVING_FILE, ContractError
+from contract.metadata import estimator_class
+from contract.serving import path_of
 from imagetool.common import ToolError
 from imagetool.layout import EXACT_LOCK_BY_LIBRARY, SERVE_LOCK_BY_PATH
 
@@ -33,28 +36,31 @@ MODEL_CONTEXT = {
 }
 
 
-def serving_path(root: Path) -> str:
-    """ "onnx" or "sklearn", as models/serving.json says."""
+def _document(root: Path, path: Path, what: str) -> dict[str, Any]:
     try:
-        path = json.loads((root / SERVING_FILE).read_text(encoding="utf-8"))["path"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        what = e.__class__.__name__
-        raise ToolError(f"{SERVING_FILE}: cannot read the serving path ({what}); run `dvc repro`") from None
-    if path not in SERVE_LOCK_BY_PATH:
-        raise ToolError(f"{SERVING_FILE}: path {path!r} is not one of {sorted(SERVE_LOCK_BY_PATH)}")
-    return str(path)
+        doc = json.loads((root / path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ToolError(f"{path}: cannot read the {what} ({e.__class__.__name__}); run `dvc repro`") from None
+    if not isinstance(doc, dict):
+        raise ToolError(f"{path}: cannot read the {what} (not a JSON object); run `dvc repro`")
+    return doc
+
+
+def serving_path(root: Path) -> str:
+    """ "onnx" or "sklearn", as models/serving.json says (contract.serving.path_of)."""
+    try:
+        return path_of(_document(root, SERVING_FILE, "serving path"), SERVING_FILE)
+    except ContractError as e:
+        raise ToolError(str(e)) from None
 
 
 def estimator_library(root: Path) -> str:
     """The library of the model's estimator class, as models/metadata.json names it ("sklearn", ...)."""
     try:
-        dotted = json.loads((root / METADATA_FILE).read_text(encoding="utf-8"))["estimator"]["class"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        what = e.__class__.__name__
-        raise ToolError(
-            f"{METADATA_FILE}: cannot read the estimator class ({what}); run `dvc repro`"
-        ) from None
-    return str(dotted).split(".")[0]
+        dotted = estimator_class(_document(root, METADATA_FILE, "estimator class"), METADATA_FILE)
+    except ContractError as e:
+        raise ToolError(f"{e}; run `dvc repro`") from None
+    return dotted.split(".")[0]
 
 
 def serve_lock(root: Path) -> str:

@@ -14,22 +14,19 @@ import re
 import sys
 from pathlib import Path
 
+from imagetool import layout
 from imagetool.build.image_lock import LOCK_NAME, ImageLock
 from imagetool.common import InputError
 
-DEPLOY_DIR = Path("deploy")
+DEPLOY_DIR = layout.DEPLOY
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
-
-
-class DeployError(InputError):
-    """A deploy file is not as it should be; the message names it."""
 
 
 def deploy_files(root: Path = DEPLOY_DIR) -> list[Path]:
     """Every YAML file under deploy/ that pins an image by digest."""
     files = sorted(p for p in root.rglob("*.y*ml") if _DIGEST.search(p.read_text()))
     if not files:
-        raise DeployError(f"{root}: no file pins the image by digest")
+        raise InputError(f"{root}: no file pins the image by digest")
     return files
 
 

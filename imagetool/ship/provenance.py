@@ -38,23 +38,19 @@ PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
 BUILD_TYPE = "urn:lockstep:build:oci-image:v1"
 BUILDER_ID = "urn:lockstep:builder:docker-buildx-network-none"
 BUILD_LOCK = Path(layout.BUILD_LOCK)
-DEFAULT_OUT = Path("build/provenance.intoto.json")
-PREDICATE_OUT = Path("build/provenance.predicate.json")
-
-
-class ProvenanceError(InputError):
-    """An input or statement is missing or malformed; the message names it."""
+DEFAULT_OUT = layout.BUILD / "provenance.intoto.json"
+PREDICATE_OUT = layout.BUILD / "provenance.predicate.json"
 
 
 def _json(path: Path) -> Any:
-    return read_json(path, ProvenanceError)
+    return read_json(path, InputError)
 
 
 def _sha256_file(path: Path) -> str:
     try:
         return hashlib.sha256(path.read_bytes()).hexdigest()
     except OSError as exc:
-        raise ProvenanceError(f"{path}: cannot read ({exc.strerror})") from None
+        raise InputError(f"{path}: cannot read ({exc.strerror})") from None
 
 
 def git_commit(root: Path) -> str | None:
@@ -91,13 +87,13 @@ def dependencies(root: Path, lock: dict[str, Any]) -> list[dict[str, Any]]:
             h for p in (serve_lock, BUILD_LOCK) for r in parse_lock(root / p).values() for h in r.hashes
         }
     except (OSError, LockError) as exc:
-        raise ProvenanceError(str(exc)) from None
+        raise InputError(str(exc)) from None
     wheel_folders = tuple(f"{p.store_prefix}wheels/" for p in platforms.ALL)
     rootfs_names = {f"{p.store_prefix}base/rootfs.tar" for p in platforms.ALL}
     try:
         stored = StoreLock.read(root / STORE_LOCK).files
     except ToolError as exc:
-        raise ProvenanceError(str(exc)) from None
+        raise InputError(str(exc)) from None
     for name, entry in stored.items():
         wheel = name.startswith(wheel_folders) and entry["sha256"] in allowed
         if wheel or name in rootfs_names:
@@ -105,7 +101,7 @@ def dependencies(root: Path, lock: dict[str, Any]) -> list[dict[str, Any]]:
     try:
         outs = contract.locked_outs(contract.load_dvc_lock(root / contract.DVC_LOCK_FILE))
     except contract.ContractError as exc:
-        raise ProvenanceError(str(exc)) from None
+        raise InputError(str(exc)) from None
     for name, md5 in outs.items():
         deps.setdefault(name, {})["md5"] = md5
     commit = git_commit(root)
@@ -163,7 +159,7 @@ def image_digest(ref: str) -> str:
         check=False,
     )
     if run.returncode != 0:
-        raise ProvenanceError(f"image {ref}: {run.stderr.strip() or 'not found'}")
+        raise InputError(f"image {ref}: {run.stderr.strip() or 'not found'}")
     return run.stdout.strip()
 
 

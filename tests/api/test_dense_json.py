@@ -14,12 +14,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from api.artifacts import Feature
 from api.dense_json import MIN_BYTES, instance_rows, v2_request
 from api.errors import ClientError
 from api.model import ServedModel, load_model
 from api.v2_codec import FLOAT_TYPES, V2Codec
 from api.validation import InstanceParser
+from contract.features import Feature
 from harness import Artifacts
 
 WIDTH = 3

@@ -14,12 +14,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from api.artifacts import Feature, parse_metadata
+from api.artifacts import parse_metadata
 from api.batch import Batch
 from api.body import load_json
 from api.errors import ClientError
 from api.tokens import BodyTokens
 from api.validation import MAX_ABS_VALUE, InstanceParser
+from contract.features import Feature
 from harness import Artifacts
 
 FEATURES = [

@@ -12,6 +12,8 @@ import pytest
 from sklearn.pipeline import Pipeline
 
 from contract import MISSING_STRING
+from contract.features import Feature
+from contract.schema import Schema
 from pipeline.data import Table
 from pipeline.errors import PipelineError
 from pipeline.estimator import build_estimator, resolve_class, task_of
@@ -27,7 +29,6 @@ from pipeline.export import (
 from pipeline.features import model_input
 from pipeline.params import EstimatorParams, PrepareParams, TrainParams, load_params
 from pipeline.prepare import split
-from pipeline.schema import Column, Schema
 from pipeline.train import train as train_with_estimator
 
 LOGISTIC = TrainParams.model_validate(
@@ -49,9 +50,9 @@ def _schema(task: str = "classification") -> Schema:
         target="label",
         task=task,
         features=(
-            Column("a", "numeric", None, True),
-            Column("b", "numeric", None, False),
-            Column("colour", "categorical", ("blue", "red"), True),
+            Feature("a", "numeric", None, True),
+            Feature("b", "numeric", None, False),
+            Feature("colour", "categorical", ("blue", "red"), True),
         ),
     )
 
