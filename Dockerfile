@@ -12,7 +12,7 @@ FROM scratch AS base
 ARG BASE_ROOTFS=build/base/rootfs.tar
 ADD ${BASE_ROOTFS} /
 
-# --- serve-lock: the lock the image installs (imagetool/build/recipe.py passes SERVE_LOCK) -------------
+# --- serve-lock: the lock the image installs (imagetool/images/recipe.py passes SERVE_LOCK) -------------
 FROM scratch AS serve-lock
 ARG SERVE_LOCK=requirements/serve.txt
 COPY ${SERVE_LOCK} /requirements-serve.txt
@@ -64,7 +64,7 @@ RUN chmod -R u=rwX,go=rX /out/app \
  && python3 -m compileall -q --invalidation-mode unchecked-hash /out/app/api /out/app/contract
 
 # --- model: the DVC outputs the service loads, and the lock that proves them -----------------------
-# Which model files: imagetool/build/recipe.py passes MODEL_FILES (the ONNX graph or the pickle, with
+# Which model files: imagetool/images/recipe.py passes MODEL_FILES (the ONNX graph or the pickle, with
 # serving.json and metadata.json); the .dockerignore allow-list lets in every candidate.
 FROM base AS model
 ARG MODEL_FILES
@@ -86,7 +86,7 @@ FROM scratch AS runtime
 COPY --from=runtime-root /out/ /
 # No ARG, LABEL or EXPOSE here: BuildKit releases render those differently into the config's
 # history (`ARG X` vs `ARG X=v`, `EXPOSE map[8000/tcp:{}]` vs `EXPOSE [8000/tcp]`), which changed
-# the digest between builders. The labels come from `docker buildx build --label` (imagetool.build.image)
+# the digest between builders. The labels come from `docker buildx build --label` (imagetool.images.image)
 # and the port is documented (8000, `make run`), so the digest does not depend on the builder.
 ENV PATH=/opt/venv/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     PYTHONDONTWRITEBYTECODE=1 \

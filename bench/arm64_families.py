@@ -27,7 +27,7 @@ import numpy as np
 
 from contract import load_verified_pickle
 from harness import REPO_ROOT, train_family
-from imagetool.build import image
+from imagetool.images import image
 from imagetool.platforms import ARM64
 from pipeline.data import read_table
 from pipeline.export import measure, onnx_feed, reference_outputs, run_onnx, with_probes

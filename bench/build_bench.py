@@ -29,8 +29,8 @@ from typing import Any
 
 from harness import free_port
 from imagetool import platforms
-from imagetool.build import image, ocidiff
 from imagetool.common import ROOT, file_digest
+from imagetool.images import image, ocidiff
 from imagetool.ship.container import hardened_container, made_run
 
 RESULTS = ROOT / "bench/results/build_bench.json"

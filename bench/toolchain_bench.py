@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import copy_repo, venv_bin, venv_env
-from imagetool.build import toolchain
+from imagetool.images import toolchain
 from pipeline import toolchain as launcher
 from pipeline.__main__ import STAGES
 

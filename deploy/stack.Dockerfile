@@ -1,5 +1,5 @@
 # The stack's helper images, HAProxy (target `proxy`) and Prometheus (target `prometheus`), from
-# Debian 12's own packages. Built by `make stack-images` (imagetool/build/stack_images.py), never by hand:
+# Debian 12's own packages. Built by `make stack-images` (imagetool/images/stack_images.py), never by hand:
 # it puts in the context the base rootfs (image/base.lock.json), the .debs of image/stack.toml from
 # the store (hash-checked against image/store.lock.json), minimal_root.py and haproxy.cfg, and builds
 # with --network=none, SOURCE_DATE_EPOCH and rewrite-timestamp, so the digests are reproducible

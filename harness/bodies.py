@@ -1,5 +1,5 @@
 """The largest bodies of each kind a client can send within the body limit: what bounds a replica's
-memory per request (bench/body_memory.py measures them, tests/image/test_memory_bounds.py sends them
+memory per request (bench/body_memory.py measures them, tests/integration/test_memory_bounds.py sends them
 to the image under `make run`'s limits). Each is built to fill `size` bytes."""
 
 from __future__ import annotations

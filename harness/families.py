@@ -1,6 +1,7 @@
 """The model families the tests put through the pipeline, the service and the image: the ones the
 project promises to serve (LogisticRegression, RandomForest, HistGradientBoosting, GradientBoosting,
-a regressor) and models that take the exact path. One table, shared by tests/pipeline and tests/image."""
+a regressor) and models that take the exact path. One table, shared by tests/pipeline and
+tests/integration."""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 _NOT_SOURCE_PATHS = {".venv", "build", ".git", ".dvc/cache", ".dvc/tmp", "store"}  # store/: DVC-tracked
 _OUTPUT_PATHS = {"data/prepared", "models"}  # DVC outputs: made by `dvc repro`, git-ignored
 _NOT_SOURCE_NAMES = {"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache"}
-# The image's input store (tests/image/test_offline_store.py): a fresh clone has store.dvc, but
+# The image's input store (tests/integration/test_offline_store.py): a fresh clone has store.dvc, but
 # without `dvc pull` DVC reports the store as not in the cache, so copies that exercise the
 # pipeline's DVC commands (status, push, pull of the whole project) leave it out unless asked.
 _STORE_DVC = "store.dvc"

@@ -7,7 +7,7 @@ Layers, each importing only the ones before it (tests/test_imports.py checks it)
 - ``inputs/``: the locked inputs, with ``inputs.store`` as the leaf and ``inputs.fetch`` the only
   module that uses the network;
 - ``engine.install``: the engine's .debs from the store;
-- ``build/``: the image, the toolchain, the stack images, and checking a digest;
+- ``images/``: the service image, the toolchain, the stack images, and checking a digest;
 - ``ship/``: registry, deploy files, SBOM, provenance, ``make run``;
 - ``cli`` (every verb of ``python -m imagetool``) and ``steps`` (``make all``).
 

@@ -126,7 +126,7 @@ def _wheels(argv: list[str]) -> int:
 
 def _image(argv: list[str]) -> int:
     from imagetool import platforms
-    from imagetool.build import image
+    from imagetool.images import image
 
     p = _parser("image", image)
     sub = p.add_subparsers(dest="command", required=True)
@@ -153,7 +153,7 @@ def _image(argv: list[str]) -> int:
 
 
 def _toolchain(argv: list[str]) -> int:
-    from imagetool.build import toolchain
+    from imagetool.images import toolchain
 
     p = _parser("toolchain", toolchain)
     sub = p.add_subparsers(dest="command", required=True)
@@ -173,7 +173,7 @@ def _toolchain(argv: list[str]) -> int:
 
 
 def _second_builder(argv: list[str]) -> int:
-    from imagetool.build import second_builder
+    from imagetool.images import second_builder
 
     p = _parser("second-builder", second_builder)
     p.add_argument("command", choices=["verify"])
@@ -204,7 +204,7 @@ def _locks(argv: list[str]) -> int:
 
 def _repro_check(argv: list[str]) -> int:
     from contract import DVC_LOCK_FILE
-    from imagetool.build import repro_check
+    from imagetool.images import repro_check
 
     return repro_check.check(Path(argv[0]) if argv else DVC_LOCK_FILE)
 
@@ -314,7 +314,7 @@ def _run(argv: list[str]) -> int:
 
 
 def _stack_images(argv: list[str]) -> int:
-    from imagetool.build import stack_images
+    from imagetool.images import stack_images
 
     if argv[:1] != ["build"]:
         verb = _choose(argv, "stack-images", ("build", "lock", "verify"))

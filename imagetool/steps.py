@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from imagetool.build import ocidiff
 from imagetool.common import ROOT, ToolError
+from imagetool.images import ocidiff
 
 # (make target, what it does): the order is the dependency order `make all` needs.
 ALL_STEPS = [

@@ -6,7 +6,7 @@
         <image/toolchain.lock.json's digest> python -m pipeline STAGE
 
 so the interpreter, glibc/libm and every library come from the lock, not from the host (the
-toolchain is built by `make toolchain`, imagetool/build/toolchain.py). Inside, the image sets
+toolchain is built by `make toolchain`, imagetool/images/toolchain.py). Inside, the image sets
 LOCKSTEP_TRAIN=container and the stage runs in that process. The working directory is mounted at
 its own path (a `dvc exp run --temp/--queue` copy included), and nothing else from the host goes in
 but the CPU-simulation variables in PASSED_ENV. Outputs belong to the invoking user.
@@ -50,8 +50,8 @@ def docker_command(stage: str, digest: str, cwd: Path, env: dict[str, str]) -> l
 
 def check_toolchain(cwd: Path) -> str:
     """The locked toolchain's digest, once the engine answers and holds exactly that image."""
-    from imagetool.build import toolchain
     from imagetool.common import ToolError
+    from imagetool.images import toolchain
 
     if problem := toolchain.engine_problem():
         raise ToolchainUnavailableError(problem)

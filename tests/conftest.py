@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from harness import REPO_ROOT, copy_repo
+from harness import REPO_ROOT, copy_repo, venv_env
 
 # The suite builds and verifies linux/amd64: a linux/arm64 rebuild costs ~50 s under emulation, so
-# the arm64 claims (rebuild == image.lock, serving, refusals) live in tests/image/test_platforms.py,
+# the arm64 claims (rebuild == image.lock, serving, refusals) live in tests/integration/test_platforms.py,
 # which names its platform, and share one build. `make test` has prepared both platforms' inputs.
 # `make test PLATFORM=linux/arm64` runs the rest against arm64 instead.
 if not os.environ.get("PLATFORM"):
@@ -22,6 +23,20 @@ if not os.environ.get("PLATFORM"):
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def engine() -> None:
+    """The Docker engine, (re)started: daemons do not survive between sessions."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "imagetool", "engine", "start"],
+        cwd=REPO_ROOT,
+        env=venv_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, f"cannot start the Docker engine (run `make engine`): {proc.stderr}"
 
 
 @pytest.fixture

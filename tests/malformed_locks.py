@@ -1,6 +1,6 @@
 """Malformed dvc.lock files, each with the one line every reader must refuse it with.
 
-One table for every reader of dvc.lock (the contract itself, the pipeline stages, imagetool.build.repro_check
+One table for every reader of dvc.lock (the contract itself, the pipeline stages, imagetool.images.repro_check
 and the service's start-up), so they cannot drift apart. Each case turns the real lock's text into
 a bad one; the damage is to stage `train`, whose only output is the model.
 """

@@ -108,7 +108,7 @@ def test_hosted_runner_docker_verifies_with_the_containerd_image_store(workflow:
     script = "\n".join(_runs(workflow, "hosted-docker"))
     assert '"containerd-snapshotter": true' in script
     assert "systemctl restart docker" in script
-    # `make verify` takes the runner's Docker as a user's (tests/image/test_user_engine.py): no
+    # `make verify` takes the runner's Docker as a user's (tests/integration/test_user_engine.py): no
     # `sudo`, so nothing could be installed system-wide, and no job container.
     assert "make verify PLATFORM=linux/amd64" in script
     assert "sudo make" not in script

@@ -107,7 +107,7 @@ IMAGETOOL_LAYERS = (
     ),
     ("imagetool.inputs",),
     ("imagetool.engine.install",),
-    ("imagetool.build",),
+    ("imagetool.images",),
     ("imagetool.ship",),
     ("imagetool", "imagetool.cli", "imagetool.steps", "imagetool.__main__"),
 )
@@ -147,7 +147,7 @@ def test_the_store_is_a_leaf_of_the_inputs() -> None:
 
 
 def test_an_upward_import_is_found() -> None:
-    graph = {"imagetool.inputs.base": {"imagetool.build.recipe"}, "imagetool.build.recipe": set()}
+    graph = {"imagetool.inputs.base": {"imagetool.images.recipe"}, "imagetool.images.recipe": set()}
     assert upward_imports(graph) == [
-        "imagetool.inputs.base (layer 1) imports imagetool.build.recipe (layer 3)"
+        "imagetool.inputs.base (layer 1) imports imagetool.images.recipe (layer 3)"
     ]

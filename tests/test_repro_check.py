@@ -12,7 +12,7 @@ import yaml
 
 from contract import MODEL_FILE
 from harness import venv_env
-from imagetool.build.repro_check import drift
+from imagetool.images.repro_check import drift
 from tests.malformed_locks import BadLock, bad_lock_params
 
 LOCK = """schema: '2.0'

@@ -23,11 +23,11 @@ from imagetool.inputs.locks import LockError, Requirement, normalize, parse_lock
 from imagetool.platforms import AMD64, Platform
 
 # Both serve locks: build/wheels holds every wheel either may need, and pip installs only what the
-# lock the image takes (imagetool/build/recipe.py) names.
+# lock the image takes (imagetool/images/recipe.py) names.
 LOCK_NAMES = (*layout.SERVE_LOCKS, layout.BUILD_LOCK)
 LOCKS = tuple(ROOT / name for name in LOCK_NAMES)
 # What the store keeps: both serve locks (the image installs one of them, by the model's serving
-# path), pip for the build, and the training toolchain's lock (imagetool/build/toolchain.py).
+# path), pip for the build, and the training toolchain's lock (imagetool/images/toolchain.py).
 STORE_LOCK_NAMES = (*layout.SERVE_LOCKS, layout.BUILD_LOCK, layout.TRAIN_LOCK)
 
 # The image's interpreter: Debian 12's CPython 3.11 on glibc 2.36 (x86_64 or aarch64).

@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 
 from imagetool import layout
-from imagetool.build.image_lock import LOCK_NAME, ImageLock
 from imagetool.common import InputError
+from imagetool.images.image_lock import LOCK_NAME, ImageLock
 
 DEPLOY_DIR = layout.DEPLOY
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")

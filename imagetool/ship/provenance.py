@@ -27,8 +27,8 @@ from typing import Any
 
 import contract
 from imagetool import layout, platforms
-from imagetool.build.image_lock import LOCK_NAME, ImageLock
 from imagetool.common import InputError, ToolError
+from imagetool.images.image_lock import LOCK_NAME, ImageLock
 from imagetool.inputs.locks import LockError, parse_lock
 from imagetool.inputs.store import StoreLock
 from imagetool.ship.sbom import STORE_LOCK, read_json, serve_lock_for

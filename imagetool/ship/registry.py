@@ -35,7 +35,7 @@ from typing import IO, Any
 from urllib.parse import urljoin
 
 from imagetool import layout, platforms
-from imagetool.build.image_lock import LOCK_NAME, ImageLock
+from imagetool.images.image_lock import LOCK_NAME, ImageLock
 from imagetool.ship.registry_client import (
     DEADLINE,
     CredentialLookup,

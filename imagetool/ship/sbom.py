@@ -34,9 +34,9 @@ from packageurl import PackageURL
 
 import contract
 from imagetool import layout, minimal_root, platforms
-from imagetool.build import recipe
-from imagetool.build.image_lock import LOCK_NAME, ImageLock
 from imagetool.common import InputError, ToolError
+from imagetool.images import recipe
+from imagetool.images.image_lock import LOCK_NAME, ImageLock
 from imagetool.inputs import store
 from imagetool.inputs.base import BaseLock
 from imagetool.inputs.base import load_lock as load_base_lock
@@ -86,7 +86,7 @@ def read_json(path: Path, error: type[Exception] = SbomError) -> Any:
 
 
 def serve_lock_for(root: Path) -> Path:
-    """The serve lock the image installs for the model at `root` (imagetool.build.recipe decides it)."""
+    """The serve lock the image installs for the model at `root` (imagetool.images.recipe decides it)."""
     try:
         return Path(recipe.serve_lock(root))
     except ToolError as exc:

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from harness import REPO_ROOT
 from pipeline.data import atomic_write, read_cells, read_table, write_table
 from pipeline.errors import PipelineError
 from pipeline.params import PrepareParams
@@ -195,7 +196,7 @@ def test_one_row_chunks_give_the_same_table_as_one_chunk(
 ) -> None:
     import pipeline.data
 
-    source = Path(__file__).resolve().parents[2] / "data/raw/penguins.csv"
+    source = REPO_ROOT / "data/raw/penguins.csv"
     params = _params(raw_data=str(source), target="species", missing_values=["", "NA"])
     whole, kinds = load_raw(source, params, "classification")
     monkeypatch.setattr(pipeline.data, "CHUNK_ROWS", 1)

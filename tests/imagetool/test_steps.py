@@ -1,0 +1,95 @@
+"""What a user sees: `make all`'s step lines and summary, BuildKit's progress made concise, and
+`make help` without colour codes in a pipe."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness import REPO_ROOT
+from imagetool import steps
+from imagetool.images import image
+
+ROOT = REPO_ROOT
+
+PLAIN = """\
+#1 [internal] load build definition from Dockerfile
+#1 DONE 0.0s
+#4 [base 1/1] ADD build/base/rootfs.tar /
+#4 CACHED
+#11 [deps 1/1] RUN pip install
+#11 0.878 Looking in links: /wheels
+#11 0.881 Processing ./wheels/a.whl
+#11 DONE 11.9s
+#12 [runtime 2/4] COPY --from=deps /out/ /
+#12 DONE 0.2s
+#13 exporting to oci image format
+#13 exporting layers 3.1s done
+#13 DONE 4.2s
+"""
+
+
+def test_buildkit_progress_is_one_line_per_step_with_slow_steps_timed() -> None:
+    seen: dict[str, str] = {}
+    shown: set[str] = set()
+    out = [line for raw in PLAIN.splitlines() for line in image.progress_lines(raw, seen, shown)]
+    assert out == [
+        "image:   cached  [base 1/1] ADD build/base/rootfs.tar /",
+        "image:   [deps 1/1] RUN pip install",
+        "image:   [deps 1/1] done in 11.9s",
+        "image:   [runtime 2/4] COPY --from=deps /out/ /",
+        "image:   exporting to oci image format",
+        "image:   exporting to oci image format done in 4.2s",
+    ]
+
+
+def test_every_make_all_step_is_a_make_target_with_a_description() -> None:
+    targets = subprocess.run(["make", "help"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    for target, what in steps.ALL_STEPS:
+        assert f"  {target} " in targets
+        assert len(what) > 20
+
+
+def test_make_help_prints_no_colour_codes_into_a_pipe() -> None:
+    out = subprocess.run(["make", "help"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert "\033[" not in out
+    assert "  verify " in out
+
+
+def test_make_help_groups_targets_by_workflow_in_order() -> None:
+    out = subprocess.run(["make"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    headings = [line[:-1] for line in out.splitlines() if line.endswith(":") and not line.startswith(" ")]
+    assert headings == ["train", "serve", "image", "deploy", "develop"]
+    groups = {h: out.split(f"\n{h}:\n")[1].split("\n\n")[0] for h in headings}
+    placed = [("train", "repro"), ("serve", "serve"), ("image", "run"), ("image", "stop"), ("deploy", "push")]
+    for heading, target in [*placed, ("develop", "test"), ("develop", "lint")]:
+        assert f"  {target} " in groups[heading], (heading, target)
+
+
+def test_quiet_step_gets_elapsed_notes() -> None:
+    script = "import time; print('a', flush=True); time.sleep(0.35); print('b')"
+    with subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True) as proc:
+        items = list(steps.lines_with_heartbeat(proc, 0.1))
+    assert items[0] == "a"
+    assert items[-1] == "b"
+    assert any(isinstance(i, float) for i in items[1:-1])
+
+
+@pytest.mark.parametrize(("locked", "verdict"), [("same", "equals image.lock"), ("other", "differs")])
+def test_summary_says_digest_lock_size_and_next_commands(tmp_path: Path, locked: str, verdict: str) -> None:
+    digest = "sha256:" + "a" * 64
+    (tmp_path / "build/image").mkdir(parents=True)
+    layers = [{"size": 30_000_000, "digest": "x", "created_by": "y"}, {"size": 28_000_000}]
+    (tmp_path / "build/image/last-build.json").write_text(json.dumps({"digest": digest, "layers": layers}))
+    lock_digest = digest if locked == "same" else "sha256:" + "b" * 64
+    (tmp_path / "image.lock").write_text(json.dumps({"digest": lock_digest}))
+    text = "\n".join(steps.summary(tmp_path))
+    assert digest in text
+    assert verdict in text
+    assert "58 MB compressed, 2 layers" in text
+    assert "make run" in text
+    assert "make test" in text
