@@ -20,9 +20,12 @@ include $(wildcard mk/*.mk)
 help: ## List the targets by workflow (`make` alone does this)
 	@awk -v groups="$(HELP_GROUPS)" -f mk/help.awk $(MAKEFILE_LIST)
 
+# make all's steps, plain prerequisites in the order a fresh clone needs them (make runs them left to
+# right; each also names what it needs), then the summary.
+ALL_STEPS := setup engine host-tools store toolchain repro base wheels image
 .PHONY: all
-all: ## Set up, fill the store, install the engine, retrain, build the image; a line per step, a summary
-	@python3 -m imagetool all
+all: $(ALL_STEPS) ## Set up, fill the store, install the engine, retrain, build the image; then a summary
+	@python3 -m imagetool summary
 
 ##@ develop
 

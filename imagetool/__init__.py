@@ -9,7 +9,7 @@ Layers, each importing only the ones before it (tests/test_imports.py checks it)
 - ``engine.install``: the engine's .debs from the store;
 - ``images/``: the service image, the toolchain, the stack images, and checking a digest;
 - ``ship/``: registry, deploy files, SBOM, provenance, ``make run``;
-- ``cli`` (every verb of ``python -m imagetool``) and ``steps`` (``make all``).
+- ``cli`` (every verb of ``python -m imagetool``) and ``summary`` (``make all``'s last word).
 
 ``minimal_root`` stands apart: the Dockerfile runs it inside the build, and imports nothing.
 """

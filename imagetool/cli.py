@@ -43,13 +43,15 @@ def _choose(argv: list[str], verb: str, choices: tuple[str, ...]) -> str:
 # --- verbs -------------------------------------------------------------------------------------
 
 
-def _all(argv: list[str]) -> int:
-    from imagetool import steps
+def _summary(argv: list[str]) -> int:
+    from imagetool import summary
 
     if argv:
-        print("usage: python3 -m imagetool all", file=sys.stderr)
+        print("usage: python3 -m imagetool summary", file=sys.stderr)
         return 2
-    return steps.run_all()
+    for line in summary.summary():
+        print(line)
+    return 0
 
 
 def _engine(argv: list[str]) -> int:
@@ -325,7 +327,7 @@ def _stack_images(argv: list[str]) -> int:
 
 
 VERBS: dict[str, Verb] = {
-    "all": Verb(_all, "setup, store, engine, retrain, build: one line per step"),
+    "summary": Verb(_summary, "the built image: digest, equal to image.lock?, size, what next (make all)"),
     "engine": Verb(
         _engine, "install|start|check|stop|status the Docker engine (yours if usable); host-tools; binfmt"
     ),

@@ -109,7 +109,7 @@ IMAGETOOL_LAYERS = (
     ("imagetool.engine.install",),
     ("imagetool.images",),
     ("imagetool.ship",),
-    ("imagetool", "imagetool.cli", "imagetool.steps", "imagetool.__main__"),
+    ("imagetool", "imagetool.cli", "imagetool.summary", "imagetool.__main__"),
 )
 
 

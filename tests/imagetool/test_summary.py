@@ -1,9 +1,10 @@
-"""What a user sees: `make all`'s step lines and summary, BuildKit's progress made concise, and
-`make help` without colour codes in a pipe."""
+"""What a user sees: `make all`'s steps and summary, BuildKit's progress made concise, and `make help`
+without colour codes in a pipe."""
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from harness import REPO_ROOT
-from imagetool import steps
+from imagetool import summary
 from imagetool.images import image
 
 ROOT = REPO_ROOT
@@ -47,11 +48,30 @@ def test_buildkit_progress_is_one_line_per_step_with_slow_steps_timed() -> None:
     ]
 
 
+def make_all_steps() -> list[str]:
+    """`make all`'s prerequisites, as make itself reads them."""
+    database = subprocess.run(["make", "-pn", "all"], cwd=ROOT, capture_output=True, text=True, check=True)
+    [line] = [line for line in database.stdout.splitlines() if line.startswith("all: ")]
+    return line.removeprefix("all: ").split()
+
+
 def test_every_make_all_step_is_a_make_target_with_a_description() -> None:
     targets = subprocess.run(["make", "help"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    for target, what in steps.ALL_STEPS:
-        assert f"  {target} " in targets
+    steps = make_all_steps()
+    assert steps[0] == "setup"
+    assert steps[-1] == "image"
+    for target in steps:
+        [what] = re.findall(rf"^  {re.escape(target)} +(.+)$", targets, re.M)
         assert len(what) > 20
+
+
+def test_make_all_runs_its_steps_in_make_and_only_the_summary_in_python() -> None:
+    """No make -> Python -> make round trip: the steps are make's prerequisites, the recipe is the summary."""
+    dry = subprocess.run(["make", "-n", "all"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    commands = [line for line in dry.splitlines() if line.strip()]
+    assert commands[-1] == "python3 -m imagetool summary"
+    assert not [c for c in commands if c.startswith("make ") or " make " in c]
+    assert "imagetool all" not in dry
 
 
 def test_make_help_prints_no_colour_codes_into_a_pipe() -> None:
@@ -70,13 +90,18 @@ def test_make_help_groups_targets_by_workflow_in_order() -> None:
         assert f"  {target} " in groups[heading], (heading, target)
 
 
-def test_quiet_step_gets_elapsed_notes() -> None:
-    script = "import time; print('a', flush=True); time.sleep(0.35); print('b')"
-    with subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True) as proc:
-        items = list(steps.lines_with_heartbeat(proc, 0.1))
-    assert items[0] == "a"
-    assert items[-1] == "b"
-    assert any(isinstance(i, float) for i in items[1:-1])
+def test_the_summary_verb_runs_on_the_system_python_alone(tmp_path: Path) -> None:
+    """`make all`'s recipe: stdlib only (-S, no site-packages), and a tree with no build says so."""
+    proc = subprocess.run(
+        [sys.executable, "-S", "-m", "imagetool", "summary"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "digest" in proc.stdout or "no image was built" in proc.stdout
+    assert summary.summary(tmp_path) == ["    no image was built (see the output above)"]
 
 
 @pytest.mark.parametrize(("locked", "verdict"), [("same", "equals image.lock"), ("other", "differs")])
@@ -87,7 +112,7 @@ def test_summary_says_digest_lock_size_and_next_commands(tmp_path: Path, locked:
     (tmp_path / "build/image/last-build.json").write_text(json.dumps({"digest": digest, "layers": layers}))
     lock_digest = digest if locked == "same" else "sha256:" + "b" * 64
     (tmp_path / "image.lock").write_text(json.dumps({"digest": lock_digest}))
-    text = "\n".join(steps.summary(tmp_path))
+    text = "\n".join(summary.summary(tmp_path))
     assert digest in text
     assert verdict in text
     assert "58 MB compressed, 2 layers" in text
