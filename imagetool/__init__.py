@@ -4,8 +4,9 @@ Layers, each importing only the ones before it (tests/test_imports.py checks it)
 
 - ``common`` (errors, files, logging), ``layout`` (every path of the tree), ``platforms``, and
   ``engine`` (which Docker engine answers; ``engine/engine.sh`` installs and starts Debian's);
-- ``inputs/``: the locked inputs, with ``inputs.store`` as the leaf and ``inputs.fetch`` the only
-  module that uses the network;
+- ``inputs/``: the locked inputs: pure readers and checkers (``store``, the leaf; ``locks``,
+  ``wheels``, ``base``), then what makes or fetches (``base_build``, ``rederive``, ``fetch``, the
+  only module that fills the store);
 - ``engine.install``: the engine's .debs from the store;
 - ``images/``: the service image, the toolchain, the stack images, and checking a digest;
 - ``ship/``: registry, deploy files, SBOM, provenance, ``make run``;

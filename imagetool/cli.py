@@ -101,13 +101,13 @@ def _store(argv: list[str]) -> int:
 
 def _base(argv: list[str]) -> int:
     from imagetool import platforms
-    from imagetool.inputs import base, fetch
+    from imagetool.inputs import base, base_build, fetch
 
     p = _parser("base", base)
     p.add_argument("command", choices=["build", "lock", "check"])
     platforms.add_argument(p)
     args = p.parse_args(argv)
-    command = {"build": fetch.place_base, "lock": base.cmd_lock, "check": base.cmd_check}[args.command]
+    command = {"build": fetch.place_base, "lock": base_build.cmd_lock, "check": base.cmd_check}[args.command]
     for plat in platforms.chosen(args.platform):
         command(plat)
     return 0

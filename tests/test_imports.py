@@ -151,3 +151,20 @@ def test_an_upward_import_is_found() -> None:
     assert upward_imports(graph) == [
         "imagetool.inputs.base (layer 1) imports imagetool.images.recipe (layer 3)"
     ]
+
+
+def test_base_and_wheels_only_read_and_check() -> None:
+    """Building the base (base_build) and fetching (fetch) sit above them: they start no process and
+    open no connection, and import only the pure layer below."""
+    graph = import_graph(REPO_ROOT, ("imagetool",))
+    pure = {"imagetool.common", "imagetool.layout", "imagetool.platforms", "imagetool.inputs.locks"}
+    for module in ("imagetool.inputs.base", "imagetool.inputs.wheels"):
+        assert graph[module] <= pure | {"imagetool.inputs.aptsources"}, (module, graph[module])
+        tree = ast.parse((REPO_ROOT / (module.replace(".", "/") + ".py")).read_text())
+        imported = {
+            alias.name.split(".")[0]
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Import | ast.ImportFrom)
+            for alias in (node.names if isinstance(node, ast.Import) else [ast.alias(node.module or "")])
+        }
+        assert not imported & {"subprocess", "urllib", "http", "socket", "shutil"}, (module, imported)

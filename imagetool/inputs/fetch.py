@@ -3,10 +3,11 @@
     python -m imagetool store ensure [GROUP...]   # complete the store: dvc pull, else fetch (says which)
     python -m imagetool store lock [GROUP...]     # re-fill from the network; rewrite image/store.lock.json
 
-The only module of `imagetool.inputs` that uses the network (PyPI, the Debian mirror), and then only
-to lock, or to fill what a DVC remote could not provide; `LOCKSTEP_OFFLINE=1` refuses it. It sits
-above `store` (which keeps the files), `base`/`wheels` (which read and check the locks) and
-`rederive` (the base from the stored .debs, offline), so none of them imports another back.
+The only module that fills the store: from a DVC remote, else from the network (PyPI, the Debian
+mirror), and the network only to lock or to fill what the remote could not provide;
+`LOCKSTEP_OFFLINE=1` refuses it. It sits above `store` (which keeps the files), `base`/`wheels`
+(which read and check the locks), `base_build` and `rederive` (which make the base), so none of
+them imports another back.
 
 `make base` and `make wheels` place the base root filesystem (build/base/.../rootfs.tar) and the
 image's wheels (build/wheels*) from the store, each checked against its lock.
@@ -15,6 +16,7 @@ image's wheels (build/wheels*) from the store, each checked against its lock.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +29,10 @@ from imagetool.common import (
     log,
     rel,
     replace_durably,
+    run,
     temporary_beside,
 )
-from imagetool.inputs import aptsources, base, rederive, store, wheels
+from imagetool.inputs import aptsources, base, base_build, rederive, store, wheels
 from imagetool.inputs.apt import AptState, deb_file_version, state_folder
 from imagetool.inputs.store import (
     ENGINE_DEFINITION,
@@ -56,7 +59,15 @@ from imagetool.inputs.store import (
     rootfs_name,
     wheels_folder,
 )
-from imagetool.inputs.wheels import LOCK_NAMES, check_wheels, load_locks, wheel_name_version
+from imagetool.inputs.wheels import (
+    ABI,
+    GLIBC_MINOR_MAX,
+    LOCK_NAMES,
+    PYTHON_VERSION,
+    check_wheels,
+    load_locks,
+    wheel_name_version,
+)
 from imagetool.platforms import AMD64, Platform
 
 # Set to refuse any network fetch (the offline tests and users who want proof set it).
@@ -102,7 +113,7 @@ def fetch_wheels(plat: platforms.Platform = platforms.AMD64) -> int:
     folder = STORE / wheels_folder(plat)
     before = set(folder.glob("*.whl"))
     log(f"store: downloading {plat.name} wheels from the package index (network)")
-    wheels.pip_download([ROOT / n for n in wheels.store_lock_names(plat)], folder, plat)
+    pip_download([ROOT / n for n in wheels.store_lock_names(plat)], folder, plat)
     return len(set(folder.glob("*.whl")) - before)
 
 
@@ -124,8 +135,8 @@ def fetch_rootfs(plat: platforms.Platform = platforms.AMD64) -> str:
     else:
         _refuse_network(f"the {plat.name} base root filesystem")
         definition = base.load_definition()
-        built = base.mmdebstrap(
-            definition, base.resolve_sources(definition), lock.source_date_epoch, tmp, plat
+        built = base_build.mmdebstrap(
+            definition, base_build.resolve_sources(definition), lock.source_date_epoch, tmp, plat
         )
         how = "built by mmdebstrap from the Debian mirror (network)"
     if built.sha256 != lock.tarball_sha256:
@@ -141,7 +152,7 @@ def fetch_rootfs(plat: platforms.Platform = platforms.AMD64) -> str:
 def base_apt(plat: platforms.Platform = platforms.AMD64) -> AptState:
     definition = base.load_definition()
     return AptState(
-        state_folder(f"apt-base-{plat.deb_arch}"), base.resolve_sources(definition), arch=plat.deb_arch
+        state_folder(f"apt-base-{plat.deb_arch}"), base_build.resolve_sources(definition), arch=plat.deb_arch
     )
 
 
@@ -383,3 +394,18 @@ def place_wheels(plat: Platform = AMD64) -> int:
         f"all hashes match {', '.join(LOCK_NAMES)}"
     )
     return 0
+
+
+def pip_download(lock_files: list[Path], dest: Path, plat: Platform = AMD64) -> None:
+    """Fetch the locked wheels for ``plat`` from the package index (pip checks the hashes; files
+    already in ``dest`` are reused)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "pip", "download", "--progress-bar", "off", "--dest", str(dest)]
+    cmd += ["--only-binary=:all:", "--no-deps", "--require-hashes"]
+    cmd += ["--python-version", PYTHON_VERSION, "--implementation", "cp", "--abi", ABI, "--abi", "abi3"]
+    cmd += ["--abi", "none"]
+    for tag in [*plat.wheel_platform_tags(GLIBC_MINOR_MAX), "any"]:
+        cmd += ["--platform", tag]
+    for lock in lock_files:
+        cmd += ["-r", str(lock)]
+    run(cmd, env={"PIP_DISABLE_PIP_VERSION_CHECK": "1"}, capture=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from imagetool import platforms
 from imagetool.common import BUILD, InputError, ToolError, log, rel
-from imagetool.inputs import aptsources, base
+from imagetool.inputs import aptsources, base, base_build
 from imagetool.inputs.store import (
     STORE,
     StoreLock,
@@ -61,11 +61,11 @@ def local_base_repository(dest: Path, plat: platforms.Platform = platforms.AMD64
     return aptsources.Source(f"copy://{dest}", suite, ("main",), ("trusted=yes",))
 
 
-def rederive_base(out: Path, plat: platforms.Platform = platforms.AMD64) -> base.Built:
+def rederive_base(out: Path, plat: platforms.Platform = platforms.AMD64) -> base_build.Built:
     """The base rootfs rebuilt by mmdebstrap from the store's .debs only: no mirror, no network."""
     lock = base.load_lock(plat)
     source = local_base_repository(BUILD / f"base-repo{plat.suffix}", plat)
-    return base.mmdebstrap(base.load_definition(), [source], lock.source_date_epoch, out, plat)
+    return base_build.mmdebstrap(base.load_definition(), [source], lock.source_date_epoch, out, plat)
 
 
 def cmd_rederive_base(plat: platforms.Platform = platforms.AMD64) -> int:

@@ -14,11 +14,10 @@ wheel in a build stage only).
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from imagetool import layout
-from imagetool.common import ROOT, ToolError, file_digest, log, rel, run
+from imagetool.common import ROOT, ToolError, file_digest, log, rel
 from imagetool.inputs.locks import LockError, Requirement, normalize, parse_lock_text
 from imagetool.platforms import AMD64, Platform
 
@@ -103,21 +102,6 @@ def load_locks(root: Path = ROOT, names: tuple[str, ...] = LOCK_NAMES) -> list[R
         except FileNotFoundError:
             raise ToolError(f"{name}: missing") from None
     return list(reqs.values())
-
-
-def pip_download(lock_files: list[Path], dest: Path, plat: Platform = AMD64) -> None:
-    """Fetch the locked wheels for ``plat`` from the package index (pip checks the hashes; files
-    already in ``dest`` are reused)."""
-    dest.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "pip", "download", "--progress-bar", "off", "--dest", str(dest)]
-    cmd += ["--only-binary=:all:", "--no-deps", "--require-hashes"]
-    cmd += ["--python-version", PYTHON_VERSION, "--implementation", "cp", "--abi", ABI, "--abi", "abi3"]
-    cmd += ["--abi", "none"]
-    for tag in [*plat.wheel_platform_tags(GLIBC_MINOR_MAX), "any"]:
-        cmd += ["--platform", tag]
-    for lock in lock_files:
-        cmd += ["-r", str(lock)]
-    run(cmd, env={"PIP_DISABLE_PIP_VERSION_CHECK": "1"}, capture=True)
 
 
 def cmd_check(plat: Platform = AMD64) -> int:

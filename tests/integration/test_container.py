@@ -17,14 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from contract import (
-    MODEL_FILE,
-    ONNX_FILE,
-    SCHEMA_FILE,
-    SERVING_FILE,
-    TEST_CSV,
-    load_verified_pickle,
-)
+from contract import MODEL_FILE, ONNX_FILE, SCHEMA_FILE, SERVING_FILE, TEST_CSV, load_verified_pickle
 from harness import REPO_ROOT as ROOT
 from harness import free_port
 from imagetool.ship.container import (

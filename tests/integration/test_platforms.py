@@ -294,3 +294,12 @@ def test_arm64_serves_predict_and_v2_like_the_model(arm64_container: Container) 
         for o in _post(f"{arm64_container.url}/v2/models/lockstep/infer", {"inputs": inputs})["outputs"]
     }
     assert outputs["label"]["data"] == [p["label"] for p in served]
+
+    # The same rows by position parse with simdjson's aarch64 (NEON) kernel (api/dense_json.py), the
+    # named rows above with orjson: both must read every number to the same float64, so the answers
+    # are equal to the last bit. The V2 columns above took the dense parse too.
+    assert all(isinstance(v, float | int) for r in rows for v in r.values())  # numbers only: the dense path
+    positional = _post(f"{arm64_container.url}/predict", {"instances": [[r[n] for n in names] for r in rows]})
+    assert positional["predictions"] == served
+    v2_probabilities = np.array(outputs["probabilities"]["data"], dtype=np.float64).reshape(got.shape)
+    assert np.array_equal(v2_probabilities, got)  # the V2 columns' dense parse, against orjson's rows

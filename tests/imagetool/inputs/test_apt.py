@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from imagetool.common import BUILD, ToolError
-from imagetool.inputs import apt, base
+from imagetool.inputs import apt, base, base_build
 
 pytestmark = [
     pytest.mark.slow,
@@ -29,7 +29,7 @@ def folder() -> Iterator[Path]:
 
 
 def _state(folder: Path) -> apt.AptState:
-    return apt.AptState(folder, base.resolve_sources(base.load_definition()))
+    return apt.AptState(folder, base_build.resolve_sources(base.load_definition()))
 
 
 def test_the_sandbox_user_is_apt_s_default() -> None:

@@ -17,7 +17,7 @@ import pytest
 from harness import REPO_ROOT as ROOT
 from harness import copy_repo
 from imagetool.common import InputError, ToolError
-from imagetool.inputs import base, inrelease
+from imagetool.inputs import base, base_build, inrelease
 from imagetool.inputs.aptsources import Source
 
 FIXTURE = Path(__file__).parent / "fixtures/bookworm-security.InRelease"
@@ -53,7 +53,7 @@ WEAKENING_ONE_LINE = [
 def test_given_source_with_a_weakening_option_is_refused(option: str) -> None:
     line = f"deb [arch=amd64 {option}] http://deb.example/debian bookworm main"
     with pytest.raises(InputError) as err:
-        base.resolve_sources(_definition(["deb http://deb.example/debian bookworm-updates main", line]))
+        base_build.resolve_sources(_definition(["deb http://deb.example/debian bookworm-updates main", line]))
     assert str(err.value).startswith("image/base.toml: sources[1]: ")
     assert f"option {option}: " in str(err.value)
     assert "\n" not in str(err.value)  # one line per refused option
@@ -68,7 +68,7 @@ def test_given_source_with_a_weakening_option_is_refused(option: str) -> None:
     ],
 )
 def test_given_source_that_keeps_verification_is_accepted(line: str) -> None:
-    (src,) = base.resolve_sources(_definition([line]))
+    (src,) = base_build.resolve_sources(_definition([line]))
     assert src.line() == line  # passed on to mmdebstrap as given
     assert src.origin == "image/base.toml: sources[0]"
 
@@ -95,7 +95,7 @@ def test_host_deb822_source_with_a_weakening_field_is_refused(
         f"Components: main\n{field}\n"
     )
     with pytest.raises(InputError) as err:
-        base.resolve_sources(_definition("host"), etc_apt=tmp_path)
+        base_build.resolve_sources(_definition("host"), etc_apt=tmp_path)
     assert str(err.value).startswith(f"{parts / 'debian.sources'}:7: ")
     assert f"option {option}: " in str(err.value)
 
@@ -107,7 +107,7 @@ def test_host_one_line_source_with_trusted_is_refused(tmp_path: Path) -> None:
         "deb http://deb.example/debian-security bookworm-security main\n"
     )
     with pytest.raises(InputError, match=rf"^{tmp_path / 'sources.list'}:2: .*option trusted=yes: turns off"):
-        base.resolve_sources(_definition("host"), etc_apt=tmp_path)
+        base_build.resolve_sources(_definition("host"), etc_apt=tmp_path)
 
 
 def test_host_sources_the_base_does_not_use_are_not_judged(tmp_path: Path) -> None:
@@ -115,7 +115,8 @@ def test_host_sources_the_base_does_not_use_are_not_judged(tmp_path: Path) -> No
     (tmp_path / "sources.list").write_text(
         "deb http://deb.example/debian bookworm main\ndeb [trusted=yes] file:/srv/local-repo ./\n"
     )
-    assert [s.suite for s in base.resolve_sources(_definition("host"), etc_apt=tmp_path)] == ["bookworm"]
+    sources = base_build.resolve_sources(_definition("host"), etc_apt=tmp_path)
+    assert [s.suite for s in sources] == ["bookworm"]
 
 
 def test_inline_signed_by_key_is_refused_with_what_to_do(tmp_path: Path) -> None:
@@ -126,7 +127,7 @@ def test_inline_signed_by_key_is_refused_with_what_to_do(tmp_path: Path) -> None
         " -----END PGP PUBLIC KEY BLOCK-----\n"
     )
     with pytest.raises(InputError, match=r"inline key block.*keyring file"):
-        base.resolve_sources(_definition("host"), etc_apt=tmp_path)
+        base_build.resolve_sources(_definition("host"), etc_apt=tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -317,7 +318,7 @@ def _archive(root: Path, data: bytes) -> Source:
 
 
 def test_release_epoch_reads_the_verified_date_of_each_source(tmp_path: Path) -> None:
-    assert base.release_epoch([_archive(tmp_path, FIXTURE.read_bytes())], now=NOW) == FIXTURE_DATE
+    assert base_build.release_epoch([_archive(tmp_path, FIXTURE.read_bytes())], now=NOW) == FIXTURE_DATE
 
 
 def test_release_epoch_refuses_a_tampered_archive(tmp_path: Path) -> None:
@@ -327,4 +328,4 @@ def test_release_epoch_refuses_a_tampered_archive(tmp_path: Path) -> None:
         ToolError,
         match=rf"^file://{re.escape(str(tmp_path))}/bad/dists/{SUITE}/InRelease: refused: .*altered",
     ):
-        base.release_epoch([good, bad], now=NOW)
+        base_build.release_epoch([good, bad], now=NOW)
