@@ -4,6 +4,7 @@ without colour codes in a pipe."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -67,7 +68,16 @@ def test_every_make_all_step_is_a_make_target_with_a_description() -> None:
 
 def test_make_all_runs_its_steps_in_make_and_only_the_summary_in_python() -> None:
     """No make -> Python -> make round trip: the steps are make's prerequisites, the recipe is the summary."""
-    dry = subprocess.run(["make", "-n", "all"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    # Under `make test`, make's own MAKEFLAGS/MAKELEVEL would add "Entering directory" lines.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    dry = subprocess.run(
+        ["make", "--no-print-directory", "-n", "all"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     commands = [line for line in dry.splitlines() if line.strip()]
     assert commands[-1] == "python3 -m imagetool summary"
     assert not [c for c in commands if c.startswith("make ") or " make " in c]
