@@ -93,9 +93,9 @@ def _object(doc: dict[str, Any], key: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def estimator_class(doc: Any, path: Path | str) -> str:
+def estimator_class(doc: dict[str, Any], path: Path | str) -> str:
     """The dotted class name of the model's estimator (what the image's lock follows)."""
-    estimator = require(doc, "estimator", dict, path) if isinstance(doc, dict) else None
-    if estimator is None or not isinstance(estimator.get("class"), str):
+    estimator = require(doc, "estimator", dict, path)
+    if not isinstance(estimator.get("class"), str):
         raise ContractError(f"{path}: estimator.class is missing or not a string")
     return str(estimator["class"])

@@ -34,31 +34,6 @@ from imagetool.common import (
 )
 from imagetool.inputs import aptsources, base, base_build, rederive, store, wheels
 from imagetool.inputs.apt import AptState, deb_file_version, state_folder
-from imagetool.inputs.store import (
-    ENGINE_DEFINITION,
-    GROUPS,
-    LOCK,
-    STACK_DEFINITION,
-    STORE,
-    StoreLock,
-    check_files,
-    debs_folder,
-    dvc_add,
-    dvc_cached,
-    dvc_pull,
-    engine_pins,
-    group_of,
-    load_engine_definition,
-    load_stack_definition,
-    megabytes,
-    place,
-    platform_of,
-    refuse_altered,
-    remove_unlocked,
-    rootfs_group,
-    rootfs_name,
-    wheels_folder,
-)
 from imagetool.inputs.wheels import (
     ABI,
     GLIBC_MINOR_MAX,
@@ -110,7 +85,7 @@ def builder2_apt(definition: dict[str, Any]) -> AptState:
 
 def fetch_wheels(plat: platforms.Platform = platforms.AMD64) -> int:
     _refuse_network(f"{plat.name} wheels")
-    folder = STORE / wheels_folder(plat)
+    folder = store.STORE / store.wheels_folder(plat)
     before = set(folder.glob("*.whl"))
     log(f"store: downloading {plat.name} wheels from the package index (network)")
     pip_download([ROOT / n for n in wheels.store_lock_names(plat)], folder, plat)
@@ -122,16 +97,16 @@ def fetch_rootfs(plat: platforms.Platform = platforms.AMD64) -> str:
     re-derived from the store's .debs (offline), else mmdebstrap from the mirror."""
     lock = base.load_lock(plat)
     lock_path, tarball = plat.base_lock(), plat.rootfs()
-    dest = STORE / rootfs_name(plat)
+    dest = store.STORE / store.rootfs_name(plat)
     if tarball.is_file() and file_digest(tarball) == lock.tarball_sha256:
-        place(tarball, dest)
+        store.place(tarball, dest)
         return f"copied from {rel(tarball)}"
     tmp = temporary_beside(dest)
-    folder = debs_folder(plat) + "/"
-    debs = {n: e for n, e in StoreLock.read().files.items() if n.startswith(folder)}
-    if debs and not check_files(STORE, debs, (rootfs_group(plat),)):
+    folder = store.debs_folder(plat) + "/"
+    debs = {n: e for n, e in store.StoreLock.read().files.items() if n.startswith(folder)}
+    if debs and not store.check_files(store.STORE, debs, (store.rootfs_group(plat),)):
         built = rederive.rederive_base(tmp, plat)
-        how = f"re-derived by mmdebstrap from {rel(STORE / folder)} (no network)"
+        how = f"re-derived by mmdebstrap from {rel(store.STORE / folder)} (no network)"
     else:
         _refuse_network(f"the {plat.name} base root filesystem")
         definition = base.load_definition()
@@ -164,60 +139,62 @@ def fetch_debs(names: list[str]) -> None:
         by_folder.setdefault(str(Path(name).parent), []).append(f"{pkg}={version}")
     for folder, specs in by_folder.items():
         _refuse_network(f"{len(specs)} Debian packages")
-        if group_of(folder) == "engine":
-            apt = engine_apt(load_engine_definition())
-        elif group_of(folder) == "builder2":
-            apt = builder2_apt(load_engine_definition())
+        if store.group_of(folder) == "engine":
+            apt = engine_apt(store.load_engine_definition())
+        elif store.group_of(folder) == "builder2":
+            apt = builder2_apt(store.load_engine_definition())
         else:
-            apt = base_apt(platform_of(folder))
-        apt.download(specs, STORE / folder)
+            apt = base_apt(store.platform_of(folder))
+        apt.download(specs, store.STORE / folder)
 
 
 def fetch_missing(missing: list[str]) -> list[str]:
     """Fetch exactly the missing locked files; returns what was done, for the log."""
     done = []
     for plat in platforms.ALL:
-        if any(n.startswith(wheels_folder(plat) + "/") for n in missing):
+        if any(n.startswith(store.wheels_folder(plat) + "/") for n in missing):
             done.append(f"{fetch_wheels(plat)} {plat.name} wheels from the package index")
     debs = [n for n in missing if n.endswith(".deb")]
     if debs:
         fetch_debs(debs)
         done.append(f"{len(debs)} .debs from the Debian mirror")
     for plat in platforms.ALL:  # after the .debs: it is re-derived from them, offline
-        if rootfs_name(plat) in missing:
-            done.append(f"{rootfs_name(plat)} {fetch_rootfs(plat)}")
+        if store.rootfs_name(plat) in missing:
+            done.append(f"{store.rootfs_name(plat)} {fetch_rootfs(plat)}")
     return done
 
 
-def ensure(groups: list[str] | tuple[str, ...] = GROUPS, *, quiet: bool = False) -> None:
+def ensure(groups: list[str] | tuple[str, ...] = store.GROUPS, *, quiet: bool = False) -> None:
     """Make the locked files of ``groups`` present and intact: DVC remote first, network last."""
     wanted = tuple(groups)
-    files = StoreLock.read().files
-    problems = check_files(STORE, files, wanted)
-    refuse_altered(problems)
+    files = store.StoreLock.read().files
+    problems = store.check_files(store.STORE, files, wanted)
+    store.refuse_altered(problems)
     pulled = False
     if problems.missing:
-        log(f"store: {len(problems.missing)} of the locked files are missing from {rel(STORE)}")
-        if pulled := dvc_pull():
-            problems = check_files(STORE, files, wanted)
-            refuse_altered(problems)
+        log(f"store: {len(problems.missing)} of the locked files are missing from {rel(store.STORE)}")
+        if pulled := store.dvc_pull():
+            problems = store.check_files(store.STORE, files, wanted)
+            store.refuse_altered(problems)
     fetched: list[str] = []
     if problems.missing and os.environ.get(OFFLINE_ENV):
-        shown = ", ".join(f"{rel(STORE / n)}" for n in problems.missing[:10])
+        shown = ", ".join(f"{rel(store.STORE / n)}" for n in problems.missing[:10])
         more = f" and {len(problems.missing) - 10} more" if len(problems.missing) > 10 else ""
         raise StoreIncompleteError(f"{OFFLINE_ENV} is set (no network), and the store lacks {shown}{more}")
     if problems.missing:
         fetched = fetch_missing(problems.missing)
-        problems = check_files(STORE, files, wanted)
-        refuse_altered(problems)
+        problems = store.check_files(store.STORE, files, wanted)
+        store.refuse_altered(problems)
         if problems.missing:
-            raise ToolError(f"still missing from {rel(STORE)} after fetching: " + ", ".join(problems.missing))
-    if (fetched or not dvc_cached()) and set(wanted) == set(GROUPS):
-        remove_unlocked(files)
-        dvc_add()
-    n = [e for name, e in files.items() if group_of(name) in wanted]
-    size = megabytes(sum(e["bytes"] for e in n))
-    summary = f"store: {len(n)} files ({size}) of {', '.join(wanted)} match {rel(LOCK)}"
+            raise ToolError(
+                f"still missing from {rel(store.STORE)} after fetching: " + ", ".join(problems.missing)
+            )
+    if (fetched or not store.dvc_cached()) and set(wanted) == set(store.GROUPS):
+        store.remove_unlocked(files)
+        store.dvc_add()
+    n = [e for name, e in files.items() if store.group_of(name) in wanted]
+    size = store.megabytes(sum(e["bytes"] for e in n))
+    summary = f"store: {len(n)} files ({size}) of {', '.join(wanted)} match {rel(store.LOCK)}"
     if fetched:
         log(f"{summary}; filled: {'; '.join(fetched)}")
     elif pulled or not quiet:
@@ -226,18 +203,18 @@ def ensure(groups: list[str] | tuple[str, ...] = GROUPS, *, quiet: bool = False)
 
 def download_debs(apt: AptState, specs: list[str], folder: str) -> set[str]:
     """Download ``name=version`` specs into store/``folder``; their store paths."""
-    apt.download(specs, STORE / folder)
+    apt.download(specs, store.STORE / folder)
     wanted = set(specs)
     return {
         f"{folder}/{path.name}"
-        for path in STORE.joinpath(folder).glob("*.deb")
+        for path in store.STORE.joinpath(folder).glob("*.deb")
         if "=".join(deb_file_version(path.name)) in wanted
     }
 
 
 def lock_wheels(plat: platforms.Platform) -> set[str]:
     """Fetch the platform's locked wheels into the store, drop stale ones; their store paths."""
-    folder = STORE / wheels_folder(plat)
+    folder = store.STORE / store.wheels_folder(plat)
     fetch_wheels(plat)
     reqs = {r.name: r for r in wheels.load_locks(ROOT, wheels.store_lock_names(plat))}
     problems = wheels.check_wheels(list(reqs.values()), folder)
@@ -248,11 +225,11 @@ def lock_wheels(plat: platforms.Platform) -> set[str]:
     problems = wheels.check_wheels(list(reqs.values()), folder)
     if problems:
         raise ToolError(f"store {plat.name} wheels do not match the locks:\n  " + "\n  ".join(problems))
-    return {f"{wheels_folder(plat)}/{p.name}" for p in folder.glob("*.whl")}
+    return {f"{store.wheels_folder(plat)}/{p.name}" for p in folder.glob("*.whl")}
 
 
 def lock_plan(groups: list[str]) -> list[tuple[platforms.Platform, bool, bool]]:
-    """Per platform, whether `store lock GROUPS` re-locks its wheels and its base. amd64's are the
+    """Per platform, whether `store lock store.GROUPS` re-locks its wheels and its base. amd64's are the
     `wheels` and `base` groups; another platform's group (`arm64`) is both, and `wheels` alone
     takes its wheels too."""
     plan = []
@@ -269,72 +246,75 @@ def cmd_lock(groups: list[str]) -> int:
     """Re-fill from the network what the other locks name now, and write the store lock."""
     old: dict[str, dict[str, Any]] = {}
     tools_closure: list[str] = []
-    if LOCK.is_file():
-        previous = StoreLock.read()
+    if store.LOCK.is_file():
+        previous = store.StoreLock.read()
         old, tools_closure = previous.files, list(previous.tools_closure)
-    keep: dict[str, dict[str, Any]] = {n: e for n, e in old.items() if group_of(n) not in groups}
+    keep: dict[str, dict[str, Any]] = {n: e for n, e in old.items() if store.group_of(n) not in groups}
     wanted: set[str] = set()
     for plat, take_wheels, take_base in lock_plan(groups):
         if take_wheels:
             # Every platform's wheels follow the requirement locks: `make lock` re-locks them all,
             # also where the rest of that platform's group (its base) stays as it is.
-            folder = wheels_folder(plat) + "/"
+            folder = store.wheels_folder(plat) + "/"
             keep = {n: e for n, e in keep.items() if not n.startswith(folder)}
             wanted |= lock_wheels(plat)
         if take_base:
-            log(f"store: {rootfs_name(plat)} {fetch_rootfs(plat)}")
+            log(f"store: {store.rootfs_name(plat)} {fetch_rootfs(plat)}")
             lock = base.load_lock(plat)
             specs = [f"{p}={v}" for p, v in lock.packages.items()]
-            wanted |= download_debs(base_apt(plat), specs, debs_folder(plat))
-            wanted.add(rootfs_name(plat))
+            wanted |= download_debs(base_apt(plat), specs, store.debs_folder(plat))
+            wanted.add(store.rootfs_name(plat))
     if "engine" in groups:
-        definition = load_engine_definition()
+        definition = store.load_engine_definition()
         apt = engine_apt(definition)
         closure = apt.resolve([*definition["packages"], *definition["tools"]])
-        pins = engine_pins(definition)
+        pins = store.engine_pins(definition)
         wrong = [f"{p} {v} (pinned {pins[p]})" for p, v in closure if p in pins and pins[p] != v]
         if wrong:
-            raise ToolError(f"{rel(ENGINE_DEFINITION)}: apt resolved other versions: {', '.join(wrong)}")
+            raise ToolError(
+                f"{rel(store.ENGINE_DEFINITION)}: apt resolved other versions: {', '.join(wrong)}"
+            )
         wanted |= download_debs(apt, [f"{p}={v}" for p, v in closure], "engine/debs")
         # What the tools alone need, for hosts whose engine is fine but lack mmdebstrap or zstd.
         tools_closure = sorted(p for p, _ in apt.resolve(list(definition["tools"])))
     if "builder2" in groups:
-        definition = load_engine_definition()
+        definition = store.load_engine_definition()
         specs = list(definition["second_builder"]["packages"])
         wanted |= download_debs(builder2_apt(definition), specs, "builder2/debs")
     if "stack" in groups:
         # From the base's own sources: the images install these .debs on the base's dpkg database.
         apt = base_apt()
-        pins = load_stack_definition()["packages"]
+        pins = store.load_stack_definition()["packages"]
         closure = apt.resolve(pins)
         wrong = sorted(set(pins) - {f"{p}={v}" for p, v in closure})
         if wrong:
-            raise ToolError(f"{rel(STACK_DEFINITION)}: apt did not resolve {', '.join(wrong)}")
+            raise ToolError(f"{rel(store.STACK_DEFINITION)}: apt did not resolve {', '.join(wrong)}")
         base_packages = base.load_lock().packages
         wanted |= download_debs(apt, not_in_base(closure, base_packages), "stack/debs")
     for group in groups:  # drop what the locks no longer name
-        for path in STORE.joinpath(group).rglob("*"):
-            name = path.relative_to(STORE).as_posix()
+        for path in store.STORE.joinpath(group).rglob("*"):
+            name = path.relative_to(store.STORE).as_posix()
             if path.is_file() and name not in wanted:
                 log(f"store: removing {rel(path)} (no longer locked)")
                 path.unlink()
     files = dict(keep)
     for name in sorted(wanted):
-        path = STORE / name
+        path = store.STORE / name
         files[name] = {"sha256": file_digest(path), "bytes": path.stat().st_size}
     common.write_json_atomic(
-        LOCK,
+        store.LOCK,
         {
             "comment": "Written by `make lock-store` (python -m imagetool store lock); do not edit.",
-            "engine_definition": load_engine_definition(),
+            "engine_definition": store.load_engine_definition(),
             "tools_closure": tools_closure,
             "files": dict(sorted(files.items())),
         },
     )
     total = sum(e["bytes"] for e in files.values())
     used = ", ".join(groups)
-    log(f"store: wrote {rel(LOCK)}: {len(files)} files, {megabytes(total)} (network used for {used})")
-    dvc_add()
+    size = store.megabytes(total)
+    log(f"store: wrote {rel(store.LOCK)}: {len(files)} files, {size} (network used for {used})")
+    store.dvc_add()
     return 0
 
 

@@ -1,4 +1,5 @@
-"""Download exactly the wheels the locks name, for the image's platform, and check them.
+"""The image's wheels: the locks that name them, and checking a folder of wheels against them
+(`fetch` downloads them into the store and places them in build/wheels*).
 
     python -m imagetool wheels download [--platform P]  # from the store into build/wheels/, checked
     python -m imagetool wheels check [--platform P]     # one wheel with a locked hash per package
