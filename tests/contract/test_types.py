@@ -65,6 +65,43 @@ def test_the_exact_path_and_a_regressor_round_trip() -> None:
     assert plan.to_json() == exact
 
 
+def test_a_multiclass_model_with_categorical_and_date_features_round_trips() -> None:
+    """The feature kinds and the task the committed model does not have: categories, a date (whose
+    parts the ONNX inputs feed), three classes."""
+    _, meta_doc = committed(METADATA_FILE)
+    _, serving_doc = committed(SERVING_FILE)
+    features = [
+        {"name": "size", "kind": "numeric", "categories": None, "missing": False},
+        {"name": "colour", "kind": "categorical", "categories": ["blue", "red"], "missing": True},
+        {"name": "when", "kind": "date", "categories": None, "missing": False},
+    ]
+    example = {"size": 1.5, "colour": None, "when": "2024-02-29"}
+    multiclass = copy.deepcopy(meta_doc) | {
+        "task": "multiclass",
+        "features": features,
+        "classes": ["a", "b", "c"],
+        "example": example,
+    }
+    metadata = Metadata.from_json(multiclass, METADATA_FILE)
+    assert metadata.to_json() == multiclass
+    plan_doc = copy.deepcopy(serving_doc)
+    plan_doc.update(task="multiclass", classes=["a", "b", "c"])
+    parts = ["when:days", "when:month", "when:weekday"]
+    plan_doc["onnx"]["inputs"] = [
+        {
+            "name": "numbers",
+            "features": ["size", "when:days", "when:month", "when:weekday"],
+            "type": "double",
+        },
+        {"name": "colour", "features": ["colour"], "type": "string"},
+    ]
+    plan_doc["check"].update(rows=[example], expected=[[0.2, 0.3, 0.5]], labels=["c"])
+    plan = ServingPlan.from_json(plan_doc, SERVING_FILE, metadata)
+    assert plan.onnx is not None
+    assert plan.onnx.inputs[0].features == ("size", *parts)
+    assert plan.to_json() == plan_doc
+
+
 def test_a_dates_parts_follow_the_other_features_as_numeric_columns() -> None:
     features = (
         Feature("when", "date", None, True),

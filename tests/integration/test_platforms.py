@@ -303,3 +303,9 @@ def test_arm64_serves_predict_and_v2_like_the_model(arm64_container: Container) 
     assert positional["predictions"] == served
     v2_probabilities = np.array(outputs["probabilities"]["data"], dtype=np.float64).reshape(got.shape)
     assert np.array_equal(v2_probabilities, got)  # the V2 columns' dense parse, against orjson's rows
+    # The third form the dense parse reads: one nested [N, F] tensor (its brackets counted per row).
+    matrix = {"name": "input-0", "shape": [len(rows), len(names)], "datatype": "FP64"}
+    matrix["data"] = [[r[n] for n in names] for r in rows]
+    nested = _post(f"{arm64_container.url}/v2/models/lockstep/infer", {"inputs": [matrix]})["outputs"]
+    [nested_probabilities] = [o["data"] for o in nested if o["name"] == "probabilities"]
+    assert np.array_equal(np.array(nested_probabilities, dtype=np.float64).reshape(got.shape), got)
