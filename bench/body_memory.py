@@ -3,7 +3,7 @@
 
 Per kind: the worker's peak-RSS counter is reset (/proc/PID/clear_refs), the body is posted, and the
 peak read back (VmHWM). The worst kind's bytes-per-body-byte is what sizes the body limit against
-the deploy memory limit (api/settings.py; tests/api/test_memory_budget.py keeps them in step).
+the deploy memory limit (api/settings.py; tests/api/test_settings.py keeps them in step).
 Writes bench/results/serve_body_memory.{json,md}.
 """
 

@@ -61,10 +61,10 @@ def test_drift_reports_a_change_outside_the_outputs() -> None:
 
 @pytest.mark.slow
 def test_check_repro_fails_when_the_committed_lock_does_not_reproduce(
-    repo_copy: Callable[[], Path],
+    fresh_clone: Callable[[], Path],
 ) -> None:
     """A committed dvc.lock whose model md5 the pipeline cannot reproduce: exit 1, output named."""
-    repo = repo_copy()
+    repo = fresh_clone()
     lock = repo / "dvc.lock"
     doc = yaml.safe_load(lock.read_text())
     # Record another md5 for the model: what a change that alters the model's bytes looks like.

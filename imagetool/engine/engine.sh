@@ -212,7 +212,7 @@ cmd_status() {
 #   diffoscope-minimal  file-level diff when `make verify` finds two builds differ
 #   zstd                reads the image's zstd-compressed layers (size, layer diffs)
 #   gpg                 the InRelease trust tests sign with a throwaway key (gpgv, which checks, comes with apt)
-#   qemu-user-static    runs the pipeline on an emulated CPU (tests/pipeline/test_qemu_cpu.py), and
+#   qemu-user-static    runs the pipeline on an emulated CPU (tests/integration/pipeline/test_qemu_cpu.py), and
 #                       linux/arm64 RUN steps and containers through binfmt_misc (cmd_binfmt)
 #   arch-test           mmdebstrap's check that a foreign architecture (arm64) can run here
 cmd_host_tools() {

@@ -1,112 +1,20 @@
-"""Fixtures for the service tests: the real pipeline's artifacts (the repository's own `dvc repro`, and
-other model families trained once per session in repo copies), app clients, and tampered copies."""
+"""Fixtures for the service's module tests: an app with its model loaded, for raw ASGI calls (the
+artifacts, app clients and model families every level shares are in tests/conftest.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from api.app import create_app
-from harness import DEFAULT, Artifacts, dated_csv, train_family
 from tests.api.support import TestClient
-
-# Model families beyond the default, as a user would choose them: params.yaml overrides (dotted
-# keys) for a repo copy whose `dvc repro` then writes real artifacts.
-PENGUINS = {
-    "prepare.raw_data": "data/raw/penguins.csv",
-    "prepare.target": "species",
-    "evaluate.positive_class": None,  # three species: macro averages
-}
-DATED = {
-    "prepare.raw_data": "data/raw/dated.csv",
-    "prepare.target": "busy",
-    "evaluate.positive_class": "yes",
-}
-FAMILIES: dict[str, dict[str, Any]] = {
-    # Multi-class, two categorical columns, missing values: the ONNX path.
-    "penguins-forest": {
-        **PENGUINS,
-        "train.estimator.class": "sklearn.ensemble.RandomForestClassifier",
-        "train.estimator.params": {"n_estimators": 100},
-    },
-    # A regressor on the same data (target body mass).
-    "penguins-regressor": {
-        **PENGUINS,
-        "prepare.target": "body_mass_g",
-        "prepare.drop_missing_target": True,  # two penguins were not weighed
-        "train.estimator.class": "sklearn.ensemble.HistGradientBoostingRegressor",
-        "train.estimator.params": {},
-    },
-    # skl2onnx has no converter for label propagation: the exact path, honestly reached.
-    "penguins-exact": {
-        **PENGUINS,
-        "train.estimator.class": "sklearn.semi_supervised.LabelPropagation",
-        "train.estimator.params": {"kernel": "knn"},
-    },
-    # A date column (ISO 8601, with gaps) beside a number and a category; the ONNX path.
-    "dated-forest": {
-        **DATED,
-        "train.estimator.class": "sklearn.ensemble.RandomForestClassifier",
-        "train.estimator.params": {"n_estimators": 50},
-    },
-    # The same data on the exact path: the pickle takes the date's parts too.
-    "dated-exact": {
-        **DATED,
-        "train.estimator.class": "sklearn.semi_supervised.LabelPropagation",
-        "train.estimator.params": {"kernel": "knn"},
-    },
-}
-# Files a family's repo copy gets before `dvc repro`.
-FILES = {name: {"data/raw/dated.csv": dated_csv()} for name in ("dated-forest", "dated-exact")}
-
-
-@pytest.fixture(scope="session")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Artifacts]:
-    """Factory: the artifacts of a model family from FAMILIES, trained once per session."""
-    cache: dict[str, Artifacts] = {}
-
-    def get(name: str) -> Artifacts:
-        if name not in cache:
-            repo = tmp_path_factory.mktemp(name) / "repo"
-            cache[name] = train_family(repo, FAMILIES[name], FILES.get(name))
-        return cache[name]
-
-    return get
-
-
-@pytest.fixture(scope="session")
-def default_artifacts() -> Artifacts:
-    DEFAULT.require()
-    return DEFAULT
-
-
-@pytest.fixture(scope="session")
-def metadata(default_artifacts: Artifacts) -> dict[str, Any]:
-    return default_artifacts.metadata_document()
-
-
-@pytest.fixture(scope="session")
-def feature_names(metadata: dict[str, Any]) -> list[str]:
-    return [f["name"] for f in metadata["features"]]
-
-
-@pytest.fixture(scope="session")
-def example(metadata: dict[str, Any], feature_names: list[str]) -> dict[str, Any]:
-    """The metadata's example row, in feature order (the file may sort its keys)."""
-    return {name: metadata["example"][name] for name in feature_names}
 
 
 @pytest.fixture(scope="module")
-def client(default_artifacts: Artifacts) -> Iterator[TestClient]:
-    """One app with the default model, started once per test module (lifespan included)."""
-    with TestClient(create_app(default_artifacts.settings())) as test_client:
-        yield test_client
-
-
-@pytest.fixture
-def artifact_copy(default_artifacts: Artifacts, tmp_path: Path) -> Artifacts:
-    """A private copy of the default artifacts, free to tamper with."""
-    return default_artifacts.copy_to(tmp_path / "copy")
+def ready_app(default_artifacts: Any) -> Iterator[Any]:
+    """The ASGI app with its model loaded (lifespan run by a TestClient), for raw ASGI calls."""
+    app = create_app(default_artifacts.settings())
+    with TestClient(app):
+        yield app

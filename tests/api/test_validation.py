@@ -1,5 +1,5 @@
 """api.validation: the fast validation path never disagrees with the exact one (same batch, or it
-defers)."""
+defers); rows with more fields than features, and error reporting that stops at its cap."""
 
 from __future__ import annotations
 
@@ -17,11 +17,12 @@ from hypothesis import strategies as st
 from api.artifacts import parse_metadata
 from api.batch import Batch
 from api.body import load_json
-from api.errors import ClientError
+from api.errors import MAX_REPORTED_ERRORS, ClientError
 from api.tokens import BodyTokens
 from api.validation import MAX_ABS_VALUE, InstanceParser
 from contract.features import Feature
 from harness import Artifacts
+from tests.api.support import TestClient, assert_error, parse_peak_mib, request_cost
 
 FEATURES = [
     Feature("a", "numeric", None, False),
@@ -229,3 +230,38 @@ def test_penguins_bodies_get_the_exact_paths_answer(
     else:
         assert not isinstance(want, Batch)
         assert got == want  # same status and problems, by row and field
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "field"),
+    [
+        # Within every bound before parsing: parsed, then refused row by row, 20 problems named.
+        pytest.param(
+            orjson.dumps({"instances": [{"x": 1}] * 5_000}), "invalid_instances", None, id="many-bad-rows"
+        ),
+    ],
+)
+def test_error_reporting_stops_at_the_cap(ready_app: Any, body: bytes, code: str, field: str | None) -> None:
+    status, answer, peak_mib, cpu_seconds = request_cost(ready_app, body)
+    error = answer["error"]
+    assert (status, error["code"]) == (422, code)
+    assert len(error["errors"]) == MAX_REPORTED_ERRORS
+    if field is not None:
+        assert error["errors"][0]["field"] == field
+    # The body's own parse (one document) and a little more: not one error object per bad key,
+    # nor a second parse. Before issue 11 these took ~17 MiB and ~190 ms each.
+    parse_mib = parse_peak_mib(body)
+    shown = f"{len(body) / 2**20:.2f} MiB body, peak {peak_mib:.1f} MiB (parse alone {parse_mib:.1f})"
+    print(f"\n{code}: {shown}, {cpu_seconds * 1000:.0f} ms CPU")
+    assert peak_mib < parse_mib + 3 * len(body) / 2**20 + 1
+    assert cpu_seconds < 0.1
+
+
+def test_a_row_with_far_more_keys_than_features_is_refused_with_its_count(
+    client: TestClient, feature_names: list[str]
+) -> None:
+    row = {f"extra{i}": 0 for i in range(1000)}
+    reply = client.post("/predict", json={"instances": [row]})
+    error = assert_error(reply, 422, "invalid_instances")
+    assert error["message"] == f"row 0: has 1000 fields; the model has {len(feature_names)} features"
+    assert [e["field"] for e in error["errors"][1:]] == [f"extra{i}" for i in range(MAX_REPORTED_ERRORS - 1)]

@@ -17,7 +17,7 @@ from api.settings import Settings
 from harness import REPO_ROOT, free_port
 from harness.bodies import LARGEST, Model, post_status
 from imagetool.ship.container import Container, made_run
-from tests.api.test_memory_budget import deploy_memory_limits
+from tests.api.support import deploy_memory_limits
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

@@ -92,7 +92,7 @@ def run_levels(
     """One repo copy, `dvc repro` at the first level, then train, evaluate and export again at each
     other level (prepare only parses the CSV: its outputs are shared)."""
     repo = copy_repo(root / name)
-    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)  # as conftest's repo_copy: DVC wants one
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)  # as conftest's fresh_clone: DVC wants one
     if family is not None:
         family.write_params(REPO_ROOT / "params.yaml", repo / "params.yaml")
     env: dict[str, str] = {}

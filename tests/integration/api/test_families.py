@@ -16,9 +16,7 @@ import pytest
 from api.app import create_app
 from contract import ContractError
 from harness import Artifacts, imported_after_serving
-from tests.api.support import TestClient
-from tests.api.test_bad_input import check_error_body
-from tests.api.test_predictions_match_model import served_agree_with_in_process
+from tests.api.support import TestClient, check_error_body, served_agree_with_in_process
 
 pytestmark = pytest.mark.slow  # each family runs the whole pipeline once per session
 

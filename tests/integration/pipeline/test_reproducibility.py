@@ -171,9 +171,9 @@ def test_hist_gradient_boosting_does_depend_on_the_thread_count_unpinned(
 
 
 def test_dvc_repro_on_a_fresh_copy_recreates_every_locked_output(
-    repo_copy: Callable[[], Path], repo_root: Path
+    fresh_clone: Callable[[], Path], repo_root: Path
 ) -> None:
-    repo = repo_copy()
+    repo = fresh_clone()
     assert not (repo / "models/model.joblib").exists()
     proc = dvc(repo, "repro")
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -189,9 +189,9 @@ def test_dvc_repro_on_a_fresh_copy_recreates_every_locked_output(
 
 
 def test_dvc_push_then_pull_restores_outputs_from_a_local_remote(
-    repo_copy: Callable[[], Path], tmp_path: Path
+    fresh_clone: Callable[[], Path], tmp_path: Path
 ) -> None:
-    repo = repo_copy()
+    repo = fresh_clone()
     assert dvc(repo, "repro").returncode == 0
     remote = tmp_path / "remote"
     assert dvc(repo, "remote", "add", "--local", "-d", "store", str(remote)).returncode == 0
@@ -209,13 +209,13 @@ def test_dvc_push_then_pull_restores_outputs_from_a_local_remote(
 
 
 def test_a_poisoned_remote_is_refused_by_dvc_verify_and_by_the_md5_check(
-    repo_copy: Callable[[], Path], tmp_path: Path
+    fresh_clone: Callable[[], Path], tmp_path: Path
 ) -> None:
     """A remote whose model object was swapped for a pickle that runs code. Without `verify`,
     `dvc pull` checks the swapped bytes out and `dvc status` calls them up to date; the stages
     that load the model (here run by `dvc repro`) refuse it before unpickling. With
     `verify true`, `dvc pull` re-hashes what it fetched and checks nothing out."""
-    repo = repo_copy()
+    repo = fresh_clone()
     assert dvc(repo, "repro").returncode == 0
     remote = tmp_path / "remote"
     assert dvc(repo, "remote", "add", "--local", "-d", "store", str(remote)).returncode == 0
@@ -255,11 +255,11 @@ def test_a_poisoned_remote_is_refused_by_dvc_verify_and_by_the_md5_check(
     assert not marker.exists()
 
 
-def test_a_params_change_reruns_training_and_changes_the_model(repo_copy: Callable[[], Path]) -> None:
+def test_a_params_change_reruns_training_and_changes_the_model(fresh_clone: Callable[[], Path]) -> None:
     """Also what the md5-before-unpickle check inside `dvc repro` rests on: evaluate and export
     load the new model only if DVC recorded its md5 in dvc.lock when train finished, before they
     ran (DVC writes the lock stage by stage)."""
-    repo = repo_copy()
+    repo = fresh_clone()
     assert dvc(repo, "repro").returncode == 0
     before = md5(repo / "models/model.joblib")
     params = repo / "params.yaml"
@@ -282,9 +282,11 @@ def test_a_params_change_reruns_training_and_changes_the_model(repo_copy: Callab
     assert serving["model"]["md5"] == after  # export loaded the new model, not a refusal
 
 
-def test_dvc_exp_run_switches_the_estimator_class_as_the_readme_shows(repo_copy: Callable[[], Path]) -> None:
+def test_dvc_exp_run_switches_the_estimator_class_as_the_readme_shows(
+    fresh_clone: Callable[[], Path],
+) -> None:
     """The README's line, also right after a failed experiment left params.yaml changed."""
-    repo = repo_copy()
+    repo = fresh_clone()
     git = ["git", "-c", "user.name=test", "-c", "user.email=test@localhost"]
     subprocess.run([*git, "add", "-A"], cwd=repo, check=True)
     subprocess.run([*git, "commit", "-q", "-m", "init"], cwd=repo, check=True)

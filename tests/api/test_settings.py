@@ -1,48 +1,21 @@
-"""The body limit and the deploy memory limit stay in step: the largest body of the worst kind,
-at the memory per body byte bench/body_memory.py measured (bench/results/serve_body_memory.json),
+"""api.settings' body limit and the deploy memory limit stay in step: the largest body of the worst
+kind, at the memory per body byte bench/body_memory.py measured (bench/results/serve_body_memory.json),
 on top of a worker's own RSS, fits every memory limit `make run` and deploy/ set."""
 
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
-
-import yaml
 
 from api.settings import Settings
 from harness import REPO_ROOT
 from harness.bodies import LARGEST
+from tests.api.support import deploy_memory_limits, mib
 
 MEASURED = REPO_ROOT / "bench/results/serve_body_memory.json"
 # Room left for what a request holds besides its body's parse (the answer, the runner's arrays)
 # and for the allocator's slack.
 MARGIN_MIB = 48
-_UNITS = {"": 2**-20, "k": 2**-10, "ki": 2**-10, "m": 1, "mi": 1, "g": 1024, "gi": 1024}
-
-
-def mib(quantity: str) -> float:
-    """Docker's 336m, Kubernetes' 336Mi and compose's 336M, in MiB (all binary here)."""
-    found = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kmg]i?)?b?", quantity.strip().lower())
-    assert found, f"not a memory quantity: {quantity!r}"
-    return float(found[1]) * _UNITS[found[2] or ""]
-
-
-def deploy_memory_limits() -> dict[str, float]:
-    """Every memory limit a replica runs under, in MiB, read from where it is set."""
-    from imagetool.ship.container import RUN_MEMORY
-
-    deployment = yaml.safe_load((REPO_ROOT / "deploy/k8s/base/deployment.yaml").read_text())
-    [k8s] = deployment["spec"]["template"]["spec"]["containers"]
-    service = yaml.safe_load((REPO_ROOT / "deploy/kserve/inferenceservice.yaml").read_text())
-    kserve = service["spec"]["predictor"]["model"]
-    compose = yaml.safe_load((REPO_ROOT / "deploy/compose.yaml").read_text())["services"]["api"]
-    return {
-        "make run (imagetool/ship/container.py RUN_MEMORY)": mib(RUN_MEMORY),
-        "deploy/k8s": mib(k8s["resources"]["limits"]["memory"]),
-        "deploy/kserve": mib(kserve["resources"]["limits"]["memory"]),
-        "deploy/compose.yaml": mib(str(compose["deploy"]["resources"]["limits"]["memory"])),
-    }
 
 
 def measured() -> dict[str, Any]:

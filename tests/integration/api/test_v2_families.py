@@ -12,8 +12,7 @@ import pytest
 
 from api.app import create_app
 from harness import Artifacts
-from tests.api.support import TestClient
-from tests.api.test_predictions_match_model import split_rows
+from tests.api.support import TestClient, split_rows
 
 pytestmark = pytest.mark.slow  # each family runs the whole pipeline once per session
 

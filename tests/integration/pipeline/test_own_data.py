@@ -14,7 +14,12 @@ from typing import Any
 import pytest
 
 from harness import dated_csv, pipeline_workdir
-from tests.pipeline.test_stage_cli import assert_clean_failure, assert_no_outputs, edit_params, run_stage
+from tests.integration.pipeline.test_stage_cli import (
+    assert_clean_failure,
+    assert_no_outputs,
+    edit_params,
+    run_stage,
+)
 
 pytestmark = pytest.mark.slow
 
