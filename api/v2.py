@@ -5,7 +5,7 @@ Routes: GET /v2 (server metadata), /v2/health/live, /v2/health/ready, /v2/models
 md5, as /predict reports it. Errors are the protocol's `{"error": "..."}` (plus the named problems
 and request id /predict gives): 400 for a bad request, 404 for an unknown model or version.
 Bodies follow the specification (kserve/open-inference-protocol, specification/protocol/
-inference_rest.md and open_inference_rest.yaml); tests/api/test_v2_spec.py checks them against it.
+inference_rest.md and open_inference_rest.yaml); tests/api/test_v2.py checks them against it.
 
 An infer request carries either one tensor per feature ([N] or [N, 1]; numbers as FP*/INT*/UINT*,
 categories as BYTES; null is a missing value, as in /predict), or, for a model whose features are all
