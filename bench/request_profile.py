@@ -9,13 +9,16 @@ contract/ from git archive) in separate processes run one after the other:
   validate  the parsed document to a Batch (the /predict parser, or the V2 codec's decode)
   score     the runner (onnxruntime), scores out
   answer    the finite check and the response bytes
-HTTP (uvicorn, the middleware) is what `make bench-batch`'s server CPU per request adds on top.
+Then each tree is served for real (`python -m api`, one worker) and the same bodies are sent one
+after another on one keep-alive connection: `served` is the server's CPU (user + system, from /proc)
+per request, and `http` (uvicorn, the middleware, the socket) is what it adds to the phases' total.
 Writes bench/results/request_profile.{json,md}.
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
 import io
 import json
 import os
@@ -26,11 +29,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from harness import DEFAULT, REPO_ROOT
+from harness import DEFAULT, REPO_ROOT, Server, running_server
 
 RESULTS = REPO_ROOT / "bench" / "results"
 PHASES = ("count", "parse", "validate", "score", "answer")
 FORMS = ("predict_named", "predict_positional", "v2")
+SERVED_REQUESTS = 500  # per form: /proc counts CPU in 10 ms ticks, so 20 µs per request at worst
 
 
 def profile() -> dict[str, dict[str, float]]:
@@ -139,19 +143,64 @@ def run_child(root: Path) -> dict[str, Any]:
     return dict(json.loads(done.stdout.splitlines()[-1]))
 
 
+def _post(connection: http.client.HTTPConnection, path: str, body: bytes, form: str) -> None:
+    connection.request("POST", path, body, {"Content-Type": "application/json"})
+    reply = connection.getresponse()
+    answer = reply.read()
+    if reply.status != 200:
+        raise SystemExit(f"request_profile: {form} got {reply.status}: {answer[:300]!r}")
+
+
+def served(server: Server, bodies: dict[str, bytes]) -> dict[str, float]:
+    """Server CPU µs per request of each form, sent one after another on one keep-alive connection
+    (after 20 unmeasured ones), so the figure is the work of one request with nothing queued."""
+    from bench.batch_bench import V2_INFER, tree_cpu_seconds
+
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    cpu_us = {}
+    for form, body in bodies.items():
+        path = V2_INFER if form == "v2" else "/predict"
+        for _ in range(20):
+            _post(connection, path, body, form)
+        before = tree_cpu_seconds(server.process.pid)
+        for _ in range(SERVED_REQUESTS):
+            _post(connection, path, body, form)
+        cpu_us[form] = (tree_cpu_seconds(server.process.pid) - before) / SERVED_REQUESTS * 1e6
+    connection.close()
+    return cpu_us
+
+
+def served_both(baseline: str, scratch: Path) -> dict[str, dict[str, float]]:
+    """`served` for the baseline's api/ and this tree's, on make bench-batch's bodies."""
+    from bench.batch_bench import baseline_server, write_bodies
+
+    paths = write_bodies(scratch, DEFAULT)
+    names = {"predict_named": "named", "predict_positional": "positional", "v2": "v2"}
+    bodies = {form: paths[name].read_bytes() for form, name in names.items()}
+    with baseline_server(baseline, DEFAULT, 1, scratch / "baseline.log") as server:
+        base = served(server, bodies)
+    with running_server(DEFAULT, log=scratch / "tree.log", LOCKSTEP_WORKERS="1") as server:
+        tree = served(server, bodies)
+    return {"baseline": base, "tree": tree}
+
+
 def table(results: dict[str, Any]) -> str:
     lines = [
         f"Where a 1,000-row request's time goes, in-process (µs, median); baseline = "
         f"`{results['baseline_ref']}`'s api/ in the same run.",
         "",
-        "| form | code | " + " | ".join(PHASES) + " | total |",
-        "| --- | --- | " + " | ".join("---" for _ in PHASES) + " | --- |",
+        "Served: the server's CPU per request over HTTP, one request at a time; http = served - total.",
+        "",
+        "| form | code | " + " | ".join(PHASES) + " | total | served | http |",
+        "| --- | --- | " + " | ".join("---" for _ in PHASES) + " | --- | --- | --- |",
     ]
     for form in FORMS:
         for code in ("baseline", "tree"):
             row = results[code][form]
             cells = " | ".join(f"{row[p]:.0f}" for p in (*PHASES, "total"))
-            lines.append(f"| {form} | {'this tree' if code == 'tree' else 'baseline'} | {cells} |")
+            cpu = results["served"][code][form]
+            name = "this tree" if code == "tree" else "baseline"
+            lines.append(f"| {form} | {name} | {cells} | {cpu:.0f} | {cpu - row['total']:.0f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -179,6 +228,9 @@ def main(argv: list[str] | None = None) -> int:
             "baseline": run_child(Path(tmp)),
             "tree": run_child(REPO_ROOT),
         }
+        scratch = Path(tmp) / "served"
+        scratch.mkdir()
+        results["served"] = served_both(args.baseline, scratch)
     write_results(args.out, results, table(results))
     return 0
 
