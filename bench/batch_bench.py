@@ -58,18 +58,27 @@ def plain_peer_pickle(artifacts: Artifacts, seed: int = 0) -> bytes:
     return out.getvalue()
 
 
-def write_bodies(directory: Path, artifacts: Artifacts) -> dict[str, Path]:
+def lockstep_documents(artifacts: Artifacts) -> dict[str, Any]:
+    """lockstep's request bodies: the model's example row once and ROWS times, named and positional,
+    and as one V2 [N, F] tensor (make bench-profile sends the same ones)."""
     meta = json.loads(artifacts.metadata.read_text())
     names = [f["name"] for f in meta["features"]]
     example = {n: meta["example"][n] for n in names}
     positional = [example[n] for n in names]
-    bodies: dict[str, Any] = {
+    return {
         "one": {"instances": [example]},
         "one_positional": {"instances": [positional]},
         "named": {"instances": [example] * ROWS},
         "positional": {"instances": [positional] * ROWS},
         "v2": dict(matrix_request([positional] * ROWS, proba=False).items()),
         "v2_one": matrix_request([positional], proba=False),
+    }
+
+
+def write_bodies(directory: Path, artifacts: Artifacts) -> dict[str, Path]:
+    meta = json.loads(artifacts.metadata.read_text())
+    positional = [meta["example"][f["name"]] for f in meta["features"]]
+    bodies: dict[str, Any] = lockstep_documents(artifacts) | {
         "peer_plain": matrix_request([positional] * ROWS, proba=True),
         "peer_pipeline": requests_for(artifacts.model, artifacts.lock, meta, ROWS, proba=True),
     }

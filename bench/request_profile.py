@@ -33,7 +33,8 @@ from harness import DEFAULT, REPO_ROOT, Server, running_server
 
 RESULTS = REPO_ROOT / "bench" / "results"
 PHASES = ("count", "parse", "validate", "score", "answer")
-FORMS = ("predict_named", "predict_positional", "v2")
+FORM_BODIES = {"predict_named": "named", "predict_positional": "positional", "v2": "v2"}
+FORMS = tuple(FORM_BODIES)
 SERVED_REQUESTS = 500  # per form: /proc counts CPU in 10 ms ticks, so 20 µs per request at worst
 
 
@@ -46,22 +47,17 @@ def profile() -> dict[str, dict[str, float]]:
         from api.v2_codec import V2Codec
     except ImportError:  # a baseline from before the codec had its own module
         from api.v2 import V2Codec  # type: ignore[attr-defined]
-    from bench.batch_bench import ROWS
-    from bench.peer_mlserver import matrix_request
-
     model = load_model(Settings())
-    meta = json.loads(Settings().metadata_path.read_text())
-    names = [f["name"] for f in meta["features"]]
-    example = {n: meta["example"][n] for n in names}
-    positional = [example[n] for n in names]
     codec = V2Codec(model, "lockstep")
-    bodies = {
-        "predict_named": json.dumps({"instances": [example] * ROWS}).encode(),
-        "predict_positional": json.dumps({"instances": [positional] * ROWS}).encode(),
-        "v2": json.dumps(matrix_request([positional] * ROWS, proba=False)).encode(),
-    }
+    return {form: _phases(model, codec, form, body) for form, body in form_bodies().items()}
 
-    return {form: _phases(model, codec, form, body) for form, body in bodies.items()}
+
+def form_bodies() -> dict[str, bytes]:
+    """Each form's 1,000-row body, as make bench-batch sends it."""
+    from bench.batch_bench import lockstep_documents
+
+    documents = lockstep_documents(DEFAULT)
+    return {form: json.dumps(documents[name]).encode() for form, name in FORM_BODIES.items()}
 
 
 def _phases(model: Any, codec: Any, form: str, body: bytes) -> dict[str, float]:
@@ -171,12 +167,10 @@ def served(server: Server, bodies: dict[str, bytes]) -> dict[str, float]:
 
 
 def served_both(baseline: str, scratch: Path) -> dict[str, dict[str, float]]:
-    """`served` for the baseline's api/ and this tree's, on make bench-batch's bodies."""
-    from bench.batch_bench import baseline_server, write_bodies
+    """`served` for the baseline's api/ and this tree's, on the same bodies as the phases."""
+    from bench.batch_bench import baseline_server
 
-    paths = write_bodies(scratch, DEFAULT)
-    names = {"predict_named": "named", "predict_positional": "positional", "v2": "v2"}
-    bodies = {form: paths[name].read_bytes() for form, name in names.items()}
+    bodies = form_bodies()
     with baseline_server(baseline, DEFAULT, 1, scratch / "baseline.log") as server:
         base = served(server, bodies)
     with running_server(DEFAULT, log=scratch / "tree.log", LOCKSTEP_WORKERS="1") as server:
