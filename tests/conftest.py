@@ -63,15 +63,11 @@ PENGUINS = {
     "prepare.target": "species",
     "evaluate.positive_class": None,  # three species: macro averages
 }
-
-
 DATED = {
     "prepare.raw_data": "data/raw/dated.csv",
     "prepare.target": "busy",
     "evaluate.positive_class": "yes",
 }
-
-
 FAMILIES: dict[str, dict[str, Any]] = {
     # Multi-class, two categorical columns, missing values: the ONNX path.
     "penguins-forest": {
@@ -106,8 +102,6 @@ FAMILIES: dict[str, dict[str, Any]] = {
         "train.estimator.params": {"kernel": "knn"},
     },
 }
-
-
 # Files a family's repo copy gets before `dvc repro`.
 FILES = {name: {"data/raw/dated.csv": dated_csv()} for name in ("dated-forest", "dated-exact")}
 
